@@ -1,0 +1,129 @@
+//! The input of [`ChatService::generate`](super::ChatService::generate).
+
+use ragback_domain::{Character, Message, Scenario, User, ValidationError};
+
+use crate::retrieval::{RetrievalOverrides, out_of_range};
+
+/// Longest model name accepted in a request.
+const MAX_MODEL_CHARS: usize = 200;
+/// Largest `max_tokens` a request may ask for.
+pub const MAX_TOKENS_LIMIT: u32 = 8_192;
+
+/// Per-request changes to the configured generation parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationOverrides {
+    /// Another model.
+    pub model: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling, above 0 up to 1.
+    pub top_p: Option<f32>,
+    /// Generated tokens, 1 to [`MAX_TOKENS_LIMIT`].
+    pub max_tokens: Option<u32>,
+}
+
+impl GenerationOverrides {
+    /// Checks the ranges; on failure returns the offending field's name.
+    pub fn validate(&self) -> Result<(), (&'static str, ValidationError)> {
+        if let Some(model) = &self.model {
+            if model.trim().is_empty() {
+                return Err(("model", ValidationError::Empty));
+            }
+            let chars = model.chars().count();
+            if chars > MAX_MODEL_CHARS {
+                return Err((
+                    "model",
+                    ValidationError::TooLong {
+                        max: MAX_MODEL_CHARS,
+                        actual: chars,
+                    },
+                ));
+            }
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(("temperature", out_of_range(0.0, 2.0, f64::from(t))));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(("top_p", out_of_range(0.0, 1.0, f64::from(p))));
+        }
+        if let Some(n) = self.max_tokens
+            && !(1..=MAX_TOKENS_LIMIT).contains(&n)
+        {
+            return Err((
+                "max_tokens",
+                out_of_range(1.0, f64::from(MAX_TOKENS_LIMIT), f64::from(n)),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One turn to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateCommand {
+    /// The chat so far, oldest first; empty means the character opens the chat.
+    pub messages: Vec<Message>,
+    /// Who the character talks to.
+    pub user: User,
+    /// Who speaks.
+    pub character: Character,
+    /// The scene, overriding the card's.
+    pub scenario: Option<Scenario>,
+    /// Model and sampling overrides.
+    pub generation: GenerationOverrides,
+    /// Retrieval overrides.
+    pub retrieval: RetrievalOverrides,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_overrides_are_range_checked() {
+        let cases = [
+            (
+                GenerationOverrides {
+                    temperature: Some(2.5),
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                GenerationOverrides {
+                    top_p: Some(0.0),
+                    ..Default::default()
+                },
+                "top_p",
+            ),
+            (
+                GenerationOverrides {
+                    max_tokens: Some(0),
+                    ..Default::default()
+                },
+                "max_tokens",
+            ),
+            (
+                GenerationOverrides {
+                    model: Some(" ".into()),
+                    ..Default::default()
+                },
+                "model",
+            ),
+        ];
+        for (overrides, field) in cases {
+            assert_eq!(overrides.validate().unwrap_err().0, field);
+        }
+        let fine = GenerationOverrides {
+            model: Some("openai/gpt-4o-mini".into()),
+            temperature: Some(0.0),
+            top_p: Some(1.0),
+            max_tokens: Some(200),
+        };
+        assert!(fine.validate().is_ok());
+    }
+}

@@ -1,0 +1,40 @@
+//! The output of [`ChatService::generate`](super::ChatService::generate).
+
+use std::time::Duration;
+
+use ragback_domain::ScoredFact;
+
+use crate::ports::TokenUsage;
+use crate::retrieval::RetrievalStatus;
+
+/// Time spent in each stage of one generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimings {
+    /// Embedding the retrieval query.
+    pub embed: Duration,
+    /// Searching the fact store.
+    pub search: Duration,
+    /// Rendering the prompt.
+    pub render: Duration,
+    /// Calling the model, retries included.
+    pub llm: Duration,
+    /// The whole generation; at least the sum of the stages.
+    pub total: Duration,
+}
+
+/// The character's next line, and how it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The cleaned reply.
+    pub text: String,
+    /// The facts given to the model, best first.
+    pub facts: Vec<ScoredFact>,
+    /// The model that answered.
+    pub model: String,
+    /// Tokens used, summed over calls, when reported.
+    pub usage: Option<TokenUsage>,
+    /// How retrieval went.
+    pub retrieval: RetrievalStatus,
+    /// Stage timings.
+    pub timings: StageTimings,
+}

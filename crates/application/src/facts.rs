@@ -1,0 +1,244 @@
+//! Adding facts: embed the new ones in batches and store them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragback_domain::Fact;
+use tokio::time::Instant;
+
+use crate::ports::{
+    EmbedError, EmbeddedFact, Embedder, EmbeddingPurpose, FactStore, FactStoreError,
+};
+use crate::retry::{RetryError, RetryPolicy, retry};
+
+/// What adding facts did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddFactsReport {
+    /// Newly stored facts.
+    pub added: usize,
+    /// Facts already stored (same owner and text).
+    pub unchanged: usize,
+    /// Inputs that repeated an earlier input of the same call.
+    pub duplicates: usize,
+}
+
+/// Why adding facts stopped. Batches stored before the failure stay stored: `done` says how far
+/// it got, and running the same input again finishes the job.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AddFactsError {
+    /// No embedder is configured.
+    #[error("no embedder is configured, so facts cannot be embedded")]
+    NoEmbedder,
+    /// Embedding a batch failed.
+    #[error("embedding failed after {} facts were stored: {source}", done.added)]
+    Embed {
+        /// What was stored before the failure.
+        done: AddFactsReport,
+        /// The embedder's failure.
+        source: RetryError<EmbedError>,
+    },
+    /// The store failed.
+    #[error("storing failed after {} facts were stored: {source}", done.added)]
+    Store {
+        /// What was stored before the failure.
+        done: AddFactsReport,
+        /// The store's failure.
+        source: FactStoreError,
+    },
+}
+
+/// Embeds and stores facts.
+#[derive(Clone)]
+pub struct FactLibrary {
+    embedder: Option<Arc<dyn Embedder>>,
+    store: Arc<dyn FactStore>,
+    retry: RetryPolicy,
+    batch_timeout: Duration,
+}
+
+impl FactLibrary {
+    /// A library writing to `store`; `batch_timeout` bounds each batch's embedding, retries
+    /// included.
+    pub fn new(
+        embedder: Option<Arc<dyn Embedder>>,
+        store: Arc<dyn FactStore>,
+        retry: RetryPolicy,
+        batch_timeout: Duration,
+    ) -> Self {
+        Self {
+            embedder,
+            store,
+            retry,
+            batch_timeout,
+        }
+    }
+
+    /// The store written to.
+    pub fn store(&self) -> &Arc<dyn FactStore> {
+        &self.store
+    }
+
+    /// Adds facts: skips repeated inputs and facts already stored, embeds the rest in batches
+    /// and stores each batch before embedding the next. `progress` is called after every batch.
+    #[tracing::instrument(skip_all, fields(facts = facts.len()))]
+    pub async fn add(
+        &self,
+        facts: Vec<Fact>,
+        mut progress: impl FnMut(&AddFactsReport),
+    ) -> Result<AddFactsReport, AddFactsError> {
+        let mut report = AddFactsReport::default();
+        let mut seen = HashSet::new();
+        let mut unique = Vec::with_capacity(facts.len());
+        for fact in facts {
+            if seen.insert(fact.id) {
+                unique.push(fact);
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        let ids: Vec<_> = unique.iter().map(|f| f.id).collect();
+        let known: HashSet<_> = self
+            .store
+            .known(&ids)
+            .await
+            .map_err(|source| AddFactsError::Store {
+                done: report,
+                source,
+            })?
+            .into_iter()
+            .collect();
+        unique.retain(|f| !known.contains(&f.id));
+        report.unchanged = known.len();
+        if unique.is_empty() {
+            progress(&report);
+            return Ok(report);
+        }
+
+        let embedder = self.embedder.as_ref().ok_or(AddFactsError::NoEmbedder)?;
+        for batch in unique.chunks(embedder.max_batch().max(1)) {
+            let texts: Vec<String> = batch.iter().map(|f| f.text.as_str().to_owned()).collect();
+            let deadline = Instant::now() + self.batch_timeout;
+            let vectors = retry(&self.retry, deadline, "fact embedding", || {
+                embedder.embed(&texts, EmbeddingPurpose::Document)
+            })
+            .await
+            .map_err(|source| AddFactsError::Embed {
+                done: report,
+                source,
+            })?;
+            if vectors.len() != batch.len() {
+                let source = RetryError::Failed {
+                    attempts: 1,
+                    last: EmbedError::InvalidResponse(format!(
+                        "{} vectors for {} texts",
+                        vectors.len(),
+                        batch.len()
+                    )),
+                };
+                return Err(AddFactsError::Embed {
+                    done: report,
+                    source,
+                });
+            }
+            let embedded = batch
+                .iter()
+                .cloned()
+                .zip(vectors)
+                .map(|(fact, vector)| EmbeddedFact { fact, vector })
+                .collect();
+            let stored =
+                self.store
+                    .upsert(embedded)
+                    .await
+                    .map_err(|source| AddFactsError::Store {
+                        done: report,
+                        source,
+                    })?;
+            report.added += stored.added;
+            report.unchanged += stored.unchanged;
+            progress(&report);
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ragback_domain::{FactOwner, FactText, UserId};
+
+    use super::*;
+    use crate::testing::{FailingEmbedder, InMemoryFactStore, WordEmbedder};
+
+    fn facts(owner: &str, texts: &[&str]) -> Vec<Fact> {
+        let owner = FactOwner::User(UserId::parse(owner).unwrap());
+        texts
+            .iter()
+            .map(|t| Fact::new(owner.clone(), FactText::parse(*t).unwrap()))
+            .collect()
+    }
+
+    fn library(embedder: Arc<dyn Embedder>, store: Arc<InMemoryFactStore>) -> FactLibrary {
+        let retry = RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        };
+        FactLibrary::new(Some(embedder), store, retry, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn adding_twice_keeps_one_copy_and_embeds_nothing_the_second_time() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        let lib = library(embedder.clone(), store.clone());
+        let input = facts("john", &["a", "b", "c", "d", "e", "a"]);
+
+        let first = lib.add(input.clone(), |_| {}).await.unwrap();
+        let calls_after_first = embedder.calls();
+        let second = lib.add(input, |_| {}).await.unwrap();
+
+        assert_eq!(
+            first,
+            AddFactsReport {
+                added: 5,
+                unchanged: 0,
+                duplicates: 1
+            }
+        );
+        assert_eq!(
+            second,
+            AddFactsReport {
+                added: 0,
+                unchanged: 5,
+                duplicates: 1
+            }
+        );
+        assert_eq!(calls_after_first, 2, "5 facts in batches of 4");
+        assert_eq!(embedder.calls(), calls_after_first);
+        assert_eq!(store.count(None).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn progress_is_reported_after_each_batch() {
+        let lib = library(Arc::new(WordEmbedder::default()), Arc::default());
+        let mut seen = Vec::new();
+        lib.add(facts("john", &["a", "b", "c", "d", "e"]), |r| {
+            seen.push(r.added)
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, [4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_embedder_stores_nothing_and_says_so() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let lib = library(Arc::new(FailingEmbedder::default()), store.clone());
+
+        let err = lib.add(facts("john", &["a"]), |_| {}).await.unwrap_err();
+
+        assert!(matches!(err, AddFactsError::Embed { done, .. } if done.added == 0));
+        assert_eq!(store.count(None).await.unwrap(), 0);
+    }
+}

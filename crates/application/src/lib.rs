@@ -1,0 +1,26 @@
+//! ragback's use cases and the ports they depend on.
+//!
+//! - [`ChatService`] writes the character's next line: retrieve facts, render the prompt, call the
+//!   model with retries, clean the reply.
+//! - [`FactRetriever`] finds the facts relevant to a chat turn, degrading to "no facts" on failure.
+//! - [`FactLibrary`] embeds and stores facts (seeding).
+//!
+//! Ports ([`ports`]) are object-safe traits; adapters live in `ragback-integrations`.
+
+pub mod chat;
+pub mod facts;
+pub mod ports;
+pub mod retrieval;
+pub mod retry;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+
+pub use chat::{
+    ChatService, ChatSettings, GenerateCommand, GenerateError, Generation, GenerationOverrides,
+    StageTimings,
+};
+pub use facts::{AddFactsError, AddFactsReport, FactLibrary};
+pub use retrieval::{
+    FactRetriever, Retrieval, RetrievalOverrides, RetrievalSettings, RetrievalStatus,
+};
+pub use retry::RetryPolicy;

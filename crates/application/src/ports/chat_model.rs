@@ -1,0 +1,122 @@
+//! Port: the language model that writes the reply.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Who a prompt message is from, in chat-completion terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptRole {
+    /// Instructions.
+    System,
+    /// The human side of the chat.
+    User,
+    /// The character's side of the chat.
+    Assistant,
+}
+
+/// One message sent to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptMessage {
+    /// Its role.
+    pub role: PromptRole,
+    /// Its text.
+    pub content: String,
+}
+
+/// Which model to call and how to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationParams {
+    /// Model name as the provider knows it.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Upper bound on generated tokens.
+    pub max_tokens: Option<u32>,
+}
+
+/// One chat-completion call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The prompt: system message first, then the chat turns.
+    pub messages: Vec<PromptMessage>,
+    /// Model and sampling.
+    pub params: GenerationParams,
+}
+
+/// Tokens used by a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+}
+
+impl TokenUsage {
+    /// The sum of two calls' usage.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(other.completion_tokens),
+        }
+    }
+}
+
+/// The model's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The raw text, before cleaning.
+    pub text: String,
+    /// The model that actually answered (providers may route to another).
+    pub model: String,
+    /// Token usage, when the provider reports it.
+    pub usage: Option<TokenUsage>,
+}
+
+/// Why a chat completion failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChatModelError {
+    /// No credentials: the message says what to set. Do not retry.
+    #[error("the language model is not configured: {0}")]
+    NotConfigured(String),
+    /// Too many requests: retry after the given delay, when known.
+    #[error("the language model provider is rate limiting: {message}")]
+    RateLimited {
+        /// The provider's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+        /// The provider's message.
+        message: String,
+    },
+    /// Unreachable, reset, or failing (5xx, or an error reported in a 200 body): worth retrying.
+    #[error("the language model provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The request was refused (4xx other than 429: bad key, unknown model, bad parameters).
+    #[error("the language model provider refused the request ({status}): {message}")]
+    Rejected {
+        /// HTTP status, or the error code of the body.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// The provider answered something that is not a chat completion: worth one more try.
+    #[error("the language model provider answered with an invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+/// A chat-completion language model.
+///
+/// Implementations must classify every failure into a [`ChatModelError`] variant and must not
+/// retry on their own: the use case owns retries, backoff and the deadline.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// Whether calls can be made at all (credentials present). Readiness checks use it.
+    fn is_configured(&self) -> bool;
+
+    /// Completes the chat.
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError>;
+}

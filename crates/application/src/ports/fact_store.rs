@@ -1,0 +1,91 @@
+//! Port: where facts and their vectors live.
+
+use async_trait::async_trait;
+use ragback_domain::{Fact, FactId, FactOwner, ScoredFact};
+
+/// A fact with its document embedding, ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedFact {
+    /// The fact.
+    pub fact: Fact,
+    /// Its embedding (`EmbeddingPurpose::Document`).
+    pub vector: Vec<f32>,
+}
+
+/// A similarity search restricted to some owners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactQuery {
+    /// The query embedding (`EmbeddingPurpose::Query`).
+    pub vector: Vec<f32>,
+    /// Only facts of these owners may be returned. Empty means no facts.
+    pub owners: Vec<FactOwner>,
+    /// At most this many facts.
+    pub limit: usize,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertReport {
+    /// Facts that were not in the store before.
+    pub added: usize,
+    /// Facts already stored (same id); left as they were.
+    pub unchanged: usize,
+}
+
+/// What the store holds, for readiness checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// Number of stored facts.
+    pub facts: usize,
+    /// The vector dimension the store was created with; `None` before the first fact.
+    pub dimension: Option<usize>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FactStoreError {
+    /// The store cannot be reached or read (I/O error, server down).
+    #[error("fact store unavailable: {0}")]
+    Unavailable(String),
+    /// Another process holds the store.
+    #[error("fact store is locked: {0}")]
+    Locked(String),
+    /// The vectors do not have the dimension the store was created with: the embedder changed.
+    #[error(
+        "the fact store holds {store}-dimensional vectors but got {given}-dimensional ones: the \
+         embedder changed since the facts were stored; delete the store and re-seed the facts"
+    )]
+    DimensionMismatch {
+        /// The store's dimension.
+        store: usize,
+        /// The dimension received.
+        given: usize,
+    },
+    /// Stored data could not be understood.
+    #[error("fact store holds invalid data: {0}")]
+    Corrupted(String),
+}
+
+/// Stores facts and finds them by similarity.
+///
+/// Implementations must: never return a fact of an owner that was not asked for; return search
+/// results best first with cosine similarity as score; keep one copy per fact id; refuse vectors
+/// whose dimension differs from the store's with [`FactStoreError::DimensionMismatch`]; and make
+/// an upserted fact durable before `upsert` returns.
+#[async_trait]
+pub trait FactStore: Send + Sync {
+    /// Stores facts; facts whose id is already stored are left unchanged.
+    async fn upsert(&self, facts: Vec<EmbeddedFact>) -> Result<UpsertReport, FactStoreError>;
+
+    /// The `limit` facts most similar to the query vector among the given owners, best first.
+    async fn search(&self, query: FactQuery) -> Result<Vec<ScoredFact>, FactStoreError>;
+
+    /// Which of `ids` are already stored.
+    async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError>;
+
+    /// How many facts one owner (or, with `None`, everyone) has.
+    async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError>;
+
+    /// Whether the store is usable, and what it holds.
+    async fn status(&self) -> Result<StoreStatus, FactStoreError>;
+}

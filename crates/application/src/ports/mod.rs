@@ -1,0 +1,17 @@
+//! The ports: what the use cases need from the outside world. Each has its own error enum whose
+//! variants name the decision the caller must make.
+
+mod chat_model;
+mod embedder;
+mod fact_store;
+mod prompt;
+
+pub use chat_model::{
+    ChatModel, ChatModelError, ChatRequest, Completion, GenerationParams, PromptMessage,
+    PromptRole, TokenUsage,
+};
+pub use embedder::{EmbedError, Embedder, EmbeddingPurpose};
+pub use fact_store::{
+    EmbeddedFact, FactQuery, FactStore, FactStoreError, StoreStatus, UpsertReport,
+};
+pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

@@ -1,0 +1,45 @@
+//! Port: turning the character, the scene and the facts into the model's instructions.
+
+use ragback_domain::{Character, ScoredFact, User};
+
+/// Everything the prompt template may use.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptContext<'a> {
+    /// The character (card macros already resolved).
+    pub character: &'a Character,
+    /// The user.
+    pub user: &'a User,
+    /// The scene: the request's, else the card's.
+    pub scenario: Option<&'a str>,
+    /// Facts to weave in, best first; empty when none qualified.
+    pub facts: &'a [ScoredFact],
+    /// True when the history is empty: the character opens the chat.
+    pub greeting: bool,
+}
+
+/// The rendered instructions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPrompt {
+    /// The system prompt.
+    pub system: String,
+    /// For a greeting, the user-side cue that asks the character to open the chat (some models
+    /// need at least one user message).
+    pub opening_cue: Option<String>,
+}
+
+/// Why rendering failed: a template problem, never the user's input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromptError {
+    /// The template could not be rendered.
+    #[error("prompt template failed: {0}")]
+    Template(String),
+}
+
+/// Renders the system prompt.
+///
+/// Implementations must treat every string of the context as data: template syntax inside user
+/// or character text appears literally and is never evaluated.
+pub trait PromptRenderer: Send + Sync {
+    /// Renders the prompt for one turn.
+    fn render(&self, context: &PromptContext<'_>) -> Result<RenderedPrompt, PromptError>;
+}

@@ -1,0 +1,491 @@
+//! Finding the facts relevant to a chat turn.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragback_domain::{FactOwner, Message, Role, ScoredFact, UserId, ValidationError};
+use tokio::time::Instant;
+
+use crate::ports::{EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError};
+use crate::retry::{RetryError, RetryPolicy, retry};
+
+/// Largest `top_k` a request may ask for.
+pub const MAX_TOP_K: usize = 50;
+
+/// Retrieval defaults, from configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievalSettings {
+    /// Whether retrieval runs when the request does not say.
+    pub enabled: bool,
+    /// How many facts at most.
+    pub top_k: usize,
+    /// Minimum cosine similarity of a fact to be used.
+    pub threshold: f32,
+    /// The query is the last user message plus this many messages before it, minus one
+    /// (1 = only the last user message).
+    pub query_messages: usize,
+    /// Whose facts to search when the request names no user.
+    pub default_user: Option<UserId>,
+    /// Time allowed for embedding the query, retries included.
+    pub embed_timeout: Duration,
+    /// Retries of the query embedding.
+    pub embed_retry: RetryPolicy,
+}
+
+/// Per-request changes to the retrieval defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RetrievalOverrides {
+    /// Turn retrieval on or off.
+    pub enabled: Option<bool>,
+    /// Another `top_k`, 1 to [`MAX_TOP_K`].
+    pub top_k: Option<usize>,
+    /// Another threshold, -1 to 1.
+    pub threshold: Option<f32>,
+}
+
+impl RetrievalOverrides {
+    /// Checks the ranges; on failure returns the offending field's name.
+    pub fn validate(&self) -> Result<(), (&'static str, ValidationError)> {
+        if let Some(top_k) = self.top_k
+            && !(1..=MAX_TOP_K).contains(&top_k)
+        {
+            return Err(("top_k", out_of_range(1.0, MAX_TOP_K as f64, top_k as f64)));
+        }
+        if let Some(threshold) = self.threshold
+            && !(-1.0..=1.0).contains(&threshold)
+        {
+            return Err(("threshold", out_of_range(-1.0, 1.0, f64::from(threshold))));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn out_of_range(min: f64, max: f64, actual: f64) -> ValidationError {
+    ValidationError::OutOfRange { min, max, actual }
+}
+
+/// How retrieval went for one turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrievalStatus {
+    /// The store was searched; the facts (maybe none) passed the threshold.
+    Ok,
+    /// Not attempted: disabled, no embedder configured, or nothing to embed.
+    Skipped,
+    /// The embedder or the store failed: the reply goes on without facts.
+    Degraded,
+}
+
+impl RetrievalStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Skipped => "skipped",
+            Self::Degraded => "degraded",
+        }
+    }
+}
+
+/// The outcome of retrieval for one turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrieval {
+    /// How it went.
+    pub status: RetrievalStatus,
+    /// The facts to use, best first.
+    pub facts: Vec<ScoredFact>,
+    /// Time spent embedding the query.
+    pub embed: Duration,
+    /// Time spent searching the store.
+    pub search: Duration,
+}
+
+impl Retrieval {
+    fn without_facts(status: RetrievalStatus, embed: Duration, search: Duration) -> Self {
+        Self {
+            status,
+            facts: Vec::new(),
+            embed,
+            search,
+        }
+    }
+}
+
+/// Why a direct search failed (operators' searches; chat turns degrade instead).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SearchError {
+    /// No embedder is configured.
+    #[error("no embedder is configured, so facts cannot be searched")]
+    NoEmbedder,
+    /// Embedding the query failed.
+    #[error("embedding the query failed: {0}")]
+    Embed(#[from] RetryError<EmbedError>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] FactStoreError),
+}
+
+/// Finds the facts relevant to a chat turn.
+#[derive(Clone)]
+pub struct FactRetriever {
+    embedder: Option<Arc<dyn Embedder>>,
+    store: Arc<dyn FactStore>,
+    settings: RetrievalSettings,
+}
+
+impl FactRetriever {
+    /// A retriever over `store`; without an embedder every retrieval is skipped.
+    pub fn new(
+        embedder: Option<Arc<dyn Embedder>>,
+        store: Arc<dyn FactStore>,
+        settings: RetrievalSettings,
+    ) -> Self {
+        Self {
+            embedder,
+            store,
+            settings,
+        }
+    }
+
+    /// The defaults in use.
+    pub fn settings(&self) -> &RetrievalSettings {
+        &self.settings
+    }
+
+    /// The owners whose facts a turn may use: the user (or the default user) and the character.
+    pub fn owners(
+        &self,
+        user: Option<&UserId>,
+        character: Option<&ragback_domain::CharacterId>,
+    ) -> Vec<FactOwner> {
+        let user = user.or(self.settings.default_user.as_ref());
+        user.cloned()
+            .map(FactOwner::User)
+            .into_iter()
+            .chain(character.cloned().map(FactOwner::Character))
+            .collect()
+    }
+
+    /// The text to embed for a turn: the last user message, preceded by up to
+    /// `query_messages - 1` earlier messages. `None` when no user message exists.
+    pub fn query_text(&self, history: &[Message]) -> Option<String> {
+        let last_user = history.iter().rposition(|m| m.role == Role::User)?;
+        let first = (last_user + 1).saturating_sub(self.settings.query_messages.max(1));
+        let texts: Vec<&str> = history[first..=last_user]
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect();
+        Some(texts.join("\n"))
+    }
+
+    /// Retrieves the facts for a chat turn. Never fails: failures degrade to no facts and are
+    /// logged.
+    #[tracing::instrument(skip_all, fields(owners = owners.len()))]
+    pub async fn retrieve(
+        &self,
+        history: &[Message],
+        owners: Vec<FactOwner>,
+        overrides: &RetrievalOverrides,
+    ) -> Retrieval {
+        let zero = Duration::ZERO;
+        let enabled = overrides.enabled.unwrap_or(self.settings.enabled);
+        let (Some(embedder), true) = (self.embedder.as_ref(), enabled) else {
+            return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
+        };
+        let Some(query) = self.query_text(history) else {
+            return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
+        };
+        if owners.is_empty() {
+            return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
+        }
+        let top_k = overrides.top_k.unwrap_or(self.settings.top_k);
+        let threshold = overrides.threshold.unwrap_or(self.settings.threshold);
+
+        let started = Instant::now();
+        let vector = match self.embed_query(embedder.as_ref(), query).await {
+            Ok(vector) => vector,
+            Err(error) => {
+                tracing::warn!(%error, "retrieval degraded: query embedding failed");
+                return Retrieval::without_facts(
+                    RetrievalStatus::Degraded,
+                    started.elapsed(),
+                    zero,
+                );
+            }
+        };
+        let embed = started.elapsed();
+
+        let started = Instant::now();
+        let found = self
+            .store
+            .search(FactQuery {
+                vector,
+                owners,
+                limit: top_k,
+            })
+            .await;
+        let search = started.elapsed();
+        match found {
+            Ok(facts) => Retrieval {
+                status: RetrievalStatus::Ok,
+                facts: keep_above(facts, threshold),
+                embed,
+                search,
+            },
+            Err(error) => {
+                tracing::warn!(%error, "retrieval degraded: fact search failed");
+                Retrieval::without_facts(RetrievalStatus::Degraded, embed, search)
+            }
+        }
+    }
+
+    /// Searches facts for an arbitrary text (operators tuning the threshold). Fails loudly.
+    pub async fn search(
+        &self,
+        text: &str,
+        owners: Vec<FactOwner>,
+        top_k: usize,
+        threshold: f32,
+    ) -> Result<Vec<ScoredFact>, SearchError> {
+        let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
+        let vector = self.embed_query(embedder.as_ref(), text.to_owned()).await?;
+        let facts = self
+            .store
+            .search(FactQuery {
+                vector,
+                owners,
+                limit: top_k,
+            })
+            .await?;
+        Ok(keep_above(facts, threshold))
+    }
+
+    async fn embed_query(
+        &self,
+        embedder: &dyn Embedder,
+        query: String,
+    ) -> Result<Vec<f32>, RetryError<EmbedError>> {
+        let deadline = Instant::now() + self.settings.embed_timeout;
+        let texts = [query];
+        let mut vectors = retry(
+            &self.settings.embed_retry,
+            deadline,
+            "query embedding",
+            || embedder.embed(&texts, EmbeddingPurpose::Query),
+        )
+        .await?;
+        match vectors.pop() {
+            Some(vector) if vectors.is_empty() => Ok(vector),
+            _ => Err(RetryError::Failed {
+                attempts: 1,
+                last: EmbedError::InvalidResponse("expected exactly one vector".into()),
+            }),
+        }
+    }
+}
+
+/// Keeps the facts scoring at least `threshold`, best first.
+fn keep_above(mut facts: Vec<ScoredFact>, threshold: f32) -> Vec<ScoredFact> {
+    facts.retain(|f| f.score >= threshold);
+    facts.sort_by(|a, b| b.score.total_cmp(&a.score));
+    facts
+}
+
+#[cfg(test)]
+mod tests {
+    use ragback_domain::{CharacterId, MessageText};
+
+    use super::*;
+    use crate::testing::{FailingEmbedder, InMemoryFactStore, WordEmbedder, seed};
+
+    fn settings() -> RetrievalSettings {
+        RetrievalSettings {
+            enabled: true,
+            top_k: 3,
+            threshold: 0.3,
+            query_messages: 1,
+            default_user: Some(UserId::parse("john").unwrap()),
+            embed_timeout: Duration::from_secs(2),
+            embed_retry: RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(5),
+            },
+        }
+    }
+
+    fn msg(role: Role, text: &str) -> Message {
+        Message::new(role, MessageText::parse(text).unwrap())
+    }
+
+    fn user(id: &str) -> FactOwner {
+        FactOwner::User(UserId::parse(id).unwrap())
+    }
+
+    #[test]
+    fn query_is_the_last_user_message_or_a_window_ending_there() {
+        let history = vec![
+            msg(Role::User, "hi"),
+            msg(Role::Character, "yo"),
+            msg(Role::User, "I ran a marathon"),
+            msg(Role::Character, "wow"),
+        ];
+        let store = Arc::new(InMemoryFactStore::default());
+        let one = FactRetriever::new(None, store.clone(), settings());
+        assert_eq!(
+            one.query_text(&history).as_deref(),
+            Some("I ran a marathon")
+        );
+
+        let three = FactRetriever::new(
+            None,
+            store,
+            RetrievalSettings {
+                query_messages: 3,
+                ..settings()
+            },
+        );
+        assert_eq!(
+            three.query_text(&history).as_deref(),
+            Some("hi\nyo\nI ran a marathon")
+        );
+        assert_eq!(three.query_text(&[msg(Role::Character, "hello")]), None);
+    }
+
+    #[test]
+    fn owners_fall_back_to_the_default_user_and_add_the_character() {
+        let retriever =
+            FactRetriever::new(None, Arc::new(InMemoryFactStore::default()), settings());
+        let blaze = CharacterId::parse("blaze").unwrap();
+        assert_eq!(
+            retriever.owners(None, Some(&blaze)),
+            vec![user("john"), FactOwner::Character(blaze)]
+        );
+        assert_eq!(
+            retriever.owners(Some(&UserId::parse("jane").unwrap()), None),
+            vec![user("jane")]
+        );
+    }
+
+    #[tokio::test]
+    async fn relevant_facts_above_the_threshold_are_returned_best_first() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        seed(
+            &*embedder,
+            &*store,
+            &user("john"),
+            &["ran the london marathon", "owns a cat named Kit"],
+        )
+        .await;
+        seed(&*embedder, &*store, &user("jane"), &["ran a marathon too"]).await;
+        let retriever = FactRetriever::new(Some(embedder), store, settings());
+
+        let found = retriever
+            .retrieve(
+                &[msg(Role::User, "I ran the marathon")],
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+            )
+            .await;
+
+        assert_eq!(found.status, RetrievalStatus::Ok);
+        let texts: Vec<_> = found.facts.iter().map(|f| f.fact.text.as_str()).collect();
+        assert_eq!(texts, ["ran the london marathon"]);
+    }
+
+    #[tokio::test]
+    async fn overrides_change_threshold_and_top_k() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        seed(
+            &*embedder,
+            &*store,
+            &user("john"),
+            &["likes cats", "likes dogs", "likes jazz"],
+        )
+        .await;
+        let retriever = FactRetriever::new(Some(embedder), store, settings());
+        let history = [msg(Role::User, "likes")];
+
+        let all = RetrievalOverrides {
+            threshold: Some(-1.0),
+            top_k: Some(2),
+            ..Default::default()
+        };
+        let found = retriever.retrieve(&history, vec![user("john")], &all).await;
+        assert_eq!(found.facts.len(), 2);
+
+        let none = RetrievalOverrides {
+            threshold: Some(0.99),
+            ..Default::default()
+        };
+        let found = retriever
+            .retrieve(&history, vec![user("john")], &none)
+            .await;
+        assert_eq!(found.status, RetrievalStatus::Ok);
+        assert!(found.facts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retrieval_is_skipped_when_disabled_or_without_embedder_or_user_message() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let history = [msg(Role::User, "hey")];
+        let no_embedder = FactRetriever::new(None, store.clone(), settings());
+        let r = no_embedder
+            .retrieve(&history, vec![user("john")], &Default::default())
+            .await;
+        assert_eq!(r.status, RetrievalStatus::Skipped);
+
+        let retriever =
+            FactRetriever::new(Some(Arc::new(WordEmbedder::default())), store, settings());
+        let disabled = RetrievalOverrides {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        let r = retriever
+            .retrieve(&history, vec![user("john")], &disabled)
+            .await;
+        assert_eq!(r.status, RetrievalStatus::Skipped);
+        let r = retriever
+            .retrieve(&[], vec![user("john")], &Default::default())
+            .await;
+        assert_eq!(r.status, RetrievalStatus::Skipped);
+    }
+
+    #[tokio::test]
+    async fn a_failing_embedder_degrades_after_retrying() {
+        let embedder = Arc::new(FailingEmbedder::default());
+        let retriever = FactRetriever::new(
+            Some(embedder.clone()),
+            Arc::new(InMemoryFactStore::default()),
+            settings(),
+        );
+
+        let r = retriever
+            .retrieve(
+                &[msg(Role::User, "hey")],
+                vec![user("john")],
+                &Default::default(),
+            )
+            .await;
+
+        assert_eq!(r.status, RetrievalStatus::Degraded);
+        assert!(r.facts.is_empty());
+        assert_eq!(embedder.calls(), 2);
+    }
+
+    #[test]
+    fn overrides_are_range_checked() {
+        let bad_k = RetrievalOverrides {
+            top_k: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(bad_k.validate().unwrap_err().0, "top_k");
+        let bad_threshold = RetrievalOverrides {
+            threshold: Some(1.5),
+            ..Default::default()
+        };
+        assert_eq!(bad_threshold.validate().unwrap_err().0, "threshold");
+        assert!(RetrievalOverrides::default().validate().is_ok());
+    }
+}

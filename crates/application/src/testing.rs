@@ -1,0 +1,314 @@
+//! Deterministic in-process fakes of the ports, for tests (feature `test-utils`).
+//!
+//! They implement each port's contract honestly (ordering, owner isolation, dimensions) so that
+//! use-case tests exercise real behaviour; end-to-end tests use the real adapters instead.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use ragback_domain::{Fact, FactOwner, FactText, ScoredFact};
+
+use crate::ports::{
+    ChatModel, ChatModelError, ChatRequest, Completion, EmbedError, EmbeddedFact, Embedder,
+    EmbeddingPurpose, FactQuery, FactStore, FactStoreError, PromptContext, PromptError,
+    PromptRenderer, RenderedPrompt, StoreStatus, UpsertReport,
+};
+
+/// Dimension of [`WordEmbedder`] vectors.
+pub const WORD_DIMENSION: usize = 64;
+
+/// Embeds a text as its normalised bag of lower-cased words hashed into 64 buckets: texts that
+/// share words are similar, texts that share none are orthogonal.
+#[derive(Debug, Default)]
+pub struct WordEmbedder {
+    calls: AtomicUsize,
+}
+
+impl WordEmbedder {
+    /// How many `embed` calls were made.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The vector of one text.
+    pub fn vector(text: &str) -> Vec<f32> {
+        let mut v = vec![0.0f32; WORD_DIMENSION];
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let bucket = word.to_lowercase().bytes().fold(17usize, |h, b| {
+                h.wrapping_mul(31).wrapping_add(usize::from(b))
+            });
+            v[bucket % WORD_DIMENSION] += 1.0;
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+}
+
+#[async_trait]
+impl Embedder for WordEmbedder {
+    fn model_id(&self) -> &str {
+        "test/words"
+    }
+
+    fn max_batch(&self) -> usize {
+        4
+    }
+
+    async fn embed(
+        &self,
+        texts: &[String],
+        _purpose: EmbeddingPurpose,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(texts.iter().map(|t| Self::vector(t)).collect())
+    }
+}
+
+/// An embedder whose provider is down.
+#[derive(Debug, Default)]
+pub struct FailingEmbedder {
+    calls: AtomicUsize,
+}
+
+impl FailingEmbedder {
+    /// How many `embed` calls were made.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Embedder for FailingEmbedder {
+    fn model_id(&self) -> &str {
+        "test/failing"
+    }
+
+    fn max_batch(&self) -> usize {
+        4
+    }
+
+    async fn embed(&self, _: &[String], _: EmbeddingPurpose) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(EmbedError::Unavailable("connection refused".into()))
+    }
+}
+
+/// A brute-force, in-memory fact store with the port's guarantees.
+#[derive(Debug, Default)]
+pub struct InMemoryFactStore {
+    facts: Mutex<BTreeMap<ragback_domain::FactId, EmbeddedFact>>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+impl InMemoryFactStore {
+    fn dimension(facts: &BTreeMap<ragback_domain::FactId, EmbeddedFact>) -> Option<usize> {
+        facts.values().next().map(|f| f.vector.len())
+    }
+
+    fn check_dimension(
+        facts: &BTreeMap<ragback_domain::FactId, EmbeddedFact>,
+        given: usize,
+    ) -> Result<(), FactStoreError> {
+        match Self::dimension(facts) {
+            Some(store) if store != given => {
+                Err(FactStoreError::DimensionMismatch { store, given })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl FactStore for InMemoryFactStore {
+    async fn upsert(&self, facts: Vec<EmbeddedFact>) -> Result<UpsertReport, FactStoreError> {
+        let mut stored = self
+            .facts
+            .lock()
+            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        let mut report = UpsertReport::default();
+        for fact in facts {
+            Self::check_dimension(&stored, fact.vector.len())?;
+            if stored.contains_key(&fact.fact.id) {
+                report.unchanged += 1;
+            } else {
+                report.added += 1;
+                stored.insert(fact.fact.id, fact);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn search(&self, query: FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
+        let stored = self
+            .facts
+            .lock()
+            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        Self::check_dimension(&stored, query.vector.len())?;
+        let mut found: Vec<ScoredFact> = stored
+            .values()
+            .filter(|f| query.owners.contains(&f.fact.owner))
+            .map(|f| ScoredFact {
+                fact: f.fact.clone(),
+                score: cosine(&f.vector, &query.vector),
+            })
+            .collect();
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    async fn known(
+        &self,
+        ids: &[ragback_domain::FactId],
+    ) -> Result<Vec<ragback_domain::FactId>, FactStoreError> {
+        let stored = self
+            .facts
+            .lock()
+            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        Ok(ids
+            .iter()
+            .filter(|id| stored.contains_key(id))
+            .copied()
+            .collect())
+    }
+
+    async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
+        let stored = self
+            .facts
+            .lock()
+            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        Ok(stored
+            .values()
+            .filter(|f| owner.is_none_or(|o| &f.fact.owner == o))
+            .count())
+    }
+
+    async fn status(&self) -> Result<StoreStatus, FactStoreError> {
+        let stored = self
+            .facts
+            .lock()
+            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        Ok(StoreStatus {
+            facts: stored.len(),
+            dimension: Self::dimension(&stored),
+        })
+    }
+}
+
+/// Stores `texts` as facts of `owner`, embedded by `embedder`.
+pub async fn seed(
+    embedder: &dyn Embedder,
+    store: &dyn FactStore,
+    owner: &FactOwner,
+    texts: &[&str],
+) {
+    let facts: Vec<Fact> = texts
+        .iter()
+        .filter_map(|t| FactText::parse(*t).ok())
+        .map(|t| Fact::new(owner.clone(), t))
+        .collect();
+    let inputs: Vec<String> = facts.iter().map(|f| f.text.as_str().to_owned()).collect();
+    let vectors = embedder
+        .embed(&inputs, EmbeddingPurpose::Document)
+        .await
+        .unwrap_or_default();
+    let embedded = facts
+        .into_iter()
+        .zip(vectors)
+        .map(|(fact, vector)| EmbeddedFact { fact, vector })
+        .collect();
+    let _ = store.upsert(embedded).await;
+}
+
+/// A chat model that answers from a script and records every request.
+#[derive(Debug, Default)]
+pub struct ScriptedChatModel {
+    script: Mutex<VecDeque<Result<Completion, ChatModelError>>>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl ScriptedChatModel {
+    /// A model that will answer with these outcomes, in order, then fail with `Unavailable`.
+    pub fn new(script: impl IntoIterator<Item = Result<Completion, ChatModelError>>) -> Self {
+        Self {
+            script: Mutex::new(script.into_iter().collect()),
+            requests: Mutex::default(),
+        }
+    }
+
+    /// A successful completion with this text.
+    pub fn reply(text: &str) -> Result<Completion, ChatModelError> {
+        Ok(Completion {
+            text: text.to_owned(),
+            model: "test/model".to_owned(),
+            usage: Some(crate::ports::TokenUsage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+            }),
+        })
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl ChatModel for ScriptedChatModel {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError> {
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push(request.clone());
+        }
+        self.script
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop_front())
+            .unwrap_or_else(|| Err(ChatModelError::Unavailable("script exhausted".into())))
+    }
+}
+
+/// Renders a plain-text system prompt listing the context, one item per line.
+#[derive(Debug, Default)]
+pub struct PlainRenderer;
+
+impl PromptRenderer for PlainRenderer {
+    fn render(&self, ctx: &PromptContext<'_>) -> Result<RenderedPrompt, PromptError> {
+        let mut system = format!(
+            "character: {}\ndescription: {}\nuser: {}\n",
+            ctx.character.name, ctx.character.description, ctx.user.name
+        );
+        if let Some(scenario) = ctx.scenario {
+            system.push_str(&format!("scenario: {scenario}\n"));
+        }
+        for fact in ctx.facts {
+            system.push_str(&format!("fact: {}\n", fact.fact.text.as_str()));
+        }
+        Ok(RenderedPrompt {
+            system,
+            opening_cue: ctx.greeting.then(|| "open the chat".to_owned()),
+        })
+    }
+}

@@ -1,0 +1,22 @@
+//! ragback's domain: who talks (users and characters), what was said (messages), what is known
+//! about them (facts), and how a raw model reply becomes one line of dialogue.
+//!
+//! Everything here is plain data with validating constructors: no I/O, no async, no vendor types.
+
+mod card;
+mod character;
+mod fact;
+mod message;
+mod reply;
+mod scenario;
+mod text;
+mod user;
+
+pub use card::{CharacterCard, resolve_card_macros};
+pub use character::{Character, CharacterId};
+pub use fact::{Fact, FactId, FactOwner, FactText, OwnerKind, ScoredFact};
+pub use message::{Message, MessageText, Role};
+pub use reply::clean_reply;
+pub use scenario::Scenario;
+pub use text::{Age, Name, ValidationError, limits};
+pub use user::{User, UserId};
