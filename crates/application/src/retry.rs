@@ -57,7 +57,10 @@ impl Retryable for ChatModelError {
             Self::RateLimited { retry_after, .. } => RetryDecision::Retry {
                 after: *retry_after,
             },
-            Self::Unavailable(_) | Self::InvalidResponse(_) => RetryDecision::Retry { after: None },
+            Self::Unavailable { retry_after, .. } => RetryDecision::Retry {
+                after: *retry_after,
+            },
+            Self::InvalidResponse(_) => RetryDecision::Retry { after: None },
             Self::NotConfigured(_) | Self::Rejected { .. } => RetryDecision::GiveUp,
         }
     }
@@ -158,7 +161,7 @@ mod tests {
     }
 
     fn unavailable() -> ChatModelError {
-        ChatModelError::Unavailable("502".into())
+        ChatModelError::unavailable("502")
     }
 
     /// Runs `retry` over scripted outcomes; returns the result and the instants of each attempt.

@@ -419,7 +419,7 @@ mod tests {
     #[tokio::test]
     async fn transient_model_errors_are_retried_and_permanent_ones_reported() {
         let model = Arc::new(ScriptedChatModel::new([
-            Err(ChatModelError::Unavailable("500".into())),
+            Err(ChatModelError::unavailable("500")),
             ScriptedChatModel::reply("yo"),
         ]));
         let svc = service(model.clone()).await;

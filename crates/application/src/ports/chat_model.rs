@@ -55,6 +55,16 @@ pub struct TokenUsage {
     pub completion_tokens: u32,
 }
 
+impl ChatModelError {
+    /// An `Unavailable` error without `Retry-After`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
 impl TokenUsage {
     /// The sum of two calls' usage.
     pub fn plus(self, other: Self) -> Self {
@@ -92,9 +102,15 @@ pub enum ChatModelError {
         /// The provider's message.
         message: String,
     },
-    /// Unreachable, reset, or failing (5xx, or an error reported in a 200 body): worth retrying.
-    #[error("the language model provider is unavailable: {0}")]
-    Unavailable(String),
+    /// Unreachable, reset, or failing (5xx, or an error reported in a 200 body): worth retrying,
+    /// after the given delay when the provider sent `Retry-After` (a 503 may).
+    #[error("the language model provider is unavailable: {message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// The provider's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
     /// The request was refused (4xx other than 429: bad key, unknown model, bad parameters).
     #[error("the language model provider refused the request ({status}): {message}")]
     Rejected {

@@ -3,6 +3,11 @@
 //! They implement each port's contract honestly (ordering, owner isolation, dimensions) so that
 //! use-case tests exercise real behaviour; end-to-end tests use the real adapters instead.
 
+// Test helpers: failing loudly is their job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod store_contract;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -146,11 +151,12 @@ impl FactStore for InMemoryFactStore {
         let mut report = UpsertReport::default();
         for fact in facts {
             Self::check_dimension(&stored, fact.vector.len())?;
-            if stored.contains_key(&fact.fact.id) {
-                report.unchanged += 1;
-            } else {
-                report.added += 1;
-                stored.insert(fact.fact.id, fact);
+            match stored.entry(fact.fact.id) {
+                std::collections::btree_map::Entry::Occupied(_) => report.unchanged += 1,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    report.added += 1;
+                    slot.insert(fact);
+                }
             }
         }
         Ok(report)
@@ -286,7 +292,7 @@ impl ChatModel for ScriptedChatModel {
             .lock()
             .ok()
             .and_then(|mut s| s.pop_front())
-            .unwrap_or_else(|| Err(ChatModelError::Unavailable("script exhausted".into())))
+            .unwrap_or_else(|| Err(ChatModelError::unavailable("script exhausted")))
     }
 }
 

@@ -1,0 +1,262 @@
+//! The behaviour every [`FactStore`] must have, as a suite of checks that each adapter's tests
+//! run against a fresh, empty store (one store per check).
+//!
+//! Each check panics with a message on failure, like an assertion.
+
+use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
+
+use crate::ports::{EmbeddedFact, FactQuery, FactStore, FactStoreError, StoreStatus};
+
+/// The names of all checks, for adapters to run in a loop and report.
+pub const CHECKS: [&str; 7] = [
+    "empty_store",
+    "search_is_best_first_with_cosine_scores",
+    "owners_are_isolated",
+    "upserts_are_idempotent",
+    "limit_is_respected",
+    "dimension_is_enforced",
+    "counts_per_owner",
+];
+
+/// Runs the check called `name` on an empty store.
+pub async fn run(name: &str, store: &dyn FactStore) {
+    match name {
+        "empty_store" => empty_store(store).await,
+        "search_is_best_first_with_cosine_scores" => search_is_best_first(store).await,
+        "owners_are_isolated" => owners_are_isolated(store).await,
+        "upserts_are_idempotent" => upserts_are_idempotent(store).await,
+        "limit_is_respected" => limit_is_respected(store).await,
+        "dimension_is_enforced" => dimension_is_enforced(store).await,
+        "counts_per_owner" => counts_per_owner(store).await,
+        other => panic!("unknown store check `{other}`"),
+    }
+}
+
+fn user(id: &str) -> FactOwner {
+    FactOwner::User(UserId::parse(id).expect("valid id"))
+}
+
+fn character(id: &str) -> FactOwner {
+    FactOwner::Character(CharacterId::parse(id).expect("valid id"))
+}
+
+fn fact(owner: &FactOwner, text: &str, vector: [f32; 3]) -> EmbeddedFact {
+    EmbeddedFact {
+        fact: Fact::new(owner.clone(), FactText::parse(text).expect("valid text")),
+        vector: vector.to_vec(),
+    }
+}
+
+fn query(vector: [f32; 3], owners: &[FactOwner], limit: usize) -> FactQuery {
+    FactQuery {
+        vector: vector.to_vec(),
+        owners: owners.to_vec(),
+        limit,
+    }
+}
+
+async fn texts(store: &dyn FactStore, q: FactQuery) -> Vec<String> {
+    store
+        .search(q)
+        .await
+        .expect("search works")
+        .into_iter()
+        .map(|f| f.fact.text.as_str().to_owned())
+        .collect()
+}
+
+async fn empty_store(store: &dyn FactStore) {
+    let found = store
+        .search(query([1.0, 0.0, 0.0], &[user("john")], 5))
+        .await;
+    assert_eq!(found, Ok(Vec::new()), "an empty store finds nothing");
+    assert_eq!(store.count(None).await, Ok(0));
+    assert_eq!(
+        store.status().await,
+        Ok(StoreStatus {
+            facts: 0,
+            dimension: None
+        })
+    );
+    assert_eq!(store.known(&[]).await, Ok(Vec::new()));
+}
+
+async fn search_is_best_first(store: &dyn FactStore) {
+    let john = user("john");
+    store
+        .upsert(vec![
+            fact(&john, "orthogonal", [0.0, 1.0, 0.0]),
+            fact(&john, "same direction", [2.0, 0.0, 0.0]),
+            fact(&john, "opposite", [-1.0, 0.0, 0.0]),
+            fact(&john, "diagonal", [1.0, 1.0, 0.0]),
+        ])
+        .await
+        .expect("upsert works");
+
+    let found = store
+        .search(query([1.0, 0.0, 0.0], &[john], 10))
+        .await
+        .expect("search works");
+
+    let got: Vec<(&str, f32)> = found
+        .iter()
+        .map(|f| (f.fact.text.as_str(), f.score))
+        .collect();
+    let expected = [
+        ("same direction", 1.0),
+        ("diagonal", std::f32::consts::FRAC_1_SQRT_2),
+        ("orthogonal", 0.0),
+        ("opposite", -1.0),
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:?}");
+    for ((text, score), (want_text, want_score)) in got.iter().zip(expected) {
+        assert_eq!(*text, want_text, "order: {got:?}");
+        assert!(
+            (score - want_score).abs() < 1e-4,
+            "cosine of {text}: {score}"
+        );
+    }
+}
+
+async fn owners_are_isolated(store: &dyn FactStore) {
+    let (john, jane, john_the_character) = (user("john"), user("jane"), character("john"));
+    store
+        .upsert(vec![
+            fact(&john, "john's fact", [1.0, 0.0, 0.0]),
+            fact(&jane, "jane's fact", [1.0, 0.0, 0.0]),
+            fact(
+                &john_the_character,
+                "the character john's fact",
+                [1.0, 0.0, 0.0],
+            ),
+        ])
+        .await
+        .expect("upsert works");
+
+    let v = [1.0, 0.0, 0.0];
+    assert_eq!(
+        texts(store, query(v, std::slice::from_ref(&john), 10)).await,
+        ["john's fact"]
+    );
+    assert_eq!(
+        texts(store, query(v, std::slice::from_ref(&jane), 10)).await,
+        ["jane's fact"]
+    );
+    let mut both = texts(store, query(v, &[john, john_the_character], 10)).await;
+    both.sort();
+    assert_eq!(both, ["john's fact", "the character john's fact"]);
+    assert_eq!(
+        texts(store, query(v, &[user("nobody")], 10)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(texts(store, query(v, &[], 10)).await, Vec::<String>::new());
+}
+
+async fn upserts_are_idempotent(store: &dyn FactStore) {
+    let john = user("john");
+    let batch = vec![
+        fact(&john, "a", [1.0, 0.0, 0.0]),
+        fact(&john, "b", [0.0, 1.0, 0.0]),
+    ];
+    let first = store.upsert(batch.clone()).await.expect("upsert works");
+    let second = store.upsert(batch.clone()).await.expect("upsert works");
+
+    assert_eq!((first.added, first.unchanged), (2, 0));
+    assert_eq!((second.added, second.unchanged), (0, 2));
+    assert_eq!(store.count(None).await, Ok(2));
+    let unknown = Fact::new(john, FactText::parse("c").expect("valid")).id;
+    let mut known = store
+        .known(&[batch[0].fact.id, unknown, batch[1].fact.id])
+        .await
+        .expect("lookup works");
+    known.sort();
+    let mut expected = vec![batch[0].fact.id, batch[1].fact.id];
+    expected.sort();
+    assert_eq!(known, expected);
+}
+
+async fn limit_is_respected(store: &dyn FactStore) {
+    let john = user("john");
+    let facts = (0..8)
+        .map(|i| fact(&john, &format!("fact {i}"), [1.0, i as f32 / 10.0, 0.0]))
+        .collect();
+    store.upsert(facts).await.expect("upsert works");
+
+    let found = texts(
+        store,
+        query([1.0, 0.0, 0.0], std::slice::from_ref(&john), 3),
+    )
+    .await;
+    assert_eq!(found, ["fact 0", "fact 1", "fact 2"]);
+    assert!(
+        texts(store, query([1.0, 0.0, 0.0], &[john], 0))
+            .await
+            .is_empty()
+    );
+}
+
+async fn dimension_is_enforced(store: &dyn FactStore) {
+    let john = user("john");
+    store
+        .upsert(vec![fact(&john, "three dims", [1.0, 0.0, 0.0])])
+        .await
+        .expect("upsert works");
+
+    let wider = EmbeddedFact {
+        fact: Fact::new(john.clone(), FactText::parse("four dims").expect("valid")),
+        vector: vec![1.0, 0.0, 0.0, 0.0],
+    };
+    assert_eq!(
+        store.upsert(vec![wider]).await,
+        Err(FactStoreError::DimensionMismatch { store: 3, given: 4 })
+    );
+    let narrow = FactQuery {
+        vector: vec![1.0, 0.0],
+        owners: vec![john],
+        limit: 3,
+    };
+    assert_eq!(
+        store.search(narrow).await,
+        Err(FactStoreError::DimensionMismatch { store: 3, given: 2 })
+    );
+    assert_eq!(
+        store.status().await,
+        Ok(StoreStatus {
+            facts: 1,
+            dimension: Some(3)
+        })
+    );
+    let message = FactStoreError::DimensionMismatch { store: 3, given: 2 }.to_string();
+    assert!(message.contains("re-seed"), "{message}");
+}
+
+async fn counts_per_owner(store: &dyn FactStore) {
+    let (john, blaze) = (user("john"), character("blaze"));
+    store
+        .upsert(vec![
+            fact(&john, "a", [1.0, 0.0, 0.0]),
+            fact(&john, "b", [0.0, 1.0, 0.0]),
+            fact(&blaze, "c", [0.0, 0.0, 1.0]),
+        ])
+        .await
+        .expect("upsert works");
+
+    assert_eq!(store.count(Some(&john)).await, Ok(2));
+    assert_eq!(store.count(Some(&blaze)).await, Ok(1));
+    assert_eq!(store.count(Some(&user("jane"))).await, Ok(0));
+    assert_eq!(store.count(None).await, Ok(3));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::InMemoryFactStore;
+
+    /// The fake must honour the contract it stands in for.
+    #[tokio::test]
+    async fn the_in_memory_fake_passes_the_store_contract() {
+        for check in CHECKS {
+            run(check, &InMemoryFactStore::default()).await;
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Cohere embeddings over HTTP (`POST /v2/embed`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ragback_application::ports::{EmbedError, Embedder, EmbeddingPurpose};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::http;
+
+/// Cohere accepts at most this many texts per call.
+pub const MAX_TEXTS_PER_CALL: usize = 96;
+
+/// Settings of the Cohere embedder (`RAGBACK_EMBEDDER__COHERE__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CohereSettings {
+    /// API base URL, without `/v2`.
+    pub base_url: String,
+    /// API key; also read from `COHERE_API_KEY`.
+    pub api_key: Option<SecretString>,
+    /// Embedding model.
+    pub model: String,
+    /// Timeout of one HTTP call, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Texts per call, at most 96.
+    pub batch_size: usize,
+}
+
+impl Default for CohereSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.cohere.com".into(),
+            api_key: None,
+            model: "embed-multilingual-v3.0".into(),
+            request_timeout_ms: 10_000,
+            batch_size: MAX_TEXTS_PER_CALL,
+        }
+    }
+}
+
+impl CohereSettings {
+    /// The API key, unless absent or blank.
+    pub fn api_key(&self) -> Option<&SecretString> {
+        self.api_key
+            .as_ref()
+            .filter(|key| !key.expose_secret().trim().is_empty())
+    }
+}
+
+/// Why the Cohere settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CohereConfigError {
+    /// No key.
+    #[error("no Cohere API key is set")]
+    MissingKey,
+    /// The base URL is not an http(s) URL.
+    #[error("not a valid http(s) URL: {0}")]
+    BaseUrl(String),
+    /// The batch size is out of range.
+    #[error("batch size must be between 1 and {MAX_TEXTS_PER_CALL}, got {0}")]
+    BatchSize(usize),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// Embeds texts with Cohere.
+#[derive(Debug, Clone)]
+pub struct CohereEmbedder {
+    http: reqwest::Client,
+    endpoint: url::Url,
+    api_key: SecretString,
+    model: String,
+    model_id: String,
+    batch_size: usize,
+}
+
+#[derive(Serialize)]
+struct EmbedRequest<'a> {
+    model: &'a str,
+    texts: &'a [String],
+    input_type: &'static str,
+    embedding_types: [&'static str; 1],
+    truncate: &'static str,
+}
+
+#[derive(Deserialize)]
+struct EmbedResponse {
+    embeddings: Embeddings,
+}
+
+#[derive(Deserialize)]
+struct Embeddings {
+    float: Vec<Vec<f32>>,
+}
+
+impl CohereEmbedder {
+    /// Builds the client; does not call Cohere.
+    pub fn new(settings: &CohereSettings) -> Result<Self, CohereConfigError> {
+        let api_key = settings
+            .api_key()
+            .ok_or(CohereConfigError::MissingKey)?
+            .clone();
+        let base = url::Url::parse(&settings.base_url)
+            .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(CohereConfigError::BaseUrl(format!(
+                "scheme must be http or https, not `{}`",
+                base.scheme()
+            )));
+        }
+        let endpoint = url::Url::parse(&format!(
+            "{}/v2/embed",
+            settings.base_url.trim_end_matches('/')
+        ))
+        .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
+        if !(1..=MAX_TEXTS_PER_CALL).contains(&settings.batch_size) {
+            return Err(CohereConfigError::BatchSize(settings.batch_size));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.request_timeout_ms))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| CohereConfigError::Client(e.to_string()))?;
+        Ok(Self {
+            http,
+            endpoint,
+            api_key,
+            model: settings.model.clone(),
+            model_id: format!("cohere/{}", settings.model),
+            batch_size: settings.batch_size,
+        })
+    }
+}
+
+#[async_trait]
+impl Embedder for CohereEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn embed(
+        &self,
+        texts: &[String],
+        purpose: EmbeddingPurpose,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if texts.len() > self.batch_size {
+            return Err(EmbedError::InvalidInput(format!(
+                "{} texts in one call, at most {} allowed",
+                texts.len(),
+                self.batch_size
+            )));
+        }
+        let body = EmbedRequest {
+            model: &self.model,
+            texts,
+            input_type: match purpose {
+                EmbeddingPurpose::Query => "search_query",
+                EmbeddingPurpose::Document => "search_document",
+            },
+            embedding_types: ["float"],
+            truncate: "END",
+        };
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .bearer_auth(self.api_key.expose_secret())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| EmbedError::Unavailable(http::describe_transport_error(&e)))?;
+        let status = response.status();
+        let retry_after = http::retry_after(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| EmbedError::Unavailable(http::describe_transport_error(&e)))?;
+        if !status.is_success() {
+            let message = http::error_message(&String::from_utf8_lossy(&bytes));
+            return Err(match status {
+                StatusCode::TOO_MANY_REQUESTS => EmbedError::RateLimited { retry_after },
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    EmbedError::Unauthorized(message)
+                }
+                StatusCode::REQUEST_TIMEOUT => {
+                    EmbedError::Unavailable(format!("{status}: {message}"))
+                }
+                s if s.is_server_error() => EmbedError::Unavailable(format!("{status}: {message}")),
+                _ => EmbedError::InvalidInput(format!("{status}: {message}")),
+            });
+        }
+        let parsed: EmbedResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| EmbedError::InvalidResponse(format!("not an embed response: {e}")))?;
+        let vectors = parsed.embeddings.float;
+        if vectors.len() != texts.len() {
+            return Err(EmbedError::InvalidResponse(format!(
+                "{} embeddings for {} texts",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let dimension = vectors.first().map_or(0, Vec::len);
+        if dimension == 0 || vectors.iter().any(|v| v.len() != dimension) {
+            return Err(EmbedError::InvalidResponse(
+                "embeddings are empty or of different dimensions".into(),
+            ));
+        }
+        Ok(vectors)
+    }
+}

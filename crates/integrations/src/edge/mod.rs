@@ -1,0 +1,181 @@
+//! Qdrant Edge: the embedded, on-disk fact store (one process per directory).
+
+mod payload;
+mod shard;
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use ragback_application::ports::{
+    EmbeddedFact, FactQuery, FactStore, FactStoreError, StoreStatus, UpsertReport,
+};
+use ragback_domain::{FactId, FactOwner, ScoredFact};
+
+use shard::Shard;
+
+/// The lock file that keeps a second process out of the directory.
+const LOCK_FILE: &str = ".ragback.lock";
+
+/// Facts in a Qdrant Edge shard on local disk.
+///
+/// The shard is created on the first upsert, with that batch's vector dimension and cosine
+/// distance, and a keyword index on the owner. Qdrant Edge is not multi-process: the directory is
+/// locked for as long as the store is open, and a second opener gets [`FactStoreError::Locked`].
+#[derive(Clone)]
+pub struct EdgeFactStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// Held for the store's lifetime; the OS releases the lock when the file closes.
+    _lock: File,
+    /// `None` until the first fact. Writers (upserts, which also flush) take it exclusively:
+    /// Qdrant Edge's flush must not race with an update.
+    shard: RwLock<Option<Shard>>,
+}
+
+impl EdgeFactStore {
+    /// Opens (or prepares) the store in `path`, creating the directory if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, FactStoreError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|e| {
+            FactStoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+        })?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK_FILE))
+            .map_err(|e| {
+                FactStoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(FactStoreError::Locked(format!(
+                    "another process (probably `ragback serve`) has the store at {} open; \
+                     Qdrant Edge allows one process per directory: stop it, or go through its \
+                     HTTP API",
+                    path.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(FactStoreError::Unavailable(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        let shard = Shard::load_if_exists(&path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                _lock: lock,
+                shard: RwLock::new(shard),
+            }),
+        })
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs blocking shard work on the blocking pool.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, FactStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, FactStoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| FactStoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn poisoned<T>(_: T) -> FactStoreError {
+    FactStoreError::Unavailable("the store lock is poisoned after a panic; restart".into())
+}
+
+#[async_trait]
+impl FactStore for EdgeFactStore {
+    async fn upsert(&self, facts: Vec<EmbeddedFact>) -> Result<UpsertReport, FactStoreError> {
+        let Some(dimension) = facts.first().map(|f| f.vector.len()) else {
+            return Ok(UpsertReport::default());
+        };
+        if let Some(odd) = facts.iter().find(|f| f.vector.len() != dimension) {
+            return Err(FactStoreError::DimensionMismatch {
+                store: dimension,
+                given: odd.vector.len(),
+            });
+        }
+        self.blocking(move |inner| {
+            let mut guard = inner.shard.write().map_err(poisoned)?;
+            let shard = match guard.take() {
+                Some(shard) => guard.insert(shard),
+                None => guard.insert(Shard::create(&inner.path, dimension)?),
+            };
+            shard.upsert(facts)
+        })
+        .await
+    }
+
+    async fn search(&self, query: FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
+        if query.owners.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |inner| {
+            let guard = inner.shard.read().map_err(poisoned)?;
+            match guard.as_ref() {
+                Some(shard) => shard.search(&query),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError> {
+        let ids = ids.to_vec();
+        self.blocking(move |inner| {
+            let guard = inner.shard.read().map_err(poisoned)?;
+            match guard.as_ref() {
+                Some(shard) => shard.known(&ids),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
+        let owner = owner.cloned();
+        self.blocking(move |inner| {
+            let guard = inner.shard.read().map_err(poisoned)?;
+            match guard.as_ref() {
+                Some(shard) => shard.count(owner.as_ref()),
+                None => Ok(0),
+            }
+        })
+        .await
+    }
+
+    async fn status(&self) -> Result<StoreStatus, FactStoreError> {
+        self.blocking(move |inner| {
+            let guard = inner.shard.read().map_err(poisoned)?;
+            match guard.as_ref() {
+                Some(shard) => Ok(StoreStatus {
+                    facts: shard.count(None)?,
+                    dimension: Some(shard.dimension()),
+                }),
+                None => Ok(StoreStatus {
+                    facts: 0,
+                    dimension: None,
+                }),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,237 @@
+//! The Qdrant Edge shard and the operations ragback runs on it. All calls block: callers run
+//! them on the blocking pool.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use qdrant_edge::{
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
+    NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, UpdateOperation,
+    VectorInternal, Vectors, WithPayloadInterface, WithVector,
+};
+use ragback_application::ports::{EmbeddedFact, FactQuery, FactStoreError, UpsertReport};
+use ragback_domain::{FactId, FactOwner, ScoredFact};
+
+use super::payload::{OWNER_KEY, from_payload, to_payload};
+
+/// The name of the one dense vector of each point.
+const VECTOR: &str = "fact";
+/// The file Qdrant Edge writes its configuration to; its presence means a shard exists.
+const EDGE_CONFIG_FILE: &str = "edge_config.json";
+
+/// An open shard and its vector dimension.
+pub(super) struct Shard {
+    shard: EdgeShard,
+    dimension: usize,
+}
+
+fn unavailable(context: &str) -> impl Fn(qdrant_edge::OperationError) -> FactStoreError + '_ {
+    move |e| FactStoreError::Unavailable(format!("{context}: {e}"))
+}
+
+impl Shard {
+    /// Loads the shard in `path`, if one was created there.
+    pub(super) fn load_if_exists(path: &Path) -> Result<Option<Self>, FactStoreError> {
+        if !path.join(EDGE_CONFIG_FILE).exists() {
+            return Ok(None);
+        }
+        let shard = EdgeShard::load(path, None).map_err(unavailable("cannot load the store"))?;
+        let dimension = shard
+            .config()
+            .vectors
+            .get(VECTOR)
+            .map(|v| v.size)
+            .ok_or_else(|| {
+                FactStoreError::Corrupted(format!(
+                    "{} has no `{VECTOR}` vector: it was not created by ragback; point \
+                     RAGBACK_STORE__PATH elsewhere",
+                    path.display()
+                ))
+            })?;
+        Ok(Some(Self { shard, dimension }))
+    }
+
+    /// Creates a shard for `dimension`-dimensional cosine vectors, with the owner index.
+    pub(super) fn create(path: &Path, dimension: usize) -> Result<Self, FactStoreError> {
+        let config = EdgeConfigBuilder::new()
+            .on_disk_payload(true)
+            .vector(
+                VECTOR,
+                EdgeVectorParamsBuilder::new(dimension, Distance::Cosine).build(),
+            )
+            .build();
+        let shard = EdgeShard::new(path, config).map_err(unavailable("cannot create the store"))?;
+        shard
+            .update(UpdateOperation::FieldIndexOperation(
+                FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name: owner_path()?,
+                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                }),
+            ))
+            .map_err(unavailable("cannot index the owner field"))?;
+        shard.flush();
+        tracing::info!(path = %path.display(), dimension, "created the Qdrant Edge fact store");
+        Ok(Self { shard, dimension })
+    }
+
+    pub(super) fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn check_dimension(&self, given: usize) -> Result<(), FactStoreError> {
+        if given == self.dimension {
+            Ok(())
+        } else {
+            Err(FactStoreError::DimensionMismatch {
+                store: self.dimension,
+                given,
+            })
+        }
+    }
+
+    /// Stores the facts not stored yet, then flushes: an acknowledged fact survives a crash.
+    /// Needs exclusive access (flush must not race with another update).
+    pub(super) fn upsert(
+        &mut self,
+        facts: Vec<EmbeddedFact>,
+    ) -> Result<UpsertReport, FactStoreError> {
+        for fact in &facts {
+            self.check_dimension(fact.vector.len())?;
+        }
+        let ids: Vec<FactId> = facts.iter().map(|f| f.fact.id).collect();
+        let known: HashSet<FactId> = self.known(&ids)?.into_iter().collect();
+        let mut report = UpsertReport::default();
+        let mut points = Vec::new();
+        for EmbeddedFact { fact, vector } in facts {
+            if known.contains(&fact.id) {
+                report.unchanged += 1;
+                continue;
+            }
+            report.added += 1;
+            let vectors = Vectors::new_named([(VECTOR, vector)]);
+            points.push(PointStruct::new(point_id(fact.id), vectors, to_payload(&fact)).into());
+        }
+        if points.is_empty() {
+            return Ok(report);
+        }
+        self.shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+            ))
+            .map_err(unavailable("cannot store facts"))?;
+        self.shard.flush();
+        Ok(report)
+    }
+
+    /// The `limit` nearest facts of the query's owners, best first, cosine scores.
+    pub(super) fn search(&self, query: &FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
+        self.check_dimension(query.vector.len())?;
+        let request = QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+                VectorInternal::Dense(query.vector.clone()),
+                VECTOR,
+            )))),
+            filter: Some(owners_filter(&query.owners)?),
+            score_threshold: None,
+            limit: query.limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let points = self
+            .shard
+            .query(request)
+            .map_err(unavailable("search failed"))?;
+        points
+            .into_iter()
+            .map(|point| {
+                let id = fact_id(point.id)?;
+                let payload = point.payload.map(|p| p.0).unwrap_or_default();
+                let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
+                if !query.owners.contains(&fact.owner) {
+                    // The filter makes this impossible; never leak another owner's fact anyway.
+                    return Err(FactStoreError::Corrupted(format!(
+                        "fact {id} has owner key {} that does not match its owner",
+                        fact.owner
+                    )));
+                }
+                Ok(ScoredFact {
+                    fact,
+                    score: point.score,
+                })
+            })
+            .collect()
+    }
+
+    /// Which of `ids` are stored.
+    pub(super) fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let points: Vec<PointId> = ids.iter().map(|id| point_id(*id)).collect();
+        let records = self
+            .shard
+            .retrieve(
+                &points,
+                Some(WithPayloadInterface::Bool(false)),
+                Some(WithVector::Bool(false)),
+            )
+            .map_err(unavailable("lookup failed"))?;
+        records.into_iter().map(|r| fact_id(r.id)).collect()
+    }
+
+    /// Facts of one owner, or of everyone.
+    pub(super) fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
+        let filter = owner
+            .map(|o| owners_filter(std::slice::from_ref(o)))
+            .transpose()?;
+        self.shard
+            .count(CountRequest {
+                filter,
+                exact: true,
+            })
+            .map_err(unavailable("count failed"))
+    }
+}
+
+/// The payload path of the owner key.
+fn owner_path() -> Result<JsonPath, FactStoreError> {
+    OWNER_KEY
+        .parse()
+        .map_err(|_| FactStoreError::Corrupted(format!("`{OWNER_KEY}` is not a JSON path")))
+}
+
+/// Matches points of any of `owners`.
+fn owners_filter(owners: &[FactOwner]) -> Result<Filter, FactStoreError> {
+    let path = owner_path()?;
+    let conditions = owners
+        .iter()
+        .map(|owner| {
+            Condition::Field(FieldCondition::new_match(
+                path.clone(),
+                Match::from(owner.key()),
+            ))
+        })
+        .collect();
+    Ok(Filter {
+        should: Some(conditions),
+        ..Filter::new()
+    })
+}
+
+fn point_id(id: FactId) -> PointId {
+    PointId::Uuid(id.as_uuid())
+}
+
+fn fact_id(id: PointId) -> Result<FactId, FactStoreError> {
+    match id {
+        PointId::Uuid(uuid) => Ok(FactId::from_uuid(uuid)),
+        PointId::NumId(n) => Err(FactStoreError::Corrupted(format!(
+            "point {n} has a numeric id: this store holds data not written by ragback"
+        ))),
+    }
+}

@@ -1,0 +1,10 @@
+//! The language model: any OpenAI-compatible chat-completions API (OpenRouter, OpenAI, Ollama,
+//! vLLM), through async-openai.
+
+mod model;
+mod provider;
+mod transport;
+mod wire;
+
+pub use model::{LlmConfigError, OpenAiChatModel};
+pub use provider::LlmSettings;

@@ -1,0 +1,213 @@
+//! [`OpenAiChatModel`]: the `ChatModel` port over async-openai.
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    CreateChatCompletionRequest,
+};
+use async_trait::async_trait;
+use ragback_application::ports::{
+    ChatModel, ChatModelError, ChatRequest, Completion, PromptRole, TokenUsage,
+};
+use reqwest::StatusCode;
+
+use super::provider::{LlmSettings, ProviderConfig};
+use super::transport::{StatusError, Transport};
+use super::wire::{CompletionBody, ErrorBody};
+use crate::http;
+
+/// What to tell an operator whose LLM has no key.
+const MISSING_KEY_HINT: &str = "no API key is set for the language model provider: set \
+     RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY) and restart ragback";
+
+/// Why the LLM settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LlmConfigError {
+    /// The base URL is not an http(s) URL.
+    #[error("not a valid http(s) URL: {0}")]
+    BaseUrl(String),
+    /// The key holds characters that cannot be sent in a header.
+    #[error("the API key contains characters that are not allowed in an HTTP header")]
+    ApiKey,
+    /// An attribution header value is not valid.
+    #[error("`{1}` is not a valid value for the {0} header")]
+    Header(&'static str, String),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// A chat model behind an OpenAI-compatible API.
+#[derive(Debug, Clone)]
+pub struct OpenAiChatModel {
+    client: Client<ProviderConfig>,
+    configured: bool,
+}
+
+impl OpenAiChatModel {
+    /// Builds the client; does not call the provider.
+    pub fn new(settings: &LlmSettings) -> Result<Self, LlmConfigError> {
+        let config = ProviderConfig::new(settings)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .build()
+            .map_err(|e| LlmConfigError::Client(e.to_string()))?;
+        let client = Client::build(http.clone(), config).with_http_service(Transport::new(http));
+        Ok(Self {
+            client,
+            configured: !settings.missing_required_key(),
+        })
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiChatModel {
+    fn is_configured(&self) -> bool {
+        self.configured
+    }
+
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError> {
+        if !self.configured {
+            return Err(ChatModelError::NotConfigured(MISSING_KEY_HINT.into()));
+        }
+        let body = to_wire(request);
+        let response: CompletionBody = self
+            .client
+            .chat()
+            .create_byot(&body)
+            .await
+            .map_err(classify)?;
+        from_wire(response, &request.params.model)
+    }
+}
+
+/// The async-openai request for one call.
+fn to_wire(request: &ChatRequest) -> CreateChatCompletionRequest {
+    let messages = request
+        .messages
+        .iter()
+        .map(|m| match m.role {
+            PromptRole::System => {
+                ChatCompletionRequestSystemMessage::from(m.content.as_str()).into()
+            }
+            PromptRole::User => ChatCompletionRequestUserMessage::from(m.content.as_str()).into(),
+            PromptRole::Assistant => {
+                ChatCompletionRequestAssistantMessage::from(m.content.as_str()).into()
+            }
+        })
+        .collect::<Vec<ChatCompletionRequestMessage>>();
+    #[allow(deprecated)] // `max_tokens` is what OpenRouter, Ollama and vLLM all accept.
+    CreateChatCompletionRequest {
+        model: request.params.model.clone(),
+        messages,
+        temperature: request.params.temperature,
+        top_p: request.params.top_p,
+        max_tokens: request.params.max_tokens,
+        stream: Some(false),
+        ..Default::default()
+    }
+}
+
+/// The completion in a 200 body, or the error the body reports.
+fn from_wire(body: CompletionBody, requested_model: &str) -> Result<Completion, ChatModelError> {
+    if let Some(error) = body.error {
+        return Err(classify_body_error(&error));
+    }
+    let Some(choice) = body.choices.into_iter().next() else {
+        return Err(ChatModelError::InvalidResponse(
+            "the response holds no choices".into(),
+        ));
+    };
+    if let Some(error) = choice.error {
+        return Err(classify_body_error(&error));
+    }
+    if choice.finish_reason.as_deref() == Some("error") {
+        return Err(ChatModelError::unavailable(
+            "the provider ended the reply with an error",
+        ));
+    }
+    Ok(Completion {
+        text: choice.message.and_then(|m| m.content).unwrap_or_default(),
+        model: body
+            .model
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| requested_model.to_owned()),
+        usage: body.usage.map(|u| TokenUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        }),
+    })
+}
+
+/// An error reported in a 200 body: rate limits and 5xx-like codes are transient, 4xx-like codes
+/// are refusals, anything unknown is treated as transient.
+fn classify_body_error(error: &ErrorBody) -> ChatModelError {
+    let message = http::shorten(error.message.as_deref().unwrap_or("unspecified error"));
+    let rate_limited = error.numeric_code() == Some(429)
+        || error.text_code().is_some_and(|c| c.contains("rate_limit"));
+    match error.numeric_code() {
+        _ if rate_limited => ChatModelError::RateLimited {
+            retry_after: None,
+            message,
+        },
+        Some(code @ 400..=499) if code != 408 => ChatModelError::Rejected {
+            status: code,
+            message,
+        },
+        _ => ChatModelError::unavailable(message),
+    }
+}
+
+/// Maps async-openai's errors to the port's.
+fn classify(error: OpenAIError) -> ChatModelError {
+    match error {
+        OpenAIError::Boxed(boxed) => match boxed.downcast::<StatusError>() {
+            Ok(status) => classify_status(*status),
+            Err(other) => ChatModelError::unavailable(other.to_string()),
+        },
+        OpenAIError::Reqwest(e) => ChatModelError::unavailable(http::describe_transport_error(&e)),
+        OpenAIError::ApiError(api) => classify_status(StatusError {
+            status: api.status_code,
+            retry_after: None,
+            message: http::shorten(&api.api_error.message),
+        }),
+        OpenAIError::JSONDeserialize(e, _) => {
+            ChatModelError::InvalidResponse(format!("not a chat completion: {e}"))
+        }
+        OpenAIError::StreamError(e) => ChatModelError::unavailable(e.to_string()),
+        OpenAIError::InvalidArgument(message) => ChatModelError::Rejected { status: 0, message },
+        OpenAIError::FileSaveError(message) | OpenAIError::FileReadError(message) => {
+            ChatModelError::unavailable(message)
+        }
+    }
+}
+
+fn classify_status(error: StatusError) -> ChatModelError {
+    let StatusError {
+        status,
+        retry_after,
+        message,
+    } = error;
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => ChatModelError::RateLimited {
+            retry_after,
+            message,
+        },
+        StatusCode::REQUEST_TIMEOUT => ChatModelError::Unavailable {
+            message: format!("{status}: {message}"),
+            retry_after,
+        },
+        s if s.is_server_error() => ChatModelError::Unavailable {
+            message: format!("{status}: {message}"),
+            retry_after,
+        },
+        s => ChatModelError::Rejected {
+            status: s.as_u16(),
+            message,
+        },
+    }
+}

@@ -1,0 +1,191 @@
+//! LLM settings, and the async-openai `Config` built from them.
+
+use async_openai::config::Config;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::model::LlmConfigError;
+
+/// Hosts that refuse calls without an API key; other hosts (Ollama, vLLM) may not need one.
+const HOSTS_REQUIRING_A_KEY: [&str; 2] = ["openrouter.ai", "api.openai.com"];
+
+/// Settings of the language model (`RAGBACK_LLM__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    /// Base URL of the OpenAI-compatible API.
+    pub base_url: String,
+    /// API key; also read from `OPENROUTER_API_KEY`.
+    pub api_key: Option<SecretString>,
+    /// Default model.
+    pub model: String,
+    /// Deadline of one generation's model stage, retries included, in seconds.
+    pub timeout_secs: u64,
+    /// Attempts per generation, the first included.
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds; doubles on each retry.
+    pub retry_initial_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_backoff_ms: u64,
+    /// Default sampling temperature.
+    pub temperature: Option<f32>,
+    /// Default nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Default upper bound on generated tokens.
+    pub max_tokens: Option<u32>,
+    /// `HTTP-Referer` sent to OpenRouter (app attribution); empty to omit.
+    pub http_referer: String,
+    /// `X-Title` sent to OpenRouter (app attribution); empty to omit.
+    pub app_title: String,
+    /// TCP/TLS connect timeout, in seconds.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            api_key: None,
+            model: "mistralai/mistral-nemo".into(),
+            timeout_secs: 60,
+            max_attempts: 3,
+            retry_initial_backoff_ms: 500,
+            retry_max_backoff_ms: 8_000,
+            temperature: Some(0.8),
+            top_p: Some(0.95),
+            max_tokens: Some(200),
+            http_referer: "https://github.com/ragback/ragback".into(),
+            app_title: "ragback".into(),
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+impl LlmSettings {
+    /// The API key, unless absent or blank.
+    pub fn api_key(&self) -> Option<&SecretString> {
+        self.api_key
+            .as_ref()
+            .filter(|key| !key.expose_secret().trim().is_empty())
+    }
+
+    /// Whether the provider at `base_url` needs a key that is missing.
+    pub fn missing_required_key(&self) -> bool {
+        let needs_key = url::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .is_some_and(|host| HOSTS_REQUIRING_A_KEY.iter().any(|h| host == *h));
+        needs_key && self.api_key().is_none()
+    }
+}
+
+/// The provider as async-openai sees it: a base URL and fixed, pre-validated headers.
+#[derive(Debug, Clone)]
+pub(super) struct ProviderConfig {
+    api_base: String,
+    api_key: SecretString,
+    headers: HeaderMap,
+}
+
+impl ProviderConfig {
+    pub(super) fn new(settings: &LlmSettings) -> Result<Self, LlmConfigError> {
+        let url = url::Url::parse(&settings.base_url)
+            .map_err(|e| LlmConfigError::BaseUrl(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(LlmConfigError::BaseUrl(format!(
+                "scheme must be http or https, not `{}`",
+                url.scheme()
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        let api_key = settings.api_key().cloned().unwrap_or_default();
+        if !api_key.expose_secret().is_empty() {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", api_key.expose_secret()))
+                .map_err(|_| LlmConfigError::ApiKey)?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        for (name, value) in [
+            ("http-referer", &settings.http_referer),
+            ("x-title", &settings.app_title),
+        ] {
+            if !value.is_empty() {
+                let value = HeaderValue::from_str(value)
+                    .map_err(|_| LlmConfigError::Header(name, value.clone()))?;
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        Ok(Self {
+            api_base: settings.base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            headers,
+        })
+    }
+}
+
+impl Config for ProviderConfig {
+    fn headers(&self) -> HeaderMap {
+        self.headers.clone()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api_base)
+    }
+
+    fn query(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+
+    fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
+    fn api_key(&self) -> &SecretString {
+        &self.api_key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openrouter_without_a_key_is_not_configured_but_a_local_server_is() {
+        let openrouter = LlmSettings::default();
+        assert!(openrouter.missing_required_key());
+        let blank_key = LlmSettings {
+            api_key: Some(SecretString::from("  ")),
+            ..LlmSettings::default()
+        };
+        assert!(blank_key.missing_required_key());
+        let ollama = LlmSettings {
+            base_url: "http://localhost:11434/v1".into(),
+            ..LlmSettings::default()
+        };
+        assert!(!ollama.missing_required_key());
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused() {
+        let settings = LlmSettings {
+            api_key: Some(SecretString::from("sk-abc\ndef")),
+            ..LlmSettings::default()
+        };
+        assert!(matches!(
+            ProviderConfig::new(&settings),
+            Err(LlmConfigError::ApiKey)
+        ));
+    }
+
+    #[test]
+    fn bad_base_urls_are_refused() {
+        for url in ["openrouter.ai/api/v1", "ftp://example.com", ""] {
+            let settings = LlmSettings {
+                base_url: url.into(),
+                ..LlmSettings::default()
+            };
+            assert!(ProviderConfig::new(&settings).is_err(), "{url}");
+        }
+    }
+}
