@@ -1,0 +1,14 @@
+//! ragback's infrastructure: typed configuration loaded with figment, the wiring that builds the
+//! use cases from the adapters the configuration chooses, and telemetry.
+
+mod settings;
+mod sources;
+pub mod telemetry;
+mod wiring;
+
+pub use settings::{
+    ConfigError, EmbedderProvider, EmbedderSettings, LogFormat, RetrievalConfig, ServerSettings,
+    Settings, StoreKind, StoreSettings,
+};
+pub use sources::ConfigSources;
+pub use wiring::{Services, WiringError, build_services, open_store};

@@ -1,0 +1,494 @@
+//! The typed configuration and its validation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ragback_application::ports::GenerationParams;
+use ragback_application::retrieval::MAX_TOP_K;
+use ragback_application::{ChatSettings, RetrievalSettings, RetryPolicy};
+use ragback_domain::UserId;
+use ragback_integrations::cohere::CohereSettings;
+use ragback_integrations::llm::LlmSettings;
+use ragback_integrations::prompt::PromptSettings;
+use serde::Deserialize;
+
+use crate::sources::{ConfigSources, variable_of};
+
+/// All of ragback's configuration. Every field has a default; see `.env.template`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Language model.
+    pub llm: LlmSettings,
+    /// Embeddings.
+    pub embedder: EmbedderSettings,
+    /// Fact store.
+    pub store: StoreSettings,
+    /// Retrieval defaults.
+    pub retrieval: RetrievalConfig,
+    /// Prompt template.
+    pub prompt: PromptSettings,
+    /// Log format: `pretty` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// HTTP server settings (`RAGBACK_SERVER__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Most messages one request may carry.
+    pub max_messages: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            body_limit_bytes: 256 * 1024,
+            max_messages: 500,
+        }
+    }
+}
+
+/// Which embedder to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderProvider {
+    /// Cohere over HTTP.
+    Cohere,
+    /// No embedder: retrieval is skipped.
+    None,
+}
+
+/// Embedder settings (`RAGBACK_EMBEDDER__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedderSettings {
+    /// `cohere` or `none`; unset means Cohere when a Cohere key is set, else none.
+    pub provider: Option<EmbedderProvider>,
+    /// Time allowed to embed a chat message, retries included, in milliseconds; past it the
+    /// reply goes on without facts.
+    pub query_timeout_ms: u64,
+    /// Time allowed to embed one batch of facts when seeding, retries included, in milliseconds.
+    pub batch_timeout_ms: u64,
+    /// Attempts per embedding call, the first included.
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds.
+    pub retry_initial_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_backoff_ms: u64,
+    /// Cohere settings.
+    pub cohere: CohereSettings,
+}
+
+impl Default for EmbedderSettings {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            query_timeout_ms: 3_000,
+            batch_timeout_ms: 60_000,
+            max_attempts: 3,
+            retry_initial_backoff_ms: 200,
+            retry_max_backoff_ms: 2_000,
+            cohere: CohereSettings::default(),
+        }
+    }
+}
+
+impl EmbedderSettings {
+    /// The provider after applying the default rule.
+    pub fn resolved_provider(&self) -> EmbedderProvider {
+        self.provider.unwrap_or(if self.cohere.api_key().is_some() {
+            EmbedderProvider::Cohere
+        } else {
+            EmbedderProvider::None
+        })
+    }
+
+    /// The retry policy of embedding calls.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: Duration::from_millis(self.retry_initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.retry_max_backoff_ms),
+        }
+    }
+}
+
+/// Which fact store to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Qdrant Edge, embedded, on disk.
+    Edge,
+}
+
+/// Fact store settings (`RAGBACK_STORE__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// The store.
+    pub kind: StoreKind,
+    /// Directory of the Qdrant Edge store.
+    pub path: PathBuf,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Edge,
+            path: PathBuf::from("var/qdrant-edge"),
+        }
+    }
+}
+
+/// Retrieval defaults (`RAGBACK_RETRIEVAL__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Whether retrieval runs when the request does not say.
+    pub enabled: bool,
+    /// Facts per reply, at most.
+    pub top_k: usize,
+    /// Minimum cosine similarity of a used fact.
+    pub threshold: f32,
+    /// The query: the last user message and the messages before it, this many in all.
+    pub query_messages: usize,
+    /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
+    pub default_user_id: String,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            top_k: 3,
+            threshold: 0.4,
+            query_messages: 1,
+            default_user_id: "john".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Configuration that cannot be used; the message names the variable to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn key(path: &[&str], problem: impl std::fmt::Display) -> Self {
+        let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        Self(format!("{}: {problem}", variable_of(&path)))
+    }
+}
+
+impl Settings {
+    /// Loads and validates the configuration from `sources`, then `overrides` (variable name,
+    /// value) on top.
+    pub fn load(
+        sources: &ConfigSources,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let figment = sources.figment(overrides).map_err(ConfigError)?;
+        let settings: Self = figment.extract().map_err(|error| {
+            let messages: Vec<String> = error
+                .into_iter()
+                .map(|e| {
+                    let source = e
+                        .metadata
+                        .as_ref()
+                        .map(|m| format!(" (from {})", m.name))
+                        .unwrap_or_default();
+                    if e.path.is_empty() {
+                        format!("{}{source}", e.kind)
+                    } else {
+                        format!("{}: {}{source}", variable_of(&e.path), e.kind)
+                    }
+                })
+                .collect();
+            ConfigError(messages.join("; "))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.body_limit_bytes < 1024 {
+            return Err(ConfigError::key(
+                &["server", "body_limit_bytes"],
+                "must be at least 1024",
+            ));
+        }
+        if s.max_messages == 0 {
+            return Err(ConfigError::key(
+                &["server", "max_messages"],
+                "must be at least 1",
+            ));
+        }
+        let l = &self.llm;
+        if l.model.trim().is_empty() {
+            return Err(ConfigError::key(&["llm", "model"], "must not be empty"));
+        }
+        if l.timeout_secs == 0 {
+            return Err(ConfigError::key(
+                &["llm", "timeout_secs"],
+                "must be at least 1",
+            ));
+        }
+        if l.max_attempts == 0 {
+            return Err(ConfigError::key(
+                &["llm", "max_attempts"],
+                "must be at least 1",
+            ));
+        }
+        if l.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(ConfigError::key(
+                &["llm", "temperature"],
+                "must be between 0 and 2",
+            ));
+        }
+        if l.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+            return Err(ConfigError::key(
+                &["llm", "top_p"],
+                "must be above 0, at most 1",
+            ));
+        }
+        if l.max_tokens == Some(0) {
+            return Err(ConfigError::key(
+                &["llm", "max_tokens"],
+                "must be at least 1",
+            ));
+        }
+        let e = &self.embedder;
+        if e.max_attempts == 0 {
+            return Err(ConfigError::key(
+                &["embedder", "max_attempts"],
+                "must be at least 1",
+            ));
+        }
+        if e.query_timeout_ms == 0 || e.batch_timeout_ms == 0 {
+            return Err(ConfigError::key(
+                &["embedder", "query_timeout_ms"],
+                "timeouts must be positive",
+            ));
+        }
+        if e.provider == Some(EmbedderProvider::Cohere) && e.cohere.api_key().is_none() {
+            return Err(ConfigError::key(
+                &["embedder", "cohere", "api_key"],
+                "RAGBACK_EMBEDDER__PROVIDER=cohere needs a Cohere key (or set COHERE_API_KEY)",
+            ));
+        }
+        let r = &self.retrieval;
+        if !(1..=MAX_TOP_K).contains(&r.top_k) {
+            return Err(ConfigError::key(
+                &["retrieval", "top_k"],
+                format!("must be between 1 and {MAX_TOP_K}"),
+            ));
+        }
+        if !(-1.0..=1.0).contains(&r.threshold) {
+            return Err(ConfigError::key(
+                &["retrieval", "threshold"],
+                "must be between -1 and 1 (cosine)",
+            ));
+        }
+        if r.query_messages == 0 {
+            return Err(ConfigError::key(
+                &["retrieval", "query_messages"],
+                "must be at least 1",
+            ));
+        }
+        UserId::parse(r.default_user_id.as_str())
+            .map_err(|e| ConfigError::key(&["retrieval", "default_user_id"], e))?;
+        if self.prompt.history_messages == 0 {
+            return Err(ConfigError::key(
+                &["prompt", "history_messages"],
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The use case's view of the LLM settings.
+    pub fn chat_settings(&self) -> ChatSettings {
+        let l = &self.llm;
+        ChatSettings {
+            defaults: GenerationParams {
+                model: l.model.clone(),
+                temperature: l.temperature,
+                top_p: l.top_p,
+                max_tokens: l.max_tokens,
+            },
+            history_messages: self.prompt.history_messages,
+            retry: RetryPolicy {
+                max_attempts: l.max_attempts,
+                initial_backoff: Duration::from_millis(l.retry_initial_backoff_ms),
+                max_backoff: Duration::from_millis(l.retry_max_backoff_ms),
+            },
+            timeout: Duration::from_secs(l.timeout_secs),
+        }
+    }
+
+    /// The use case's view of the retrieval settings.
+    pub fn retrieval_settings(&self) -> RetrievalSettings {
+        let r = &self.retrieval;
+        RetrievalSettings {
+            enabled: r.enabled,
+            top_k: r.top_k,
+            threshold: r.threshold,
+            query_messages: r.query_messages,
+            default_user: UserId::parse(r.default_user_id.as_str()).ok(),
+            embed_timeout: Duration::from_millis(self.embedder.query_timeout_ms),
+            embed_retry: self.embedder.retry(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load(&ConfigSources::none(), &vars)
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.server.addr.to_string(), "0.0.0.0:8000");
+        assert_eq!(s.llm.base_url, "https://openrouter.ai/api/v1");
+        assert_eq!(s.store.kind, StoreKind::Edge);
+        assert_eq!(s.embedder.resolved_provider(), EmbedderProvider::None);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn nested_variables_and_aliases_apply_with_ragback_names_winning() {
+        let s = load(&[
+            ("RAGBACK_SERVER__ADDR", "127.0.0.1:9000"),
+            ("RAGBACK_RETRIEVAL__THRESHOLD", "0.55"),
+            ("RAGBACK_LOG_FORMAT", "json"),
+            ("OPENROUTER_API_KEY", "sk-alias"),
+            ("COHERE_API_KEY", "co-alias"),
+            ("RAGBACK_EMBEDDER__COHERE__API_KEY", "co-ragback"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.addr.port(), 9000);
+        assert!((s.retrieval.threshold - 0.55).abs() < 1e-6);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.llm.api_key().unwrap().expose_secret(), "sk-alias");
+        assert_eq!(
+            s.embedder.cohere.api_key().unwrap().expose_secret(),
+            "co-ragback"
+        );
+        assert_eq!(s.embedder.resolved_provider(), EmbedderProvider::Cohere);
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let s = load(&[
+            ("RAGBACK_EMBEDDER__PROVIDER", ""),
+            ("RAGBACK_LLM__MODEL", " "),
+        ])
+        .unwrap();
+        assert_eq!(s.embedder.provider, None);
+        assert_eq!(s.llm.model, LlmSettings::default().model);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            (
+                ("RAGBACK_LLM__TIMEOUT_SECS", "soon"),
+                "RAGBACK_LLM__TIMEOUT_SECS",
+            ),
+            (("RAGBACK_SERVER__ADDR", "nowhere"), "RAGBACK_SERVER__ADDR"),
+            (
+                ("RAGBACK_RETRIEVAL__THRESHOLD", "1.5"),
+                "RAGBACK_RETRIEVAL__THRESHOLD",
+            ),
+            (("RAGBACK_STORE__KIND", "postgres"), "RAGBACK_STORE__KIND"),
+            (("RAGBACK_LLM__TYPO", "x"), "typo"),
+            (
+                ("RAGBACK_EMBEDDER__PROVIDER", "cohere"),
+                "RAGBACK_EMBEDDER__COHERE__API_KEY",
+            ),
+            (
+                ("RAGBACK_RETRIEVAL__TOP_K", "0"),
+                "RAGBACK_RETRIEVAL__TOP_K",
+            ),
+        ];
+        for ((name, value), expected) in cases {
+            let err = load(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{name}={value}: {err}");
+        }
+        let long_id = "x".repeat(200);
+        let err = load(&[("RAGBACK_RETRIEVAL__DEFAULT_USER_ID", &long_id)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("RAGBACK_RETRIEVAL__DEFAULT_USER_ID"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn files_are_layered_under_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("ragback.toml");
+        std::fs::write(
+            &toml,
+            "[llm]\nmodel = \"from/toml\"\ntimeout_secs = 7\n[retrieval]\ntop_k = 5\n",
+        )
+        .unwrap();
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            "RAGBACK_LLM__MODEL=from/dotenv\nOPENROUTER_API_KEY=sk-dotenv\n",
+        )
+        .unwrap();
+        let sources = ConfigSources {
+            toml: Some(toml),
+            dotenv: Some(dotenv),
+            environment: false,
+        };
+
+        let s =
+            Settings::load(&sources, &[("RAGBACK_RETRIEVAL__TOP_K".into(), "4".into())]).unwrap();
+
+        assert_eq!(s.llm.model, "from/dotenv");
+        assert_eq!(s.llm.timeout_secs, 7);
+        assert_eq!(s.retrieval.top_k, 4);
+        assert_eq!(s.llm.api_key().unwrap().expose_secret(), "sk-dotenv");
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let s = load(&[("RAGBACK_LLM__API_KEY", "sk-very-secret")]).unwrap();
+        assert!(!format!("{s:?}").contains("sk-very-secret"));
+    }
+}

@@ -1,0 +1,97 @@
+//! Builds the use cases from the adapters the configuration chooses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragback_application::ports::{ChatModel, Embedder, FactStore, PromptRenderer};
+use ragback_application::{ChatService, FactLibrary, FactRetriever};
+use ragback_integrations::cohere::CohereEmbedder;
+use ragback_integrations::edge::EdgeFactStore;
+use ragback_integrations::llm::OpenAiChatModel;
+use ragback_integrations::prompt::TeraPromptRenderer;
+
+use crate::{EmbedderProvider, Settings, StoreKind};
+
+/// Why the services could not be built; the message names the setting involved.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WiringError(String);
+
+/// The use cases, wired.
+#[derive(Clone)]
+pub struct Services {
+    /// Writes replies.
+    pub chat: ChatService,
+    /// Adds facts.
+    pub facts: FactLibrary,
+    /// The fact store (for readiness and counts).
+    pub store: Arc<dyn FactStore>,
+    /// The embedder's model id, when one is configured.
+    pub embedder: Option<String>,
+}
+
+/// Opens the configured fact store.
+pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError> {
+    match settings.store.kind {
+        StoreKind::Edge => EdgeFactStore::open(&settings.store.path)
+            .map(|store| Arc::new(store) as Arc<dyn FactStore>)
+            .map_err(|e| {
+                WiringError(format!(
+                    "RAGBACK_STORE__PATH={}: {e}",
+                    settings.store.path.display()
+                ))
+            }),
+    }
+}
+
+/// Builds every service from `settings`: opens the store, loads the template, creates the
+/// clients. Calls no remote service.
+pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
+    let store = open_store(settings)?;
+    let embedder: Option<Arc<dyn Embedder>> = match settings.embedder.resolved_provider() {
+        EmbedderProvider::Cohere => Some(Arc::new(
+            CohereEmbedder::new(&settings.embedder.cohere)
+                .map_err(|e| WiringError(format!("RAGBACK_EMBEDDER__COHERE__*: {e}")))?,
+        )),
+        EmbedderProvider::None => None,
+    };
+    let model: Arc<dyn ChatModel> = Arc::new(
+        OpenAiChatModel::new(&settings.llm)
+            .map_err(|e| WiringError(format!("RAGBACK_LLM__*: {e}")))?,
+    );
+    let renderer: Arc<dyn PromptRenderer> = Arc::new(
+        TeraPromptRenderer::from_file(&settings.prompt.template)
+            .map_err(|e| WiringError(format!("RAGBACK_PROMPT__TEMPLATE: {e}")))?,
+    );
+    tracing::info!(
+        llm_base_url = %settings.llm.base_url,
+        llm_model = %settings.llm.model,
+        llm_key_set = settings.llm.api_key().is_some(),
+        embedder = embedder.as_ref().map(|e| e.model_id()).unwrap_or("none"),
+        store = %settings.store.path.display(),
+        "services configured"
+    );
+    if !model.is_configured() {
+        tracing::warn!(
+            "no LLM API key: /generate will answer 503 until RAGBACK_LLM__API_KEY (or \
+             OPENROUTER_API_KEY) is set"
+        );
+    }
+    let retriever = FactRetriever::new(
+        embedder.clone(),
+        Arc::clone(&store),
+        settings.retrieval_settings(),
+    );
+    let facts = FactLibrary::new(
+        embedder.clone(),
+        Arc::clone(&store),
+        settings.embedder.retry(),
+        Duration::from_millis(settings.embedder.batch_timeout_ms),
+    );
+    Ok(Services {
+        chat: ChatService::new(retriever, renderer, model, settings.chat_settings()),
+        facts,
+        store,
+        embedder: embedder.map(|e| e.model_id().to_owned()),
+    })
+}
