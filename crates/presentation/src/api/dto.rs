@@ -1,0 +1,197 @@
+//! Request parts shared by `/generate` and `/api/v1/chat`, and their conversion into domain
+//! values. Validation happens here, and every failure names its field.
+
+use std::fmt::Display;
+
+use ragback_domain::{
+    Age, Character, CharacterCard, CharacterId, Message, MessageText, Name, Role, ScoredFact, User,
+    UserId, ValidationError,
+};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+
+/// Attaches the field path to a validation failure.
+pub(crate) fn at<T>(
+    field: impl Display,
+    result: Result<T, ValidationError>,
+) -> Result<T, ApiError> {
+    result.map_err(|e| ApiError::invalid_field(field.to_string(), e.to_string()))
+}
+
+/// Who wrote a message, on the wire.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RoleDto {
+    User,
+    Character,
+}
+
+/// A message; `actor` is accepted for `role`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MessageDto {
+    #[serde(alias = "actor")]
+    role: RoleDto,
+    text: String,
+}
+
+/// The user.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UserDto {
+    #[serde(default)]
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    age: Option<u16>,
+}
+
+/// The character, optionally with a Character Card V2.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CharacterDto {
+    #[serde(default)]
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    age: Option<u16>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    card: Option<CardDto>,
+}
+
+/// A Character Card V2 (`{"spec": "chara_card_v2", "spec_version": "2.0", "data": {…}}`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct CardDto {
+    #[serde(default)]
+    spec: Option<String>,
+    data: CardDataDto,
+}
+
+/// The card fields ragback uses; the others (tags, creator, extensions, …) are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CardDataDto {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    personality: Option<String>,
+    #[serde(default)]
+    scenario: Option<String>,
+    #[serde(default)]
+    first_mes: Option<String>,
+    #[serde(default)]
+    mes_example: Option<String>,
+    #[serde(default)]
+    system_prompt: Option<String>,
+    #[serde(default)]
+    post_history_instructions: Option<String>,
+}
+
+/// Converts the history, refusing more than `max` messages.
+pub(crate) fn messages(dtos: Vec<MessageDto>, max: usize) -> Result<Vec<Message>, ApiError> {
+    if dtos.len() > max {
+        return Err(ApiError::invalid_field(
+            "messages",
+            format!(
+                "at most {max} messages are accepted, got {} (send the latest ones; \
+                 RAGBACK_SERVER__MAX_MESSAGES sets the limit)",
+                dtos.len()
+            ),
+        ));
+    }
+    dtos.into_iter()
+        .enumerate()
+        .map(|(i, dto)| {
+            let role = match dto.role {
+                RoleDto::User => Role::User,
+                RoleDto::Character => Role::Character,
+            };
+            let text = at(format!("messages[{i}].text"), MessageText::parse(dto.text))?;
+            Ok(Message::new(role, text))
+        })
+        .collect()
+}
+
+fn age(field: &str, years: Option<u16>) -> Result<Option<Age>, ApiError> {
+    years.map(|y| at(field, Age::new(y))).transpose()
+}
+
+impl UserDto {
+    pub(crate) fn into_domain(self) -> Result<User, ApiError> {
+        Ok(User {
+            id: self
+                .id
+                .map(|id| at("user.id", UserId::parse(id)))
+                .transpose()?,
+            name: at("user.name", Name::parse(self.name))?,
+            age: age("user.age", self.age)?,
+        })
+    }
+}
+
+impl CharacterDto {
+    pub(crate) fn into_domain(self) -> Result<Character, ApiError> {
+        let id = self
+            .id
+            .map(|id| at("character.id", CharacterId::parse(id)))
+            .transpose()?;
+        let name = at("character.name", Name::parse(self.name))?;
+        let age = age("character.age", self.age)?;
+        let (card, card_description) = match self.card {
+            Some(card) => {
+                if let Some(spec) = card.spec.as_deref()
+                    && spec != "chara_card_v2"
+                {
+                    return Err(ApiError::invalid_field(
+                        "character.card.spec",
+                        format!("must be `chara_card_v2` (Character Card V2), got `{spec}`"),
+                    ));
+                }
+                let data = card.data;
+                let parsed = CharacterCard {
+                    personality: data.personality,
+                    scenario: data.scenario,
+                    first_mes: data.first_mes,
+                    mes_example: data.mes_example,
+                    system_prompt: data.system_prompt,
+                    post_history_instructions: data.post_history_instructions,
+                }
+                .new()
+                .map_err(|(field, e)| {
+                    ApiError::invalid_field(format!("character.card.data.{field}"), e.to_string())
+                })?;
+                (Some(parsed), data.description)
+            }
+            None => (None, None),
+        };
+        let Some(description) = self.description.or(card_description) else {
+            return Err(ApiError::invalid_field(
+                "character.description",
+                "missing field (give a description, or a card with data.description)",
+            ));
+        };
+        at(
+            "character.description",
+            Character::new(id, name, age, description, card),
+        )
+    }
+}
+
+/// A fact in a response.
+#[derive(Debug, Serialize)]
+pub(crate) struct FactDto {
+    id: String,
+    owner: &'static str,
+    text: String,
+    score: f32,
+}
+
+impl From<ScoredFact> for FactDto {
+    fn from(f: ScoredFact) -> Self {
+        Self {
+            id: f.fact.id.to_string(),
+            owner: f.fact.owner.kind().as_str(),
+            text: f.fact.text.as_str().to_owned(),
+            score: f.score,
+        }
+    }
+}

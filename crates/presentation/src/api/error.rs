@@ -1,0 +1,200 @@
+//! Every error the API returns, and the one place that maps use-case errors to HTTP.
+
+use std::any::Any;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ragback_application::GenerateError;
+use ragback_application::ports::ChatModelError;
+use serde::Serialize;
+
+/// An error response: a status and `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 400: the body is not JSON.
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+    }
+
+    /// 422: a field is missing, of the wrong type, or has a value that is not allowed.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = format!("{field}: {}", message.into());
+        Self {
+            field: Some(field),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+        }
+    }
+
+    /// 413: the body is larger than the configured limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is larger than {limit} bytes (RAGBACK_SERVER__BODY_LIMIT_BYTES)"
+            ),
+        )
+    }
+
+    /// 415: the body is not declared as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        )
+    }
+
+    /// 500: something broke inside ragback; details go to the log only.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "ragback failed to handle the request; the cause is in its log",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Detail {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<GenerateError> for ApiError {
+    /// The mapping of generation failures. Exhaustive on purpose: a new variant must be decided
+    /// here. 5xx bodies say what to do, not what broke inside; the cause goes to the log.
+    fn from(error: GenerateError) -> Self {
+        if !matches!(error, GenerateError::ModelNotConfigured(_)) {
+            tracing::error!(error = %error, "generation failed");
+        }
+        match error {
+            GenerateError::ModelNotConfigured(hint) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured", hint)
+            }
+            GenerateError::ModelFailed { attempts, source } => match source {
+                ChatModelError::Rejected { status, message } => Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "llm_rejected",
+                    format!(
+                        "the language model provider refused the request ({status}: {message}); \
+                         check RAGBACK_LLM__API_KEY and the model name"
+                    ),
+                ),
+                ChatModelError::RateLimited { .. } => Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "llm_rate_limited",
+                    format!(
+                        "the language model provider kept rate limiting after {attempts} \
+                         attempt(s); try again later"
+                    ),
+                ),
+                ChatModelError::NotConfigured(hint) => {
+                    Self::new(StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured", hint)
+                }
+                ChatModelError::Unavailable { .. } | ChatModelError::InvalidResponse(_) => {
+                    Self::new(
+                        StatusCode::BAD_GATEWAY,
+                        "llm_unavailable",
+                        format!(
+                            "the language model provider failed after {attempts} attempt(s); \
+                             try again later"
+                        ),
+                    )
+                }
+            },
+            GenerateError::DeadlineExceeded { deadline, attempts } => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "llm_timeout",
+                format!(
+                    "the language model did not answer within {}s ({attempts} attempt(s)); \
+                     RAGBACK_LLM__TIMEOUT_SECS sets the deadline",
+                    deadline.as_secs()
+                ),
+            ),
+            GenerateError::EmptyReply => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "llm_empty_reply",
+                "the language model returned an empty reply twice; try again",
+            ),
+            GenerateError::Prompt(_) => Self::internal(),
+        }
+    }
+}
+
+/// 404 for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see README for the API (POST /generate, POST /api/v1/chat, GET /health, GET /ready)",
+    )
+}
+
+/// 405 for known routes with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// The response when a handler panicked: logged, and an opaque 500.
+pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "a request handler panicked");
+    ApiError::internal().into_response()
+}

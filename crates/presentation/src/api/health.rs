@@ -1,0 +1,71 @@
+//! `GET /health` (the process is up) and `GET /ready` (it can serve `/generate`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::state::AppState;
+
+/// `GET /health`: always 200 while the process serves HTTP.
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+#[derive(Serialize)]
+pub(crate) struct Readiness {
+    status: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    store: Check,
+    llm: Check,
+}
+
+#[derive(Serialize)]
+struct Check {
+    ok: bool,
+    message: String,
+}
+
+/// `GET /ready`: 200 when the store answers and the LLM is configured, else 503 saying why.
+/// Never prints secrets.
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let store = match state.store.status().await {
+        Ok(status) => Check {
+            ok: true,
+            message: format!("{} facts", status.facts),
+        },
+        Err(error) => Check {
+            ok: false,
+            message: error.to_string(),
+        },
+    };
+    let llm = if state.chat.model_configured() {
+        Check {
+            ok: true,
+            message: "configured".into(),
+        }
+    } else {
+        Check {
+            ok: false,
+            message: "no API key: set RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY)".into(),
+        }
+    };
+    let ready = store.ok && llm.ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            status: if ready { "ready" } else { "not_ready" },
+            checks: Checks { store, llm },
+        }),
+    )
+}

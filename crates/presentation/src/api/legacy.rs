@@ -1,0 +1,75 @@
+//! `POST /api/v1/chat`: the contract of the Python service ragback replaces, kept unchanged so
+//! its clients keep working. Facts come from the configured default user.
+
+use axum::Json;
+use axum::extract::State;
+use ragback_application::{GenerateCommand, GenerationOverrides, RetrievalOverrides};
+use serde::{Deserialize, Serialize};
+
+use super::dto::{self, CharacterDto, MessageDto, UserDto};
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::state::AppState;
+
+/// `{"messages": [{"actor", "text"}], "user": {"name", "age"}, "character": {"name", "age",
+/// "description"}}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LegacyChatRequest {
+    messages: Vec<MessageDto>,
+    user: UserDto,
+    character: CharacterDto,
+}
+
+/// `{"generated_text", "search_results": [{"content": {"owner", "text"}, "relevance_score"}]}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct LegacyChatResponse {
+    generated_text: String,
+    search_results: Vec<SearchResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchResult {
+    content: Content,
+    relevance_score: f32,
+}
+
+#[derive(Debug, Serialize)]
+struct Content {
+    owner: &'static str,
+    text: String,
+}
+
+/// `POST /api/v1/chat`.
+pub(crate) async fn chat(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<LegacyChatRequest>,
+) -> Result<Json<LegacyChatResponse>, ApiError> {
+    let mut user = request.user.into_domain()?;
+    // The old service knew one user: always the configured default, whatever the body says.
+    user.id = Some(state.default_user.clone());
+    let mut character = request.character.into_domain()?;
+    character.id = None;
+    let command = GenerateCommand {
+        messages: dto::messages(request.messages, state.limits.messages)?,
+        user,
+        character,
+        scenario: None,
+        generation: GenerationOverrides::default(),
+        retrieval: RetrievalOverrides::default(),
+    };
+    let generation = state.chat.generate(command).await?;
+    Ok(Json(LegacyChatResponse {
+        generated_text: generation.text,
+        search_results: generation
+            .facts
+            .into_iter()
+            .map(|f| SearchResult {
+                content: Content {
+                    owner: f.fact.owner.kind().as_str(),
+                    text: f.fact.text.as_str().to_owned(),
+                },
+                relevance_score: f.score,
+            })
+            .collect(),
+    }))
+}

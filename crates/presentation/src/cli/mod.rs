@@ -1,0 +1,116 @@
+//! The `ragback` command line: `serve`, and `facts` for operators.
+
+mod facts;
+mod facts_file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ragback_domain::UserId;
+use ragback_infrastructure::{ConfigSources, Services, Settings, build_services, telemetry};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, Limits};
+
+pub use facts::FactsCommand;
+pub use facts_file::{FactsFile, read_facts};
+
+/// ragback: the next line of a role-play character, with facts retrieved from Qdrant.
+#[derive(Debug, Parser)]
+#[command(name = "ragback", version, about)]
+pub struct Cli {
+    /// TOML configuration file (read when it exists).
+    #[arg(
+        long,
+        global = true,
+        default_value = "ragback.toml",
+        env = "RAGBACK_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// Dotenv file (read when it exists); the environment wins over it.
+    #[arg(long, global = true, default_value = ".env")]
+    pub env_file: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// Listen address (overrides RAGBACK_SERVER__ADDR).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Seed facts from this file at start-up (skipped, with a warning, when no embedder is
+        /// configured or it fails; facts already stored are not embedded again).
+        #[arg(long)]
+        seed: Option<PathBuf>,
+    },
+    /// Add and search facts.
+    #[command(subcommand)]
+    Facts(FactsCommand),
+}
+
+impl Cli {
+    /// Loads the configuration this invocation names.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let sources = ConfigSources {
+            toml: Some(self.config.clone()),
+            dotenv: Some(self.env_file.clone()),
+            environment: true,
+        };
+        Ok(Settings::load(&sources, &[])?)
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings()?;
+    telemetry::init(settings.log_format);
+    match cli.command {
+        Command::Serve { addr, seed } => serve(settings, addr, seed).await,
+        Command::Facts(command) => facts::run(command, &settings).await,
+    }
+}
+
+/// The API state for `services` under `settings`.
+pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppState> {
+    let default_user = UserId::parse(settings.retrieval.default_user_id.as_str())
+        .context("RAGBACK_RETRIEVAL__DEFAULT_USER_ID")?;
+    Ok(AppState {
+        chat: services.chat,
+        facts: services.facts,
+        store: services.store,
+        default_user,
+        limits: Limits {
+            body_bytes: settings.server.body_limit_bytes,
+            messages: settings.server.max_messages,
+        },
+    })
+}
+
+async fn serve(
+    settings: Settings,
+    addr: Option<SocketAddr>,
+    seed: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let services = build_services(&settings)?;
+    if let Some(path) = seed {
+        facts::seed_at_startup(&services, &path).await;
+    }
+    let state = app_state(services, &settings)?;
+    let addr = addr.unwrap_or(settings.server.addr);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (RAGBACK_SERVER__ADDR)"))?;
+    tracing::info!(%addr, "ragback is listening");
+    api::serve(listener, api::router(state), api::shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The end-to-end harness: the real server on port 0, a real Qdrant Edge store in a temporary
+//! directory, and local servers speaking Cohere's and OpenRouter's wire formats.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test files
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ragback_application::testing::WordEmbedder;
+use ragback_domain::{Fact, FactOwner, FactText};
+use ragback_infrastructure::{ConfigSources, Settings, build_services, telemetry};
+use ragback_presentation::api;
+use ragback_presentation::cli::app_state;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// The repository root (templates and demo data live there).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Answers Cohere `v2/embed` calls with bag-of-words vectors of the texts sent: texts sharing
+/// words are similar, so retrieval behaves like a real (if simple) embedding model.
+pub struct FakeCohere;
+
+impl Respond for FakeCohere {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let Some(texts) = body["texts"].as_array() else {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"message": "invalid request: texts required"}));
+        };
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| WordEmbedder::vector(t.as_str().unwrap_or_default()))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "b2d3c4e5-0000-4000-8000-000000000000",
+            "embeddings": {"float": vectors},
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 10}},
+            "response_type": "embeddings_by_type"
+        }))
+    }
+}
+
+/// A chat completion as OpenRouter sends it.
+pub fn completion(text: &str) -> Value {
+    json!({
+        "id": "gen-1",
+        "provider": "Mistral",
+        "model": "mistralai/mistral-nemo",
+        "object": "chat.completion",
+        "created": 1_732_450_000,
+        "choices": [{
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": text}
+        }],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}
+    })
+}
+
+/// A running ragback with its fake upstreams.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub llm: MockServer,
+    pub cohere: MockServer,
+    pub store_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// What to set up before the server starts.
+pub struct Setup {
+    /// Extra configuration variables (`RAGBACK_…`, value).
+    pub vars: Vec<(String, String)>,
+    /// Facts to store first: (owner, texts).
+    pub facts: Vec<(FactOwner, Vec<&'static str>)>,
+    /// Whether the LLM and Cohere keys are set.
+    pub keys: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            vars: Vec::new(),
+            facts: Vec::new(),
+            keys: true,
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts with the default setup.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Setup::default()).await
+    }
+
+    /// Starts ragback on port 0 with `setup`.
+    pub async fn spawn_with(setup: Setup) -> Self {
+        telemetry::init_for_tests();
+        let llm = MockServer::start().await;
+        let cohere = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v2/embed"))
+            .respond_with(FakeCohere)
+            .with_priority(u8::MAX)
+            .mount(&cohere)
+            .await;
+        let store_dir = tempfile::tempdir().unwrap();
+        let root = repo_root();
+        let mut vars: Vec<(String, String)> = vec![
+            ("RAGBACK_SERVER__ADDR".into(), "127.0.0.1:0".into()),
+            (
+                "RAGBACK_LLM__BASE_URL".into(),
+                format!("{}/api/v1", llm.uri()),
+            ),
+            ("RAGBACK_LLM__RETRY_INITIAL_BACKOFF_MS".into(), "10".into()),
+            ("RAGBACK_LLM__RETRY_MAX_BACKOFF_MS".into(), "50".into()),
+            ("RAGBACK_LLM__TIMEOUT_SECS".into(), "10".into()),
+            ("RAGBACK_EMBEDDER__COHERE__BASE_URL".into(), cohere.uri()),
+            (
+                "RAGBACK_EMBEDDER__RETRY_INITIAL_BACKOFF_MS".into(),
+                "5".into(),
+            ),
+            ("RAGBACK_EMBEDDER__RETRY_MAX_BACKOFF_MS".into(), "20".into()),
+            (
+                "RAGBACK_STORE__PATH".into(),
+                store_dir.path().display().to_string(),
+            ),
+            (
+                "RAGBACK_PROMPT__TEMPLATE".into(),
+                root.join("prompts/chat.tera").display().to_string(),
+            ),
+            ("RAGBACK_RETRIEVAL__THRESHOLD".into(), "0.3".into()),
+        ];
+        if setup.keys {
+            vars.push(("RAGBACK_LLM__API_KEY".into(), "sk-or-test-key".into()));
+            vars.push((
+                "RAGBACK_EMBEDDER__COHERE__API_KEY".into(),
+                "co-test-key".into(),
+            ));
+        } else {
+            // A key-less OpenRouter: the base URL must be OpenRouter's for the key to be required.
+            vars.retain(|(k, _)| k != "RAGBACK_LLM__BASE_URL");
+        }
+        vars.extend(setup.vars);
+        let settings = Settings::load(&ConfigSources::none(), &vars).unwrap();
+        let services = build_services(&settings).unwrap();
+        for (owner, texts) in setup.facts {
+            let facts = texts
+                .iter()
+                .map(|t| Fact::new(owner.clone(), FactText::parse(*t).unwrap()))
+                .collect();
+            services.facts.add(facts, |_| {}).await.unwrap();
+        }
+        let state = app_state(services, &settings).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            api::serve(listener, api::router(state), async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            llm,
+            cohere,
+            store_dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// The URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs JSON and returns the status and the JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.post(path, body).await;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Mounts an LLM answer for every call.
+    pub async fn llm_replies(&self, text: &str) {
+        Mock::given(method("POST"))
+            .and(path("/api/v1/chat/completions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(text)))
+            .mount(&self.llm)
+            .await;
+    }
+
+    /// The JSON bodies the LLM received.
+    pub async fn llm_requests(&self) -> Vec<Value> {
+        self.llm
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/chat/completions"))
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+}
+
+/// The demo request of the README.
+pub fn demo_request() -> Value {
+    json!({
+        "messages": [
+            {"role": "user", "text": "Hey Blaze! Long time no see"},
+            {"role": "character", "text": "*fist bumps* Yo John! Been ages, bro."},
+            {"role": "user", "text": "I finally ran the London marathon!"}
+        ],
+        "user": {"id": "john", "name": "John", "age": 23},
+        "character": {"id": "blaze", "name": "Blaze", "age": 19, "description": "Street persona from Brooklyn, talks in slang."},
+        "scenario": "You meet John at a bar after a long time apart."
+    })
+}
