@@ -50,7 +50,7 @@ fn system_prompt(request: &Value) -> &str {
     request["messages"][0]["content"].as_str().unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
     let app = app_with_demo_facts().await;
     app.llm_replies("Blaze: *raises glass* No way, bro! A whole marathon?")
@@ -114,7 +114,7 @@ async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
     assert_eq!(sent["max_tokens"], 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_history_gets_a_greeting_without_retrieval() {
     let app = app_with_demo_facts().await;
     app.llm_replies("*waves from behind the bar* Yo, John!")
@@ -143,7 +143,7 @@ async fn an_empty_history_gets_a_greeting_without_retrieval() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_facts_are_never_retrieved() {
     let app = app_with_demo_facts().await;
     app.llm_replies("*nods* Respect.").await;
@@ -172,7 +172,7 @@ async fn another_users_facts_are_never_retrieved() {
     assert!(!system.contains("golden retriever") && !system.contains("London marathon in 2024"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_threshold_filters_facts() {
     let app = app_with_demo_facts().await;
     app.llm_replies("*shrugs* Cool.").await;
@@ -200,7 +200,7 @@ async fn the_threshold_filters_facts() {
     assert_eq!(body["retrieval"], "skipped");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_embedder_degrades_retrieval_but_the_reply_comes() {
     let app = app_with_demo_facts().await;
     Mock::given(method("POST"))
@@ -226,7 +226,7 @@ async fn a_failing_embedder_degrades_retrieval_but_the_reply_comes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cohere_key_means_retrieval_is_skipped() {
     let app = TestApp::spawn_with(Setup {
         vars: vec![("RAGBACK_EMBEDDER__PROVIDER".into(), "none".into())],
@@ -241,7 +241,7 @@ async fn no_cohere_key_means_retrieval_is_skipped() {
     assert_eq!(body["retrieval"], "skipped");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_server_errors_are_retried_then_succeed() {
     let app = TestApp::spawn().await;
     let endpoint = || Mock::given(method("POST")).and(path("/api/v1/chat/completions"));
@@ -278,7 +278,7 @@ async fn rate_limits_and_server_errors_are_retried_then_succeed() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_in_a_200_body_is_retried_and_then_a_502() {
     let app = TestApp::spawn().await;
     Mock::given(method("POST"))
@@ -306,7 +306,7 @@ async fn an_error_in_a_200_body_is_retried_and_then_a_502() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_request_is_not_retried_and_says_why() {
     let app = TestApp::spawn().await;
     Mock::given(method("POST"))
@@ -332,7 +332,7 @@ async fn a_rejected_request_is_not_retried_and_says_why() {
     assert_eq!(app.llm_requests().await[0]["model"], "nope/model");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_llm_is_a_502_after_retries() {
     let app = TestApp::spawn_with(Setup {
         vars: vec![(
@@ -355,7 +355,7 @@ async fn an_unreachable_llm_is_a_502_after_retries() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_llm_hits_the_deadline_and_gets_a_504() {
     let app = TestApp::spawn_with(Setup {
         vars: vec![("RAGBACK_LLM__TIMEOUT_SECS".into(), "1".into())],
@@ -382,7 +382,7 @@ async fn a_slow_llm_hits_the_deadline_and_gets_a_504() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_llm_key_generate_is_a_503_naming_the_variable() {
     let app = TestApp::spawn_with(Setup {
         keys: false,
@@ -412,7 +412,7 @@ async fn without_an_llm_key_generate_is_a_503_naming_the_variable() {
     assert_eq!(ready["checks"]["store"]["ok"], true);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_syntax_in_user_text_reaches_the_model_literally() {
     let app = app_with_demo_facts().await;
     app.llm_replies("*squints* What?").await;
@@ -436,7 +436,7 @@ async fn template_syntax_in_user_text_reaches_the_model_literally() {
     assert!(system.contains("{% raw %}scene{% endraw %}"), "{system}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_character_card_v2_feeds_the_prompt() {
     let app = TestApp::spawn().await;
     app.llm_replies("*wipes the bar* Yo.").await;
@@ -484,7 +484,7 @@ async fn a_character_card_v2_feeds_the_prompt() {
     assert!(system.contains("Keep it under 20 words."), "{system}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legacy_chat_contract_is_served_with_the_default_users_facts() {
     let app = app_with_demo_facts().await;
     app.llm_replies("Blaze: *laughs* Marathon man!").await;
@@ -516,7 +516,7 @@ async fn the_legacy_chat_contract_is_served_with_the_default_users_facts() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let app = TestApp::spawn().await;
 
@@ -534,7 +534,7 @@ async fn health_and_readiness() {
     assert!(!ready.to_string().contains("sk-or-test-key"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_id_is_returned_and_kept_when_sent() {
     let app = TestApp::spawn().await;
 
@@ -551,7 +551,7 @@ async fn a_request_id_is_returned_and_kept_when_sent() {
     assert_eq!(kept.headers()["x-request-id"], "upstream-42");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_gracefully() {
     let app = TestApp::spawn().await;
     app.stop().await;

@@ -157,3 +157,104 @@ pub(crate) async fn generate(
     let generation = state.chat.generate(command).await?;
     Ok(Json(generation.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::api::json::parse;
+
+    const LIMITS: Limits = Limits {
+        body_bytes: 256 * 1024,
+        messages: 50,
+    };
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "\\PC{0,20}".prop_map(Value::from),
+            "[\\x00-\\x1f{}%#]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("messages".to_owned()),
+                        Just("role".to_owned()),
+                        Just("actor".to_owned()),
+                        Just("text".to_owned()),
+                        Just("user".to_owned()),
+                        Just("character".to_owned()),
+                        Just("name".to_owned()),
+                        Just("age".to_owned()),
+                        Just("description".to_owned()),
+                        Just("card".to_owned()),
+                        Just("data".to_owned()),
+                        "[a-z_]{1,8}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A structurally valid request with arbitrary field contents.
+    fn near_valid() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(("(user|character|narrator)", "\\PC{0,30}"), 0..8),
+            "\\PC{0,12}",
+            any::<Option<u16>>(),
+            "\\PC{0,12}",
+            "\\PC{0,40}",
+            prop::option::of(-3.0f64..3.0),
+            prop::option::of(0usize..80),
+        )
+            .prop_map(|(messages, user, age, name, description, threshold, top_k)| {
+                json!({
+                    "messages": messages.into_iter().map(|(role, text)| json!({"role": role, "text": text})).collect::<Vec<_>>(),
+                    "user": {"name": user, "age": age},
+                    "character": {"name": name, "description": description},
+                    "retrieval": {"threshold": threshold, "top_k": top_k},
+                })
+            })
+    }
+
+    fn parse_and_validate(bytes: &[u8]) {
+        if let Ok(request) = parse::<GenerateRequest>(bytes) {
+            let _ = request.into_command(&LIMITS);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            parse_and_validate(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(value in any_json()) {
+            parse_and_validate(value.to_string().as_bytes());
+        }
+
+        #[test]
+        fn near_valid_requests_are_accepted_or_refused_with_a_field(value in near_valid()) {
+            let result = parse::<GenerateRequest>(value.to_string().as_bytes())
+                .and_then(|r| r.into_command(&LIMITS));
+            if let Err(error) = result {
+                prop_assert_eq!(error.status().as_u16(), 422);
+                prop_assert_eq!(error.code(), "invalid_field");
+            }
+        }
+    }
+}

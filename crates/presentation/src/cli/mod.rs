@@ -107,7 +107,8 @@ async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (RAGBACK_SERVER__ADDR)"))?;
-    tracing::info!(%addr, "ragback is listening");
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, "ragback is listening");
     api::serve(listener, api::router(state), api::shutdown_signal())
         .await
         .context("the HTTP server failed")?;

@@ -225,14 +225,36 @@ impl TestApp {
             .collect()
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server and waits for it, and for its connections, to finish.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the server before the store directory is deleted: Qdrant Edge flushes when the store
+    /// is dropped, and panics if its directory is gone. Needs the multi-threaded runtime
+    /// (`#[tokio::test(flavor = "multi_thread")]`).
+    fn drop(&mut self) {
+        if self.server.is_none() {
+            return;
+        }
+        let handle = tokio::runtime::Handle::current();
+        assert_eq!(
+            handle.runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::MultiThread,
+            "end-to-end tests must use #[tokio::test(flavor = \"multi_thread\")]"
+        );
+        tokio::task::block_in_place(|| handle.block_on(self.shut_down()));
     }
 }
 
