@@ -168,7 +168,7 @@ mod tests {
     use ragback_domain::{FactOwner, FactText, UserId};
 
     use super::*;
-    use crate::testing::{FailingEmbedder, InMemoryFactStore, WordEmbedder};
+    use crate::testing::{FailingEmbedder, InMemoryFactStore, WordEmbedder, quick_retry};
 
     fn facts(owner: &str, texts: &[&str]) -> Vec<Fact> {
         let owner = FactOwner::User(UserId::parse(owner).unwrap());
@@ -179,12 +179,12 @@ mod tests {
     }
 
     fn library(embedder: Arc<dyn Embedder>, store: Arc<InMemoryFactStore>) -> FactLibrary {
-        let retry = RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-        };
-        FactLibrary::new(Some(embedder), store, retry, Duration::from_secs(5))
+        FactLibrary::new(
+            Some(embedder),
+            store,
+            quick_retry(2),
+            Duration::from_secs(5),
+        )
     }
 
     #[tokio::test]

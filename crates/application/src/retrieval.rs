@@ -295,22 +295,12 @@ mod tests {
     use ragback_domain::{CharacterId, MessageText};
 
     use super::*;
-    use crate::testing::{FailingEmbedder, InMemoryFactStore, WordEmbedder, seed};
+    use crate::testing::{
+        FailingEmbedder, InMemoryFactStore, WordEmbedder, quick_retry, retrieval_settings, seed,
+    };
 
     fn settings() -> RetrievalSettings {
-        RetrievalSettings {
-            enabled: true,
-            top_k: 3,
-            threshold: 0.3,
-            query_messages: 1,
-            default_user: Some(UserId::parse("john").unwrap()),
-            embed_timeout: Duration::from_secs(2),
-            embed_retry: RetryPolicy {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(5),
-            },
-        }
+        retrieval_settings(Some(UserId::parse("john").unwrap()), quick_retry(2))
     }
 
     fn msg(role: Role, text: &str) -> Message {

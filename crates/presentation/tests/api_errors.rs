@@ -10,11 +10,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ragback_application::ports::GenerationParams;
 use ragback_application::testing::{
-    InMemoryFactStore, PlainRenderer, ScriptedChatModel, WordEmbedder,
+    InMemoryFactStore, PlainRenderer, ScriptedChatModel, WordEmbedder, quick_retry,
+    retrieval_settings,
 };
-use ragback_application::{
-    ChatService, ChatSettings, FactLibrary, FactRetriever, RetrievalSettings, RetryPolicy,
-};
+use ragback_application::{ChatService, ChatSettings, FactLibrary, FactRetriever};
 use ragback_domain::UserId;
 use ragback_presentation::api::{AppState, Limits, router};
 use serde_json::{Value, json};
@@ -25,23 +24,11 @@ const BODY_LIMIT: usize = 64 * 1024;
 fn state(model: Arc<ScriptedChatModel>) -> AppState {
     let store = Arc::new(InMemoryFactStore::default());
     let embedder = Arc::new(WordEmbedder::default());
-    let retry = RetryPolicy {
-        max_attempts: 1,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(1),
-    };
+    let retry = quick_retry(1);
     let retriever = FactRetriever::new(
         Some(embedder.clone()),
         store.clone(),
-        RetrievalSettings {
-            enabled: true,
-            top_k: 3,
-            threshold: 0.3,
-            query_messages: 1,
-            default_user: None,
-            embed_timeout: Duration::from_secs(1),
-            embed_retry: retry,
-        },
+        retrieval_settings(None, retry),
     );
     let chat = ChatService::new(
         retriever,

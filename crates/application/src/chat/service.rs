@@ -227,16 +227,11 @@ mod tests {
 
     use super::*;
     use crate::GenerationOverrides;
-    use crate::retrieval::{RetrievalOverrides, RetrievalSettings, RetrievalStatus};
-    use crate::testing::{InMemoryFactStore, PlainRenderer, ScriptedChatModel, WordEmbedder, seed};
-
-    fn quick_retry() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-        }
-    }
+    use crate::retrieval::{RetrievalOverrides, RetrievalStatus};
+    use crate::testing::{
+        InMemoryFactStore, PlainRenderer, ScriptedChatModel, WordEmbedder, quick_retry,
+        retrieval_settings, seed,
+    };
 
     fn settings() -> ChatSettings {
         ChatSettings {
@@ -247,7 +242,7 @@ mod tests {
                 max_tokens: Some(200),
             },
             history_messages: 2,
-            retry: quick_retry(),
+            retry: quick_retry(3),
             timeout: Duration::from_secs(5),
         }
     }
@@ -260,15 +255,7 @@ mod tests {
         let retriever = FactRetriever::new(
             Some(embedder),
             store,
-            RetrievalSettings {
-                enabled: true,
-                top_k: 3,
-                threshold: 0.3,
-                query_messages: 1,
-                default_user: None,
-                embed_timeout: Duration::from_secs(1),
-                embed_retry: quick_retry(),
-            },
+            retrieval_settings(None, quick_retry(3)),
         );
         ChatService::new(retriever, Arc::new(PlainRenderer), model, settings())
     }

@@ -21,6 +21,31 @@ use crate::ports::{
     PromptRenderer, RenderedPrompt, StoreStatus, UpsertReport,
 };
 
+/// A retry policy with millisecond backoff, for tests.
+pub fn quick_retry(max_attempts: u32) -> crate::RetryPolicy {
+    crate::RetryPolicy {
+        max_attempts,
+        initial_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(2),
+    }
+}
+
+/// Retrieval on, top 3 above 0.3, the last user message as query, one second to embed.
+pub fn retrieval_settings(
+    default_user: Option<ragback_domain::UserId>,
+    embed_retry: crate::RetryPolicy,
+) -> crate::RetrievalSettings {
+    crate::RetrievalSettings {
+        enabled: true,
+        top_k: 3,
+        threshold: 0.3,
+        query_messages: 1,
+        default_user,
+        embed_timeout: std::time::Duration::from_secs(1),
+        embed_retry,
+    }
+}
+
 /// Dimension of [`WordEmbedder`] vectors.
 pub const WORD_DIMENSION: usize = 64;
 
@@ -124,6 +149,17 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl InMemoryFactStore {
+    fn facts(
+        &self,
+    ) -> Result<
+        std::sync::MutexGuard<'_, BTreeMap<ragback_domain::FactId, EmbeddedFact>>,
+        FactStoreError,
+    > {
+        self.facts
+            .lock()
+            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))
+    }
+
     fn dimension(facts: &BTreeMap<ragback_domain::FactId, EmbeddedFact>) -> Option<usize> {
         facts.values().next().map(|f| f.vector.len())
     }
@@ -144,10 +180,7 @@ impl InMemoryFactStore {
 #[async_trait]
 impl FactStore for InMemoryFactStore {
     async fn upsert(&self, facts: Vec<EmbeddedFact>) -> Result<UpsertReport, FactStoreError> {
-        let mut stored = self
-            .facts
-            .lock()
-            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        let mut stored = self.facts()?;
         let mut report = UpsertReport::default();
         for fact in facts {
             Self::check_dimension(&stored, fact.vector.len())?;
@@ -163,10 +196,7 @@ impl FactStore for InMemoryFactStore {
     }
 
     async fn search(&self, query: FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
-        let stored = self
-            .facts
-            .lock()
-            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        let stored = self.facts()?;
         Self::check_dimension(&stored, query.vector.len())?;
         let mut found: Vec<ScoredFact> = stored
             .values()
@@ -185,10 +215,7 @@ impl FactStore for InMemoryFactStore {
         &self,
         ids: &[ragback_domain::FactId],
     ) -> Result<Vec<ragback_domain::FactId>, FactStoreError> {
-        let stored = self
-            .facts
-            .lock()
-            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        let stored = self.facts()?;
         Ok(ids
             .iter()
             .filter(|id| stored.contains_key(id))
@@ -197,10 +224,7 @@ impl FactStore for InMemoryFactStore {
     }
 
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
-        let stored = self
-            .facts
-            .lock()
-            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        let stored = self.facts()?;
         Ok(stored
             .values()
             .filter(|f| owner.is_none_or(|o| &f.fact.owner == o))
@@ -208,10 +232,7 @@ impl FactStore for InMemoryFactStore {
     }
 
     async fn status(&self) -> Result<StoreStatus, FactStoreError> {
-        let stored = self
-            .facts
-            .lock()
-            .map_err(|_| FactStoreError::Unavailable("poisoned".into()))?;
+        let stored = self.facts()?;
         Ok(StoreStatus {
             facts: stored.len(),
             dimension: Self::dimension(&stored),

@@ -97,6 +97,22 @@ impl EdgeFactStore {
     }
 }
 
+impl EdgeFactStore {
+    /// Runs a read on the shard, or answers `empty()` when no fact was ever stored.
+    async fn read<T, E, F>(&self, empty: E, work: F) -> Result<T, FactStoreError>
+    where
+        T: Send + 'static,
+        E: FnOnce() -> T + Send + 'static,
+        F: FnOnce(&Shard) -> Result<T, FactStoreError> + Send + 'static,
+    {
+        self.blocking(move |inner| {
+            let guard = inner.shard.read().map_err(poisoned)?;
+            guard.as_ref().map_or_else(|| Ok(empty()), work)
+        })
+        .await
+    }
+}
+
 fn poisoned<T>(_: T) -> FactStoreError {
     FactStoreError::Unavailable("the store lock is poisoned after a panic; restart".into())
 }
@@ -128,53 +144,30 @@ impl FactStore for EdgeFactStore {
         if query.owners.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
         }
-        self.blocking(move |inner| {
-            let guard = inner.shard.read().map_err(poisoned)?;
-            match guard.as_ref() {
-                Some(shard) => shard.search(&query),
-                None => Ok(Vec::new()),
-            }
-        })
-        .await
+        self.read(Vec::new, move |shard| shard.search(&query)).await
     }
 
     async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError> {
         let ids = ids.to_vec();
-        self.blocking(move |inner| {
-            let guard = inner.shard.read().map_err(poisoned)?;
-            match guard.as_ref() {
-                Some(shard) => shard.known(&ids),
-                None => Ok(Vec::new()),
-            }
-        })
-        .await
+        self.read(Vec::new, move |shard| shard.known(&ids)).await
     }
 
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
         let owner = owner.cloned();
-        self.blocking(move |inner| {
-            let guard = inner.shard.read().map_err(poisoned)?;
-            match guard.as_ref() {
-                Some(shard) => shard.count(owner.as_ref()),
-                None => Ok(0),
-            }
-        })
-        .await
+        self.read(|| 0, move |shard| shard.count(owner.as_ref()))
+            .await
     }
 
     async fn status(&self) -> Result<StoreStatus, FactStoreError> {
-        self.blocking(move |inner| {
-            let guard = inner.shard.read().map_err(poisoned)?;
-            match guard.as_ref() {
-                Some(shard) => Ok(StoreStatus {
-                    facts: shard.count(None)?,
-                    dimension: Some(shard.dimension()),
-                }),
-                None => Ok(StoreStatus {
-                    facts: 0,
-                    dimension: None,
-                }),
-            }
+        let empty = || StoreStatus {
+            facts: 0,
+            dimension: None,
+        };
+        self.read(empty, |shard| {
+            Ok(StoreStatus {
+                facts: shard.count(None)?,
+                dimension: Some(shard.dimension()),
+            })
         })
         .await
     }
