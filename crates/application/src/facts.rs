@@ -21,6 +21,19 @@ pub struct AddFactsReport {
     pub unchanged: usize,
     /// Inputs that repeated an earlier input of the same call.
     pub duplicates: usize,
+    /// New facts this call set out to store (`added` reaches it on success).
+    pub to_add: usize,
+}
+
+/// What adding facts would do, found without embedding anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddPlan {
+    /// Facts not stored yet, in input order.
+    pub new: Vec<Fact>,
+    /// Facts already stored.
+    pub unchanged: usize,
+    /// Inputs that repeated an earlier input.
+    pub duplicates: usize,
 }
 
 /// Why adding facts stopped. Batches stored before the failure stay stored: `done` says how far
@@ -37,6 +50,12 @@ pub enum AddFactsError {
         done: AddFactsReport,
         /// The embedder's failure.
         source: RetryError<EmbedError>,
+    },
+    /// Stopped on request between two batches.
+    #[error("interrupted after {} of {} new facts were stored", done.added, done.to_add)]
+    Interrupted {
+        /// What was stored before stopping.
+        done: AddFactsReport,
     },
     /// The store failed.
     #[error("storing failed after {} facts were stored: {source}", done.added)]
@@ -79,44 +98,68 @@ impl FactLibrary {
         &self.store
     }
 
-    /// Adds facts: skips repeated inputs and facts already stored, embeds the rest in batches
-    /// and stores each batch before embedding the next. `progress` is called after every batch.
-    #[tracing::instrument(skip_all, fields(facts = facts.len()))]
-    pub async fn add(
-        &self,
-        facts: Vec<Fact>,
-        mut progress: impl FnMut(&AddFactsReport),
-    ) -> Result<AddFactsReport, AddFactsError> {
-        let mut report = AddFactsReport::default();
+    /// What adding `facts` would do: which are new, which are stored already, which repeat.
+    pub async fn plan(&self, facts: Vec<Fact>) -> Result<AddPlan, FactStoreError> {
+        let mut plan = AddPlan::default();
         let mut seen = HashSet::new();
         let mut unique = Vec::with_capacity(facts.len());
         for fact in facts {
             if seen.insert(fact.id) {
                 unique.push(fact);
             } else {
-                report.duplicates += 1;
+                plan.duplicates += 1;
             }
         }
         let ids: Vec<_> = unique.iter().map(|f| f.id).collect();
-        let known: HashSet<_> = self
-            .store
-            .known(&ids)
+        let known: HashSet<_> = self.store.known(&ids).await?.into_iter().collect();
+        plan.unchanged = known.len();
+        plan.new = unique
+            .into_iter()
+            .filter(|f| !known.contains(&f.id))
+            .collect();
+        Ok(plan)
+    }
+
+    /// Adds facts: skips repeated inputs and facts already stored, embeds the rest in batches
+    /// and stores each batch before embedding the next. `progress` is called after every batch.
+    pub async fn add(
+        &self,
+        facts: Vec<Fact>,
+        progress: impl FnMut(&AddFactsReport),
+    ) -> Result<AddFactsReport, AddFactsError> {
+        self.add_until(facts, progress, || false).await
+    }
+
+    /// [`add`](Self::add), checking `stop` before each batch: when it says so, returns
+    /// [`AddFactsError::Interrupted`] with what is stored so far. A batch under way always
+    /// completes, so the store never holds half a batch.
+    #[tracing::instrument(skip_all, fields(facts = facts.len()))]
+    pub async fn add_until(
+        &self,
+        facts: Vec<Fact>,
+        mut progress: impl FnMut(&AddFactsReport),
+        stop: impl Fn() -> bool,
+    ) -> Result<AddFactsReport, AddFactsError> {
+        let mut report = AddFactsReport::default();
+        let plan = self
+            .plan(facts)
             .await
             .map_err(|source| AddFactsError::Store {
                 done: report,
                 source,
-            })?
-            .into_iter()
-            .collect();
-        unique.retain(|f| !known.contains(&f.id));
-        report.unchanged = known.len();
-        if unique.is_empty() {
-            progress(&report);
+            })?;
+        report.unchanged = plan.unchanged;
+        report.duplicates = plan.duplicates;
+        report.to_add = plan.new.len();
+        progress(&report);
+        if plan.new.is_empty() {
             return Ok(report);
         }
-
         let embedder = self.embedder.as_ref().ok_or(AddFactsError::NoEmbedder)?;
-        for batch in unique.chunks(embedder.max_batch().max(1)) {
+        for batch in plan.new.chunks(embedder.max_batch().max(1)) {
+            if stop() {
+                return Err(AddFactsError::Interrupted { done: report });
+            }
             let texts: Vec<String> = batch.iter().map(|f| f.text.as_str().to_owned()).collect();
             let deadline = Instant::now() + self.batch_timeout;
             let vectors = retry(&self.retry, deadline, "fact embedding", || {
@@ -150,6 +193,33 @@ impl FactLibrary {
             let stored =
                 self.store
                     .upsert(embedded)
+                    .await
+                    .map_err(|source| AddFactsError::Store {
+                        done: report,
+                        source,
+                    })?;
+            report.added += stored.added;
+            report.unchanged += stored.unchanged;
+            progress(&report);
+        }
+        Ok(report)
+    }
+
+    /// Stores facts that come with their vectors (an export), without embedding them.
+    pub async fn import(
+        &self,
+        facts: Vec<EmbeddedFact>,
+        batch: usize,
+        mut progress: impl FnMut(&AddFactsReport),
+    ) -> Result<AddFactsReport, AddFactsError> {
+        let mut report = AddFactsReport {
+            to_add: facts.len(),
+            ..AddFactsReport::default()
+        };
+        for chunk in facts.chunks(batch.max(1)) {
+            let stored =
+                self.store
+                    .upsert(chunk.to_vec())
                     .await
                     .map_err(|source| AddFactsError::Store {
                         done: report,
@@ -203,7 +273,8 @@ mod tests {
             AddFactsReport {
                 added: 5,
                 unchanged: 0,
-                duplicates: 1
+                duplicates: 1,
+                to_add: 5,
             }
         );
         assert_eq!(
@@ -211,7 +282,8 @@ mod tests {
             AddFactsReport {
                 added: 0,
                 unchanged: 5,
-                duplicates: 1
+                duplicates: 1,
+                to_add: 0,
             }
         );
         assert_eq!(calls_after_first, 2, "5 facts in batches of 4");
@@ -228,7 +300,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(seen, [4, 5]);
+        assert_eq!(seen, [0, 4, 5]);
     }
 
     #[tokio::test]
@@ -240,5 +312,49 @@ mod tests {
 
         assert!(matches!(err, AddFactsError::Embed { done, .. } if done.added == 0));
         assert_eq!(store.count(None).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_ends_between_batches_and_a_rerun_finishes() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let lib = library(Arc::new(WordEmbedder::default()), store.clone());
+        let input = facts("john", &["a", "b", "c", "d", "e", "f"]);
+        let batches = std::sync::atomic::AtomicUsize::new(0);
+
+        let err = lib
+            .add_until(
+                input.clone(),
+                |_| {},
+                || batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1,
+            )
+            .await
+            .unwrap_err();
+
+        let AddFactsError::Interrupted { done } = err else {
+            panic!("expected an interruption, got {err:?}");
+        };
+        assert_eq!((done.added, done.to_add), (4, 6));
+        assert_eq!(
+            store.count(None).await.unwrap(),
+            4,
+            "the first batch stays stored"
+        );
+        let rerun = lib.add(input, |_| {}).await.unwrap();
+        assert_eq!((rerun.added, rerun.unchanged), (2, 4));
+    }
+
+    #[tokio::test]
+    async fn the_plan_embeds_nothing() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        let lib = library(embedder.clone(), store);
+        lib.add(facts("john", &["a"]), |_| {}).await.unwrap();
+        let calls = embedder.calls();
+
+        let plan = lib.plan(facts("john", &["a", "b", "b"])).await.unwrap();
+
+        assert_eq!(plan.new.len(), 1);
+        assert_eq!((plan.unchanged, plan.duplicates), (1, 1));
+        assert_eq!(embedder.calls(), calls);
     }
 }

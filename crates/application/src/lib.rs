@@ -19,7 +19,7 @@ pub use chat::{
     ChatService, ChatSettings, GenerateCommand, GenerateError, Generation, GenerationOverrides,
     StageTimings,
 };
-pub use facts::{AddFactsError, AddFactsReport, FactLibrary};
+pub use facts::{AddFactsError, AddFactsReport, AddPlan, FactLibrary};
 pub use retrieval::{
     FactRetriever, Retrieval, RetrievalOverrides, RetrievalSettings, RetrievalStatus,
 };

@@ -23,6 +23,24 @@ pub struct FactQuery {
     pub limit: usize,
 }
 
+/// A stored fact, with its vector when it was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFact {
+    /// The fact.
+    pub fact: Fact,
+    /// Its document embedding, when listed `with_vectors`.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// One page of a listing, in id order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactPage {
+    /// The facts of this page.
+    pub facts: Vec<StoredFact>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<FactId>,
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UpsertReport {
@@ -68,10 +86,11 @@ pub enum FactStoreError {
 
 /// Stores facts and finds them by similarity.
 ///
-/// Implementations must: never return a fact of an owner that was not asked for; return search
-/// results best first with cosine similarity as score; keep one copy per fact id; refuse vectors
-/// whose dimension differs from the store's with [`FactStoreError::DimensionMismatch`]; and make
-/// an upserted fact durable before `upsert` returns.
+/// Implementations must: never return, nor delete, a fact of an owner that was not asked for;
+/// return search results best first with cosine similarity as score; keep one copy per fact id;
+/// refuse vectors whose dimension differs from the store's with
+/// [`FactStoreError::DimensionMismatch`]; list facts in id order, pages chaining without gaps or
+/// repeats; and make a write durable before it returns.
 #[async_trait]
 pub trait FactStore: Send + Sync {
     /// Stores facts; facts whose id is already stored are left unchanged.
@@ -82,6 +101,22 @@ pub trait FactStore: Send + Sync {
 
     /// Which of `ids` are already stored.
     async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError>;
+
+    /// A page of at most `limit` facts (a limit of 0 counts as 1) of `owner` (or of everyone),
+    /// starting at `start` (an id from a previous page's `next`), in id order.
+    async fn list(
+        &self,
+        owner: Option<&FactOwner>,
+        start: Option<FactId>,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<FactPage, FactStoreError>;
+
+    /// Deletes those of `ids` that belong to `owner`; returns how many were deleted.
+    async fn delete(&self, owner: &FactOwner, ids: &[FactId]) -> Result<usize, FactStoreError>;
+
+    /// Deletes every fact of `owner`; returns how many were deleted.
+    async fn delete_owner(&self, owner: &FactOwner) -> Result<usize, FactStoreError>;
 
     /// How many facts one owner (or, with `None`, everyone) has.
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError>;

@@ -12,6 +12,7 @@ pub use chat_model::{
 };
 pub use embedder::{EmbedError, Embedder, EmbeddingPurpose};
 pub use fact_store::{
-    EmbeddedFact, FactQuery, FactStore, FactStoreError, StoreStatus, UpsertReport,
+    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, StoredFact,
+    UpsertReport,
 };
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

@@ -17,8 +17,8 @@ use ragback_domain::{Fact, FactOwner, FactText, ScoredFact};
 
 use crate::ports::{
     ChatModel, ChatModelError, ChatRequest, Completion, EmbedError, EmbeddedFact, Embedder,
-    EmbeddingPurpose, FactQuery, FactStore, FactStoreError, PromptContext, PromptError,
-    PromptRenderer, RenderedPrompt, StoreStatus, UpsertReport,
+    EmbeddingPurpose, FactPage, FactQuery, FactStore, FactStoreError, PromptContext, PromptError,
+    PromptRenderer, RenderedPrompt, StoreStatus, StoredFact, UpsertReport,
 };
 
 /// A retry policy with millisecond backoff, for tests.
@@ -221,6 +221,55 @@ impl FactStore for InMemoryFactStore {
             .filter(|id| stored.contains_key(id))
             .copied()
             .collect())
+    }
+
+    async fn list(
+        &self,
+        owner: Option<&FactOwner>,
+        start: Option<ragback_domain::FactId>,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<FactPage, FactStoreError> {
+        let stored = self.facts()?;
+        let mut matching = stored
+            .range(start.unwrap_or(ragback_domain::FactId::from_uuid(Default::default()))..)
+            .map(|(_, f)| f)
+            .filter(|f| owner.is_none_or(|o| &f.fact.owner == o));
+        let facts: Vec<StoredFact> = matching
+            .by_ref()
+            .take(limit.max(1))
+            .map(|f| StoredFact {
+                fact: f.fact.clone(),
+                vector: with_vectors.then(|| f.vector.clone()),
+            })
+            .collect();
+        Ok(FactPage {
+            facts,
+            next: matching.next().map(|f| f.fact.id),
+        })
+    }
+
+    async fn delete(
+        &self,
+        owner: &FactOwner,
+        ids: &[ragback_domain::FactId],
+    ) -> Result<usize, FactStoreError> {
+        let mut stored = self.facts()?;
+        let mut deleted = 0;
+        for id in ids {
+            if stored.get(id).is_some_and(|f| &f.fact.owner == owner) {
+                stored.remove(id);
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_owner(&self, owner: &FactOwner) -> Result<usize, FactStoreError> {
+        let mut stored = self.facts()?;
+        let before = stored.len();
+        stored.retain(|_, f| &f.fact.owner != owner);
+        Ok(before - stored.len())
     }
 
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {

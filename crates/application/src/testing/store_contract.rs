@@ -5,10 +5,10 @@
 
 use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
 
-use crate::ports::{EmbeddedFact, FactQuery, FactStore, FactStoreError, StoreStatus};
+use crate::ports::{EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus};
 
 /// The names of all checks, for adapters to run in a loop and report.
-pub const CHECKS: [&str; 7] = [
+pub const CHECKS: [&str; 10] = [
     "empty_store",
     "search_is_best_first_with_cosine_scores",
     "owners_are_isolated",
@@ -16,6 +16,9 @@ pub const CHECKS: [&str; 7] = [
     "limit_is_respected",
     "dimension_is_enforced",
     "counts_per_owner",
+    "listing_pages_through_everything",
+    "deletes_respect_owners",
+    "an_emptied_store_keeps_working",
 ];
 
 /// Runs the check called `name` on an empty store.
@@ -28,6 +31,9 @@ pub async fn run(name: &str, store: &dyn FactStore) {
         "limit_is_respected" => limit_is_respected(store).await,
         "dimension_is_enforced" => dimension_is_enforced(store).await,
         "counts_per_owner" => counts_per_owner(store).await,
+        "listing_pages_through_everything" => listing_pages_through_everything(store).await,
+        "deletes_respect_owners" => deletes_respect_owners(store).await,
+        "an_emptied_store_keeps_working" => an_emptied_store_keeps_working(store).await,
         other => panic!("unknown store check `{other}`"),
     }
 }
@@ -245,6 +251,118 @@ async fn counts_per_owner(store: &dyn FactStore) {
     assert_eq!(store.count(Some(&blaze)).await, Ok(1));
     assert_eq!(store.count(Some(&user("jane"))).await, Ok(0));
     assert_eq!(store.count(None).await, Ok(3));
+}
+
+async fn listing_pages_through_everything(store: &dyn FactStore) {
+    let (john, jane) = (user("john"), user("jane"));
+    let mut facts: Vec<EmbeddedFact> = (0..7)
+        .map(|i| fact(&john, &format!("john {i}"), [1.0, i as f32, 0.0]))
+        .collect();
+    facts.push(fact(&jane, "jane 0", [0.0, 0.0, 1.0]));
+    store.upsert(facts).await.expect("upsert works");
+
+    let mut seen = Vec::new();
+    let mut start = None;
+    loop {
+        let FactPage { facts, next } = store
+            .list(Some(&john), start, 3, false)
+            .await
+            .expect("list works");
+        assert!(facts.len() <= 3);
+        assert!(
+            facts
+                .iter()
+                .all(|f| f.fact.owner == john && f.vector.is_none())
+        );
+        seen.extend(facts.into_iter().map(|f| f.fact.id));
+        match next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "id order, no repeats");
+    assert_eq!(seen.len(), 7, "no gaps");
+
+    let everyone = store.list(None, None, 100, true).await.expect("list works");
+    assert_eq!(everyone.facts.len(), 8);
+    assert_eq!(everyone.next, None);
+    let jane_fact = everyone
+        .facts
+        .iter()
+        .find(|f| f.fact.owner == jane)
+        .expect("jane's fact is listed");
+    let vector = jane_fact.vector.as_ref().expect("vectors when asked for");
+    assert_eq!(vector.len(), 3);
+    assert!(
+        (vector[2] - 1.0).abs() < 1e-4,
+        "cosine stores normalise: {vector:?}"
+    );
+    let empty = store.list(Some(&user("nobody")), None, 10, false).await;
+    assert_eq!(
+        empty,
+        Ok(FactPage {
+            facts: Vec::new(),
+            next: None
+        })
+    );
+}
+
+async fn deletes_respect_owners(store: &dyn FactStore) {
+    let (john, jane) = (user("john"), user("jane"));
+    let johns = fact(&john, "john's", [1.0, 0.0, 0.0]);
+    let janes = fact(&jane, "jane's", [1.0, 0.0, 0.0]);
+    let janes_other = fact(&jane, "jane's other", [0.0, 1.0, 0.0]);
+    store
+        .upsert(vec![johns.clone(), janes.clone(), janes_other.clone()])
+        .await
+        .expect("upsert works");
+
+    assert_eq!(
+        store.delete(&john, &[janes.fact.id]).await,
+        Ok(0),
+        "john cannot delete jane's fact"
+    );
+    assert_eq!(store.delete(&jane, &[janes.fact.id]).await, Ok(1));
+    assert_eq!(
+        store.delete(&jane, &[janes.fact.id]).await,
+        Ok(0),
+        "already gone"
+    );
+    assert_eq!(store.count(None).await, Ok(2));
+
+    assert_eq!(store.delete_owner(&jane).await, Ok(1));
+    assert_eq!(store.delete_owner(&jane).await, Ok(0));
+    assert_eq!(
+        texts(store, query([1.0, 0.0, 0.0], &[john, jane], 10)).await,
+        ["john's"]
+    );
+}
+
+async fn an_emptied_store_keeps_working(store: &dyn FactStore) {
+    let john = user("john");
+    store
+        .upsert(vec![fact(&john, "a", [1.0, 0.0, 0.0])])
+        .await
+        .expect("upsert works");
+    assert_eq!(store.delete_owner(&john).await, Ok(1));
+
+    assert_eq!(store.count(None).await, Ok(0));
+    let again = store
+        .upsert(vec![fact(&john, "a", [1.0, 0.0, 0.0])])
+        .await
+        .expect("upsert works");
+    assert_eq!(
+        (again.added, again.unchanged),
+        (1, 0),
+        "a deleted fact can come back"
+    );
+    assert_eq!(
+        texts(store, query([1.0, 0.0, 0.0], &[john], 10)).await,
+        ["a"]
+    );
 }
 
 #[cfg(test)]

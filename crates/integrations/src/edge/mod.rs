@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use ragback_application::ports::{
-    EmbeddedFact, FactQuery, FactStore, FactStoreError, StoreStatus, UpsertReport,
+    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, UpsertReport,
 };
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
@@ -98,6 +98,19 @@ impl EdgeFactStore {
 }
 
 impl EdgeFactStore {
+    /// Runs a write that needs an existing shard exclusively; without a shard nothing is
+    /// deleted.
+    async fn write<F>(&self, work: F) -> Result<usize, FactStoreError>
+    where
+        F: FnOnce(&mut Shard) -> Result<usize, FactStoreError> + Send + 'static,
+    {
+        self.blocking(move |inner| {
+            let mut guard = inner.shard.write().map_err(poisoned)?;
+            guard.as_mut().map_or(Ok(0), work)
+        })
+        .await
+    }
+
     /// Runs a read on the shard, or answers `empty()` when no fact was ever stored.
     async fn read<T, E, F>(&self, empty: E, work: F) -> Result<T, FactStoreError>
     where
@@ -150,6 +163,34 @@ impl FactStore for EdgeFactStore {
     async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError> {
         let ids = ids.to_vec();
         self.read(Vec::new, move |shard| shard.known(&ids)).await
+    }
+
+    async fn list(
+        &self,
+        owner: Option<&FactOwner>,
+        start: Option<FactId>,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<FactPage, FactStoreError> {
+        let owner = owner.cloned();
+        let empty = || FactPage {
+            facts: Vec::new(),
+            next: None,
+        };
+        self.read(empty, move |shard| {
+            shard.list(owner.as_ref(), start, limit, with_vectors)
+        })
+        .await
+    }
+
+    async fn delete(&self, owner: &FactOwner, ids: &[FactId]) -> Result<usize, FactStoreError> {
+        let (owner, ids) = (owner.clone(), ids.to_vec());
+        self.write(move |shard| shard.delete(&owner, &ids)).await
+    }
+
+    async fn delete_owner(&self, owner: &FactOwner) -> Result<usize, FactStoreError> {
+        let owner = owner.clone();
+        self.write(move |shard| shard.delete_owner(&owner)).await
     }
 
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {

@@ -8,10 +8,13 @@ use qdrant_edge::{
     Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
     NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, UpdateOperation,
-    VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, Record, ScoringQuery, ScrollRequest,
+    UpdateOperation, VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface,
+    WithVector,
 };
-use ragback_application::ports::{EmbeddedFact, FactQuery, FactStoreError, UpsertReport};
+use ragback_application::ports::{
+    EmbeddedFact, FactPage, FactQuery, FactStoreError, StoredFact, UpsertReport,
+};
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
 use super::payload::{OWNER_KEY, from_payload, to_payload};
@@ -184,6 +187,87 @@ impl Shard {
         records.into_iter().map(|r| fact_id(r.id)).collect()
     }
 
+    /// A page of facts in id order.
+    pub(super) fn list(
+        &self,
+        owner: Option<&FactOwner>,
+        start: Option<FactId>,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<FactPage, FactStoreError> {
+        let filter = owner
+            .map(|o| owners_filter(std::slice::from_ref(o)))
+            .transpose()?;
+        let (records, next) = self
+            .shard
+            .scroll(ScrollRequest {
+                offset: start.map(point_id),
+                limit: Some(limit.max(1)),
+                filter,
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(with_vectors),
+                order_by: None,
+            })
+            .map_err(unavailable("listing failed"))?;
+        Ok(FactPage {
+            facts: records
+                .into_iter()
+                .map(stored_fact)
+                .collect::<Result<_, _>>()?,
+            next: next.map(fact_id).transpose()?,
+        })
+    }
+
+    /// Deletes those of `ids` that belong to `owner`, then flushes. Needs exclusive access.
+    pub(super) fn delete(
+        &mut self,
+        owner: &FactOwner,
+        ids: &[FactId],
+    ) -> Result<usize, FactStoreError> {
+        let points: Vec<PointId> = ids.iter().map(|id| point_id(*id)).collect();
+        let records = self
+            .shard
+            .retrieve(
+                &points,
+                Some(WithPayloadInterface::Bool(true)),
+                Some(WithVector::Bool(false)),
+            )
+            .map_err(unavailable("lookup failed"))?;
+        let mut owned = Vec::new();
+        for record in records {
+            let stored = stored_fact(record)?;
+            if &stored.fact.owner == owner {
+                owned.push(point_id(stored.fact.id));
+            }
+        }
+        if owned.is_empty() {
+            return Ok(0);
+        }
+        let deleted = owned.len();
+        self.shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::DeletePoints { ids: owned },
+            ))
+            .map_err(unavailable("delete failed"))?;
+        self.shard.flush();
+        Ok(deleted)
+    }
+
+    /// Deletes every fact of `owner`, then flushes. Needs exclusive access.
+    pub(super) fn delete_owner(&mut self, owner: &FactOwner) -> Result<usize, FactStoreError> {
+        let deleted = self.count(Some(owner))?;
+        if deleted == 0 {
+            return Ok(0);
+        }
+        self.shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(owners_filter(std::slice::from_ref(owner))?),
+            ))
+            .map_err(unavailable("delete failed"))?;
+        self.shard.flush();
+        Ok(deleted)
+    }
+
     /// Facts of one owner, or of everyone.
     pub(super) fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
         let filter = owner
@@ -221,6 +305,21 @@ fn owners_filter(owners: &[FactOwner]) -> Result<Filter, FactStoreError> {
         should: Some(conditions),
         ..Filter::new()
     })
+}
+
+/// A listed point as a stored fact.
+fn stored_fact(record: Record) -> Result<StoredFact, FactStoreError> {
+    let id = fact_id(record.id)?;
+    let payload = record.payload.map(|p| p.0).unwrap_or_default();
+    let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
+    let vector = match record.vector {
+        Some(VectorStructInternal::Named(mut vectors)) => match vectors.remove(VECTOR) {
+            Some(VectorInternal::Dense(vector)) => Some(vector),
+            _ => None,
+        },
+        _ => None,
+    };
+    Ok(StoredFact { fact, vector })
 }
 
 fn point_id(id: FactId) -> PointId {

@@ -5,8 +5,10 @@ use std::any::Any;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ragback_application::GenerateError;
-use ragback_application::ports::ChatModelError;
+use ragback_application::ports::{ChatModelError, FactStoreError};
+use ragback_application::retrieval::SearchError;
+use ragback_application::{AddFactsError, GenerateError};
+use ragback_domain::{FactId, FactOwner};
 use serde::Serialize;
 
 /// An error response: a status and `{"error": {"code", "message", "field"?}}`.
@@ -82,6 +84,33 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "ragback failed to handle the request; the cause is in its log",
+        )
+    }
+
+    /// 404: no such route.
+    pub fn not_found_route() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see the README for the API",
+        )
+    }
+
+    /// 404: the owner has no fact with this id.
+    pub fn fact_not_found(owner: &FactOwner, id: &FactId) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "fact_not_found",
+            format!("{} has no fact {id}", super::facts::describe(owner)),
+        )
+    }
+
+    /// 503: no embedder, so facts cannot be embedded.
+    fn embedder_not_configured() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "embedder_not_configured",
+            "no embedder is configured: set RAGBACK_EMBEDDER__COHERE__API_KEY (or COHERE_API_KEY)",
         )
     }
 
@@ -170,13 +199,75 @@ impl From<GenerateError> for ApiError {
     }
 }
 
+impl From<FactStoreError> for ApiError {
+    /// The mapping of store failures. Exhaustive on purpose.
+    fn from(error: FactStoreError) -> Self {
+        tracing::error!(error = %error, "fact store failed");
+        match error {
+            FactStoreError::Unavailable(_) | FactStoreError::Locked(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the fact store is unavailable; try again later",
+            ),
+            FactStoreError::DimensionMismatch { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "store_dimension_mismatch",
+                error.to_string(),
+            ),
+            FactStoreError::Corrupted(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_corrupted",
+                "the fact store holds data ragback cannot read; the cause is in its log",
+            ),
+        }
+    }
+}
+
+impl From<AddFactsError> for ApiError {
+    fn from(error: AddFactsError) -> Self {
+        match error {
+            AddFactsError::NoEmbedder => Self::embedder_not_configured(),
+            AddFactsError::Embed { done, source } => {
+                tracing::error!(error = %source, added = done.added, "embedding facts failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "embedder_unavailable",
+                    format!(
+                        "the embedder failed after {} of {} new facts were stored; send the \
+                         same facts again to finish",
+                        done.added, done.to_add
+                    ),
+                )
+            }
+            AddFactsError::Interrupted { done } => {
+                tracing::error!(added = done.added, "adding facts was interrupted");
+                Self::internal()
+            }
+            AddFactsError::Store { source, .. } => source.into(),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::NoEmbedder => Self::embedder_not_configured(),
+            SearchError::Embed(source) => {
+                tracing::error!(error = %source, "embedding a search failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "embedder_unavailable",
+                    "the embedder failed; try again later",
+                )
+            }
+            SearchError::Store(source) => source.into(),
+        }
+    }
+}
+
 /// 404 for unknown routes.
 pub async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such route; see README for the API (POST /generate, POST /api/v1/chat, GET /health, GET /ready)",
-    )
+    ApiError::not_found_route()
 }
 
 /// 405 for known routes with the wrong method.

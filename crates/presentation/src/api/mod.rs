@@ -2,12 +2,15 @@
 //!
 //! - `POST /generate`: the character's next line, with the facts used.
 //! - `POST /api/v1/chat`: the contract of the Python service ragback replaces, unchanged.
+//! - `/users/{id}/facts`, `/characters/{id}/facts`: add, list, delete facts;
+//!   `POST /facts/search`: scored search.
 //! - `GET /health`: liveness. `GET /ready`: store open and LLM configured.
 //!
 //! Every error is `{"error": {"code", "message"}}` with a 4xx or 5xx status.
 
 mod dto;
 mod error;
+mod facts;
 mod generate;
 mod health;
 mod json;
@@ -20,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -29,6 +32,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
+pub use facts::MAX_FACTS_PER_CALL;
 pub use state::{AppState, Limits};
 
 /// The request-id header, set when the caller did not send one, and echoed in the response.
@@ -40,6 +44,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/generate", post(generate::generate))
         .route("/api/v1/chat", post(legacy::chat))
+        .route(
+            "/{kind}/{id}/facts",
+            post(facts::add).get(facts::list).delete(facts::delete_all),
+        )
+        .route("/{kind}/{id}/facts/{fact_id}", delete(facts::delete_one))
+        .route("/facts/search", post(facts::search))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(error::not_found)
