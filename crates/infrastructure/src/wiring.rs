@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_application::ports::{ChatModel, Embedder, FactStore, PromptRenderer};
+use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
 use ragback_integrations::edge::EdgeFactStore;
@@ -14,8 +14,14 @@ use crate::{EmbedderProvider, Settings, StoreKind};
 
 /// Why the services could not be built; the message names the setting involved.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WiringError(String);
+pub enum WiringError {
+    /// Another process (usually `ragback serve`) holds the embedded store.
+    #[error("{0}")]
+    StoreLocked(String),
+    /// A setting cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// The use cases, wired.
 #[derive(Clone)]
@@ -36,10 +42,11 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
         StoreKind::Edge => EdgeFactStore::open(&settings.store.path)
             .map(|store| Arc::new(store) as Arc<dyn FactStore>)
             .map_err(|e| {
-                WiringError(format!(
-                    "RAGBACK_STORE__PATH={}: {e}",
-                    settings.store.path.display()
-                ))
+                let message = format!("RAGBACK_STORE__PATH={}: {e}", settings.store.path.display());
+                match e {
+                    FactStoreError::Locked(_) => WiringError::StoreLocked(message),
+                    _ => WiringError::Invalid(message),
+                }
             }),
     }
 }
@@ -51,17 +58,17 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
     let embedder: Option<Arc<dyn Embedder>> = match settings.embedder.resolved_provider() {
         EmbedderProvider::Cohere => Some(Arc::new(
             CohereEmbedder::new(&settings.embedder.cohere)
-                .map_err(|e| WiringError(format!("RAGBACK_EMBEDDER__COHERE__*: {e}")))?,
+                .map_err(|e| WiringError::Invalid(format!("RAGBACK_EMBEDDER__COHERE__*: {e}")))?,
         )),
         EmbedderProvider::None => None,
     };
     let model: Arc<dyn ChatModel> = Arc::new(
         OpenAiChatModel::new(&settings.llm)
-            .map_err(|e| WiringError(format!("RAGBACK_LLM__*: {e}")))?,
+            .map_err(|e| WiringError::Invalid(format!("RAGBACK_LLM__*: {e}")))?,
     );
     let renderer: Arc<dyn PromptRenderer> = Arc::new(
         TeraPromptRenderer::from_file(&settings.prompt.template)
-            .map_err(|e| WiringError(format!("RAGBACK_PROMPT__TEMPLATE: {e}")))?,
+            .map_err(|e| WiringError::Invalid(format!("RAGBACK_PROMPT__TEMPLATE: {e}")))?,
     );
     tracing::info!(
         llm_base_url = %settings.llm.base_url,

@@ -5,91 +5,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{FakeCohere, repo_root};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
-
-/// `ragback` with a clean environment, the repository as working directory, no config files.
-fn ragback(store: &Path, cohere: Option<&MockServer>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ragback"));
-    command
-        .env_clear()
-        .current_dir(repo_root())
-        .args([
-            "--config",
-            "/nonexistent/ragback.toml",
-            "--env-file",
-            "/nonexistent/.env",
-        ])
-        .env("RAGBACK_STORE__PATH", store)
-        .env("RUST_LOG", "warn");
-    if let Some(cohere) = cohere {
-        command
-            .env("RAGBACK_EMBEDDER__COHERE__BASE_URL", cohere.uri())
-            .env("COHERE_API_KEY", "co-test-key");
-    }
-    command
-}
-
-fn run(command: &mut Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().unwrap();
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-async fn fake_cohere() -> MockServer {
-    let cohere = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v2/embed"))
-        .respond_with(FakeCohere)
-        .mount(&cohere)
-        .await;
-    cohere
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits for `/health` to answer.
-async fn wait_healthy(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(response) = client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            && response.status() == 200
-        {
-            return;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the server exited early"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the server did not become healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::process::{fake_cohere, free_port, ragback, run, wait_healthy};
 
 #[tokio::test]
 async fn seeding_twice_keeps_the_same_facts() {
@@ -114,8 +33,18 @@ async fn seeding_twice_keeps_the_same_facts() {
     assert!(first.starts_with("added 21, unchanged 0"), "{first}");
     assert!(second.starts_with("added 0, unchanged 21"), "{second}");
     assert!(second.trim_end().ends_with(&total), "{first} / {second}");
-    let calls = cohere.received_requests().await.unwrap().len();
-    assert_eq!(calls, 1, "the second run embeds nothing");
+    let document_calls = cohere
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("search_document"))
+        .count();
+    assert_eq!(document_calls, 1, "the second run embeds no fact");
+    assert!(
+        second.contains("check: searching"),
+        "a verification search ends each run: {second}"
+    );
 
     let (ok, found, err) = run(ragback(store.path(), Some(&cohere)).args([
         "facts",

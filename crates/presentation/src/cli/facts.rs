@@ -1,29 +1,75 @@
-//! `ragback facts …`: seed facts and search them.
+//! `ragback facts …`: seed, inspect, delete, export and import facts — directly in the store, or
+//! through the API of the `ragback serve` that holds it.
 
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
-use ragback_application::AddFactsReport;
-use ragback_domain::{CharacterId, FactOwner, UserId};
-use ragback_infrastructure::{Services, Settings, build_services};
+use clap::{Args, Subcommand};
+use ragback_application::ports::{EmbeddedFact, StoredFact};
+use ragback_application::{AddFactsError, AddFactsReport};
+use ragback_domain::{CharacterId, Fact, FactId, FactOwner, ScoredFact, UserId};
+use ragback_infrastructure::{Services, Settings, WiringError, build_services};
+use serde_json::json;
 
-use super::facts_file::read_facts;
+use super::facts_file::{ExportedFact, ReadFacts, read_facts};
+use super::progress::Progress;
+use super::remote::{RemoteAddError, RemoteFacts};
+
+/// Whose facts.
+#[derive(Debug, Clone, Args)]
+pub struct OwnerArgs {
+    /// A user id.
+    #[arg(long, conflicts_with = "character")]
+    pub user: Option<String>,
+    /// A character id.
+    #[arg(long)]
+    pub character: Option<String>,
+}
+
+impl OwnerArgs {
+    fn owner(&self) -> anyhow::Result<Option<FactOwner>> {
+        Ok(match (&self.user, &self.character) {
+            (Some(u), None) => Some(FactOwner::User(
+                UserId::parse(u.as_str()).context("--user")?,
+            )),
+            (None, Some(c)) => Some(FactOwner::Character(
+                CharacterId::parse(c.as_str()).context("--character")?,
+            )),
+            (None, None) => None,
+            (Some(_), Some(_)) => bail!("give --user or --character, not both"),
+        })
+    }
+
+    fn required(&self) -> anyhow::Result<FactOwner> {
+        self.owner()?
+            .context("say whose facts with --user ID or --character ID")
+    }
+}
 
 /// `ragback facts` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum FactsCommand {
-    /// Embed and store facts (idempotent: facts already stored are left alone).
+    /// Embed and store facts; facts already stored are left alone, so running it twice is safe.
     Add {
-        /// A JSON seeding file, or a text file with one fact per line.
+        /// A JSON seeding file, or a text file with one fact per line (then --user/--character).
         #[arg(default_value = "data/facts.json")]
         file: PathBuf,
-        /// Owner of a text file's facts: a user id.
-        #[arg(long, conflicts_with = "character")]
-        user: Option<String>,
-        /// Owner of a text file's facts: a character id.
+        /// Whose facts.
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// First delete every fact of the owners in the file.
         #[arg(long)]
-        character: Option<String>,
+        replace: bool,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go through this server's API (default: the configured address, when the store is
+        /// held by a running server).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Show the facts most similar to a text, with their scores (to tune the threshold).
     Search {
@@ -39,31 +85,127 @@ pub enum FactsCommand {
         #[arg(long, default_value_t = 10)]
         top_k: usize,
         /// Minimum cosine similarity.
-        #[arg(long, default_value_t = -1.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         threshold: f32,
-        /// Print JSON instead of a table.
+        /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Go through this server's API.
+        #[arg(long)]
+        server: Option<String>,
     },
+    /// List stored facts.
+    List {
+        /// Whose facts.
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// At most this many facts.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Go through this server's API.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Delete one fact (--id) or all of an owner's facts (--all).
+    Delete {
+        /// Whose facts.
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The fact's id.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        /// Every fact of the owner.
+        #[arg(long)]
+        all: bool,
+        /// Go through this server's API.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Write facts, with their vectors, as JSON lines (to move them to another store).
+    Export {
+        /// Whose facts.
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The file to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Go through this server's API (then --user or --character is required).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Store facts written by `export`; their vectors are used as they are when present.
+    Import {
+        /// The JSON-lines file.
+        file: PathBuf,
+        /// Go through this server's API (vectors are then recomputed by the server).
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+/// A seeding that was stopped with Ctrl-C: the binary exits with 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Direct store access, or the API of the server that holds the store.
+enum Backend {
+    Local(Box<Services>),
+    Remote(RemoteFacts),
+}
+
+/// The server's base URL from its configured address.
+fn default_server_url(settings: &Settings) -> String {
+    let addr = settings.server.addr;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+async fn backend(settings: &Settings, server: Option<&str>) -> anyhow::Result<Backend> {
+    if let Some(url) = server {
+        return Ok(Backend::Remote(RemoteFacts::connect(url).await?));
+    }
+    match build_services(settings) {
+        Ok(services) => Ok(Backend::Local(Box::new(services))),
+        Err(WiringError::StoreLocked(message)) => {
+            let url = default_server_url(settings);
+            match RemoteFacts::connect(&url).await {
+                Ok(remote) => {
+                    eprintln!(
+                        "the store is held by a running server: going through its API at {url}"
+                    );
+                    Ok(Backend::Remote(remote))
+                }
+                Err(error) => bail!(
+                    "{message}\nNo ragback server answers at {url} ({error:#}). Stop the process \
+                     that holds the store, or pass --server with the URL of the server that does."
+                ),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Runs a `facts` subcommand.
 pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<()> {
-    let services = build_services(settings)?;
     match command {
         FactsCommand::Add {
             file,
-            user,
-            character,
+            owner,
+            replace,
+            dry_run,
+            server,
         } => {
-            let owner = owner(user, character)?;
-            let report = add(&services, &file, owner).await?;
-            let total = services.store.count(None).await?;
-            println!(
-                "added {}, unchanged {}; the store holds {total} facts",
-                report.added, report.unchanged
-            );
-            Ok(())
+            let read = read_facts(&file, owner.owner()?)?;
+            let backend = backend(settings, server.as_deref()).await?;
+            add(&backend, read, replace, dry_run).await
         }
         FactsCommand::Search {
             query,
@@ -72,6 +214,7 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
             top_k,
             threshold,
             json,
+            server,
         } => {
             let mut owners = Vec::new();
             if let Some(user) = user {
@@ -85,85 +228,466 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
             if owners.is_empty() {
                 bail!("say whose facts to search with --user ID and/or --character ID");
             }
-            let found = services
-                .chat
-                .retriever()
-                .search(&query, owners, top_k, threshold)
-                .await?;
-            if json {
-                let rows: Vec<_> = found
-                    .iter()
-                    .map(|f| {
-                        serde_json::json!({
-                            "id": f.fact.id.to_string(),
-                            "owner": f.fact.owner.to_string(),
-                            "text": f.fact.text.as_str(),
-                            "score": f.score,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if found.is_empty() {
-                println!("no facts at or above {threshold}");
-            } else {
-                for f in &found {
-                    println!(
-                        "{:>7.4}  {:<18} {}",
-                        f.score,
-                        f.fact.owner.to_string(),
-                        f.fact.text.as_str()
-                    );
+            let backend = backend(settings, server.as_deref()).await?;
+            let found = search(&backend, &query, &owners, top_k, threshold).await?;
+            print_scored(&found, threshold, json)
+        }
+        FactsCommand::List {
+            owner,
+            limit,
+            json,
+            server,
+        } => {
+            let owner = owner.owner()?;
+            let backend = backend(settings, server.as_deref()).await?;
+            let mut out = std::io::stdout().lock();
+            let mut printed = 0;
+            for_each_fact(&backend, owner.as_ref(), false, limit, |stored| {
+                printed += 1;
+                let f = &stored.fact;
+                if json {
+                    writeln!(out, "{}", json!({"id": f.id.to_string(), "owner": f.owner.kind().as_str(), "owner_id": f.owner.id(), "text": f.text.as_str()}))?;
+                } else {
+                    writeln!(out, "{}  {:<20} {}", f.id, f.owner.to_string(), f.text.as_str())?;
                 }
+                Ok(())
+            })
+            .await?;
+            if !json {
+                eprintln!("{printed} facts");
             }
             Ok(())
+        }
+        FactsCommand::Delete {
+            owner,
+            id,
+            all,
+            server,
+        } => {
+            let owner = owner.required()?;
+            let backend = backend(settings, server.as_deref()).await?;
+            if all {
+                let deleted = delete_owner(&backend, &owner).await?;
+                println!("deleted {deleted} facts of {owner}");
+            } else {
+                let id: FactId = id
+                    .context("give --id FACT_ID or --all")?
+                    .parse()
+                    .context("--id must be a fact id (a UUID)")?;
+                let deleted = match &backend {
+                    Backend::Local(s) => s.store.delete(&owner, &[id]).await? == 1,
+                    Backend::Remote(r) => r.delete(&owner, id).await?,
+                };
+                if !deleted {
+                    bail!("{owner} has no fact {id}");
+                }
+                println!("deleted fact {id} of {owner}");
+            }
+            Ok(())
+        }
+        FactsCommand::Export {
+            owner,
+            output,
+            server,
+        } => {
+            let owner = owner.owner()?;
+            let backend = backend(settings, server.as_deref()).await?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut written = 0;
+            for_each_fact(&backend, owner.as_ref(), true, None, |stored| {
+                written += 1;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&ExportedFact::from(stored))?
+                )?;
+                Ok(())
+            })
+            .await?;
+            out.flush()?;
+            eprintln!("exported {written} facts");
+            Ok(())
+        }
+        FactsCommand::Import { file, server } => {
+            let backend = backend(settings, server.as_deref()).await?;
+            import(&backend, &file).await
         }
     }
 }
 
-fn owner(user: Option<String>, character: Option<String>) -> anyhow::Result<Option<FactOwner>> {
-    Ok(match (user, character) {
-        (Some(user), None) => Some(FactOwner::User(UserId::parse(user).context("--user")?)),
-        (None, Some(c)) => Some(FactOwner::Character(
-            CharacterId::parse(c).context("--character")?,
-        )),
-        (None, None) => None,
-        (Some(_), Some(_)) => bail!("give --user or --character, not both"),
+/// Calls `each` for every stored fact of `owner` (or of everyone, locally), page by page.
+async fn for_each_fact(
+    backend: &Backend,
+    owner: Option<&FactOwner>,
+    with_vectors: bool,
+    limit: Option<usize>,
+    mut each: impl FnMut(&StoredFact) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut start = None;
+    let mut left = limit.unwrap_or(usize::MAX);
+    while left > 0 {
+        let size = left.min(500);
+        let page = match (backend, owner) {
+            (Backend::Local(s), _) => s.store.list(owner, start, size, with_vectors).await?,
+            (Backend::Remote(r), Some(owner)) => r.list(owner, start, size, with_vectors).await?,
+            (Backend::Remote(_), None) => bail!(
+                "through the server API facts are listed per owner: give --user or --character"
+            ),
+        };
+        for stored in page.facts.iter().take(left) {
+            each(stored)?;
+        }
+        left = left.saturating_sub(page.facts.len());
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+async fn search(
+    backend: &Backend,
+    query: &str,
+    owners: &[FactOwner],
+    top_k: usize,
+    threshold: f32,
+) -> anyhow::Result<Vec<ScoredFact>> {
+    Ok(match backend {
+        Backend::Local(s) => {
+            s.chat
+                .retriever()
+                .search(query, owners.to_vec(), top_k, threshold)
+                .await?
+        }
+        Backend::Remote(r) => r.search(query, owners, top_k, threshold).await?,
     })
 }
 
-/// Reads and adds the facts of `file`, printing what was skipped.
-async fn add(
-    services: &Services,
-    file: &Path,
-    owner: Option<FactOwner>,
-) -> anyhow::Result<AddFactsReport> {
-    let read = read_facts(file, owner)?;
-    if read.blank + read.duplicates > 0 {
-        println!(
-            "skipped {} blank and {} repeated entries",
-            read.blank, read.duplicates
-        );
-    }
-    let report = services
-        .facts
-        .add(read.facts, |progress| {
-            tracing::debug!(
-                added = progress.added,
-                unchanged = progress.unchanged,
-                "batch stored"
+fn print_scored(found: &[ScoredFact], threshold: f32, json: bool) -> anyhow::Result<()> {
+    if json {
+        let rows: Vec<_> = found
+            .iter()
+            .map(|f| {
+                json!({
+                    "id": f.fact.id.to_string(),
+                    "owner": f.fact.owner.to_string(),
+                    "text": f.fact.text.as_str(),
+                    "score": f.score,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if found.is_empty() {
+        println!("no facts at or above {threshold}");
+    } else {
+        for f in found {
+            println!(
+                "{:>7.4}  {:<20} {}",
+                f.score,
+                f.fact.owner.to_string(),
+                f.fact.text.as_str()
             );
-        })
-        .await?;
-    Ok(report)
+        }
+    }
+    Ok(())
+}
+
+async fn delete_owner(backend: &Backend, owner: &FactOwner) -> anyhow::Result<usize> {
+    Ok(match backend {
+        Backend::Local(s) => s.store.delete_owner(owner).await?,
+        Backend::Remote(r) => r.delete_owner(owner).await?,
+    })
+}
+
+/// The owners of `facts`, in first-seen order.
+fn owners_of(facts: &[Fact]) -> Vec<FactOwner> {
+    let mut owners: Vec<FactOwner> = Vec::new();
+    for fact in facts {
+        if !owners.contains(&fact.owner) {
+            owners.push(fact.owner.clone());
+        }
+    }
+    owners
+}
+
+/// Which of `facts` are already stored (by their deterministic ids).
+async fn stored_ids(backend: &Backend, facts: &[Fact]) -> anyhow::Result<Vec<FactId>> {
+    Ok(match backend {
+        Backend::Local(s) => {
+            let ids: Vec<FactId> = facts.iter().map(|f| f.id).collect();
+            s.store.known(&ids).await?
+        }
+        Backend::Remote(r) => {
+            let mut all = Vec::new();
+            for owner in owners_of(facts) {
+                all.extend(r.ids(&owner).await?);
+            }
+            all
+        }
+    })
+}
+
+async fn owner_total(backend: &Backend, owner: &FactOwner) -> anyhow::Result<usize> {
+    Ok(match backend {
+        Backend::Local(s) => s.store.count(Some(owner)).await?,
+        Backend::Remote(r) => r.ids(owner).await?.len(),
+    })
+}
+
+/// A flag set by Ctrl-C for as long as the guard lives.
+struct CtrlC {
+    flag: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CtrlC {
+    fn watch() -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = Arc::clone(&flag);
+        let task = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nCtrl-C: finishing the batch under way, then stopping");
+                set.store(true, Ordering::SeqCst);
+            }
+        });
+        Self { flag, task }
+    }
+
+    fn pressed(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CtrlC {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn add(
+    backend: &Backend,
+    read: ReadFacts,
+    replace: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let ReadFacts {
+        facts,
+        blank,
+        duplicates,
+    } = read;
+    let owners = owners_of(&facts);
+    let skipped = format!(
+        "skipped {} ({blank} blank, {duplicates} repeated)",
+        blank + duplicates
+    );
+    if dry_run {
+        let mut deleted = 0;
+        if replace {
+            for owner in &owners {
+                deleted += owner_total(backend, owner).await?;
+            }
+        }
+        let stored = if replace {
+            Vec::new()
+        } else {
+            stored_ids(backend, &facts).await?
+        };
+        let unchanged = facts.iter().filter(|f| stored.contains(&f.id)).count();
+        println!(
+            "dry run: would delete {deleted}, add {}, leave {unchanged} unchanged; {skipped}; nothing changed",
+            facts.len() - unchanged
+        );
+        return Ok(());
+    }
+    if replace {
+        for owner in &owners {
+            let deleted = delete_owner(backend, owner).await?;
+            println!("deleted {deleted} facts of {owner}");
+        }
+    }
+    let check = facts.first().cloned();
+    let ctrl_c = CtrlC::watch();
+    let mut progress: Option<Progress> = None;
+    let mut on_progress = |report: &AddFactsReport| {
+        progress
+            .get_or_insert_with(|| Progress::new(report.to_add))
+            .update(report.added);
+    };
+    let outcome: Result<AddFactsReport, (AddFactsReport, String, bool)> = match backend {
+        Backend::Local(s) => s
+            .facts
+            .add_until(facts, &mut on_progress, || ctrl_c.pressed())
+            .await
+            .map_err(|error| match error {
+                AddFactsError::NoEmbedder => (
+                    AddFactsReport::default(),
+                    "no embedder is configured: set RAGBACK_EMBEDDER__COHERE__API_KEY (or COHERE_API_KEY)".to_owned(),
+                    false,
+                ),
+                AddFactsError::Interrupted { done } => (done, "interrupted".to_owned(), true),
+                AddFactsError::Embed { done, ref source } => (done, format!("embedding failed: {source}"), false),
+                AddFactsError::Store { done, ref source } => (done, format!("storing failed: {source}"), false),
+            }),
+        Backend::Remote(r) => {
+            let stored = stored_ids(backend, &facts).await?;
+            let mut report = AddFactsReport::default();
+            let (old, new): (Vec<Fact>, Vec<Fact>) = facts.into_iter().partition(|f| stored.contains(&f.id));
+            report.unchanged = old.len();
+            report.to_add = new.len();
+            on_progress(&report);
+            let mut result = Ok(());
+            for owner in &owners {
+                let mine: Vec<Fact> = new.iter().filter(|f| &f.owner == owner).cloned().collect();
+                result = r.add(owner, &mine, &mut report, &mut on_progress, &|| ctrl_c.pressed()).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            match result {
+                Ok(()) => Ok(report),
+                Err(RemoteAddError { done, message }) => {
+                    let interrupted = message == "interrupted";
+                    Err((done, message, interrupted))
+                }
+            }
+        }
+    };
+    drop(ctrl_c);
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
+    match outcome {
+        Ok(report) => {
+            println!(
+                "added {}, unchanged {}, {skipped}, failed 0{}",
+                report.added,
+                report.unchanged,
+                total_line(backend).await
+            );
+            if let Some(fact) = check {
+                verify(backend, &fact).await;
+            }
+            Ok(())
+        }
+        Err((done, reason, interrupted)) => {
+            println!(
+                "added {}, unchanged {}, {skipped}, failed {}{}",
+                done.added,
+                done.unchanged,
+                done.to_add.saturating_sub(done.added),
+                total_line(backend).await
+            );
+            eprintln!(
+                "stopped after {} of {} new facts were stored ({reason}); what was stored stays \
+                 stored: run the same command again to finish",
+                done.added, done.to_add
+            );
+            if interrupted {
+                Err(Interrupted.into())
+            } else {
+                bail!(reason)
+            }
+        }
+    }
+}
+
+async fn total_line(backend: &Backend) -> String {
+    match backend {
+        Backend::Local(s) => match s.store.count(None).await {
+            Ok(total) => format!("; the store holds {total} facts"),
+            Err(_) => String::new(),
+        },
+        Backend::Remote(r) => format!("; through {}", r.base()),
+    }
+}
+
+/// Searches one stored fact by its own text, as a check that seeding worked end to end.
+async fn verify(backend: &Backend, fact: &Fact) {
+    let owners = [fact.owner.clone()];
+    match search(backend, fact.text.as_str(), &owners, 1, -1.0).await {
+        Ok(found) => match found.first() {
+            Some(top) if top.fact.id == fact.id => println!(
+                "check: searching {:?} among {}'s facts finds it first (score {:.3})",
+                fact.text.as_str(),
+                fact.owner,
+                top.score
+            ),
+            Some(top) => eprintln!(
+                "check failed: searching {:?} found {:?} first (score {:.3})",
+                fact.text.as_str(),
+                top.fact.text.as_str(),
+                top.score
+            ),
+            None => eprintln!(
+                "check failed: searching {:?} found nothing",
+                fact.text.as_str()
+            ),
+        },
+        Err(error) => eprintln!("check skipped: {error:#}"),
+    }
+}
+
+async fn import(backend: &Backend, file: &PathBuf) -> anyhow::Result<()> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?,
+    );
+    let mut with_vectors = Vec::new();
+    let mut without = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let exported: ExportedFact = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not an exported fact", file.display(), n + 1))?;
+        let (fact, vector) = exported
+            .into_fact()
+            .with_context(|| format!("{}:{}", file.display(), n + 1))?;
+        match (vector, backend) {
+            (Some(vector), Backend::Local(_)) => with_vectors.push(EmbeddedFact { fact, vector }),
+            _ => without.push(fact),
+        }
+    }
+    let mut imported = AddFactsReport::default();
+    if let Backend::Local(s) = backend {
+        imported = s.facts.import(with_vectors, 256, |_| {}).await?;
+    }
+    if !without.is_empty() {
+        let read = ReadFacts {
+            facts: without,
+            blank: 0,
+            duplicates: 0,
+        };
+        add(backend, read, false, false).await?;
+    }
+    println!(
+        "imported with their vectors: added {}, unchanged {}",
+        imported.added, imported.unchanged
+    );
+    Ok(())
 }
 
 /// Seeds `file` when the server starts; failures are warnings, not fatal.
-pub async fn seed_at_startup(services: &Services, file: &Path) {
+pub async fn seed_at_startup(services: &Services, file: &std::path::Path) {
     if services.embedder.is_none() {
         tracing::warn!(file = %file.display(), "no embedder is configured: facts not seeded, retrieval is skipped");
         return;
     }
-    match add(services, file, None).await {
+    let read = match read_facts(file, None) {
+        Ok(read) => read,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "cannot read the seed file; serving anyway");
+            return;
+        }
+    };
+    match services.facts.add(read.facts, |_| {}).await {
         Ok(report) => tracing::info!(
             file = %file.display(),
             added = report.added,
@@ -171,7 +695,7 @@ pub async fn seed_at_startup(services: &Services, file: &Path) {
             "facts seeded"
         ),
         Err(error) => {
-            tracing::warn!(file = %file.display(), error = %format!("{error:#}"), "seeding failed; serving anyway")
+            tracing::warn!(file = %file.display(), %error, "seeding failed; serving anyway")
         }
     }
 }

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
-use serde::Deserialize;
+use ragback_application::ports::StoredFact;
+use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactText, OwnerKind, UserId};
+use serde::{Deserialize, Serialize};
 
 /// `{"users": [{"id", "facts": […]}], "characters": [{"id", "facts": […]}]}`.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +28,53 @@ pub struct OwnerFacts {
     pub id: String,
     /// The facts.
     pub facts: Vec<String>,
+}
+
+/// One line of `ragback facts export`: a fact, its owner and (when known) its vector.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedFact {
+    /// The fact id (checked against owner and text on import).
+    pub id: String,
+    /// `user` or `character`.
+    pub owner: String,
+    /// The owner's id.
+    pub owner_id: String,
+    /// The fact.
+    pub text: String,
+    /// The document embedding; without it, import embeds the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+impl From<&StoredFact> for ExportedFact {
+    fn from(stored: &StoredFact) -> Self {
+        let fact = &stored.fact;
+        Self {
+            id: fact.id.to_string(),
+            owner: fact.owner.kind().as_str().to_owned(),
+            owner_id: fact.owner.id().to_owned(),
+            text: fact.text.as_str().to_owned(),
+            vector: stored.vector.clone(),
+        }
+    }
+}
+
+impl ExportedFact {
+    /// The fact and its vector; refuses an id that does not match owner and text.
+    pub fn into_fact(self) -> anyhow::Result<(Fact, Option<Vec<f32>>)> {
+        let kind: OwnerKind = self.owner.parse().map_err(anyhow::Error::msg)?;
+        let owner = FactOwner::from_parts(kind, &self.owner_id).context("owner_id")?;
+        let fact = Fact::new(owner, FactText::parse(self.text).context("text")?);
+        let id: FactId = self.id.parse().context("id")?;
+        if id != fact.id {
+            bail!(
+                "id {id} does not match the owner and text (expected {})",
+                fact.id
+            );
+        }
+        Ok((fact, self.vector))
+    }
 }
 
 /// Facts read from a file, with what was skipped.

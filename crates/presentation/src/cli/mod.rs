@@ -2,6 +2,8 @@
 
 mod facts;
 mod facts_file;
+mod progress;
+mod remote;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +16,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Limits};
 
-pub use facts::FactsCommand;
-pub use facts_file::{FactsFile, read_facts};
+pub use facts::{FactsCommand, Interrupted};
+pub use facts_file::{ExportedFact, FactsFile, read_facts};
 
 /// ragback: the next line of a role-play character, with facts retrieved from Qdrant.
 #[derive(Debug, Parser)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test files
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
