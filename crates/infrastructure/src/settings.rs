@@ -11,6 +11,7 @@ use ragback_domain::UserId;
 use ragback_integrations::cohere::CohereSettings;
 use ragback_integrations::llm::LlmSettings;
 use ragback_integrations::prompt::PromptSettings;
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::sources::{ConfigSources, variable_of};
@@ -128,6 +129,8 @@ impl EmbedderSettings {
 pub enum StoreKind {
     /// Qdrant Edge, embedded, on disk.
     Edge,
+    /// A Qdrant server or cluster, over gRPC.
+    Qdrant,
 }
 
 /// Fact store settings (`RAGBACK_STORE__*`).
@@ -136,8 +139,16 @@ pub enum StoreKind {
 pub struct StoreSettings {
     /// The store.
     pub kind: StoreKind,
-    /// Directory of the Qdrant Edge store.
+    /// Directory of the Qdrant Edge store (`edge`).
     pub path: PathBuf,
+    /// gRPC URL of the Qdrant server (`qdrant`).
+    pub url: String,
+    /// API key of the Qdrant server, when it needs one.
+    pub api_key: Option<SecretString>,
+    /// Collection of the Qdrant server.
+    pub collection: String,
+    /// Timeout of one call to the Qdrant server, in seconds.
+    pub timeout_secs: u64,
 }
 
 impl Default for StoreSettings {
@@ -145,6 +156,10 @@ impl Default for StoreSettings {
         Self {
             kind: StoreKind::Edge,
             path: PathBuf::from("var/qdrant-edge"),
+            url: "http://localhost:6334".into(),
+            api_key: None,
+            collection: "ragback_facts".into(),
+            timeout_secs: 10,
         }
     }
 }
@@ -319,6 +334,33 @@ impl Settings {
         }
         UserId::parse(r.default_user_id.as_str())
             .map_err(|e| ConfigError::key(&["retrieval", "default_user_id"], e))?;
+        let st = &self.store;
+        if !(st.url.starts_with("http://") || st.url.starts_with("https://")) {
+            return Err(ConfigError::key(
+                &["store", "url"],
+                "must be an http(s) gRPC URL, e.g. http://localhost:6334",
+            ));
+        }
+        if st.kind == StoreKind::Qdrant {
+            if !cfg!(feature = "qdrant-server") {
+                return Err(ConfigError::key(
+                    &["store", "kind"],
+                    "this ragback was built without the `qdrant-server` feature",
+                ));
+            }
+            if st.collection.trim().is_empty() {
+                return Err(ConfigError::key(
+                    &["store", "collection"],
+                    "must not be empty",
+                ));
+            }
+            if st.timeout_secs == 0 {
+                return Err(ConfigError::key(
+                    &["store", "timeout_secs"],
+                    "must be at least 1",
+                ));
+            }
+        }
         if self.prompt.history_messages == 0 {
             return Err(ConfigError::key(
                 &["prompt", "history_messages"],
@@ -433,6 +475,10 @@ mod tests {
                 "RAGBACK_RETRIEVAL__THRESHOLD",
             ),
             (("RAGBACK_STORE__KIND", "postgres"), "RAGBACK_STORE__KIND"),
+            (
+                ("RAGBACK_STORE__URL", "localhost:6334"),
+                "RAGBACK_STORE__URL",
+            ),
             (("RAGBACK_LLM__TYPO", "x"), "typo"),
             (
                 ("RAGBACK_EMBEDDER__PROVIDER", "cohere"),

@@ -48,6 +48,24 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
                     _ => WiringError::Invalid(message),
                 }
             }),
+        #[cfg(feature = "qdrant-server")]
+        StoreKind::Qdrant => {
+            use ragback_integrations::qdrant::{QdrantFactStore, QdrantSettings};
+            let s = &settings.store;
+            QdrantFactStore::new(&QdrantSettings {
+                url: s.url.clone(),
+                api_key: s.api_key.clone(),
+                collection: s.collection.clone(),
+                timeout: Duration::from_secs(s.timeout_secs),
+            })
+            .map(|store| Arc::new(store) as Arc<dyn FactStore>)
+            .map_err(|e| WiringError::Invalid(format!("RAGBACK_STORE__URL: {e}")))
+        }
+        #[cfg(not(feature = "qdrant-server"))]
+        StoreKind::Qdrant => Err(WiringError::Invalid(
+            "RAGBACK_STORE__KIND=qdrant: this ragback was built without the `qdrant-server` feature"
+                .into(),
+        )),
     }
 }
 
@@ -75,7 +93,10 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         llm_model = %settings.llm.model,
         llm_key_set = settings.llm.api_key().is_some(),
         embedder = embedder.as_ref().map(|e| e.model_id()).unwrap_or("none"),
-        store = %settings.store.path.display(),
+        store = %match settings.store.kind {
+            StoreKind::Edge => format!("qdrant-edge at {}", settings.store.path.display()),
+            StoreKind::Qdrant => format!("qdrant at {} ({})", settings.store.url, settings.store.collection),
+        },
         "services configured"
     );
     if !model.is_configured() {

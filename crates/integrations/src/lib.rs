@@ -4,10 +4,14 @@
 //! - [`cohere::CohereEmbedder`]: Cohere `v2/embed` over HTTP.
 //! - [`llm::OpenAiChatModel`]: any OpenAI-compatible chat-completions API (OpenRouter by default).
 //! - [`edge::EdgeFactStore`]: Qdrant Edge, in-process, on disk.
+//! - `qdrant::QdrantFactStore` (feature `qdrant-server`, on by default): a Qdrant server over gRPC.
 //! - [`prompt::TeraPromptRenderer`]: the Tera prompt template.
 
 pub mod cohere;
 pub mod edge;
+mod fact_payload;
 mod http;
 pub mod llm;
 pub mod prompt;
+#[cfg(feature = "qdrant-server")]
+pub mod qdrant;

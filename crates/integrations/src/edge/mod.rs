@@ -1,6 +1,5 @@
 //! Qdrant Edge: the embedded, on-disk fact store (one process per directory).
 
-mod payload;
 mod shard;
 
 use std::fs::{File, TryLockError};

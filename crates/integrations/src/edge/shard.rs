@@ -17,7 +17,7 @@ use ragback_application::ports::{
 };
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
-use super::payload::{OWNER_KEY, from_payload, to_payload};
+use crate::fact_payload::{OWNER_KEY, from_payload, to_payload};
 
 /// The name of the one dense vector of each point.
 const VECTOR: &str = "fact";

@@ -1,5 +1,5 @@
-//! How a fact is laid out in a Qdrant point's payload. Shared with any Qdrant backend: the same
-//! layout lets facts move between Edge and a server.
+//! How a fact is laid out in a Qdrant point's payload, shared by the Qdrant Edge and Qdrant
+//! server adapters: the same layout lets facts move between them.
 
 use ragback_domain::{Fact, FactId, FactOwner, FactText, OwnerKind};
 use serde_json::{Map, Value, json};
