@@ -25,7 +25,7 @@ lint: ## Check formatting and clippy
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-add-facts: ## Embed and store data/facts.json (idempotent; needs an embedder; stop `make run` first)
+add-facts: ## Embed and store data/facts.json (idempotent; needs an embedder; goes through the API while `make run` is up)
 	$(RELEASE) facts add data/facts.json
 
 bench: ## Measure the pipeline's own overhead
