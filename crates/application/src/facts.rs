@@ -188,7 +188,11 @@ impl FactLibrary {
                 .iter()
                 .cloned()
                 .zip(vectors)
-                .map(|(fact, vector)| EmbeddedFact { fact, vector })
+                .map(|(fact, vector)| EmbeddedFact {
+                    fact,
+                    vector,
+                    model: embedder.model_id().to_owned(),
+                })
                 .collect();
             let stored =
                 self.store

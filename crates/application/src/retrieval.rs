@@ -201,6 +201,7 @@ impl FactRetriever {
         let threshold = overrides.threshold.unwrap_or(self.settings.threshold);
 
         let started = Instant::now();
+        let model = embedder.model_id().to_owned();
         let vector = match self.embed_query(embedder.as_ref(), query).await {
             Ok(vector) => vector,
             Err(error) => {
@@ -221,6 +222,7 @@ impl FactRetriever {
                 vector,
                 owners,
                 limit: top_k,
+                model,
             })
             .await;
         let search = started.elapsed();
@@ -254,6 +256,7 @@ impl FactRetriever {
                 vector,
                 owners,
                 limit: top_k,
+                model: embedder.model_id().to_owned(),
             })
             .await?;
         Ok(keep_above(facts, threshold))

@@ -9,15 +9,25 @@ pub(crate) const OWNER_KEY: &str = "owner";
 const OWNER_KIND: &str = "owner_kind";
 const OWNER_ID: &str = "owner_id";
 const TEXT: &str = "text";
+const MODEL: &str = "model";
 
-/// The payload of a fact.
-pub(crate) fn to_payload(fact: &Fact) -> Value {
+/// The payload of a fact embedded by `model`.
+pub(crate) fn to_payload(fact: &Fact, model: &str) -> Value {
     json!({
         OWNER_KEY: fact.owner.key(),
         OWNER_KIND: fact.owner.kind().as_str(),
         OWNER_ID: fact.owner.id(),
         TEXT: fact.text.as_str(),
+        MODEL: model,
     })
+}
+
+/// The embedding model recorded in a payload (absent in stores written before it was recorded).
+pub(crate) fn model_of(payload: &Map<String, Value>) -> Option<String> {
+    payload
+        .get(MODEL)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Rebuilds a fact from its id and payload; explains what is wrong otherwise.
@@ -47,8 +57,12 @@ mod tests {
             FactOwner::User(UserId::parse("john").unwrap()),
             FactText::parse("Likes jazz").unwrap(),
         );
-        let payload = to_payload(&fact);
+        let payload = to_payload(&fact, "local/all-MiniLM-L6-v2");
         assert_eq!(payload[OWNER_KEY], "user:john");
+        assert_eq!(
+            model_of(payload.as_object().unwrap()).as_deref(),
+            Some("local/all-MiniLM-L6-v2")
+        );
         let back = from_payload(fact.id, payload.as_object().unwrap()).unwrap();
         assert_eq!(back, fact);
     }

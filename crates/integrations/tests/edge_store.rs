@@ -22,6 +22,7 @@ async fn qdrant_edge_passes_the_store_contract() {
 
 fn john_fact(text: &str, vector: Vec<f32>) -> EmbeddedFact {
     EmbeddedFact {
+        model: "test/model".into(),
         fact: Fact::new(
             FactOwner::User(UserId::parse("john").unwrap()),
             FactText::parse(text).unwrap(),
@@ -44,6 +45,7 @@ async fn facts_survive_a_reopen_and_keep_the_dimension() {
     let store = EdgeFactStore::open(dir.path()).unwrap();
     let found = store
         .search(FactQuery {
+            model: "test/model".into(),
             vector: vec![0.0, 1.0],
             owners: vec![FactOwner::User(UserId::parse("john").unwrap())],
             limit: 3,
@@ -101,6 +103,7 @@ async fn concurrent_searches_and_upserts_do_not_interfere() {
             } else {
                 store
                     .search(FactQuery {
+                        model: "test/model".into(),
                         vector: vec![1.0, 0.0],
                         owners: vec![owner],
                         limit: 5,

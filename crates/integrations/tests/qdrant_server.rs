@@ -67,6 +67,7 @@ async fn a_collection_of_another_dimension_is_refused_with_a_message_to_reseed()
     let url = support::fake_qdrant::start().await;
     let owner = FactOwner::User(UserId::parse("john").unwrap());
     let fact = |text: &str, dims: usize| EmbeddedFact {
+        model: "test/model".into(),
         fact: Fact::new(owner.clone(), FactText::parse(text).unwrap()),
         vector: vec![0.5; dims],
     };

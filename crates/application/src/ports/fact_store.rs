@@ -10,6 +10,9 @@ pub struct EmbeddedFact {
     pub fact: Fact,
     /// Its embedding (`EmbeddingPurpose::Document`).
     pub vector: Vec<f32>,
+    /// The embedding model ([`Embedder::model_id`](super::Embedder::model_id)), recorded with the
+    /// fact: vectors of different models cannot be compared.
+    pub model: String,
 }
 
 /// A similarity search restricted to some owners.
@@ -21,6 +24,8 @@ pub struct FactQuery {
     pub owners: Vec<FactOwner>,
     /// At most this many facts.
     pub limit: usize,
+    /// The model that embedded the query.
+    pub model: String,
 }
 
 /// A stored fact, with its vector when it was asked for.
@@ -30,6 +35,8 @@ pub struct StoredFact {
     pub fact: Fact,
     /// Its document embedding, when listed `with_vectors`.
     pub vector: Option<Vec<f32>>,
+    /// The model that embedded it, when recorded.
+    pub model: Option<String>,
 }
 
 /// One page of a listing, in id order.
@@ -79,9 +86,31 @@ pub enum FactStoreError {
         /// The dimension received.
         given: usize,
     },
+    /// The facts were embedded by another model than the one used now.
+    #[error(
+        "the fact store holds facts embedded with `{store}` but the embedder is now `{given}`: \
+         vectors of different models cannot be compared; delete the store and re-seed the facts"
+    )]
+    ModelMismatch {
+        /// The model the stored facts were embedded with.
+        store: String,
+        /// The model in use.
+        given: String,
+    },
     /// Stored data could not be understood.
     #[error("fact store holds invalid data: {0}")]
     Corrupted(String),
+}
+
+/// Refuses `given` when the store's facts record another model (`stored`).
+pub fn ensure_same_model(stored: Option<&str>, given: &str) -> Result<(), FactStoreError> {
+    match stored {
+        Some(stored) if stored != given => Err(FactStoreError::ModelMismatch {
+            store: stored.to_owned(),
+            given: given.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Stores facts and finds them by similarity.
@@ -89,7 +118,8 @@ pub enum FactStoreError {
 /// Implementations must: never return, nor delete, a fact of an owner that was not asked for;
 /// return search results best first with cosine similarity as score; keep one copy per fact id;
 /// refuse vectors whose dimension differs from the store's with
-/// [`FactStoreError::DimensionMismatch`]; list facts in id order, pages chaining without gaps or
+/// [`FactStoreError::DimensionMismatch`], and queries or facts of another model than the stored
+/// facts' with [`FactStoreError::ModelMismatch`]; list facts in id order, pages chaining without gaps or
 /// repeats; and make a write durable before it returns.
 #[async_trait]
 pub trait FactStore: Send + Sync {

@@ -13,6 +13,6 @@ pub use chat_model::{
 pub use embedder::{EmbedError, Embedder, EmbeddingPurpose};
 pub use fact_store::{
     EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, StoredFact,
-    UpsertReport,
+    UpsertReport, ensure_same_model,
 };
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

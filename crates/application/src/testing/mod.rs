@@ -184,6 +184,10 @@ impl FactStore for InMemoryFactStore {
         let mut report = UpsertReport::default();
         for fact in facts {
             Self::check_dimension(&stored, fact.vector.len())?;
+            crate::ports::ensure_same_model(
+                stored.values().next().map(|f| f.model.as_str()),
+                &fact.model,
+            )?;
             match stored.entry(fact.fact.id) {
                 std::collections::btree_map::Entry::Occupied(_) => report.unchanged += 1,
                 std::collections::btree_map::Entry::Vacant(slot) => {
@@ -201,6 +205,9 @@ impl FactStore for InMemoryFactStore {
         let mut found: Vec<ScoredFact> = stored
             .values()
             .filter(|f| query.owners.contains(&f.fact.owner))
+            .map(|f| crate::ports::ensure_same_model(Some(&f.model), &query.model).map(|()| f))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
             .map(|f| ScoredFact {
                 fact: f.fact.clone(),
                 score: cosine(&f.vector, &query.vector),
@@ -241,6 +248,7 @@ impl FactStore for InMemoryFactStore {
             .map(|f| StoredFact {
                 fact: f.fact.clone(),
                 vector: with_vectors.then(|| f.vector.clone()),
+                model: Some(f.model.clone()),
             })
             .collect();
         Ok(FactPage {
@@ -309,7 +317,11 @@ pub async fn seed(
     let embedded = facts
         .into_iter()
         .zip(vectors)
-        .map(|(fact, vector)| EmbeddedFact { fact, vector })
+        .map(|(fact, vector)| EmbeddedFact {
+            fact,
+            vector,
+            model: embedder.model_id().to_owned(),
+        })
         .collect();
     let _ = store.upsert(embedded).await;
 }

@@ -8,7 +8,7 @@ use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
 use crate::ports::{EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus};
 
 /// The names of all checks, for adapters to run in a loop and report.
-pub const CHECKS: [&str; 10] = [
+pub const CHECKS: [&str; 11] = [
     "empty_store",
     "search_is_best_first_with_cosine_scores",
     "owners_are_isolated",
@@ -19,6 +19,7 @@ pub const CHECKS: [&str; 10] = [
     "listing_pages_through_everything",
     "deletes_respect_owners",
     "an_emptied_store_keeps_working",
+    "models_are_enforced",
 ];
 
 /// Runs the check called `name` on an empty store.
@@ -34,6 +35,7 @@ pub async fn run(name: &str, store: &dyn FactStore) {
         "listing_pages_through_everything" => listing_pages_through_everything(store).await,
         "deletes_respect_owners" => deletes_respect_owners(store).await,
         "an_emptied_store_keeps_working" => an_emptied_store_keeps_working(store).await,
+        "models_are_enforced" => models_are_enforced(store).await,
         other => panic!("unknown store check `{other}`"),
     }
 }
@@ -46,8 +48,12 @@ fn character(id: &str) -> FactOwner {
     FactOwner::Character(CharacterId::parse(id).expect("valid id"))
 }
 
+/// The model the checks embed with.
+const MODEL: &str = "test/model";
+
 fn fact(owner: &FactOwner, text: &str, vector: [f32; 3]) -> EmbeddedFact {
     EmbeddedFact {
+        model: MODEL.to_owned(),
         fact: Fact::new(owner.clone(), FactText::parse(text).expect("valid text")),
         vector: vector.to_vec(),
     }
@@ -55,6 +61,7 @@ fn fact(owner: &FactOwner, text: &str, vector: [f32; 3]) -> EmbeddedFact {
 
 fn query(vector: [f32; 3], owners: &[FactOwner], limit: usize) -> FactQuery {
     FactQuery {
+        model: MODEL.to_owned(),
         vector: vector.to_vec(),
         owners: owners.to_vec(),
         limit,
@@ -209,6 +216,7 @@ async fn dimension_is_enforced(store: &dyn FactStore) {
         .expect("upsert works");
 
     let wider = EmbeddedFact {
+        model: MODEL.to_owned(),
         fact: Fact::new(john.clone(), FactText::parse("four dims").expect("valid")),
         vector: vec![1.0, 0.0, 0.0, 0.0],
     };
@@ -217,6 +225,7 @@ async fn dimension_is_enforced(store: &dyn FactStore) {
         Err(FactStoreError::DimensionMismatch { store: 3, given: 4 })
     );
     let narrow = FactQuery {
+        model: MODEL.to_owned(),
         vector: vec![1.0, 0.0],
         owners: vec![john],
         limit: 3,
@@ -363,6 +372,35 @@ async fn an_emptied_store_keeps_working(store: &dyn FactStore) {
         texts(store, query([1.0, 0.0, 0.0], &[john], 10)).await,
         ["a"]
     );
+}
+
+async fn models_are_enforced(store: &dyn FactStore) {
+    let john = user("john");
+    store
+        .upsert(vec![fact(&john, "a", [1.0, 0.0, 0.0])])
+        .await
+        .expect("upsert works");
+    let mismatch = FactStoreError::ModelMismatch {
+        store: MODEL.to_owned(),
+        given: "other/model".to_owned(),
+    };
+
+    let other = EmbeddedFact {
+        model: "other/model".to_owned(),
+        ..fact(&john, "b", [0.0, 1.0, 0.0])
+    };
+    assert_eq!(store.upsert(vec![other]).await, Err(mismatch.clone()));
+    let other_query = FactQuery {
+        model: "other/model".to_owned(),
+        ..query([1.0, 0.0, 0.0], std::slice::from_ref(&john), 3)
+    };
+    assert_eq!(store.search(other_query).await, Err(mismatch.clone()));
+    assert_eq!(
+        store.count(None).await,
+        Ok(1),
+        "nothing of the other model was stored"
+    );
+    assert!(mismatch.to_string().contains("re-seed"), "{mismatch}");
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ use qdrant_edge::{
     WithVector,
 };
 use ragback_application::ports::{
-    EmbeddedFact, FactPage, FactQuery, FactStoreError, StoredFact, UpsertReport,
+    EmbeddedFact, FactPage, FactQuery, FactStoreError, StoredFact, UpsertReport, ensure_same_model,
 };
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
-use crate::fact_payload::{OWNER_KEY, from_payload, to_payload};
+use crate::fact_payload::{OWNER_KEY, from_payload, model_of, to_payload};
 
 /// The name of the one dense vector of each point.
 const VECTOR: &str = "fact";
@@ -100,21 +100,35 @@ impl Shard {
         &mut self,
         facts: Vec<EmbeddedFact>,
     ) -> Result<UpsertReport, FactStoreError> {
+        let stored_model = self
+            .list(None, None, 1, false)?
+            .facts
+            .into_iter()
+            .next()
+            .and_then(|f| f.model);
         for fact in &facts {
             self.check_dimension(fact.vector.len())?;
+            ensure_same_model(stored_model.as_deref(), &fact.model)?;
         }
         let ids: Vec<FactId> = facts.iter().map(|f| f.fact.id).collect();
         let known: HashSet<FactId> = self.known(&ids)?.into_iter().collect();
         let mut report = UpsertReport::default();
         let mut points = Vec::new();
-        for EmbeddedFact { fact, vector } in facts {
+        for EmbeddedFact {
+            fact,
+            vector,
+            model,
+        } in facts
+        {
             if known.contains(&fact.id) {
                 report.unchanged += 1;
                 continue;
             }
             report.added += 1;
             let vectors = Vectors::new_named([(VECTOR, vector)]);
-            points.push(PointStruct::new(point_id(fact.id), vectors, to_payload(&fact)).into());
+            points.push(
+                PointStruct::new(point_id(fact.id), vectors, to_payload(&fact, &model)).into(),
+            );
         }
         if points.is_empty() {
             return Ok(report);
@@ -154,6 +168,7 @@ impl Shard {
             .map(|point| {
                 let id = fact_id(point.id)?;
                 let payload = point.payload.map(|p| p.0).unwrap_or_default();
+                ensure_same_model(model_of(&payload).as_deref(), &query.model)?;
                 let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
                 if !query.owners.contains(&fact.owner) {
                     // The filter makes this impossible; never leak another owner's fact anyway.
@@ -312,6 +327,7 @@ fn stored_fact(record: Record) -> Result<StoredFact, FactStoreError> {
     let id = fact_id(record.id)?;
     let payload = record.payload.map(|p| p.0).unwrap_or_default();
     let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
+    let model = model_of(&payload);
     let vector = match record.vector {
         Some(VectorStructInternal::Named(mut vectors)) => match vectors.remove(VECTOR) {
             Some(VectorInternal::Dense(vector)) => Some(vector),
@@ -319,7 +335,11 @@ fn stored_fact(record: Record) -> Result<StoredFact, FactStoreError> {
         },
         _ => None,
     };
-    Ok(StoredFact { fact, vector })
+    Ok(StoredFact {
+        fact,
+        vector,
+        model,
+    })
 }
 
 fn point_id(id: FactId) -> PointId {

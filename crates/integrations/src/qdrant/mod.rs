@@ -21,13 +21,13 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use ragback_application::ports::{
     EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, StoredFact,
-    UpsertReport,
+    UpsertReport, ensure_same_model,
 };
 use ragback_domain::{Fact, FactId, FactOwner, ScoredFact};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Map;
 
-use crate::fact_payload::{OWNER_KEY, from_payload, to_payload};
+use crate::fact_payload::{OWNER_KEY, from_payload, model_of, to_payload};
 
 /// The name of the one dense vector of each point (as in the Edge store).
 const VECTOR: &str = "fact";
@@ -220,7 +220,10 @@ impl QdrantFactStore {
             .into_iter()
             .map(|point| {
                 let id = fact_id(point.id)?;
-                let fact = payload.then(|| fact_of(id, point.payload)).transpose()?;
+                let fact = payload
+                    .then(|| fact_of(id, point.payload))
+                    .transpose()?
+                    .map(|(fact, _)| fact);
                 Ok((id, fact))
             })
             .collect()
@@ -252,12 +255,17 @@ fn fact_id(id: Option<PointId>) -> Result<FactId, FactStoreError> {
     }
 }
 
-fn fact_of(id: FactId, payload: HashMap<String, QdrantValue>) -> Result<Fact, FactStoreError> {
+/// The fact and its recorded model.
+fn fact_of(
+    id: FactId,
+    payload: HashMap<String, QdrantValue>,
+) -> Result<(Fact, Option<String>), FactStoreError> {
     let map: Map<String, serde_json::Value> = payload
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::from(v)))
         .collect();
-    from_payload(id, &map).map_err(FactStoreError::Corrupted)
+    let fact = from_payload(id, &map).map_err(FactStoreError::Corrupted)?;
+    Ok((fact, model_of(&map)))
 }
 
 #[async_trait]
@@ -271,6 +279,16 @@ impl FactStore for QdrantFactStore {
         }
         let dimension = self.ensure_collection(given).await?;
         Self::check(dimension, given)?;
+        let stored_model = self
+            .list(None, None, 1, false)
+            .await?
+            .facts
+            .into_iter()
+            .next()
+            .and_then(|f| f.model);
+        for fact in &facts {
+            ensure_same_model(stored_model.as_deref(), &fact.model)?;
+        }
         let ids: Vec<FactId> = facts.iter().map(|f| f.fact.id).collect();
         let known: HashSet<FactId> = self
             .get(&ids, false)
@@ -280,13 +298,18 @@ impl FactStore for QdrantFactStore {
             .collect();
         let mut report = UpsertReport::default();
         let mut points = Vec::new();
-        for EmbeddedFact { fact, vector } in facts {
+        for EmbeddedFact {
+            fact,
+            vector,
+            model,
+        } in facts
+        {
             if known.contains(&fact.id) {
                 report.unchanged += 1;
                 continue;
             }
             report.added += 1;
-            let payload = Payload::try_from(to_payload(&fact))
+            let payload = Payload::try_from(to_payload(&fact, &model))
                 .map_err(|e| FactStoreError::Corrupted(format!("payload of {}: {e}", fact.id)))?;
             let vectors = HashMap::from([(VECTOR.to_owned(), vector)]);
             points.push(PointStruct::new(point_id(fact.id), vectors, payload));
@@ -325,7 +348,8 @@ impl FactStore for QdrantFactStore {
             .into_iter()
             .map(|point| {
                 let id = fact_id(point.id)?;
-                let fact = fact_of(id, point.payload)?;
+                let (fact, model) = fact_of(id, point.payload)?;
+                ensure_same_model(model.as_deref(), &query.model)?;
                 if !query.owners.contains(&fact.owner) {
                     return Err(FactStoreError::Corrupted(format!(
                         "fact {id} does not belong to the owners searched"
@@ -392,9 +416,11 @@ impl FactStore for QdrantFactStore {
                         OutputVector::Dense(dense) => Some(dense.data),
                         _ => None,
                     });
+                let (fact, model) = fact_of(id, point.payload)?;
                 Ok(StoredFact {
-                    fact: fact_of(id, point.payload)?,
+                    fact,
                     vector,
+                    model,
                 })
             })
             .collect::<Result<_, FactStoreError>>()?;

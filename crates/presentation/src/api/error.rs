@@ -209,6 +209,11 @@ impl From<FactStoreError> for ApiError {
                 "store_unavailable",
                 "the fact store is unavailable; try again later",
             ),
+            FactStoreError::ModelMismatch { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "store_model_mismatch",
+                error.to_string(),
+            ),
             FactStoreError::DimensionMismatch { .. } => Self::new(
                 StatusCode::CONFLICT,
                 "store_dimension_mismatch",

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use ragback_application::ports::{EmbeddedFact, StoredFact};
+use ragback_application::ports::StoredFact;
 use ragback_application::{AddFactsError, AddFactsReport};
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, ScoredFact, UserId};
 use ragback_infrastructure::{Services, Settings, WiringError, build_services};
 use serde_json::json;
 
-use super::facts_file::{ExportedFact, ReadFacts, read_facts};
+use super::facts_file::{ExportedFact, ImportedFact, ReadFacts, read_facts};
 use super::progress::Progress;
 use super::remote::{RemoteAddError, RemoteFacts};
 
@@ -647,12 +647,13 @@ async fn import(backend: &Backend, file: &PathBuf) -> anyhow::Result<()> {
         }
         let exported: ExportedFact = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not an exported fact", file.display(), n + 1))?;
-        let (fact, vector) = exported
+        let imported = exported
             .into_fact()
             .with_context(|| format!("{}:{}", file.display(), n + 1))?;
-        match (vector, backend) {
-            (Some(vector), Backend::Local(_)) => with_vectors.push(EmbeddedFact { fact, vector }),
-            _ => without.push(fact),
+        match (imported, backend) {
+            (ImportedFact::Embedded(fact), Backend::Local(_)) => with_vectors.push(fact),
+            (ImportedFact::Embedded(embedded), Backend::Remote(_)) => without.push(embedded.fact),
+            (ImportedFact::Text(fact), _) => without.push(fact),
         }
     }
     let mut imported = AddFactsReport::default();

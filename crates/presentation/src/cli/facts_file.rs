@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use ragback_application::ports::StoredFact;
+use ragback_application::ports::{EmbeddedFact, StoredFact};
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactText, OwnerKind, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,15 @@ pub struct OwnerFacts {
     pub facts: Vec<String>,
 }
 
+/// A fact read from an export.
+#[derive(Debug)]
+pub enum ImportedFact {
+    /// With its vector and model: stored as it is.
+    Embedded(EmbeddedFact),
+    /// Text only: embedded again.
+    Text(Fact),
+}
+
 /// One line of `ragback facts export`: a fact, its owner and (when known) its vector.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,9 +51,12 @@ pub struct ExportedFact {
     pub owner_id: String,
     /// The fact.
     pub text: String,
-    /// The document embedding; without it, import embeds the text.
+    /// The document embedding; without it (or without `model`), import embeds the text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// The model that made `vector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl From<&StoredFact> for ExportedFact {
@@ -56,13 +68,15 @@ impl From<&StoredFact> for ExportedFact {
             owner_id: fact.owner.id().to_owned(),
             text: fact.text.as_str().to_owned(),
             vector: stored.vector.clone(),
+            model: stored.model.clone(),
         }
     }
 }
 
 impl ExportedFact {
-    /// The fact and its vector; refuses an id that does not match owner and text.
-    pub fn into_fact(self) -> anyhow::Result<(Fact, Option<Vec<f32>>)> {
+    /// The fact, with its vector when vector and model are known; refuses an id that does not
+    /// match owner and text.
+    pub fn into_fact(self) -> anyhow::Result<ImportedFact> {
         let kind: OwnerKind = self.owner.parse().map_err(anyhow::Error::msg)?;
         let owner = FactOwner::from_parts(kind, &self.owner_id).context("owner_id")?;
         let fact = Fact::new(owner, FactText::parse(self.text).context("text")?);
@@ -73,7 +87,14 @@ impl ExportedFact {
                 fact.id
             );
         }
-        Ok((fact, self.vector))
+        Ok(match self.vector.zip(self.model) {
+            Some((vector, model)) => ImportedFact::Embedded(EmbeddedFact {
+                fact,
+                vector,
+                model,
+            }),
+            None => ImportedFact::Text(fact),
+        })
     }
 }
 

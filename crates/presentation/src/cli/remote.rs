@@ -235,7 +235,11 @@ impl RemoteFacts {
             .into_iter()
             .map(|row| {
                 let (fact, _, vector) = row.into_fact()?;
-                Ok(StoredFact { fact, vector })
+                Ok(StoredFact {
+                    fact,
+                    vector,
+                    model: None,
+                })
             })
             .collect::<anyhow::Result<_>>()?;
         let next = page
