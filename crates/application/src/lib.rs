@@ -4,10 +4,12 @@
 //!   model with retries, clean the reply.
 //! - [`FactRetriever`] finds the facts relevant to a chat turn, degrading to "no facts" on failure.
 //! - [`FactLibrary`] embeds and stores facts (seeding).
+//! - [`evaluation`] measures retrieval against labelled queries.
 //!
 //! Ports ([`ports`]) are object-safe traits; adapters live in `ragback-integrations`.
 
 pub mod chat;
+pub mod evaluation;
 pub mod facts;
 pub mod ports;
 pub mod retrieval;
@@ -16,8 +18,8 @@ pub mod retry;
 pub mod testing;
 
 pub use chat::{
-    ChatService, ChatSettings, GenerateCommand, GenerateError, Generation, GenerationOverrides,
-    StageTimings,
+    ChatService, ChatSettings, GenerateCommand, GenerateError, GenerateFailure, Generation,
+    GenerationOverrides, StageTimings,
 };
 pub use facts::{AddFactsError, AddFactsReport, AddPlan, FactLibrary};
 pub use retrieval::{

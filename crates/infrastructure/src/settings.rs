@@ -10,6 +10,7 @@ use ragback_application::{ChatSettings, RetrievalSettings, RetryPolicy};
 use ragback_domain::UserId;
 use ragback_integrations::cohere::CohereSettings;
 use ragback_integrations::llm::LlmSettings;
+use ragback_integrations::local_settings::LocalSettings;
 use ragback_integrations::prompt::PromptSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -62,6 +63,8 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedderProvider {
+    /// all-MiniLM-L6-v2, in-process.
+    Local,
     /// Cohere over HTTP.
     Cohere,
     /// No embedder: retrieval is skipped.
@@ -72,7 +75,7 @@ pub enum EmbedderProvider {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbedderSettings {
-    /// `cohere` or `none`; unset means Cohere when a Cohere key is set, else none.
+    /// `local`, `cohere` or `none`; unset means Cohere when a Cohere key is set, else local.
     pub provider: Option<EmbedderProvider>,
     /// Time allowed to embed a chat message, retries included, in milliseconds; past it the
     /// reply goes on without facts.
@@ -87,6 +90,8 @@ pub struct EmbedderSettings {
     pub retry_max_backoff_ms: u64,
     /// Cohere settings.
     pub cohere: CohereSettings,
+    /// Local model settings.
+    pub local: LocalSettings,
 }
 
 impl Default for EmbedderSettings {
@@ -99,6 +104,7 @@ impl Default for EmbedderSettings {
             retry_initial_backoff_ms: 200,
             retry_max_backoff_ms: 2_000,
             cohere: CohereSettings::default(),
+            local: LocalSettings::default(),
         }
     }
 }
@@ -109,7 +115,7 @@ impl EmbedderSettings {
         self.provider.unwrap_or(if self.cohere.api_key().is_some() {
             EmbedderProvider::Cohere
         } else {
-            EmbedderProvider::None
+            EmbedderProvider::Local
         })
     }
 
@@ -185,7 +191,7 @@ impl Default for RetrievalConfig {
         Self {
             enabled: true,
             top_k: 3,
-            threshold: 0.4,
+            threshold: 0.275,
             query_messages: 1,
             default_user_id: "john".into(),
         }
@@ -307,6 +313,18 @@ impl Settings {
                 "timeouts must be positive",
             ));
         }
+        if e.local.batch_size == 0 || e.local.max_concurrency == 0 {
+            return Err(ConfigError::key(
+                &["embedder", "local", "batch_size"],
+                "batch_size and max_concurrency must be at least 1",
+            ));
+        }
+        if e.resolved_provider() == EmbedderProvider::Local && !cfg!(feature = "local-embedder") {
+            return Err(ConfigError::key(
+                &["embedder", "provider"],
+                "this ragback was built without the `local-embedder` feature: choose cohere or none",
+            ));
+        }
         if e.provider == Some(EmbedderProvider::Cohere) && e.cohere.api_key().is_none() {
             return Err(ConfigError::key(
                 &["embedder", "cohere", "api_key"],
@@ -425,7 +443,7 @@ mod tests {
         assert_eq!(s.server.addr.to_string(), "0.0.0.0:8000");
         assert_eq!(s.llm.base_url, "https://openrouter.ai/api/v1");
         assert_eq!(s.store.kind, StoreKind::Edge);
-        assert_eq!(s.embedder.resolved_provider(), EmbedderProvider::None);
+        assert_eq!(s.embedder.resolved_provider(), EmbedderProvider::Local);
         assert_eq!(s.log_format, LogFormat::Pretty);
     }
 

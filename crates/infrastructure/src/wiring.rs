@@ -78,6 +78,22 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
             CohereEmbedder::new(&settings.embedder.cohere)
                 .map_err(|e| WiringError::Invalid(format!("RAGBACK_EMBEDDER__COHERE__*: {e}")))?,
         )),
+        #[cfg(feature = "local-embedder")]
+        EmbedderProvider::Local => {
+            use ragback_integrations::local::LocalEmbedder;
+            Some(Arc::new(
+                LocalEmbedder::load(&settings.embedder.local).map_err(|e| {
+                    WiringError::Invalid(format!("RAGBACK_EMBEDDER__LOCAL__MODEL_DIR: {e}"))
+                })?,
+            ))
+        }
+        #[cfg(not(feature = "local-embedder"))]
+        EmbedderProvider::Local => {
+            return Err(WiringError::Invalid(
+                "RAGBACK_EMBEDDER__PROVIDER=local: built without the `local-embedder` feature"
+                    .into(),
+            ));
+        }
         EmbedderProvider::None => None,
     };
     let model: Arc<dyn ChatModel> = Arc::new(

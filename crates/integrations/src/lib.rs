@@ -2,6 +2,7 @@
 //! vendor types (Cohere's wire format, async-openai, qdrant-edge, Tera).
 //!
 //! - [`cohere::CohereEmbedder`]: Cohere `v2/embed` over HTTP.
+//! - `local::LocalEmbedder` (feature `local-embedder`, on by default): all-MiniLM-L6-v2 in-process.
 //! - [`llm::OpenAiChatModel`]: any OpenAI-compatible chat-completions API (OpenRouter by default).
 //! - [`edge::EdgeFactStore`]: Qdrant Edge, in-process, on disk.
 //! - `qdrant::QdrantFactStore` (feature `qdrant-server`, on by default): a Qdrant server over gRPC.
@@ -12,6 +13,9 @@ pub mod edge;
 mod fact_payload;
 mod http;
 pub mod llm;
+#[cfg(feature = "local-embedder")]
+pub mod local;
+pub mod local_settings;
 pub mod prompt;
 #[cfg(feature = "qdrant-server")]
 pub mod qdrant;

@@ -30,8 +30,8 @@ async fn seeding_twice_keeps_the_same_facts() {
         .next()
         .unwrap()
         .to_owned();
-    assert!(first.starts_with("added 21, unchanged 0"), "{first}");
-    assert!(second.starts_with("added 0, unchanged 21"), "{second}");
+    assert!(first.starts_with("added 27, unchanged 0"), "{first}");
+    assert!(second.starts_with("added 0, unchanged 27"), "{second}");
     assert!(second.trim_end().ends_with(&total), "{first} / {second}");
     let document_calls = cohere
         .received_requests()
@@ -65,7 +65,9 @@ async fn seeding_twice_keeps_the_same_facts() {
 #[tokio::test]
 async fn seeding_without_an_embedder_says_what_to_set() {
     let store = tempfile::tempdir().unwrap();
-    let (ok, _, err) = run(ragback(store.path(), None).args(["facts", "add"]));
+    let (ok, _, err) = run(ragback(store.path(), None)
+        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
+        .args(["facts", "add"]));
     assert!(!ok);
     assert!(err.contains("no embedder is configured"), "{err}");
 }
@@ -96,7 +98,7 @@ async fn serve_answers_and_stops_cleanly_on_sigterm_and_holds_the_store() {
         .await
         .unwrap();
     assert_eq!(
-        ready["checks"]["store"]["message"], "21 facts",
+        ready["checks"]["store"]["message"], "27 facts",
         "seeded at start-up: {ready}"
     );
 
@@ -124,7 +126,7 @@ async fn serve_answers_and_stops_cleanly_on_sigterm_and_holds_the_store() {
 
     let (ok, out, err) = run(ragback(store.path(), Some(&cohere)).args(["facts", "add"]));
     assert!(ok, "the store reopens after a clean stop: {err}");
-    assert!(out.starts_with("added 0, unchanged 21"), "{out}");
+    assert!(out.starts_with("added 0, unchanged 27"), "{out}");
 }
 
 #[test]
@@ -159,4 +161,52 @@ fn bad_configuration_fails_at_start_naming_the_variable() {
         assert!(err.contains(expected), "{name}={value}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// Retrieval quality of the local model on the shipped labelled set: the floors are what
+/// all-MiniLM-L6-v2 meets (recall@3 is 1.0 today), and the recommended threshold is the default.
+#[tokio::test]
+async fn eval_retrieval_meets_its_floors_and_recommends_the_default_threshold() {
+    let store = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(ragback(store.path(), None).args(["eval", "retrieval", "--json"]));
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let at = |key: &str| report[key].as_f64().unwrap();
+
+    assert_eq!(report["embedder"], "local/all-MiniLM-L6-v2");
+    assert!(report["queries"].as_u64().unwrap() >= 40);
+    assert_eq!(report["leaks"], 0, "another user's facts came back");
+    assert!(at("recall_at_3") >= 0.95, "{report}");
+    assert!(at("recall_at_1") >= 0.85, "{report}");
+    assert!(at("mrr") >= 0.9, "{report}");
+    let recommended = report["recommended"]["threshold"].as_f64().unwrap();
+    let configured = at("configured_threshold");
+    assert!(
+        (recommended - configured).abs() < 1e-3,
+        "the default threshold {configured} is not the recommended {recommended}: update it"
+    );
+    assert!(report["recommended"]["f1"].as_f64().unwrap() >= 0.85);
+    // The store it used was a scratch one.
+    assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn eval_refuses_labels_that_are_not_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("queries.jsonl");
+    std::fs::write(
+        &queries,
+        "{\"user_id\": \"john\", \"query\": \"hi\", \"relevant\": []}\n\
+         {\"user_id\": \"john\", \"query\": \"my cats\", \"relevant\": [\"Has two cats named Salt and Pepper\"]}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(ragback(dir.path(), None).args([
+        "eval",
+        "retrieval",
+        "--queries",
+        queries.to_str().unwrap(),
+    ]));
+    assert!(!ok);
+    assert!(err.contains("queries.jsonl:2"), "{err}");
+    assert!(err.contains("is not one of john's facts"), "{err}");
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const DEMO_FACTS: usize = 21;
+const DEMO_FACTS: usize = 27;
 
 fn count_of(output: &str) -> usize {
     output

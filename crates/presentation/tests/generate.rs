@@ -383,9 +383,11 @@ async fn a_slow_llm_hits_the_deadline_and_gets_a_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_an_llm_key_generate_is_a_503_naming_the_variable() {
+async fn without_any_key_retrieval_runs_locally_and_generate_is_a_503_naming_the_variable() {
+    // No key at all: the local embedder (all-MiniLM-L6-v2) embeds the facts and the query.
     let app = TestApp::spawn_with(Setup {
         keys: false,
+        facts: demo_facts(),
         ..Setup::default()
     })
     .await;
@@ -394,6 +396,18 @@ async fn without_an_llm_key_generate_is_a_503_naming_the_variable() {
 
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "llm_not_configured");
+    // The failure says retrieval worked, and what it found.
+    assert_eq!(body["retrieval"]["status"], "ok", "{body}");
+    let facts = body["retrieval"]["facts"].as_array().unwrap();
+    assert_eq!(facts[0]["text"], "Completed the London marathon in 2024");
+    assert_eq!(facts[0]["owner"], "user");
+    // Jane's marathon is as close to the query, and is never John's.
+    assert!(
+        facts
+            .iter()
+            .all(|f| f["text"] != "Ran the Berlin marathon last year"),
+        "{body}"
+    );
     assert!(
         body["error"]["message"]
             .as_str()

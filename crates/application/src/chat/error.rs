@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::ports::{ChatModelError, PromptError};
+use crate::retrieval::Retrieval;
 
 /// Why no reply could be generated. Retrieval failures never appear here: they degrade.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -32,4 +33,24 @@ pub enum GenerateError {
     /// The prompt template failed.
     #[error(transparent)]
     Prompt(#[from] PromptError),
+}
+
+/// A failed generation, with what retrieval found before the model failed (so callers can tell
+/// a model outage from a retrieval one).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct GenerateFailure {
+    /// What failed.
+    pub error: GenerateError,
+    /// The retrieval that ran before the failure.
+    pub retrieval: Option<Retrieval>,
+}
+
+impl From<GenerateError> for GenerateFailure {
+    fn from(error: GenerateError) -> Self {
+        Self {
+            error,
+            retrieval: None,
+        }
+    }
 }

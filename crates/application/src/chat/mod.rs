@@ -6,6 +6,6 @@ mod generation;
 mod service;
 
 pub use command::{GenerateCommand, GenerationOverrides};
-pub use error::GenerateError;
+pub use error::{GenerateError, GenerateFailure};
 pub use generation::{Generation, StageTimings};
 pub use service::{ChatService, ChatSettings};

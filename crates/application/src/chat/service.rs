@@ -6,7 +6,7 @@ use std::time::Duration;
 use ragback_domain::{Role, clean_reply};
 use tokio::time::Instant;
 
-use super::{GenerateCommand, GenerateError, Generation, StageTimings};
+use super::{GenerateCommand, GenerateError, GenerateFailure, Generation, StageTimings};
 use crate::ports::{
     ChatModel, ChatModelError, ChatRequest, Completion, GenerationParams, PromptContext,
     PromptMessage, PromptRenderer, PromptRole,
@@ -71,7 +71,7 @@ impl ChatService {
             messages = cmd.messages.len(),
         )
     )]
-    pub async fn generate(&self, cmd: GenerateCommand) -> Result<Generation, GenerateError> {
+    pub async fn generate(&self, cmd: GenerateCommand) -> Result<Generation, GenerateFailure> {
         let started = Instant::now();
         let GenerateCommand {
             messages,
@@ -90,76 +90,89 @@ impl ChatService {
             .retrieve(&messages, owners, &retrieval_overrides)
             .await;
 
-        let render_started = Instant::now();
-        character.resolve_macros(user.name.as_str());
-        let scenario = scenario
-            .as_ref()
-            .map(|s| s.as_str())
-            .or_else(|| character.card.as_ref().and_then(|c| c.scenario.as_deref()));
-        let prompt = self.renderer.render(&PromptContext {
-            character: &character,
-            user: &user,
-            scenario,
-            facts: &retrieval.facts,
-            greeting: messages.is_empty(),
-        })?;
-        let history = &messages[messages
-            .len()
-            .saturating_sub(self.settings.history_messages)..];
-        let mut prompt_messages = Vec::with_capacity(history.len() + 2);
-        prompt_messages.push(PromptMessage {
-            role: PromptRole::System,
-            content: prompt.system,
-        });
-        prompt_messages.extend(history.iter().map(|m| PromptMessage {
-            role: match m.role {
-                Role::User => PromptRole::User,
-                Role::Character => PromptRole::Assistant,
-            },
-            content: m.text.as_str().to_owned(),
-        }));
-        if let Some(cue) = prompt.opening_cue.filter(|_| history.is_empty()) {
+        let outcome: Result<_, GenerateError> = async {
+            let render_started = Instant::now();
+            character.resolve_macros(user.name.as_str());
+            let scenario = scenario
+                .as_ref()
+                .map(|s| s.as_str())
+                .or_else(|| character.card.as_ref().and_then(|c| c.scenario.as_deref()));
+            let prompt = self.renderer.render(&PromptContext {
+                character: &character,
+                user: &user,
+                scenario,
+                facts: &retrieval.facts,
+                greeting: messages.is_empty(),
+            })?;
+            let history = &messages[messages
+                .len()
+                .saturating_sub(self.settings.history_messages)..];
+            let mut prompt_messages = Vec::with_capacity(history.len() + 2);
             prompt_messages.push(PromptMessage {
-                role: PromptRole::User,
-                content: cue,
+                role: PromptRole::System,
+                content: prompt.system,
             });
-        }
-        let request = ChatRequest {
-            messages: prompt_messages,
-            params: GenerationParams {
-                model: generation
-                    .model
-                    .unwrap_or_else(|| self.settings.defaults.model.clone()),
-                temperature: generation
-                    .temperature
-                    .or(self.settings.defaults.temperature),
-                top_p: generation.top_p.or(self.settings.defaults.top_p),
-                max_tokens: generation.max_tokens.or(self.settings.defaults.max_tokens),
-            },
-        };
-        let render = render_started.elapsed();
-        tracing::debug!(prompt = ?request.messages, "prompt rendered");
-
-        let llm_started = Instant::now();
-        let deadline = llm_started + self.settings.timeout;
-        let speaker = character.name.as_str();
-        let listener = user.name.as_str();
-        let mut completion = self.complete(&request, deadline).await?;
-        let mut usage = completion.usage;
-        let mut text = clean_reply(&completion.text, speaker, listener);
-        if text.is_empty() {
-            tracing::warn!("the model returned an empty reply; asking once more");
-            completion = self.complete(&request, deadline).await?;
-            usage = match (usage, completion.usage) {
-                (Some(a), Some(b)) => Some(a.plus(b)),
-                (a, b) => a.or(b),
-            };
-            text = clean_reply(&completion.text, speaker, listener);
-            if text.is_empty() {
-                return Err(GenerateError::EmptyReply);
+            prompt_messages.extend(history.iter().map(|m| PromptMessage {
+                role: match m.role {
+                    Role::User => PromptRole::User,
+                    Role::Character => PromptRole::Assistant,
+                },
+                content: m.text.as_str().to_owned(),
+            }));
+            if let Some(cue) = prompt.opening_cue.filter(|_| history.is_empty()) {
+                prompt_messages.push(PromptMessage {
+                    role: PromptRole::User,
+                    content: cue,
+                });
             }
+            let request = ChatRequest {
+                messages: prompt_messages,
+                params: GenerationParams {
+                    model: generation
+                        .model
+                        .unwrap_or_else(|| self.settings.defaults.model.clone()),
+                    temperature: generation
+                        .temperature
+                        .or(self.settings.defaults.temperature),
+                    top_p: generation.top_p.or(self.settings.defaults.top_p),
+                    max_tokens: generation.max_tokens.or(self.settings.defaults.max_tokens),
+                },
+            };
+            let render = render_started.elapsed();
+            tracing::debug!(prompt = ?request.messages, "prompt rendered");
+
+            let llm_started = Instant::now();
+            let deadline = llm_started + self.settings.timeout;
+            let speaker = character.name.as_str();
+            let listener = user.name.as_str();
+            let mut completion = self.complete(&request, deadline).await?;
+            let mut usage = completion.usage;
+            let mut text = clean_reply(&completion.text, speaker, listener);
+            if text.is_empty() {
+                tracing::warn!("the model returned an empty reply; asking once more");
+                completion = self.complete(&request, deadline).await?;
+                usage = match (usage, completion.usage) {
+                    (Some(a), Some(b)) => Some(a.plus(b)),
+                    (a, b) => a.or(b),
+                };
+                text = clean_reply(&completion.text, speaker, listener);
+                if text.is_empty() {
+                    return Err(GenerateError::EmptyReply);
+                }
+            }
+            let llm = llm_started.elapsed();
+            Ok((completion.model, text, usage, render, llm))
         }
-        let llm = llm_started.elapsed();
+        .await;
+        let (model, text, usage, render, llm) = match outcome {
+            Ok(done) => done,
+            Err(error) => {
+                return Err(GenerateFailure {
+                    error,
+                    retrieval: Some(retrieval),
+                });
+            }
+        };
 
         let timings = StageTimings {
             embed: retrieval.embed,
@@ -171,7 +184,7 @@ impl ChatService {
         tracing::info!(
             retrieval = retrieval.status.as_str(),
             facts = retrieval.facts.len(),
-            model = %completion.model,
+            model = %model,
             embed_ms = ms(timings.embed),
             search_ms = ms(timings.search),
             llm_ms = ms(timings.llm),
@@ -181,7 +194,7 @@ impl ChatService {
         Ok(Generation {
             text,
             facts: retrieval.facts,
-            model: completion.model,
+            model,
             usage,
             retrieval: retrieval.status,
             timings,
@@ -385,7 +398,7 @@ mod tests {
             .await
             .unwrap_err();
 
-        assert_eq!(err, GenerateError::EmptyReply);
+        assert_eq!(err.error, GenerateError::EmptyReply);
         assert_eq!(model.requests().len(), 2);
     }
 
@@ -430,7 +443,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(
-            err,
+            err.error,
             GenerateError::ModelFailed {
                 attempts: 1,
                 source: rejected
@@ -449,8 +462,11 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(
-            err,
+            err.error,
             GenerateError::ModelNotConfigured("set RAGBACK_LLM__API_KEY".into())
         );
+        // Retrieval ran before the model failed, and the failure says how it went.
+        let retrieval = err.retrieval.expect("retrieval ran");
+        assert_eq!(retrieval.status, RetrievalStatus::Ok);
     }
 }

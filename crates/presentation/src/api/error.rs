@@ -18,11 +18,15 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// What retrieval found before a generation failed (`/generate` only).
+    retrieval: Option<Box<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: Detail<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retrieval: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +44,16 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retrieval: None,
+        }
+    }
+
+    /// Adds what retrieval found before the failure, so a model outage is told from a retrieval
+    /// one.
+    pub fn with_retrieval(self, retrieval: serde_json::Value) -> Self {
+        Self {
+            retrieval: Some(Box::new(retrieval)),
+            ..self
         }
     }
 
@@ -110,7 +124,7 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "embedder_not_configured",
-            "no embedder is configured: set RAGBACK_EMBEDDER__COHERE__API_KEY (or COHERE_API_KEY)",
+            "no embedder is configured: set RAGBACK_EMBEDDER__PROVIDER=local (after `make model`) or a Cohere key (COHERE_API_KEY)",
         )
     }
 
@@ -133,6 +147,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 field: self.field.as_deref(),
             },
+            retrieval: self.retrieval.as_deref(),
         };
         (self.status, Json(body)).into_response()
     }

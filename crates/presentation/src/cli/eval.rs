@@ -1,0 +1,239 @@
+//! `ragback eval retrieval`: measures retrieval on labelled queries in a throw-away store.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use ragback_application::evaluation::{EvalReport, LabelledQuery, evaluate};
+use ragback_application::retrieval::MAX_TOP_K;
+use ragback_domain::{FactOwner, UserId};
+use ragback_infrastructure::{Settings, StoreKind, build_services};
+use serde::{Deserialize, Serialize};
+
+use super::facts_file::read_facts;
+
+/// Evaluation commands.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Seeds a throw-away store with a facts file, runs labelled queries and reports recall@k,
+    /// MRR and a threshold sweep with the recommended threshold.
+    Retrieval {
+        /// Facts file, as `ragback facts add` reads it.
+        #[arg(long, default_value = "data/facts.json")]
+        facts: PathBuf,
+        /// JSON lines: {"user_id", "query", "relevant": ["exact fact text", …]}.
+        #[arg(long, default_value = "data/retrieval_eval.jsonl")]
+        queries: PathBuf,
+        /// Facts injected per reply in the sweep (default: RAGBACK_RETRIEVAL__TOP_K).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=MAX_TOP_K as i64))]
+        top_k: Option<u16>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One line of the queries file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryLine {
+    user_id: String,
+    query: String,
+    #[serde(default)]
+    relevant: Vec<String>,
+}
+
+/// Runs an evaluation command.
+pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()> {
+    let EvalCommand::Retrieval {
+        facts,
+        queries,
+        top_k,
+        json,
+    } = command;
+    let read = read_facts(&facts, None)?;
+    let known: HashSet<(FactOwner, &str)> = read
+        .facts
+        .iter()
+        .map(|f| (f.owner.clone(), f.text.as_str()))
+        .collect();
+    let queries = read_queries(&queries, &known)?;
+
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory for the store")?;
+    let mut settings = settings.clone();
+    settings.store.kind = StoreKind::Edge;
+    settings.store.path = scratch.path().join("store");
+    let services = build_services(&settings)?;
+    let Some(model) = services.embedder.clone() else {
+        bail!("evaluation needs an embedder: set RAGBACK_EMBEDDER__PROVIDER to local or cohere");
+    };
+    eprintln!("seeding {} facts with {model}…", read.facts.len());
+    services
+        .facts
+        .add(read.facts.clone(), |_| {})
+        .await
+        .context("seeding the scratch store failed")?;
+    eprintln!("running {} queries…", queries.len());
+    let top_k = top_k.map_or(settings.retrieval.top_k, usize::from);
+    let report = evaluate(services.chat.retriever(), queries, top_k).await?;
+
+    let configured = settings.retrieval.threshold;
+    if json {
+        let out = JsonReport::new(&report, &model, configured);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", table(&report, &model, configured));
+    }
+    Ok(())
+}
+
+fn read_queries(
+    path: &Path,
+    known: &HashSet<(FactOwner, &str)>,
+) -> anyhow::Result<Vec<LabelledQuery>> {
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut queries = Vec::new();
+    for (n, line) in content.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let parsed: QueryLine = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}: expected {{\"user_id\", \"query\", \"relevant\": [...]}}",
+                at()
+            )
+        })?;
+        let user =
+            UserId::parse(parsed.user_id.as_str()).with_context(|| format!("{}: user_id", at()))?;
+        if parsed.query.trim().is_empty() {
+            bail!("{}: the query is empty", at());
+        }
+        let owner = FactOwner::User(user.clone());
+        if let Some(missing) = parsed
+            .relevant
+            .iter()
+            .find(|text| !known.contains(&(owner.clone(), text.as_str())))
+        {
+            bail!(
+                "{}: {missing:?} is not one of {}'s facts in the facts file",
+                at(),
+                user.as_str()
+            );
+        }
+        queries.push(LabelledQuery {
+            user,
+            query: parsed.query,
+            relevant: parsed.relevant,
+        });
+    }
+    Ok(queries)
+}
+
+fn table(report: &EvalReport, model: &str, configured: f32) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} queries ({} with relevant facts), embedder {model}, top_k {}",
+        report.queries, report.with_relevant, report.top_k
+    );
+    for (k, recall) in &report.recall_at {
+        let _ = write!(out, "recall@{k} {recall:.3}   ");
+    }
+    let _ = writeln!(out, "MRR {:.3}   leaks {}\n", report.mrr, report.leaks);
+    let _ = writeln!(
+        out,
+        "threshold  precision  recall  F1     small-talk fed  injected"
+    );
+    for row in report
+        .sweep
+        .iter()
+        .filter(|r| (r.threshold * 1000.0).round() as i32 % 50 == 0 || *r == &report.recommended)
+    {
+        let mark = if *row == report.recommended {
+            "  <- best F1"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<9.3}  {:<9.3}  {:<6.3}  {:<5.3}  {:<14.3}  {}{mark}",
+            row.threshold,
+            row.precision,
+            row.recall,
+            row.f1,
+            row.false_positive_share,
+            row.injected
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nrecommended threshold: {:.3} (F1 {:.3}); configured RAGBACK_RETRIEVAL__THRESHOLD: {configured:.3}",
+        report.recommended.threshold, report.recommended.f1
+    );
+    out
+}
+
+/// The report as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    embedder: &'a str,
+    queries: usize,
+    with_relevant: usize,
+    top_k: usize,
+    recall_at_1: f64,
+    recall_at_3: f64,
+    recall_at_5: f64,
+    mrr: f64,
+    leaks: usize,
+    configured_threshold: f32,
+    recommended: JsonRow,
+    sweep: Vec<JsonRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonRow {
+    threshold: f32,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+    small_talk_fed: f64,
+    injected: usize,
+}
+
+impl<'a> JsonReport<'a> {
+    fn new(report: &EvalReport, embedder: &'a str, configured: f32) -> Self {
+        let row = |r: &ragback_application::evaluation::SweepRow| JsonRow {
+            threshold: (r.threshold * 1000.0).round() / 1000.0,
+            precision: r.precision,
+            recall: r.recall,
+            f1: r.f1,
+            small_talk_fed: r.false_positive_share,
+            injected: r.injected,
+        };
+        let recall = |k: usize| {
+            report
+                .recall_at
+                .iter()
+                .find(|(at, _)| *at == k)
+                .map_or(0.0, |(_, r)| *r)
+        };
+        Self {
+            embedder,
+            queries: report.queries,
+            with_relevant: report.with_relevant,
+            top_k: report.top_k,
+            recall_at_1: recall(1),
+            recall_at_3: recall(3),
+            recall_at_5: recall(5),
+            mrr: report.mrr,
+            leaks: report.leaks,
+            configured_threshold: configured,
+            recommended: row(&report.recommended),
+            sweep: report.sweep.iter().map(row).collect(),
+        }
+    }
+}
