@@ -16,7 +16,7 @@ pub use card::{CharacterCard, resolve_card_macros};
 pub use character::{Character, CharacterId};
 pub use fact::{Fact, FactId, FactOwner, FactText, OwnerKind, ScoredFact};
 pub use message::{Message, MessageText, Role};
-pub use reply::clean_reply;
+pub use reply::{ReplyStream, clean_reply};
 pub use scenario::Scenario;
 pub use text::{Age, Name, ValidationError, limits};
 pub use user::{User, UserId};

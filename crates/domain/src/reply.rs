@@ -80,6 +80,118 @@ fn listener_turn_start(text: &str, listener: &str) -> Option<usize> {
     None
 }
 
+/// Cleans a reply that arrives in pieces (a streamed completion), emitting as early as possible
+/// only text that [`clean_reply`] of the whole reply will also start with: a `Bla` + `ze:` split is
+/// still stripped, and a last line that may yet open the listener's turn is held back until it is
+/// decided. What [`push`](Self::push) and [`finish`](Self::finish) return, concatenated, equals
+/// `clean_reply` of everything pushed.
+///
+/// Each piece re-cleans the reply so far; replies are a few hundred bytes, so this stays cheap.
+#[derive(Debug, Clone)]
+pub struct ReplyStream {
+    speaker: String,
+    listener: String,
+    raw: String,
+    emitted: String,
+}
+
+impl ReplyStream {
+    /// A stream of a reply written as `speaker` to `listener`.
+    pub fn new(speaker: &str, listener: &str) -> Self {
+        Self {
+            speaker: speaker.to_owned(),
+            listener: listener.to_owned(),
+            raw: String::new(),
+            emitted: String::new(),
+        }
+    }
+
+    /// Adds a piece of the raw reply; returns the clean text that can be shown now, if any.
+    pub fn push(&mut self, piece: &str) -> Option<String> {
+        self.raw.push_str(piece);
+        if self.head_undecided() {
+            return None;
+        }
+        let clean = clean_reply(&self.raw, &self.speaker, &self.listener);
+        let safe = match clean.rfind('\n') {
+            Some(newline)
+                if may_become_prefix(clean[newline + 1..].trim_start(), &self.listener) =>
+            {
+                clean[..newline].trim_end()
+            }
+            _ => clean.as_str(),
+        };
+        self.emit_up_to(&safe.to_owned())
+    }
+
+    /// Ends the reply; returns the clean text not shown yet, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        let clean = clean_reply(&self.raw, &self.speaker, &self.listener);
+        self.emit_up_to(&clean)
+    }
+
+    /// The clean text shown so far (after `finish`, the whole clean reply).
+    pub fn text(&self) -> &str {
+        &self.emitted
+    }
+
+    /// Whether the start of the reply may still turn out to be a `Speaker:` prefix.
+    fn head_undecided(&self) -> bool {
+        let mut rest = self.raw.trim_start().to_owned();
+        while let Some(stripped) = strip_name_prefix(&rest, &self.speaker) {
+            rest = stripped.trim_start().to_owned();
+        }
+        may_become_prefix(&rest, &self.speaker)
+    }
+
+    fn emit_up_to(&mut self, safe: &str) -> Option<String> {
+        let piece = safe.strip_prefix(self.emitted.as_str())?;
+        if piece.is_empty() {
+            return None;
+        }
+        let piece = piece.to_owned();
+        self.emitted.push_str(&piece);
+        Some(piece)
+    }
+}
+
+/// Whether more text could turn `text` into a `name:` prefix that [`strip_name_prefix`] strips
+/// (mirrors its grammar: markup, the name, markup, an optional parenthetical, a colon).
+fn may_become_prefix(text: &str, name: &str) -> bool {
+    let name = name.trim();
+    if name.is_empty() {
+        return false;
+    }
+    let mut chars = text.trim_start_matches(MARKUP).chars();
+    for expected in name.chars() {
+        match chars.next() {
+            None => return true,
+            Some(actual) if actual.to_lowercase().eq(expected.to_lowercase()) => {}
+            Some(_) => return false,
+        }
+    }
+    let after = chars.as_str();
+    if after.chars().next().is_some_and(char::is_alphanumeric) {
+        return false;
+    }
+    let rest = after
+        .trim_start_matches(MARKUP)
+        .trim_start_matches([' ', '\t']);
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(inner) = rest.strip_prefix('(') else {
+        return false;
+    };
+    match inner.find(')') {
+        None => inner.len() <= MAX_PARENTHETICAL_BYTES,
+        Some(end) => {
+            end <= MAX_PARENTHETICAL_BYTES
+                && inner[end + 1..].trim_start_matches([' ', '\t']).is_empty()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +246,48 @@ mod tests {
         assert_eq!(clean("   "), "");
     }
 
+    /// Pushes `pieces`, returning what was shown after each and the final text.
+    fn stream(pieces: &[&str]) -> (Vec<Option<String>>, String) {
+        let mut reply = ReplyStream::new("Blaze", "John");
+        let mut shown: Vec<Option<String>> = pieces.iter().map(|p| reply.push(p)).collect();
+        shown.push(reply.finish());
+        (shown, reply.text().to_owned())
+    }
+
+    #[test]
+    fn a_prefix_split_across_pieces_is_still_stripped() {
+        let (shown, text) = stream(&["Bla", "ze", ":", " *grins*", " Yo!"]);
+        assert_eq!(text, "*grins* Yo!");
+        assert_eq!(shown[..3], [None, None, None]);
+        assert_eq!(shown[3].as_deref(), Some("*grins*"));
+        assert_eq!(shown[4].as_deref(), Some(" Yo!"));
+    }
+
+    #[test]
+    fn plain_text_streams_at_once() {
+        let (shown, text) = stream(&["*nods*", " Cool", " bro."]);
+        assert_eq!(text, "*nods* Cool bro.");
+        assert_eq!(shown[0].as_deref(), Some("*nods*"));
+        assert_eq!(shown[2].as_deref(), Some(" bro."));
+    }
+
+    #[test]
+    fn a_line_that_may_open_the_listeners_turn_waits() {
+        let (shown, text) = stream(&["Yo!\n", "Jo", "hn: hey", " there"]);
+        assert_eq!(text, "Yo!");
+        assert_eq!(shown[1], None);
+        let (_, text) = stream(&["Yo!\n", "Jo", "lly good."]);
+        assert_eq!(text, "Yo!\nJolly good.");
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_prefix_is_released() {
+        let (shown, text) = stream(&["Blaze", " grins"]);
+        assert_eq!(shown[0], None);
+        assert_eq!(shown[1].as_deref(), Some("Blaze grins"));
+        assert_eq!(text, "Blaze grins");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -143,6 +297,41 @@ mod tests {
             let twice = clean_reply(&once, &name, "John");
             prop_assert_eq!(&once, &twice);
             prop_assert_eq!(once.trim(), once.as_str());
+        }
+
+        #[test]
+        /// Whatever the reply and however it is split, the streamed text is the clean reply.
+        #[test]
+        fn streaming_equals_cleaning_the_whole(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("Blaze"), Just("blaze"), Just("John"), Just(":"), Just("："), Just(" "),
+                    Just("\n"), Just("*"), Just("**"), Just("_"), Just("("), Just(")"), Just("19"),
+                    Just("Blazer"), Just("yo"), Just("Jo"), Just("hn"), Just("Bla"), Just("ze"),
+                    Just("\t"), Just("é"),
+                ],
+                0..24,
+            ),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let raw: String = parts.concat();
+            let mut bounds: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| c % (raw.len() + 1))
+                .filter(|c| raw.is_char_boundary(*c))
+                .collect();
+            bounds.sort_unstable();
+            let mut reply = ReplyStream::new("Blaze", "John");
+            let mut shown = String::new();
+            let mut start = 0;
+            for end in bounds.into_iter().chain([raw.len()]) {
+                shown.extend(reply.push(&raw[start..end]));
+                start = end;
+            }
+            shown.extend(reply.finish());
+            let whole = clean_reply(&raw, "Blaze", "John");
+            prop_assert_eq!(&shown, &whole);
+            prop_assert_eq!(reply.text(), whole.as_str());
         }
 
         #[test]
