@@ -121,7 +121,7 @@ impl ReplyStream {
             }
             _ => clean.as_str(),
         };
-        self.emit_up_to(&safe.to_owned())
+        self.emit_up_to(safe)
     }
 
     /// Ends the reply; returns the clean text not shown yet, if any.
