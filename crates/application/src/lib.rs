@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use chat::{
     ChatService, ChatSettings, GenerateCommand, GenerateError, GenerateFailure, Generation,
-    GenerationOverrides, StageTimings,
+    GenerationOverrides, ReplyEvent, StageTimings,
 };
 pub use facts::{AddFactsError, AddFactsReport, AddPlan, FactLibrary};
 pub use retrieval::{

@@ -18,6 +18,8 @@ pub struct StageTimings {
     pub render: Duration,
     /// Calling the model, retries included.
     pub llm: Duration,
+    /// From the start of the model stage to the first generated token (streaming only).
+    pub first_token: Option<Duration>,
     /// The whole generation; at least the sum of the stages.
     pub total: Duration,
 }

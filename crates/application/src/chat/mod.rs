@@ -8,4 +8,4 @@ mod service;
 pub use command::{GenerateCommand, GenerationOverrides};
 pub use error::{GenerateError, GenerateFailure};
 pub use generation::{Generation, StageTimings};
-pub use service::{ChatService, ChatSettings};
+pub use service::{ChatService, ChatSettings, ReplyEvent};

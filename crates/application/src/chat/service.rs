@@ -3,15 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_domain::{Role, clean_reply};
+use futures::StreamExt;
+use ragback_domain::{ReplyStream, Role, ScoredFact, clean_reply};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{GenerateCommand, GenerateError, GenerateFailure, Generation, StageTimings};
 use crate::ports::{
-    ChatModel, ChatModelError, ChatRequest, Completion, GenerationParams, PromptContext,
-    PromptMessage, PromptRenderer, PromptRole,
+    ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, GenerationParams,
+    PromptContext, PromptMessage, PromptRenderer, PromptRole, TokenUsage,
 };
-use crate::retrieval::FactRetriever;
+use crate::retrieval::{FactRetriever, Retrieval, RetrievalStatus};
 use crate::retry::{RetryError, RetryPolicy, retry};
 
 /// Generation defaults, from configuration.
@@ -73,6 +76,188 @@ impl ChatService {
     )]
     pub async fn generate(&self, cmd: GenerateCommand) -> Result<Generation, GenerateFailure> {
         let started = Instant::now();
+        let (retrieval, prepared) = self.prepare(cmd).await;
+        let outcome: Result<_, GenerateError> = async {
+            let prepared = prepared?;
+            let llm_started = Instant::now();
+            let deadline = llm_started + self.settings.timeout;
+            let clean =
+                |c: &Completion| clean_reply(&c.text, &prepared.speaker, &prepared.listener);
+            let mut completion = self.complete(&prepared.request, deadline).await?;
+            let mut usage = completion.usage;
+            let mut text = clean(&completion);
+            if text.is_empty() {
+                tracing::warn!("the model returned an empty reply; asking once more");
+                completion = self.complete(&prepared.request, deadline).await?;
+                usage = match (usage, completion.usage) {
+                    (Some(a), Some(b)) => Some(a.plus(b)),
+                    (a, b) => a.or(b),
+                };
+                text = clean(&completion);
+                if text.is_empty() {
+                    return Err(GenerateError::EmptyReply);
+                }
+            }
+            Ok((
+                completion.model,
+                text,
+                usage,
+                prepared.render,
+                llm_started.elapsed(),
+            ))
+        }
+        .await;
+        match outcome {
+            Ok((model, text, usage, render, llm)) => Ok(finished(
+                started, retrieval, text, model, usage, render, llm, None,
+            )),
+            Err(error) => Err(GenerateFailure {
+                error,
+                retrieval: Some(retrieval),
+            }),
+        }
+    }
+
+    /// Generates the character's next line as a stream of events: the facts, the clean reply in
+    /// pieces as the model writes it, then the whole generation or the error. Failures before the
+    /// first piece is sent are retried like [`generate`](Self::generate)'s; after it they end the
+    /// stream. Dropping the receiver cancels the generation and closes the upstream request.
+    pub fn generate_stream(&self, cmd: GenerateCommand) -> mpsc::Receiver<ReplyEvent> {
+        let (events, receiver) = mpsc::channel(64);
+        let this = self.clone();
+        let task = async move {
+            tokio::select! {
+                () = events.closed() => tracing::info!("the client left: generation cancelled"),
+                () = this.run_stream(cmd, &events) => {}
+            }
+        };
+        tokio::spawn(task.instrument(tracing::Span::current()));
+        receiver
+    }
+
+    async fn run_stream(&self, cmd: GenerateCommand, events: &mpsc::Sender<ReplyEvent>) {
+        let started = Instant::now();
+        let (retrieval, prepared) = self.prepare(cmd).await;
+        let facts = ReplyEvent::Facts {
+            status: retrieval.status,
+            facts: retrieval.facts.clone(),
+        };
+        if events.send(facts).await.is_err() {
+            return;
+        }
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let _ = events.send(ReplyEvent::Failed(error)).await;
+                return;
+            }
+        };
+        let llm_started = Instant::now();
+        let deadline = llm_started + self.settings.timeout;
+        let opened = retry(&self.settings.retry, deadline, "model stream", || {
+            self.open_stream(&prepared)
+        })
+        .await;
+        let mut open = match opened {
+            Ok(open) => open,
+            Err(error) => {
+                let _ = events
+                    .send(ReplyEvent::Failed(self.model_error(error)))
+                    .await;
+                return;
+            }
+        };
+        let first_token = open.first_token.map(|t| t - llm_started);
+        if let Some(piece) = open.first.take()
+            && events.send(ReplyEvent::Delta(piece)).await.is_err()
+        {
+            return;
+        }
+        while !open.ended {
+            match tokio::time::timeout_at(deadline, open.stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    open.absorb(&chunk);
+                    if let Some(piece) = open.reply.push(&chunk.text)
+                        && events.send(ReplyEvent::Delta(piece)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(Some(Err(source))) => {
+                    tracing::warn!(error = %source, "the model stream failed after the first piece");
+                    let error = GenerateError::ModelFailed {
+                        attempts: 1,
+                        source,
+                    };
+                    let _ = events.send(ReplyEvent::Failed(error)).await;
+                    return;
+                }
+                Ok(None) => open.ended = true,
+                Err(_elapsed) => {
+                    let error = GenerateError::DeadlineExceeded {
+                        deadline: self.settings.timeout,
+                        attempts: 1,
+                    };
+                    let _ = events.send(ReplyEvent::Failed(error)).await;
+                    return;
+                }
+            }
+        }
+        if let Some(piece) = open.reply.finish()
+            && events.send(ReplyEvent::Delta(piece)).await.is_err()
+        {
+            return;
+        }
+        let model = open
+            .model
+            .unwrap_or_else(|| prepared.request.params.model.clone());
+        let generation = finished(
+            started,
+            retrieval,
+            open.reply.text().to_owned(),
+            model,
+            open.usage,
+            prepared.render,
+            llm_started.elapsed(),
+            first_token,
+        );
+        let _ = events.send(ReplyEvent::Done(generation)).await;
+    }
+
+    /// Opens a model stream and reads it until the first clean piece can be shown (or the reply
+    /// ends). Errors here are still retryable: nothing has been sent.
+    async fn open_stream(&self, prepared: &Prepared) -> Result<OpenStream, ChatModelError> {
+        let stream = self.model.stream(&prepared.request).await?;
+        let mut open = OpenStream {
+            stream,
+            reply: ReplyStream::new(&prepared.speaker, &prepared.listener),
+            first: None,
+            first_token: None,
+            model: None,
+            usage: None,
+            ended: false,
+        };
+        while open.first.is_none() {
+            match open.stream.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    open.absorb(&chunk);
+                    open.first = open.reply.push(&chunk.text);
+                }
+                None => {
+                    open.ended = true;
+                    open.first = open.reply.finish();
+                    if open.first.is_none() {
+                        return Err(ChatModelError::InvalidResponse(EMPTY_REPLY.into()));
+                    }
+                }
+            }
+        }
+        Ok(open)
+    }
+
+    /// Retrieval, then the prompt. Retrieval never fails; the prompt may.
+    async fn prepare(&self, cmd: GenerateCommand) -> (Retrieval, Result<Prepared, GenerateError>) {
         let GenerateCommand {
             messages,
             user,
@@ -90,115 +275,64 @@ impl ChatService {
             .retrieve(&messages, owners, &retrieval_overrides)
             .await;
 
-        let outcome: Result<_, GenerateError> = async {
-            let render_started = Instant::now();
-            character.resolve_macros(user.name.as_str());
-            let scenario = scenario
-                .as_ref()
-                .map(|s| s.as_str())
-                .or_else(|| character.card.as_ref().and_then(|c| c.scenario.as_deref()));
-            let prompt = self.renderer.render(&PromptContext {
-                character: &character,
-                user: &user,
-                scenario,
-                facts: &retrieval.facts,
-                greeting: messages.is_empty(),
-            })?;
-            let history = &messages[messages
-                .len()
-                .saturating_sub(self.settings.history_messages)..];
-            let mut prompt_messages = Vec::with_capacity(history.len() + 2);
+        let render_started = Instant::now();
+        character.resolve_macros(user.name.as_str());
+        let scenario = scenario
+            .as_ref()
+            .map(|s| s.as_str())
+            .or_else(|| character.card.as_ref().and_then(|c| c.scenario.as_deref()));
+        let prompt = match self.renderer.render(&PromptContext {
+            character: &character,
+            user: &user,
+            scenario,
+            facts: &retrieval.facts,
+            greeting: messages.is_empty(),
+        }) {
+            Ok(prompt) => prompt,
+            Err(error) => return (retrieval, Err(error.into())),
+        };
+        let history = &messages[messages
+            .len()
+            .saturating_sub(self.settings.history_messages)..];
+        let mut prompt_messages = Vec::with_capacity(history.len() + 2);
+        prompt_messages.push(PromptMessage {
+            role: PromptRole::System,
+            content: prompt.system,
+        });
+        prompt_messages.extend(history.iter().map(|m| PromptMessage {
+            role: match m.role {
+                Role::User => PromptRole::User,
+                Role::Character => PromptRole::Assistant,
+            },
+            content: m.text.as_str().to_owned(),
+        }));
+        if let Some(cue) = prompt.opening_cue.filter(|_| history.is_empty()) {
             prompt_messages.push(PromptMessage {
-                role: PromptRole::System,
-                content: prompt.system,
+                role: PromptRole::User,
+                content: cue,
             });
-            prompt_messages.extend(history.iter().map(|m| PromptMessage {
-                role: match m.role {
-                    Role::User => PromptRole::User,
-                    Role::Character => PromptRole::Assistant,
-                },
-                content: m.text.as_str().to_owned(),
-            }));
-            if let Some(cue) = prompt.opening_cue.filter(|_| history.is_empty()) {
-                prompt_messages.push(PromptMessage {
-                    role: PromptRole::User,
-                    content: cue,
-                });
-            }
-            let request = ChatRequest {
-                messages: prompt_messages,
-                params: GenerationParams {
-                    model: generation
-                        .model
-                        .unwrap_or_else(|| self.settings.defaults.model.clone()),
-                    temperature: generation
-                        .temperature
-                        .or(self.settings.defaults.temperature),
-                    top_p: generation.top_p.or(self.settings.defaults.top_p),
-                    max_tokens: generation.max_tokens.or(self.settings.defaults.max_tokens),
-                },
-            };
-            let render = render_started.elapsed();
-            tracing::debug!(prompt = ?request.messages, "prompt rendered");
-
-            let llm_started = Instant::now();
-            let deadline = llm_started + self.settings.timeout;
-            let speaker = character.name.as_str();
-            let listener = user.name.as_str();
-            let mut completion = self.complete(&request, deadline).await?;
-            let mut usage = completion.usage;
-            let mut text = clean_reply(&completion.text, speaker, listener);
-            if text.is_empty() {
-                tracing::warn!("the model returned an empty reply; asking once more");
-                completion = self.complete(&request, deadline).await?;
-                usage = match (usage, completion.usage) {
-                    (Some(a), Some(b)) => Some(a.plus(b)),
-                    (a, b) => a.or(b),
-                };
-                text = clean_reply(&completion.text, speaker, listener);
-                if text.is_empty() {
-                    return Err(GenerateError::EmptyReply);
-                }
-            }
-            let llm = llm_started.elapsed();
-            Ok((completion.model, text, usage, render, llm))
         }
-        .await;
-        let (model, text, usage, render, llm) = match outcome {
-            Ok(done) => done,
-            Err(error) => {
-                return Err(GenerateFailure {
-                    error,
-                    retrieval: Some(retrieval),
-                });
-            }
+        let request = ChatRequest {
+            messages: prompt_messages,
+            params: GenerationParams {
+                model: generation
+                    .model
+                    .unwrap_or_else(|| self.settings.defaults.model.clone()),
+                temperature: generation
+                    .temperature
+                    .or(self.settings.defaults.temperature),
+                top_p: generation.top_p.or(self.settings.defaults.top_p),
+                max_tokens: generation.max_tokens.or(self.settings.defaults.max_tokens),
+            },
         };
-
-        let timings = StageTimings {
-            embed: retrieval.embed,
-            search: retrieval.search,
-            render,
-            llm,
-            total: started.elapsed(),
+        tracing::debug!(prompt = ?request.messages, "prompt rendered");
+        let prepared = Prepared {
+            request,
+            render: render_started.elapsed(),
+            speaker: character.name.as_str().to_owned(),
+            listener: user.name.as_str().to_owned(),
         };
-        tracing::info!(
-            retrieval = retrieval.status.as_str(),
-            facts = retrieval.facts.len(),
-            model = %model,
-            embed_ms = ms(timings.embed),
-            search_ms = ms(timings.search),
-            llm_ms = ms(timings.llm),
-            total_ms = ms(timings.total),
-            "reply generated"
-        );
-        Ok(Generation {
-            text,
-            facts: retrieval.facts,
-            model,
-            usage,
-            retrieval: retrieval.status,
-            timings,
-        })
+        (retrieval, Ok(prepared))
     }
 
     async fn complete(
@@ -210,11 +344,19 @@ impl ChatService {
             self.model.complete(request)
         })
         .await
-        .map_err(|error| match error {
+        .map_err(|error| self.model_error(error))
+    }
+
+    fn model_error(&self, error: RetryError<ChatModelError>) -> GenerateError {
+        match error {
             RetryError::Failed {
                 last: ChatModelError::NotConfigured(hint),
                 ..
             } => GenerateError::ModelNotConfigured(hint),
+            RetryError::Failed {
+                last: ChatModelError::InvalidResponse(message),
+                ..
+            } if message == EMPTY_REPLY => GenerateError::EmptyReply,
             RetryError::Failed { attempts, last } => GenerateError::ModelFailed {
                 attempts,
                 source: last,
@@ -223,7 +365,101 @@ impl ChatService {
                 deadline: self.settings.timeout,
                 attempts,
             },
-        })
+        }
+    }
+}
+
+/// What a streamed reply reports besides its pieces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyEvent {
+    /// Retrieval is done: the facts given to the model.
+    Facts {
+        /// How retrieval went.
+        status: RetrievalStatus,
+        /// The facts, best first.
+        facts: Vec<ScoredFact>,
+    },
+    /// A piece of the clean reply.
+    Delta(String),
+    /// The reply is complete; its text is the concatenation of the pieces.
+    Done(Generation),
+    /// The generation failed; nothing follows.
+    Failed(GenerateError),
+}
+
+/// The message of the sentinel error for a reply that is empty once cleaned.
+const EMPTY_REPLY: &str = "the reply is empty once cleaned";
+
+/// A rendered prompt, ready for the model.
+struct Prepared {
+    request: ChatRequest,
+    render: Duration,
+    speaker: String,
+    listener: String,
+}
+
+/// A model stream that has produced its first clean piece.
+struct OpenStream {
+    stream: ChatStream,
+    reply: ReplyStream,
+    first: Option<String>,
+    first_token: Option<Instant>,
+    model: Option<String>,
+    usage: Option<TokenUsage>,
+    ended: bool,
+}
+
+impl OpenStream {
+    fn absorb(&mut self, chunk: &ChatChunk) {
+        if self.first_token.is_none() && !chunk.text.is_empty() {
+            self.first_token = Some(Instant::now());
+        }
+        if let Some(model) = chunk.model.as_ref().filter(|m| !m.is_empty()) {
+            self.model = Some(model.clone());
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+    }
+}
+
+/// The generation, with its timings, logged.
+#[allow(clippy::too_many_arguments)]
+fn finished(
+    started: Instant,
+    retrieval: Retrieval,
+    text: String,
+    model: String,
+    usage: Option<TokenUsage>,
+    render: Duration,
+    llm: Duration,
+    first_token: Option<Duration>,
+) -> Generation {
+    let timings = StageTimings {
+        embed: retrieval.embed,
+        search: retrieval.search,
+        render,
+        llm,
+        first_token,
+        total: started.elapsed(),
+    };
+    tracing::info!(
+        retrieval = retrieval.status.as_str(),
+        facts = retrieval.facts.len(),
+        model = %model,
+        embed_ms = ms(timings.embed),
+        search_ms = ms(timings.search),
+        llm_ms = ms(timings.llm),
+        total_ms = ms(timings.total),
+        "reply generated"
+    );
+    Generation {
+        text,
+        facts: retrieval.facts,
+        model,
+        usage,
+        retrieval: retrieval.status,
+        timings,
     }
 }
 
@@ -468,5 +704,209 @@ mod tests {
         // Retrieval ran before the model failed, and the failure says how it went.
         let retrieval = err.retrieval.expect("retrieval ran");
         assert_eq!(retrieval.status, RetrievalStatus::Ok);
+    }
+
+    /// Runs a streamed generation to its end.
+    async fn stream_events(model: Arc<ScriptedChatModel>) -> Vec<ReplyEvent> {
+        let mut events = service(model)
+            .await
+            .generate_stream(command(&[(Role::User, "I ran the london marathon")]));
+        let mut all = Vec::new();
+        while let Some(event) = events.recv().await {
+            all.push(event);
+        }
+        all
+    }
+
+    fn deltas(events: &[ReplyEvent]) -> String {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ReplyEvent::Delta(piece) => Some(piece.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn done_chunk() -> Result<ChatChunk, ChatModelError> {
+        Ok(ChatChunk {
+            text: String::new(),
+            model: Some("served/model".into()),
+            usage: Some(TokenUsage {
+                prompt_tokens: 7,
+                completion_tokens: 3,
+            }),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stream_sends_facts_then_clean_pieces_then_the_whole() {
+        let piece = ScriptedChatModel::piece;
+        let model = Arc::new(ScriptedChatModel::streaming([Ok(vec![
+            piece("Bla"),
+            piece("ze:"),
+            piece(" *grins*"),
+            piece(" No way"),
+            piece(", bro!"),
+            done_chunk(),
+        ])]));
+
+        let events = stream_events(model).await;
+
+        let ReplyEvent::Facts { status, facts } = &events[0] else {
+            panic!("facts come first: {events:?}");
+        };
+        assert_eq!(*status, RetrievalStatus::Ok);
+        assert_eq!(facts[0].fact.text.as_str(), "ran the london marathon");
+        let ReplyEvent::Done(done) = events.last().unwrap() else {
+            panic!("done comes last: {events:?}");
+        };
+        assert_eq!(done.text, "*grins* No way, bro!");
+        assert_eq!(deltas(&events), done.text);
+        assert!(matches!(&events[1], ReplyEvent::Delta(p) if p == "*grins*"));
+        assert_eq!(done.model, "served/model");
+        assert_eq!(done.usage.unwrap().completion_tokens, 3);
+        assert!(done.timings.first_token.is_some());
+    }
+
+    #[tokio::test]
+    async fn failures_before_the_first_piece_are_retried() {
+        let piece = ScriptedChatModel::piece;
+        let model = Arc::new(ScriptedChatModel::streaming([
+            Err(ChatModelError::unavailable("503")),
+            // Fails after a piece that was not shown yet (it could still be a name prefix).
+            Ok(vec![
+                piece("Blaze"),
+                Err(ChatModelError::unavailable("reset")),
+            ]),
+            Ok(vec![piece("Yo!"), done_chunk()]),
+        ]));
+
+        let events = stream_events(model.clone()).await;
+
+        assert_eq!(deltas(&events), "Yo!");
+        assert!(matches!(events.last(), Some(ReplyEvent::Done(_))));
+        assert_eq!(model.requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_the_first_piece_ends_the_stream_without_retry() {
+        let piece = ScriptedChatModel::piece;
+        let model = Arc::new(ScriptedChatModel::streaming([Ok(vec![
+            piece("Yo"),
+            piece(" bro"),
+            Err(ChatModelError::unavailable("reset")),
+        ])]));
+
+        let events = stream_events(model.clone()).await;
+
+        assert_eq!(deltas(&events), "Yo bro");
+        assert!(matches!(
+            events.last(),
+            Some(ReplyEvent::Failed(GenerateError::ModelFailed { .. }))
+        ));
+        assert_eq!(model.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_empty_stream_is_retried_then_reported_empty() {
+        let empty = || Ok(vec![ScriptedChatModel::piece("Blaze: "), done_chunk()]);
+        let model = Arc::new(ScriptedChatModel::streaming([empty(), empty(), empty()]));
+
+        let events = stream_events(model.clone()).await;
+
+        assert_eq!(
+            events.last(),
+            Some(&ReplyEvent::Failed(GenerateError::EmptyReply))
+        );
+        assert_eq!(model.requests().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_stream_ends_at_the_deadline() {
+        struct Stalling;
+        #[async_trait::async_trait]
+        impl ChatModel for Stalling {
+            fn is_configured(&self) -> bool {
+                true
+            }
+            async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
+                Err(ChatModelError::unavailable("unused"))
+            }
+            async fn stream(&self, _: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+                let first = futures::stream::iter([ScriptedChatModel::piece("Yo")]);
+                Ok(Box::pin(first.chain(futures::stream::pending())))
+            }
+        }
+        let base = service(Arc::new(ScriptedChatModel::default())).await;
+        let stalling = ChatService::new(
+            base.retriever().clone(),
+            Arc::new(PlainRenderer),
+            Arc::new(Stalling),
+            settings(),
+        );
+
+        let mut events = stalling.generate_stream(command(&[(Role::User, "hey")]));
+        let mut last = None;
+        while let Some(event) = events.recv().await {
+            last = Some(event);
+        }
+
+        assert!(matches!(
+            last,
+            Some(ReplyEvent::Failed(GenerateError::DeadlineExceeded { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_receiver_stops_the_generation() {
+        struct Endless(Arc<std::sync::atomic::AtomicBool>);
+        #[async_trait::async_trait]
+        impl ChatModel for Endless {
+            fn is_configured(&self) -> bool {
+                true
+            }
+            async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
+                Err(ChatModelError::unavailable("unused"))
+            }
+            async fn stream(&self, _: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+                struct Flag(Arc<std::sync::atomic::AtomicBool>);
+                impl Drop for Flag {
+                    fn drop(&mut self) {
+                        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                let flag = Flag(self.0.clone());
+                let pieces = futures::stream::repeat_with(move || {
+                    let _alive = &flag;
+                    ScriptedChatModel::piece("la ")
+                })
+                .then(|p| async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    p
+                });
+                Ok(Box::pin(pieces))
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let base = service(Arc::new(ScriptedChatModel::default())).await;
+        let endless = ChatService::new(
+            base.retriever().clone(),
+            Arc::new(PlainRenderer),
+            Arc::new(Endless(dropped.clone())),
+            settings(),
+        );
+
+        let mut events = endless.generate_stream(command(&[(Role::User, "hey")]));
+        while !matches!(events.recv().await, Some(ReplyEvent::Delta(_))) {}
+        drop(events);
+
+        for _ in 0..100 {
+            if dropped.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the upstream stream was not dropped");
     }
 }

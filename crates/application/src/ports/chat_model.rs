@@ -1,8 +1,10 @@
 //! Port: the language model that writes the reply.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::Stream;
 
 /// Who a prompt message is from, in chat-completion terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,21 @@ pub struct Completion {
     pub usage: Option<TokenUsage>,
 }
 
+/// One piece of a streamed answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatChunk {
+    /// Raw text generated since the previous piece (may be empty).
+    pub text: String,
+    /// The model that answers, once the provider says.
+    pub model: Option<String>,
+    /// Token usage, usually on the last piece only.
+    pub usage: Option<TokenUsage>,
+}
+
+/// A streamed answer: pieces until the provider ends the reply, or an error. Dropping it closes
+/// the upstream request.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ChatModelError>> + Send>>;
+
 /// Why a chat completion failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ChatModelError {
@@ -135,4 +152,8 @@ pub trait ChatModel: Send + Sync {
 
     /// Completes the chat.
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError>;
+
+    /// Completes the chat as a stream of pieces. The error, if any, is for opening the stream
+    /// (before any piece); errors after that come through the stream.
+    async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, ChatModelError>;
 }

@@ -7,8 +7,8 @@ mod fact_store;
 mod prompt;
 
 pub use chat_model::{
-    ChatModel, ChatModelError, ChatRequest, Completion, GenerationParams, PromptMessage,
-    PromptRole, TokenUsage,
+    ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, GenerationParams,
+    PromptMessage, PromptRole, TokenUsage,
 };
 pub use embedder::{EmbedError, Embedder, EmbeddingPurpose};
 pub use fact_store::{

@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use ragback_domain::{Fact, FactOwner, FactText, ScoredFact};
 
 use crate::ports::{
-    ChatModel, ChatModelError, ChatRequest, Completion, EmbedError, EmbeddedFact, Embedder,
-    EmbeddingPurpose, FactPage, FactQuery, FactStore, FactStoreError, PromptContext, PromptError,
-    PromptRenderer, RenderedPrompt, StoreStatus, StoredFact, UpsertReport,
+    ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, EmbedError,
+    EmbeddedFact, Embedder, EmbeddingPurpose, FactPage, FactQuery, FactStore, FactStoreError,
+    PromptContext, PromptError, PromptRenderer, RenderedPrompt, StoreStatus, StoredFact,
+    UpsertReport,
 };
 
 /// A retry policy with millisecond backoff, for tests.
@@ -330,16 +331,38 @@ pub async fn seed(
 #[derive(Debug, Default)]
 pub struct ScriptedChatModel {
     script: Mutex<VecDeque<Result<Completion, ChatModelError>>>,
+    streams: Mutex<VecDeque<StreamScript>>,
     requests: Mutex<Vec<ChatRequest>>,
 }
+
+/// What one `stream` call does: fail to open, or yield these pieces.
+pub type StreamScript = Result<Vec<Result<ChatChunk, ChatModelError>>, ChatModelError>;
 
 impl ScriptedChatModel {
     /// A model that will answer with these outcomes, in order, then fail with `Unavailable`.
     pub fn new(script: impl IntoIterator<Item = Result<Completion, ChatModelError>>) -> Self {
         Self {
             script: Mutex::new(script.into_iter().collect()),
+            streams: Mutex::default(),
             requests: Mutex::default(),
         }
+    }
+
+    /// A model whose `stream` calls follow these scripts, in order (then the completion script,
+    /// cut into pieces of three characters).
+    pub fn streaming(streams: impl IntoIterator<Item = StreamScript>) -> Self {
+        Self {
+            streams: Mutex::new(streams.into_iter().collect()),
+            ..Self::default()
+        }
+    }
+
+    /// A piece of streamed text.
+    pub fn piece(text: &str) -> Result<ChatChunk, ChatModelError> {
+        Ok(ChatChunk {
+            text: text.to_owned(),
+            ..ChatChunk::default()
+        })
     }
 
     /// A successful completion with this text.
@@ -375,6 +398,33 @@ impl ChatModel for ScriptedChatModel {
             .ok()
             .and_then(|mut s| s.pop_front())
             .unwrap_or_else(|| Err(ChatModelError::unavailable("script exhausted")))
+    }
+
+    async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+        let scripted = self.streams.lock().ok().and_then(|mut s| s.pop_front());
+        let pieces = match scripted {
+            Some(script) => {
+                if let Ok(mut requests) = self.requests.lock() {
+                    requests.push(request.clone());
+                }
+                script?
+            }
+            None => {
+                let completion = self.complete(request).await?;
+                let chars: Vec<char> = completion.text.chars().collect();
+                let mut pieces: Vec<_> = chars
+                    .chunks(3)
+                    .map(|c| Self::piece(&c.iter().collect::<String>()))
+                    .collect();
+                pieces.push(Ok(ChatChunk {
+                    text: String::new(),
+                    model: Some(completion.model),
+                    usage: completion.usage,
+                }));
+                pieces
+            }
+        };
+        Ok(Box::pin(futures::stream::iter(pieces)))
     }
 }
 

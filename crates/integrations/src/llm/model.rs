@@ -7,17 +7,19 @@ use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    CreateChatCompletionRequest,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest,
 };
 use async_trait::async_trait;
+use futures::StreamExt;
 use ragback_application::ports::{
-    ChatModel, ChatModelError, ChatRequest, Completion, PromptRole, TokenUsage,
+    ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, PromptRole,
+    TokenUsage,
 };
 use reqwest::StatusCode;
 
 use super::provider::{LlmSettings, ProviderConfig};
 use super::transport::{StatusError, Transport};
-use super::wire::{CompletionBody, ErrorBody};
+use super::wire::{ChunkBody, CompletionBody, ErrorBody, Usage};
 use crate::http;
 
 /// What to tell an operator whose LLM has no key.
@@ -83,6 +85,58 @@ impl ChatModel for OpenAiChatModel {
             .map_err(classify)?;
         from_wire(response, &request.params.model)
     }
+
+    async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+        if !self.configured {
+            return Err(ChatModelError::NotConfigured(MISSING_KEY_HINT.into()));
+        }
+        let mut body = to_wire(request);
+        body.stream = Some(true);
+        body.stream_options = Some(ChatCompletionStreamOptions {
+            include_usage: Some(true),
+            include_obfuscation: None,
+        });
+        let chunks = self
+            .client
+            .chat()
+            .create_stream_byot::<_, ChunkBody>(&body)
+            .await
+            .map_err(classify)?;
+        Ok(Box::pin(
+            chunks.map(|chunk| chunk_from_wire(chunk.map_err(classify)?)),
+        ))
+    }
+}
+
+/// A streamed chunk, or the error it reports.
+fn chunk_from_wire(body: ChunkBody) -> Result<ChatChunk, ChatModelError> {
+    if let Some(error) = body.error {
+        return Err(classify_body_error(&error));
+    }
+    let mut text = String::new();
+    for choice in body.choices.into_iter().take(1) {
+        if let Some(error) = choice.error {
+            return Err(classify_body_error(&error));
+        }
+        if choice.finish_reason.as_deref() == Some("error") {
+            return Err(ChatModelError::unavailable(
+                "the provider ended the reply with an error",
+            ));
+        }
+        text = choice.delta.and_then(|d| d.content).unwrap_or_default();
+    }
+    Ok(ChatChunk {
+        text,
+        model: body.model.filter(|m| !m.is_empty()),
+        usage: body.usage.map(usage),
+    })
+}
+
+fn usage(u: Usage) -> TokenUsage {
+    TokenUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+    }
 }
 
 /// The async-openai request for one call.
@@ -136,10 +190,7 @@ fn from_wire(body: CompletionBody, requested_model: &str) -> Result<Completion, 
             .model
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| requested_model.to_owned()),
-        usage: body.usage.map(|u| TokenUsage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        }),
+        usage: body.usage.map(usage),
     })
 }
 

@@ -68,3 +68,28 @@ pub(super) struct Usage {
     #[serde(default)]
     pub(super) completion_tokens: u32,
 }
+
+/// One chunk of a streamed completion (`data: {…}` of the event stream). OpenRouter may send an
+/// `error` object mid-stream instead of choices.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChunkBody {
+    #[serde(default)]
+    pub(super) error: Option<ErrorBody>,
+    #[serde(default)]
+    pub(super) model: Option<String>,
+    #[serde(default)]
+    pub(super) choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    pub(super) usage: Option<Usage>,
+}
+
+/// One choice of a chunk.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChunkChoice {
+    #[serde(default)]
+    pub(super) delta: Option<ChoiceMessage>,
+    #[serde(default)]
+    pub(super) finish_reason: Option<String>,
+    #[serde(default)]
+    pub(super) error: Option<ErrorBody>,
+}

@@ -139,17 +139,27 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Body {
+impl ApiError {
+    fn wire(&self) -> Body<'_> {
+        Body {
             error: Detail {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
             },
             retrieval: self.retrieval.as_deref(),
-        };
-        (self.status, Json(body)).into_response()
+        }
+    }
+
+    /// The JSON body, as sent with the status (streamed replies send it in their `error` event).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(self.wire()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.wire())).into_response()
     }
 }
 

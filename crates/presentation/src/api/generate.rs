@@ -2,13 +2,21 @@
 
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use ragback_application::{
-    GenerateCommand, GenerateFailure, Generation, GenerationOverrides, RetrievalOverrides,
+    GenerateCommand, GenerateFailure, Generation, GenerationOverrides, ReplyEvent,
+    RetrievalOverrides,
 };
 use ragback_domain::Scenario;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::dto::{self, CharacterDto, FactDto, MessageDto, UserDto, at};
 use super::error::ApiError;
@@ -27,6 +35,9 @@ pub(crate) struct GenerateRequest {
     generation: Option<GenerationDto>,
     #[serde(default)]
     retrieval: Option<RetrievalDto>,
+    /// Answer with Server-Sent Events as the reply is written.
+    #[serde(default)]
+    stream: bool,
 }
 
 /// Per-request generation parameters.
@@ -120,6 +131,9 @@ struct TimingsDto {
     search: f64,
     render: f64,
     llm: f64,
+    /// From the start of the model stage to the first token (streamed replies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_token: Option<f64>,
     total: f64,
 }
 
@@ -144,20 +158,64 @@ impl From<Generation> for GenerateResponse {
                 search: ms(g.timings.search),
                 render: ms(g.timings.render),
                 llm: ms(g.timings.llm),
+                first_token: g.timings.first_token.map(ms),
                 total: ms(g.timings.total),
             },
         }
     }
 }
 
-/// `POST /generate`.
+/// `POST /generate`: JSON, or Server-Sent Events with `"stream": true`. The request is
+/// validated before anything is streamed, so bad input is a plain 4xx JSON error either way.
 pub(crate) async fn generate(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<GenerateRequest>,
-) -> Result<Json<GenerateResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let stream = request.stream;
     let command = request.into_command(&state.limits)?;
+    if stream {
+        return Ok(stream_reply(state.chat.generate_stream(command)));
+    }
     let generation = state.chat.generate(command).await.map_err(failure)?;
-    Ok(Json(generation.into()))
+    Ok(Json(GenerateResponse::from(generation)).into_response())
+}
+
+/// How often an idle stream sends a comment, so proxies do not close it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The events of a streamed reply as SSE: `facts`, `delta`…, then `done` or `error`. When the
+/// client goes away the body is dropped, and with it the receiver: the generation stops.
+fn stream_reply(events: mpsc::Receiver<ReplyEvent>) -> Response {
+    let events = futures::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
+        Some((Ok::<_, Infallible>(sse_event(event)), events))
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response();
+    // nginx buffers responses unless told otherwise.
+    response.headers_mut().insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    response
+}
+
+/// One SSE event.
+fn sse_event(event: ReplyEvent) -> Event {
+    let (name, data) = match event {
+        ReplyEvent::Facts { status, facts } => (
+            "facts",
+            json!({
+                "retrieval": status.as_str(),
+                "facts": facts.into_iter().map(FactDto::from).collect::<Vec<_>>(),
+            }),
+        ),
+        ReplyEvent::Delta(text) => ("delta", json!({ "text": text })),
+        ReplyEvent::Done(generation) => ("done", json!(GenerateResponse::from(generation))),
+        ReplyEvent::Failed(error) => ("error", ApiError::from(error).body()),
+    };
+    Event::default().event(name).data(data.to_string())
 }
 
 /// The error of a failed generation, with the retrieval that ran before it.

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test files
 
 pub mod process;
+pub mod sse_upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -158,6 +159,7 @@ impl TestApp {
             // A key-less OpenRouter: the base URL must be OpenRouter's for the key to be required.
             vars.retain(|(k, _)| k != "RAGBACK_LLM__BASE_URL");
         }
+        vars.retain(|(key, _)| setup.vars.iter().all(|(set, _)| set != key));
         vars.extend(setup.vars);
         let settings = Settings::load(&ConfigSources::none(), &vars).unwrap();
         let services = build_services(&settings).unwrap();
@@ -265,6 +267,33 @@ impl Drop for TestApp {
         );
         tokio::task::block_in_place(|| handle.block_on(self.shut_down()));
     }
+}
+
+/// The events of a Server-Sent Events body: (event name, JSON data); comments are skipped.
+pub fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut name = "message".to_owned();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                }
+            }
+            (!data.is_empty()).then(|| (name, serde_json::from_str(&data).unwrap()))
+        })
+        .collect()
+}
+
+/// The concatenated `delta` texts of a stream.
+pub fn streamed_text(events: &[(String, Value)]) -> String {
+    events
+        .iter()
+        .filter(|(name, _)| name == "delta")
+        .map(|(_, data)| data["text"].as_str().unwrap())
+        .collect()
 }
 
 /// The demo request of the README.
