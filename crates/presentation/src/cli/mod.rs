@@ -1,6 +1,7 @@
-//! The `ragback` command line: `serve`, `facts` for operators, `eval` to measure retrieval and
-//! `model` to fetch the local embedder.
+//! The `ragback` command line: `serve`, `facts` for operators, `chat` to talk to a character,
+//! `eval` to measure retrieval and `model` to fetch the local embedder.
 
+pub mod chat;
 mod eval;
 mod facts;
 mod facts_file;
@@ -10,7 +11,7 @@ mod progress;
 mod remote;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -59,6 +60,8 @@ pub enum Command {
     /// Add and search facts.
     #[command(subcommand)]
     Facts(FactsCommand),
+    /// Chat with a character through a running server (`make interact`).
+    Chat(chat::ChatArgs),
     /// Measure retrieval quality.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
@@ -71,26 +74,36 @@ pub enum Command {
 impl Cli {
     /// Loads the configuration this invocation names.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        let sources = ConfigSources {
-            toml: Some(self.config.clone()),
-            dotenv: Some(self.env_file.clone()),
-            environment: true,
-        };
-        Ok(Settings::load(&sources, &[])?)
+        load_settings(&self.config, &self.env_file)
     }
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = cli.settings()?;
+    let command = match cli.command {
+        // The chat client is a client: the server's configuration and logs are not its business.
+        Command::Chat(args) => return chat::run(args).await,
+        command => command,
+    };
+    let settings = load_settings(&cli.config, &cli.env_file)?;
     telemetry::init(settings.log_format);
-    match cli.command {
+    match command {
         Command::Serve { addr, seed } => serve(settings, addr, seed).await,
         Command::Facts(command) => facts::run(command, &settings).await,
+        Command::Chat(args) => chat::run(args).await,
         Command::Eval(command) => eval::run(command, &settings).await,
         #[cfg(feature = "local-embedder")]
         Command::Model(command) => model::run(command, &settings).await,
     }
+}
+
+fn load_settings(config: &Path, env_file: &Path) -> anyhow::Result<Settings> {
+    let sources = ConfigSources {
+        toml: Some(config.to_path_buf()),
+        dotenv: Some(env_file.to_path_buf()),
+        environment: true,
+    };
+    Ok(Settings::load(&sources, &[])?)
 }
 
 /// The API state for `services` under `settings`.
