@@ -10,7 +10,7 @@ MODEL     := $(MODEL_DIR)/model.safetensors
 FETCH   = $(RELEASE)
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt model add-facts eval bench dc.up dc.down clean
+.PHONY: help run build test lint fmt model add-facts interact eval bench dc.up dc.down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,11 +41,15 @@ fmt: ## Format the code
 add-facts: $(MODEL) ## Embed and store data/facts.json (idempotent; needs an embedder; goes through the API while `make run` is up)
 	$(RELEASE) facts add data/facts.json
 
+interact: ## Chat with the demo character through the server `make run` started (ARGS="--no-facts" …)
+	$(RELEASE) chat $(ARGS)
+
 eval: $(MODEL) ## Measure retrieval on the labelled demo queries (recall@k, MRR, threshold sweep)
 	$(RELEASE) eval retrieval --facts data/facts.json --queries data/retrieval_eval.jsonl
 
-bench: $(MODEL) ## Measure the pipeline's overhead and the local embedder
+bench: $(MODEL) ## Measure the pipeline's overhead, streaming's time to first token and the local embedder
 	$(CARGO) bench -p ragback-presentation --bench pipeline
+	$(CARGO) bench -p ragback-presentation --bench first_token
 	$(CARGO) bench -p ragback-integrations --bench embedder
 
 dc.up: ## Start a Qdrant server with docker compose (needs Docker)

@@ -1,9 +1,9 @@
 //! A tiny OpenAI-compatible streaming upstream on a raw TCP socket: it writes chunks with pauses,
 //! can stall, and notices when ragback closes the connection — which wiremock cannot show.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,6 +32,7 @@ pub struct SseUpstream {
     requests: Arc<AtomicUsize>,
     closed_by_client: Arc<AtomicBool>,
     closed: Arc<Notify>,
+    first_deltas: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl SseUpstream {
@@ -42,13 +43,16 @@ impl SseUpstream {
         let requests = Arc::new(AtomicUsize::new(0));
         let closed_by_client = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(Notify::new());
+        let first_deltas = Arc::new(Mutex::new(Vec::new()));
         let (count, flag, notify) = (requests.clone(), closed_by_client.clone(), closed.clone());
+        let firsts = first_deltas.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 let (script, flag, notify) = (script.clone(), flag.clone(), notify.clone());
+                let firsts = firsts.clone();
                 tokio::spawn(async move {
-                    if serve(socket, &script).await == Served::ClosedByClient {
+                    if serve(socket, &script, &firsts).await == Served::ClosedByClient {
                         flag.store(true, Ordering::SeqCst);
                         notify.notify_waiters();
                     }
@@ -60,7 +64,13 @@ impl SseUpstream {
             requests,
             closed_by_client,
             closed,
+            first_deltas,
         }
+    }
+
+    /// When the first delta of each response was written to the socket, in order.
+    pub fn first_delta_times(&self) -> Vec<Instant> {
+        self.first_deltas.lock().unwrap().clone()
     }
 
     /// How many requests arrived.
@@ -86,7 +96,9 @@ enum Served {
     ClosedByClient,
 }
 
-async fn serve(mut socket: TcpStream, script: &[Step]) -> Served {
+async fn serve(mut socket: TcpStream, script: &[Step], firsts: &Mutex<Vec<Instant>>) -> Served {
+    // As providers' servers do: each chunk leaves at once, not after the previous one's ACK.
+    socket.set_nodelay(true).unwrap();
     if read_request(&mut socket).await.is_none() {
         return Served::ClosedByClient;
     }
@@ -96,9 +108,15 @@ async fn serve(mut socket: TcpStream, script: &[Step]) -> Served {
     let write = async {
         writer.write_all(head.as_bytes()).await?;
         writer.write_all(b": OPENROUTER PROCESSING\n\n").await?;
+        let mut first = true;
         for step in script {
             match step {
-                Step::Delta(text) => writer.write_all(chunk(text).as_bytes()).await?,
+                Step::Delta(text) => {
+                    if std::mem::take(&mut first) {
+                        firsts.lock().unwrap().push(Instant::now());
+                    }
+                    writer.write_all(chunk(text).as_bytes()).await?;
+                }
                 Step::Pause(pause) => tokio::time::sleep(*pause).await,
                 Step::Done => {
                     writer.write_all(b"data: [DONE]\n\n").await?;

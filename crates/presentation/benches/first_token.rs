@@ -1,0 +1,106 @@
+//! Time to first token added by ragback to a streamed reply.
+//!
+//! Runs ragback on a real Qdrant Edge store with the demo facts, a fake Cohere that answers at
+//! once, and a raw-socket OpenAI-compatible upstream that streams a reply. For each streamed
+//! `/generate` request it compares the instant the upstream wrote its first content chunk with the
+//! instant the client read the first `delta` event: the difference is what ragback adds (reading
+//! and decoding the upstream chunk, cleaning, SSE framing, HTTP write, client read). It also
+//! reports the client's time to first token from the start of the request (retrieval included).
+//!
+//! `cargo bench -p ragback-presentation --bench first_token` (REQUESTS=… to change the count).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::sse_upstream::{SseUpstream, Step};
+use common::{Setup, TestApp, demo_request};
+use ragback_domain::{FactOwner, UserId};
+use ragback_presentation::cli::chat::SseDecoder;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn report(name: &str, mut values: Vec<f64>) {
+    values.sort_by(f64::total_cmp);
+    println!(
+        "{name:<36} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  max {:>8.3}  (ms)",
+        percentile(&values, 0.5),
+        percentile(&values, 0.9),
+        percentile(&values, 0.99),
+        values[values.len() - 1]
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+fn main() {
+    let requests: usize = std::env::var("REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let upstream = SseUpstream::start(vec![
+            Step::Delta("*raises"),
+            Step::Delta(" glass* No way, bro!"),
+            Step::Delta(" A whole marathon?"),
+            Step::Done,
+        ])
+        .await;
+        let app = TestApp::spawn_with(Setup {
+            vars: vec![("RAGBACK_LLM__BASE_URL".into(), upstream.base_url.clone())],
+            facts: vec![(
+                FactOwner::User(UserId::parse("john").unwrap()),
+                vec!["Completed the London marathon in 2024"],
+            )],
+            ..Setup::default()
+        })
+        .await;
+        let mut request = demo_request();
+        request["stream"] = serde_json::json!(true);
+
+        let mut added = Vec::new();
+        let mut from_start = Vec::new();
+        for round in 0..(requests + 100) {
+            let started = Instant::now();
+            let mut response = app.post("/generate", &request).await;
+            assert_eq!(response.status(), 200);
+            let mut decoder = SseDecoder::default();
+            let mut first = None;
+            let mut done = false;
+            while let Some(bytes) = response.chunk().await.unwrap() {
+                for event in decoder.push(&bytes) {
+                    match event.event.as_str() {
+                        "delta" if first.is_none() => first = Some(Instant::now()),
+                        "done" => done = true,
+                        "error" => panic!("the stream failed: {}", event.data),
+                        _ => {}
+                    }
+                }
+            }
+            assert!(done, "the stream ended without `done`");
+            let first = first.expect("a delta");
+            let written = upstream.first_delta_times()[round];
+            if round >= 100 {
+                // The first 100 rounds warm up connections and caches.
+                added.push(ms(first.duration_since(written)));
+                from_start.push(ms(first - started));
+            }
+        }
+        println!("{requests} sequential streamed /generate requests");
+        report("added to the upstream's first token", added);
+        report("client time to first token", from_start);
+        app.stop().await;
+    });
+}
