@@ -1,8 +1,7 @@
 //! `POST /generate`: the character's next line.
 
-use std::time::Duration;
-
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
