@@ -47,6 +47,11 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// Most messages one request may carry.
     pub max_messages: usize,
+    /// Bearer tokens for every route but `/health` and `/ready` (comma-separated in the
+    /// environment). None, and no admin keys either: no authentication.
+    pub api_keys: ApiKeys,
+    /// Bearer tokens that may also add and delete facts. When set, `api_keys` only read facts.
+    pub admin_api_keys: ApiKeys,
 }
 
 impl Default for ServerSettings {
@@ -55,7 +60,51 @@ impl Default for ServerSettings {
             addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
             body_limit_bytes: 256 * 1024,
             max_messages: 500,
+            api_keys: ApiKeys::default(),
+            admin_api_keys: ApiKeys::default(),
         }
+    }
+}
+
+/// A set of secret bearer tokens: a comma-separated string (`RAGBACK_SERVER__API_KEYS=k1,k2`) or
+/// a TOML list. Blank entries are dropped.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeys(pub Vec<SecretString>);
+
+impl ApiKeys {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// A list, or one comma-separated string. A key made of digits (or `true`) arrives as a
+        /// number (or a boolean), already altered (`0123` → 123): refused.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        let keys: Vec<String> = match Raw::deserialize(deserializer)? {
+            Raw::List(keys) => keys,
+            Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+            Raw::Other(_) => {
+                return Err(serde::de::Error::custom(
+                    "an API key must not be a plain number: use a long random token",
+                ));
+            }
+        };
+        Ok(Self(
+            keys.into_iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from)
+                .collect(),
+        ))
     }
 }
 
@@ -445,6 +494,36 @@ mod tests {
         assert_eq!(s.store.kind, StoreKind::Edge);
         assert_eq!(s.embedder.resolved_provider(), EmbedderProvider::Local);
         assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn api_keys_are_a_comma_separated_list_and_never_a_number() {
+        let s = load(&[
+            ("RAGBACK_SERVER__API_KEYS", " key-one , key-two ,,"),
+            ("RAGBACK_SERVER__ADMIN_API_KEYS", "admin-key"),
+        ])
+        .unwrap();
+        let keys: Vec<&str> = s
+            .server
+            .api_keys
+            .0
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect();
+        assert_eq!(keys, ["key-one", "key-two"]);
+        assert_eq!(s.server.admin_api_keys.0.len(), 1);
+        assert!(load(&[]).unwrap().server.api_keys.is_empty());
+
+        let error = load(&[("RAGBACK_SERVER__API_KEYS", "0123")]).unwrap_err();
+        assert!(
+            error.to_string().contains("RAGBACK_SERVER__API_KEYS"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("plain number"), "{error}");
+        assert!(
+            !error.to_string().contains("123"),
+            "the key is not echoed: {error}"
+        );
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
             body_bytes: BODY_LIMIT,
             messages: 5,
         },
+        auth: Default::default(),
     }
 }
 

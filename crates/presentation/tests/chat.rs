@@ -214,3 +214,34 @@ async fn a_server_that_is_down_or_slow_gets_one_line_and_the_chat_goes_on() {
     no_crash(&stderr);
     assert!(stderr.contains("sent nothing for 1s"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_api_keys_needs_the_key() {
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_SERVER__API_KEYS".into(), "chat-key-Wd3s".into())],
+        ..Setup::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/chat/completions"))
+        .respond_with(EchoingLlm)
+        .mount(&app.llm)
+        .await;
+
+    let (ok, _, stderr) = chat(vec!["--url".into(), app.url("")], String::new()).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("error: ragback answered unauthorized"),
+        "{stderr}"
+    );
+
+    let args = vec![
+        "--url".into(),
+        app.url(""),
+        "--api-key".into(),
+        "chat-key-Wd3s".into(),
+    ];
+    let (ok, stdout, stderr) = chat(args, String::new()).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "Blaze: *waves* Yo John!");
+}

@@ -6,8 +6,10 @@
 //!   `POST /facts/search`: scored search.
 //! - `GET /health`: liveness. `GET /ready`: store open and LLM configured.
 //!
-//! Every error is `{"error": {"code", "message"}}` with a 4xx or 5xx status.
+//! Every error is `{"error": {"code", "message"}}` with a 4xx or 5xx status. With API keys
+//! configured, every route but `/health` and `/ready` needs `Authorization: Bearer <key>`.
 
+mod auth;
 mod dto;
 mod error;
 mod facts;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
+use axum::middleware;
 use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -32,6 +35,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use auth::Auth;
 pub use error::ApiError;
 pub use facts::MAX_FACTS_PER_CALL;
 pub use state::{AppState, Limits};
@@ -42,6 +46,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// All routes, with body limit, request ids, tracing and panic safety.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.body_bytes;
+    let auth = state.auth.clone();
     Router::new()
         .route("/generate", post(generate::generate))
         .route("/api/v1/chat", post(legacy::chat))
@@ -56,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(auth, auth::require_key))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(error::panicked))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -6,6 +6,8 @@ use ragback_application::ports::FactStore;
 use ragback_application::{ChatService, FactLibrary};
 use ragback_domain::UserId;
 
+use super::auth::Auth;
+
 /// Request limits enforced before any upstream call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -28,4 +30,6 @@ pub struct AppState {
     pub default_user: UserId,
     /// Request limits.
     pub limits: Limits,
+    /// Who may call which route.
+    pub auth: Auth,
 }

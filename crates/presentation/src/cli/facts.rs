@@ -12,6 +12,7 @@ use ragback_application::ports::StoredFact;
 use ragback_application::{AddFactsError, AddFactsReport};
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, ScoredFact, UserId};
 use ragback_infrastructure::{Services, Settings, WiringError, build_services};
+use secrecy::SecretString;
 use serde_json::json;
 
 use super::facts_file::{ExportedFact, ImportedFact, ReadFacts, read_facts};
@@ -168,15 +169,28 @@ fn default_server_url(settings: &Settings) -> String {
     format!("http://{host}:{}", addr.port())
 }
 
+/// The key the CLI sends to a server with authentication on: an admin key (facts change), else a
+/// plain one.
+fn operator_key(settings: &Settings) -> Option<&SecretString> {
+    let server = &settings.server;
+    server
+        .admin_api_keys
+        .0
+        .first()
+        .or_else(|| server.api_keys.0.first())
+}
+
 async fn backend(settings: &Settings, server: Option<&str>) -> anyhow::Result<Backend> {
     if let Some(url) = server {
-        return Ok(Backend::Remote(RemoteFacts::connect(url).await?));
+        return Ok(Backend::Remote(
+            RemoteFacts::connect(url, operator_key(settings)).await?,
+        ));
     }
     match build_services(settings) {
         Ok(services) => Ok(Backend::Local(Box::new(services))),
         Err(WiringError::StoreLocked(message)) => {
             let url = default_server_url(settings);
-            match RemoteFacts::connect(&url).await {
+            match RemoteFacts::connect(&url, operator_key(settings)).await {
                 Ok(remote) => {
                     eprintln!(
                         "the store is held by a running server: going through its API at {url}"

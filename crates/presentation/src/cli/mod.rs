@@ -19,7 +19,7 @@ use ragback_domain::UserId;
 use ragback_infrastructure::{ConfigSources, Services, Settings, build_services, telemetry};
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, Limits};
+use crate::api::{self, AppState, Auth, Limits};
 
 pub use facts::{FactsCommand, Interrupted};
 pub use facts_file::{ExportedFact, FactsFile, read_facts};
@@ -119,6 +119,10 @@ pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppS
             body_bytes: settings.server.body_limit_bytes,
             messages: settings.server.max_messages,
         },
+        auth: Auth::new(
+            &settings.server.api_keys.0,
+            &settings.server.admin_api_keys.0,
+        ),
     })
 }
 
@@ -137,7 +141,16 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr} (RAGBACK_SERVER__ADDR)"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %bound, "ragback is listening");
+    let keys = (
+        settings.server.api_keys.0.len(),
+        settings.server.admin_api_keys.0.len(),
+    );
+    match keys {
+        (0, 0) => tracing::info!(addr = %bound, "ragback is listening; authentication is off"),
+        (keys, admin_keys) => tracing::info!(
+            addr = %bound, keys, admin_keys, "ragback is listening; API keys required"
+        ),
+    }
     api::serve(listener, api::router(state), api::shutdown_signal())
         .await
         .context("the HTTP server failed")?;

@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use ragback_application::AddFactsReport;
 use ragback_application::ports::{FactPage, StoredFact};
 use ragback_domain::{Fact, FactId, FactOwner, FactText, OwnerKind, ScoredFact};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -100,10 +102,24 @@ async fn failure(response: reqwest::Response) -> String {
     }
 }
 
+/// `Authorization: Bearer <key>` (marked sensitive, so never printed), or nothing.
+pub(crate) fn bearer_headers(key: Option<&SecretString>) -> anyhow::Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            .map_err(|_| anyhow::anyhow!("the API key holds characters a header cannot carry"))?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
 impl RemoteFacts {
-    /// Connects to `base` (`http://127.0.0.1:8000`) if a ragback answers `/health` there.
-    pub async fn connect(base: &str) -> anyhow::Result<Self> {
+    /// Connects to `base` (`http://127.0.0.1:8000`) if a ragback answers `/health` there;
+    /// sends `key` as a bearer token when given.
+    pub async fn connect(base: &str, key: Option<&SecretString>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
+            .default_headers(bearer_headers(key)?)
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(300))
             .build()?;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -81,10 +82,11 @@ pub struct ChatClient {
 }
 
 impl ChatClient {
-    /// A client of the server at `url`; a reply that stays silent for `idle` is abandoned (the
-    /// server's keep-alive comments count as activity).
-    pub fn new(url: &str, idle: Duration) -> anyhow::Result<Self> {
+    /// A client of the server at `url`, sending `key` as a bearer token when given; a reply that
+    /// stays silent for `idle` is abandoned (the server's keep-alive comments count as activity).
+    pub fn new(url: &str, idle: Duration, key: Option<&SecretString>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
+            .default_headers(crate::cli::remote::bearer_headers(key)?)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {

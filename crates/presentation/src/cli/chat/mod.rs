@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use secrecy::SecretString;
 use serde_json::Value;
 
 pub use client::{ChatClient, ChatError, FactsEvent, Progress, Reply, UsedFact};
@@ -44,9 +45,16 @@ pub struct ChatArgs {
     /// Do not show the facts behind each reply (`/facts` still does).
     #[arg(long, overrides_with = "facts")]
     pub no_facts: bool,
+    /// Bearer token, when the server has authentication on (RAGBACK_SERVER__API_KEYS).
+    #[arg(long, env = "RAGBACK_API_KEY", hide_env_values = true, value_parser = secret)]
+    pub api_key: Option<SecretString>,
     /// Give up on a reply when the server sends nothing for this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+}
+
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 /// Runs the chat until `/quit`, `bye`, Ctrl-D or the end of the piped input.
@@ -60,7 +68,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         show_facts: !args.no_facts,
         replying: false,
     };
-    let client = ChatClient::new(&args.url, Duration::from_secs(args.timeout))?;
+    let client = ChatClient::new(
+        &args.url,
+        Duration::from_secs(args.timeout),
+        args.api_key.as_ref(),
+    )?;
     let mut session = Session::new(user, character, args.scenario, args.history.into());
     let mut lines = Lines::new(&screen.user)?;
     if lines.is_terminal() {
