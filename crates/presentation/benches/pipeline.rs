@@ -18,20 +18,8 @@ use std::time::Instant;
 use common::{Setup, TestApp, demo_request};
 use ragback_domain::{CharacterId, FactOwner, UserId};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn report(name: &str, mut values: Vec<f64>) {
-    values.sort_by(f64::total_cmp);
-    println!(
-        "{name:<28} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  max {:>8.3}  (ms)",
-        percentile(&values, 0.5),
-        percentile(&values, 0.9),
-        percentile(&values, 0.99),
-        values[values.len() - 1]
-    );
+fn report(name: &str, values: Vec<f64>) {
+    common::report_percentiles(name, 28, values);
 }
 
 fn main() {

@@ -46,6 +46,17 @@ impl Respond for EchoingLlm {
     }
 }
 
+/// A running ragback whose LLM is [`EchoingLlm`].
+async fn app_with_echoing_llm(setup: Setup) -> TestApp {
+    let app = TestApp::spawn_with(setup).await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/chat/completions"))
+        .respond_with(EchoingLlm)
+        .mount(&app.llm)
+        .await;
+    app
+}
+
 /// Runs `ragback chat` with `args`, `input` piped in; returns (success, stdout, stderr).
 async fn chat(args: Vec<String>, input: String) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
@@ -85,7 +96,7 @@ fn no_crash(stderr: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_piped_chat_streams_replies_shows_facts_survives_errors_and_saves() {
-    let app = TestApp::spawn_with(Setup {
+    let app = app_with_echoing_llm(Setup {
         facts: vec![(
             FactOwner::User(UserId::parse("john").unwrap()),
             vec!["Completed the London marathon in 2024"],
@@ -93,11 +104,6 @@ async fn a_piped_chat_streams_replies_shows_facts_survives_errors_and_saves() {
         ..Setup::default()
     })
     .await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/chat/completions"))
-        .respond_with(EchoingLlm)
-        .mount(&app.llm)
-        .await;
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("chat.jsonl");
     let input = format!(
@@ -217,16 +223,11 @@ async fn a_server_that_is_down_or_slow_gets_one_line_and_the_chat_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_api_keys_needs_the_key() {
-    let app = TestApp::spawn_with(Setup {
+    let app = app_with_echoing_llm(Setup {
         vars: vec![("RAGBACK_SERVER__API_KEYS".into(), "chat-key-Wd3s".into())],
         ..Setup::default()
     })
     .await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/chat/completions"))
-        .respond_with(EchoingLlm)
-        .mount(&app.llm)
-        .await;
 
     let (ok, _, stderr) = chat(vec!["--url".into(), app.url("")], String::new()).await;
     assert!(ok, "{stderr}");

@@ -296,6 +296,19 @@ pub fn streamed_text(events: &[(String, Value)]) -> String {
         .collect()
 }
 
+/// Prints p50/p90/p99/max of `values` (milliseconds) under `name`, padded to `width` (benches).
+pub fn report_percentiles(name: &str, width: usize, mut values: Vec<f64>) {
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| values[((values.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{name:<width$} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  max {:>8.3}  (ms)",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        values[values.len() - 1]
+    );
+}
+
 /// The demo request of the README.
 pub fn demo_request() -> Value {
     json!({
