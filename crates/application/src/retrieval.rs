@@ -179,12 +179,48 @@ impl FactRetriever {
 
     /// Retrieves the facts for a chat turn. Never fails: failures degrade to no facts and are
     /// logged.
-    #[tracing::instrument(skip_all, fields(owners = owners.len()))]
     pub async fn retrieve(
         &self,
         history: &[Message],
         owners: Vec<FactOwner>,
         overrides: &RetrievalOverrides,
+    ) -> Retrieval {
+        let no_deadline = Instant::now() + Duration::from_secs(24 * 3600);
+        self.retrieve_until(history, owners, overrides, no_deadline)
+            .await
+    }
+
+    /// [`retrieve`](Self::retrieve) within the turn's `deadline`: embedding gets its own timeout
+    /// or what is left of the turn, whichever is shorter, and the search what is left after it.
+    /// Running out of time degrades like any other failure.
+    #[tracing::instrument(skip_all, fields(owners = owners.len()))]
+    pub async fn retrieve_until(
+        &self,
+        history: &[Message],
+        owners: Vec<FactOwner>,
+        overrides: &RetrievalOverrides,
+        deadline: Instant,
+    ) -> Retrieval {
+        let retrieval = self.run(history, owners, overrides, deadline).await;
+        metrics::counter!("ragback_retrievals_total", "outcome" => retrieval.status.as_str())
+            .increment(1);
+        if retrieval.status != RetrievalStatus::Skipped {
+            metrics::histogram!("ragback_stage_duration_seconds", "stage" => "embed")
+                .record(retrieval.embed);
+        }
+        if retrieval.status == RetrievalStatus::Ok {
+            metrics::histogram!("ragback_stage_duration_seconds", "stage" => "search")
+                .record(retrieval.search);
+        }
+        retrieval
+    }
+
+    async fn run(
+        &self,
+        history: &[Message],
+        owners: Vec<FactOwner>,
+        overrides: &RetrievalOverrides,
+        deadline: Instant,
     ) -> Retrieval {
         let zero = Duration::ZERO;
         let enabled = overrides.enabled.unwrap_or(self.settings.enabled);
@@ -202,7 +238,11 @@ impl FactRetriever {
 
         let started = Instant::now();
         let model = embedder.model_id().to_owned();
-        let vector = match self.embed_query(embedder.as_ref(), query).await {
+        let embed_deadline = deadline.min(started + self.settings.embed_timeout);
+        let vector = match self
+            .embed_query(embedder.as_ref(), query, embed_deadline)
+            .await
+        {
             Ok(vector) => vector,
             Err(error) => {
                 tracing::warn!(%error, "retrieval degraded: query embedding failed");
@@ -216,15 +256,19 @@ impl FactRetriever {
         let embed = started.elapsed();
 
         let started = Instant::now();
-        let found = self
-            .store
-            .search(FactQuery {
-                vector,
-                owners,
-                limit: top_k,
-                model,
-            })
-            .await;
+        let query = FactQuery {
+            vector,
+            owners,
+            limit: top_k,
+            model,
+        };
+        let found = tokio::time::timeout_at(deadline, self.store.search(query))
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(FactStoreError::Unavailable(
+                    "no answer before the request's deadline".into(),
+                ))
+            });
         let search = started.elapsed();
         match found {
             Ok(facts) => Retrieval {
@@ -249,7 +293,10 @@ impl FactRetriever {
         threshold: f32,
     ) -> Result<Vec<ScoredFact>, SearchError> {
         let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
-        let vector = self.embed_query(embedder.as_ref(), text.to_owned()).await?;
+        let deadline = Instant::now() + self.settings.embed_timeout;
+        let vector = self
+            .embed_query(embedder.as_ref(), text.to_owned(), deadline)
+            .await?;
         let facts = self
             .store
             .search(FactQuery {
@@ -266,8 +313,8 @@ impl FactRetriever {
         &self,
         embedder: &dyn Embedder,
         query: String,
+        deadline: Instant,
     ) -> Result<Vec<f32>, RetryError<EmbedError>> {
-        let deadline = Instant::now() + self.settings.embed_timeout;
         let texts = [query];
         let mut vectors = retry(
             &self.settings.embed_retry,

@@ -49,6 +49,8 @@ pub enum RetryDecision {
 pub trait Retryable {
     /// Whether retrying may help.
     fn retry_decision(&self) -> RetryDecision;
+    /// A short, stable name of the kind of failure, for metrics (`rate_limited`, …).
+    fn cause(&self) -> &'static str;
 }
 
 impl Retryable for ChatModelError {
@@ -64,6 +66,16 @@ impl Retryable for ChatModelError {
             Self::NotConfigured(_) | Self::Rejected { .. } => RetryDecision::GiveUp,
         }
     }
+
+    fn cause(&self) -> &'static str {
+        match self {
+            Self::NotConfigured(_) => "not_configured",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Rejected { .. } => "rejected",
+            Self::InvalidResponse(_) => "invalid_response",
+        }
+    }
 }
 
 impl Retryable for EmbedError {
@@ -74,6 +86,16 @@ impl Retryable for EmbedError {
             },
             Self::Unavailable(_) | Self::InvalidResponse(_) => RetryDecision::Retry { after: None },
             Self::Unauthorized(_) | Self::InvalidInput(_) => RetryDecision::GiveUp,
+        }
+    }
+
+    fn cause(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::InvalidInput(_) => "invalid_input",
+            Self::InvalidResponse(_) => "invalid_response",
         }
     }
 }
@@ -113,20 +135,29 @@ where
 {
     let mut delays = policy.delays();
     let mut attempts = 0;
+    let failed = |cause: &'static str| {
+        metrics::counter!("ragback_upstream_failures_total", "operation" => what, "cause" => cause)
+            .increment(1);
+    };
     loop {
         attempts += 1;
         let error = match tokio::time::timeout_at(deadline, operation()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(error)) => error,
-            Err(_elapsed) => return Err(RetryError::DeadlineExceeded { attempts }),
+            Err(_elapsed) => {
+                failed("deadline");
+                return Err(RetryError::DeadlineExceeded { attempts });
+            }
         };
         let RetryDecision::Retry { after } = error.retry_decision() else {
+            failed(error.cause());
             return Err(RetryError::Failed {
                 attempts,
                 last: error,
             });
         };
         if attempts >= policy.max_attempts.max(1) {
+            failed(error.cause());
             return Err(RetryError::Failed {
                 attempts,
                 last: error,
@@ -135,6 +166,7 @@ where
         let backoff = delays.next().unwrap_or(policy.max_backoff);
         let delay = after.unwrap_or(backoff);
         if Instant::now() + delay >= deadline {
+            failed(error.cause());
             tracing::warn!(attempt = attempts, ?delay, %error, "{what} failed; no time left to retry");
             return Err(RetryError::Failed {
                 attempts,
@@ -142,6 +174,8 @@ where
             });
         }
         tracing::warn!(attempt = attempts, ?delay, %error, "{what} failed; retrying");
+        metrics::counter!("ragback_upstream_retries_total", "operation" => what, "cause" => error.cause())
+            .increment(1);
         tokio::time::sleep(delay).await;
     }
 }

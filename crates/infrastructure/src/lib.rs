@@ -7,8 +7,8 @@ pub mod telemetry;
 mod wiring;
 
 pub use settings::{
-    ConfigError, EmbedderProvider, EmbedderSettings, LogFormat, RetrievalConfig, ServerSettings,
-    Settings, StoreKind, StoreSettings,
+    ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, List, LogFormat, RetrievalConfig,
+    ServerSettings, Settings, StoreKind, StoreSettings,
 };
 pub use sources::ConfigSources;
 pub use wiring::{Services, WiringError, build_services, open_store};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ragback_application::ports::GenerationParams;
 use ragback_application::retrieval::MAX_TOP_K;
 use ragback_application::{ChatSettings, RetrievalSettings, RetryPolicy};
-use ragback_domain::UserId;
+use ragback_domain::{UserId, limits};
 use ragback_integrations::cohere::CohereSettings;
 use ragback_integrations::llm::LlmSettings;
 use ragback_integrations::local_settings::LocalSettings;
@@ -52,6 +52,22 @@ pub struct ServerSettings {
     pub api_keys: ApiKeys,
     /// Bearer tokens that may also add and delete facts. When set, `api_keys` only read facts.
     pub admin_api_keys: ApiKeys,
+    /// Longest chat message, in characters (at most the domain's own limit).
+    pub max_message_chars: usize,
+    /// Most facts one `POST …/facts` call may add.
+    pub max_facts_per_call: usize,
+    /// Origins allowed to call the API from a browser (comma-separated; `*` for any). Empty: no
+    /// CORS headers, so browsers refuse cross-origin calls.
+    pub cors_origins: List,
+    /// Generations (`/generate`, `/api/v1/chat`) running at once; more wait in a queue.
+    pub max_concurrency: usize,
+    /// How long a generation may wait for a free slot before it gets 503.
+    pub queue_timeout_ms: u64,
+    /// Deadline of one generation, retrieval and model together. `X-Request-Timeout` (in
+    /// milliseconds) can shorten it for one request, never lengthen it.
+    pub request_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests (streams too) may take to finish.
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -62,6 +78,13 @@ impl Default for ServerSettings {
             max_messages: 500,
             api_keys: ApiKeys::default(),
             admin_api_keys: ApiKeys::default(),
+            max_message_chars: limits::MESSAGE_CHARS,
+            max_facts_per_call: 256,
+            cors_origins: List::default(),
+            max_concurrency: 1024,
+            queue_timeout_ms: 2_000,
+            request_timeout_ms: 60_000,
+            drain_timeout_secs: 30,
         }
     }
 }
@@ -80,32 +103,48 @@ impl ApiKeys {
 
 impl<'de> Deserialize<'de> for ApiKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// A list, or one comma-separated string. A key made of digits (or `true`) arrives as a
-        /// number (or a boolean), already altered (`0123` → 123): refused.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            List(Vec<String>),
-            Text(String),
-            Other(serde::de::IgnoredAny),
-        }
-        let keys: Vec<String> = match Raw::deserialize(deserializer)? {
-            Raw::List(keys) => keys,
-            Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
-            Raw::Other(_) => {
-                return Err(serde::de::Error::custom(
-                    "an API key must not be a plain number: use a long random token",
-                ));
-            }
-        };
-        Ok(Self(
-            keys.into_iter()
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .map(SecretString::from)
-                .collect(),
-        ))
+        let keys = comma_list(
+            deserializer,
+            "an API key must not be a plain number: use a long random token",
+        )?;
+        Ok(Self(keys.into_iter().map(SecretString::from).collect()))
     }
+}
+
+/// Plain strings: a comma-separated string or a TOML list. Blank entries are dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        comma_list(deserializer, "expected text, e.g. `a,b`").map(Self)
+    }
+}
+
+/// A list, or one comma-separated string, trimmed, blanks dropped. A value made of digits (or
+/// `true`) arrives as a number (or a boolean), already altered (`0123` → 123): refused with
+/// `refusal`.
+fn comma_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    refusal: &'static str,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+        Other(serde::de::IgnoredAny),
+    }
+    let items: Vec<String> = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+        Raw::Other(_) => return Err(serde::de::Error::custom(refusal)),
+    };
+    Ok(items
+        .into_iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect())
 }
 
 /// Which embedder to use.
@@ -315,6 +354,40 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !(1..=limits::MESSAGE_CHARS).contains(&s.max_message_chars) {
+            return Err(ConfigError::key(
+                &["server", "max_message_chars"],
+                format!("must be between 1 and {}", limits::MESSAGE_CHARS),
+            ));
+        }
+        if s.max_facts_per_call == 0 {
+            return Err(ConfigError::key(
+                &["server", "max_facts_per_call"],
+                "must be at least 1",
+            ));
+        }
+        if s.max_concurrency == 0 {
+            return Err(ConfigError::key(
+                &["server", "max_concurrency"],
+                "must be at least 1",
+            ));
+        }
+        if s.request_timeout_ms == 0 {
+            return Err(ConfigError::key(
+                &["server", "request_timeout_ms"],
+                "must be at least 1",
+            ));
+        }
+        if let Some(origin) =
+            s.cors_origins.0.iter().find(|o| {
+                o.as_str() != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
+            })
+        {
+            return Err(ConfigError::key(
+                &["server", "cors_origins"],
+                format!("`{origin}` is not an origin: use `https://host[:port]` or `*`"),
+            ));
+        }
         let l = &self.llm;
         if l.model.trim().is_empty() {
             return Err(ConfigError::key(&["llm", "model"], "must not be empty"));
@@ -454,6 +527,7 @@ impl Settings {
                 max_backoff: Duration::from_millis(l.retry_max_backoff_ms),
             },
             timeout: Duration::from_secs(l.timeout_secs),
+            request_timeout: Duration::from_millis(self.server.request_timeout_ms),
         }
     }
 

@@ -44,6 +44,7 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
             history_messages: 20,
             retry,
             timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
         },
     );
     AppState {
@@ -54,8 +55,14 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
         limits: Limits {
             body_bytes: BODY_LIMIT,
             messages: 5,
+            message_chars: 100,
+            facts_per_call: 3,
+            concurrency: 4,
+            queue_timeout: Duration::from_millis(100),
         },
         auth: Default::default(),
+        cors_origins: Vec::new(),
+        metrics: ragback_infrastructure::telemetry::metrics(),
     }
 }
 

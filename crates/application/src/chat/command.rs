@@ -1,5 +1,7 @@
 //! The input of [`ChatService::generate`](super::ChatService::generate).
 
+use std::time::Duration;
+
 use ragback_domain::{Character, Message, Scenario, User, ValidationError};
 
 use crate::retrieval::{RetrievalOverrides, out_of_range};
@@ -77,6 +79,8 @@ pub struct GenerateCommand {
     pub generation: GenerationOverrides,
     /// Retrieval overrides.
     pub retrieval: RetrievalOverrides,
+    /// A deadline for this turn shorter than the configured one (a longer one is cut to it).
+    pub timeout: Option<Duration>,
 }
 
 #[cfg(test)]

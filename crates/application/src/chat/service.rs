@@ -28,6 +28,29 @@ pub struct ChatSettings {
     pub retry: RetryPolicy,
     /// Deadline of the model stage, retries included.
     pub timeout: Duration,
+    /// Deadline of a whole turn (retrieval and model); a command may ask for a shorter one.
+    pub request_timeout: Duration,
+}
+
+/// When a stage must be done, and the length of the limit that set it (for error messages).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    length: Duration,
+}
+
+impl Deadline {
+    fn after(start: Instant, length: Duration) -> Self {
+        Self {
+            at: start + length,
+            length,
+        }
+    }
+
+    /// The earlier of the two.
+    fn min(self, other: Self) -> Self {
+        if other.at < self.at { other } else { self }
+    }
 }
 
 /// Writes the character's next line.
@@ -76,11 +99,12 @@ impl ChatService {
     )]
     pub async fn generate(&self, cmd: GenerateCommand) -> Result<Generation, GenerateFailure> {
         let started = Instant::now();
-        let (retrieval, prepared) = self.prepare(cmd).await;
+        let turn = self.turn_deadline(started, cmd.timeout);
+        let (retrieval, prepared) = self.prepare(cmd, turn.at).await;
         let outcome: Result<_, GenerateError> = async {
             let prepared = prepared?;
             let llm_started = Instant::now();
-            let deadline = llm_started + self.settings.timeout;
+            let deadline = turn.min(Deadline::after(llm_started, self.settings.timeout));
             let clean =
                 |c: &Completion| clean_reply(&c.text, &prepared.speaker, &prepared.listener);
             let mut completion = self.complete(&prepared.request, deadline).await?;
@@ -137,7 +161,8 @@ impl ChatService {
 
     async fn run_stream(&self, cmd: GenerateCommand, events: &mpsc::Sender<ReplyEvent>) {
         let started = Instant::now();
-        let (retrieval, prepared) = self.prepare(cmd).await;
+        let turn = self.turn_deadline(started, cmd.timeout);
+        let (retrieval, prepared) = self.prepare(cmd, turn.at).await;
         let facts = ReplyEvent::Facts {
             status: retrieval.status,
             facts: retrieval.facts.clone(),
@@ -153,8 +178,8 @@ impl ChatService {
             }
         };
         let llm_started = Instant::now();
-        let deadline = llm_started + self.settings.timeout;
-        let opened = retry(&self.settings.retry, deadline, "model stream", || {
+        let deadline = turn.min(Deadline::after(llm_started, self.settings.timeout));
+        let opened = retry(&self.settings.retry, deadline.at, "model stream", || {
             self.open_stream(&prepared)
         })
         .await;
@@ -162,7 +187,7 @@ impl ChatService {
             Ok(open) => open,
             Err(error) => {
                 let _ = events
-                    .send(ReplyEvent::Failed(self.model_error(error)))
+                    .send(ReplyEvent::Failed(model_error(error, deadline)))
                     .await;
                 return;
             }
@@ -174,7 +199,7 @@ impl ChatService {
             return;
         }
         while !open.ended {
-            match tokio::time::timeout_at(deadline, open.stream.next()).await {
+            match tokio::time::timeout_at(deadline.at, open.stream.next()).await {
                 Ok(Some(Ok(chunk))) => {
                     open.absorb(&chunk);
                     if let Some(piece) = open.reply.push(&chunk.text)
@@ -194,8 +219,14 @@ impl ChatService {
                 }
                 Ok(None) => open.ended = true,
                 Err(_elapsed) => {
+                    metrics::counter!(
+                        "ragback_upstream_failures_total",
+                        "operation" => "model stream",
+                        "cause" => "deadline"
+                    )
+                    .increment(1);
                     let error = GenerateError::DeadlineExceeded {
-                        deadline: self.settings.timeout,
+                        deadline: deadline.length,
                         attempts: 1,
                     };
                     let _ = events.send(ReplyEvent::Failed(error)).await;
@@ -256,8 +287,19 @@ impl ChatService {
         Ok(open)
     }
 
+    /// The deadline of a turn starting at `started`: the configured one, or the command's when
+    /// shorter.
+    fn turn_deadline(&self, started: Instant, asked: Option<Duration>) -> Deadline {
+        let configured = self.settings.request_timeout;
+        Deadline::after(started, asked.map_or(configured, |t| t.min(configured)))
+    }
+
     /// Retrieval, then the prompt. Retrieval never fails; the prompt may.
-    async fn prepare(&self, cmd: GenerateCommand) -> (Retrieval, Result<Prepared, GenerateError>) {
+    async fn prepare(
+        &self,
+        cmd: GenerateCommand,
+        deadline: Instant,
+    ) -> (Retrieval, Result<Prepared, GenerateError>) {
         let GenerateCommand {
             messages,
             user,
@@ -265,6 +307,7 @@ impl ChatService {
             scenario,
             generation,
             retrieval: retrieval_overrides,
+            timeout: _,
         } = cmd;
 
         let owners = self
@@ -272,7 +315,7 @@ impl ChatService {
             .owners(user.id.as_ref(), character.id.as_ref());
         let retrieval = self
             .retriever
-            .retrieve(&messages, owners, &retrieval_overrides)
+            .retrieve_until(&messages, owners, &retrieval_overrides, deadline)
             .await;
 
         let render_started = Instant::now();
@@ -338,34 +381,35 @@ impl ChatService {
     async fn complete(
         &self,
         request: &ChatRequest,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<Completion, GenerateError> {
-        retry(&self.settings.retry, deadline, "model call", || {
+        retry(&self.settings.retry, deadline.at, "model call", || {
             self.model.complete(request)
         })
         .await
-        .map_err(|error| self.model_error(error))
+        .map_err(|error| model_error(error, deadline))
     }
+}
 
-    fn model_error(&self, error: RetryError<ChatModelError>) -> GenerateError {
-        match error {
-            RetryError::Failed {
-                last: ChatModelError::NotConfigured(hint),
-                ..
-            } => GenerateError::ModelNotConfigured(hint),
-            RetryError::Failed {
-                last: ChatModelError::InvalidResponse(message),
-                ..
-            } if message == EMPTY_REPLY => GenerateError::EmptyReply,
-            RetryError::Failed { attempts, last } => GenerateError::ModelFailed {
-                attempts,
-                source: last,
-            },
-            RetryError::DeadlineExceeded { attempts } => GenerateError::DeadlineExceeded {
-                deadline: self.settings.timeout,
-                attempts,
-            },
-        }
+/// The generation error for a model call that did not succeed before `deadline`.
+fn model_error(error: RetryError<ChatModelError>, deadline: Deadline) -> GenerateError {
+    match error {
+        RetryError::Failed {
+            last: ChatModelError::NotConfigured(hint),
+            ..
+        } => GenerateError::ModelNotConfigured(hint),
+        RetryError::Failed {
+            last: ChatModelError::InvalidResponse(message),
+            ..
+        } if message == EMPTY_REPLY => GenerateError::EmptyReply,
+        RetryError::Failed { attempts, last } => GenerateError::ModelFailed {
+            attempts,
+            source: last,
+        },
+        RetryError::DeadlineExceeded { attempts } => GenerateError::DeadlineExceeded {
+            deadline: deadline.length,
+            attempts,
+        },
     }
 }
 
@@ -443,6 +487,7 @@ fn finished(
         first_token,
         total: started.elapsed(),
     };
+    record(&timings, retrieval.facts.len(), usage);
     tracing::info!(
         retrieval = retrieval.status.as_str(),
         facts = retrieval.facts.len(),
@@ -465,6 +510,28 @@ fn finished(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
+}
+
+/// The metrics of a finished generation (retrieval records its own stages).
+fn record(timings: &StageTimings, facts: usize, usage: Option<TokenUsage>) {
+    let stage = |name: &'static str, d: Duration| {
+        metrics::histogram!("ragback_stage_duration_seconds", "stage" => name).record(d);
+    };
+    stage("render", timings.render);
+    stage("llm", timings.llm);
+    if let Some(first_token) = timings.first_token {
+        stage("first_token", first_token);
+    }
+    stage("total", timings.total);
+    metrics::counter!("ragback_generations_total", "outcome" => "ok").increment(1);
+    metrics::histogram!("ragback_facts_per_reply").record(facts as f64);
+    if let Some(usage) = usage {
+        let tokens = |kind: &'static str, n: u32| {
+            metrics::counter!("ragback_llm_tokens_total", "kind" => kind).increment(u64::from(n));
+        };
+        tokens("prompt", usage.prompt_tokens);
+        tokens("completion", usage.completion_tokens);
+    }
 }
 
 #[cfg(test)]
@@ -493,6 +560,7 @@ mod tests {
             history_messages: 2,
             retry: quick_retry(3),
             timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
         }
     }
 
@@ -534,6 +602,7 @@ mod tests {
             scenario: None,
             generation: GenerationOverrides::default(),
             retrieval: RetrievalOverrides::default(),
+            timeout: None,
         }
     }
 

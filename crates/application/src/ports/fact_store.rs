@@ -153,4 +153,10 @@ pub trait FactStore: Send + Sync {
 
     /// Whether the store is usable, and what it holds.
     async fn status(&self) -> Result<StoreStatus, FactStoreError>;
+
+    /// Writes everything held in memory to durable storage (called once more at shutdown;
+    /// writes are already durable when acknowledged). Remote stores have nothing to do.
+    async fn flush(&self) -> Result<(), FactStoreError> {
+        Ok(())
+    }
 }

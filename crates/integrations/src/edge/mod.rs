@@ -211,4 +211,13 @@ impl FactStore for EdgeFactStore {
         })
         .await
     }
+
+    async fn flush(&self) -> Result<(), FactStoreError> {
+        self.write(|shard| {
+            shard.flush();
+            Ok(0)
+        })
+        .await
+        .map(drop)
+    }
 }

@@ -142,6 +142,11 @@ impl Shard {
         Ok(report)
     }
 
+    /// Writes what Qdrant Edge holds in memory to disk. Needs exclusive access.
+    pub(super) fn flush(&mut self) {
+        self.shard.flush();
+    }
+
     /// The `limit` nearest facts of the query's owners, best first, cosine scores.
     pub(super) fn search(&self, query: &FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
         self.check_dimension(query.vector.len())?;

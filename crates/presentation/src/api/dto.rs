@@ -10,6 +10,7 @@ use ragback_domain::{
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::state::Limits;
 
 /// Attaches the field path to a validation failure.
 pub(crate) fn at<T>(
@@ -86,8 +87,10 @@ pub(crate) struct CardDataDto {
     post_history_instructions: Option<String>,
 }
 
-/// Converts the history, refusing more than `max` messages.
-pub(crate) fn messages(dtos: Vec<MessageDto>, max: usize) -> Result<Vec<Message>, ApiError> {
+/// Converts the history, refusing more than `limits.messages` messages and messages longer than
+/// `limits.message_chars`.
+pub(crate) fn messages(dtos: Vec<MessageDto>, limits: &Limits) -> Result<Vec<Message>, ApiError> {
+    let max = limits.messages;
     if dtos.len() > max {
         return Err(ApiError::invalid_field(
             "messages",
@@ -105,7 +108,16 @@ pub(crate) fn messages(dtos: Vec<MessageDto>, max: usize) -> Result<Vec<Message>
                 RoleDto::User => Role::User,
                 RoleDto::Character => Role::Character,
             };
-            let text = at(format!("messages[{i}].text"), MessageText::parse(dto.text))?;
+            let field = || format!("messages[{i}].text");
+            let chars = dto.text.chars().count();
+            if chars > limits.message_chars {
+                let too_long = ValidationError::TooLong {
+                    max: limits.message_chars,
+                    actual: chars,
+                };
+                return Err(ApiError::invalid_field(field(), too_long.to_string()));
+            }
+            let text = at(field(), MessageText::parse(dto.text))?;
             Ok(Message::new(role, text))
         })
         .collect()

@@ -1,6 +1,8 @@
 //! Every error the API returns, and the one place that maps use-case errors to HTTP.
 
 use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -11,6 +13,8 @@ use ragback_application::{AddFactsError, GenerateError};
 use ragback_domain::{FactId, FactOwner};
 use serde::Serialize;
 
+use super::request_id;
+
 /// An error response: a status and `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -20,6 +24,10 @@ pub struct ApiError {
     field: Option<String>,
     /// What retrieval found before a generation failed (`/generate` only).
     retrieval: Option<Box<serde_json::Value>>,
+    /// Sent as `Retry-After` (whole seconds).
+    retry_after: Option<Duration>,
+    /// The request's id; when `None`, the id of the request being handled on this task.
+    request_id: Option<Arc<str>>,
 }
 
 #[derive(Serialize)]
@@ -35,6 +43,8 @@ struct Detail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<Arc<str>>,
 }
 
 impl ApiError {
@@ -45,6 +55,39 @@ impl ApiError {
             message: message.into(),
             field: None,
             retrieval: None,
+            retry_after: None,
+            request_id: None,
+        }
+    }
+
+    /// Names the request in the body (for errors sent outside the request's task, such as a
+    /// stream's `error` event).
+    pub fn with_request_id(self, request_id: Option<Arc<str>>) -> Self {
+        Self { request_id, ..self }
+    }
+
+    /// 400: a header has a value that cannot be used.
+    pub fn invalid_header(header: &str, message: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!("{header}: {message}"),
+        )
+    }
+
+    /// 503 with `Retry-After`: every generation slot stayed busy for the whole queue timeout.
+    pub fn overloaded(queue_timeout: Duration) -> Self {
+        Self {
+            retry_after: Some(queue_timeout.max(Duration::from_secs(1))),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "ragback is at its limit of concurrent generations and none finished within \
+                     {} ms; retry after the time in Retry-After",
+                    queue_timeout.as_millis()
+                ),
+            )
         }
     }
 
@@ -160,6 +203,7 @@ impl ApiError {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
+                request_id: self.request_id.clone().or_else(request_id::current),
             },
             retrieval: self.retrieval.as_deref(),
         }
@@ -180,6 +224,12 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         response
     }
 }
@@ -191,6 +241,14 @@ impl From<GenerateError> for ApiError {
         if !matches!(error, GenerateError::ModelNotConfigured(_)) {
             tracing::error!(error = %error, "generation failed");
         }
+        let mapped = Self::of_generation(error);
+        metrics::counter!("ragback_generations_total", "outcome" => mapped.code).increment(1);
+        mapped
+    }
+}
+
+impl ApiError {
+    fn of_generation(error: GenerateError) -> Self {
         match error {
             GenerateError::ModelNotConfigured(hint) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured", hint)
@@ -230,9 +288,10 @@ impl From<GenerateError> for ApiError {
                 StatusCode::GATEWAY_TIMEOUT,
                 "llm_timeout",
                 format!(
-                    "the language model did not answer within {}s ({attempts} attempt(s)); \
-                     RAGBACK_LLM__TIMEOUT_SECS sets the deadline",
-                    deadline.as_secs()
+                    "no reply within the deadline of {} ms ({attempts} model attempt(s)); \
+                     RAGBACK_LLM__TIMEOUT_SECS, RAGBACK_SERVER__REQUEST_TIMEOUT_MS and the \
+                     X-Request-Timeout header set it",
+                    deadline.as_millis()
                 ),
             ),
             GenerateError::EmptyReply => Self::new(

@@ -15,8 +15,6 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::state::AppState;
 
-/// Most facts one `POST` may add.
-pub const MAX_FACTS_PER_CALL: usize = 256;
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1_000;
 /// Page size when none is given.
@@ -91,11 +89,13 @@ pub(crate) async fn add(
     if request.facts.is_empty() {
         return Err(ApiError::invalid_field("facts", "give at least one fact"));
     }
-    if request.facts.len() > MAX_FACTS_PER_CALL {
+    let max = state.limits.facts_per_call;
+    if request.facts.len() > max {
         return Err(ApiError::invalid_field(
             "facts",
             format!(
-                "at most {MAX_FACTS_PER_CALL} facts per call, got {}; send them in several calls",
+                "at most {max} facts per call, got {}; send them in several calls \
+                 (RAGBACK_SERVER__MAX_FACTS_PER_CALL sets the limit)",
                 request.facts.len()
             ),
         ));

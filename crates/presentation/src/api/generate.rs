@@ -1,6 +1,7 @@
 //! `POST /generate`: the character's next line.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -17,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, FactDto, MessageDto, UserDto, at};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::request_id;
 use super::state::{AppState, Limits};
 
 /// The request body.
@@ -66,9 +69,13 @@ pub(crate) struct RetrievalDto {
 }
 
 impl GenerateRequest {
-    /// Validates and converts the request.
-    pub(crate) fn into_command(self, limits: &Limits) -> Result<GenerateCommand, ApiError> {
-        let messages = dto::messages(self.messages, limits.messages)?;
+    /// Validates and converts the request, with the caller's deadline (`X-Request-Timeout`).
+    pub(crate) fn into_command(
+        self,
+        limits: &Limits,
+        timeout: Option<Duration>,
+    ) -> Result<GenerateCommand, ApiError> {
+        let messages = dto::messages(self.messages, limits)?;
         let user = self.user.into_domain()?;
         let character = self.character.into_domain()?;
         let scenario = self
@@ -102,6 +109,7 @@ impl GenerateRequest {
             scenario,
             generation,
             retrieval,
+            timeout,
         })
     }
 }
@@ -168,12 +176,17 @@ impl From<Generation> for GenerateResponse {
 /// validated before anything is streamed, so bad input is a plain 4xx JSON error either way.
 pub(crate) async fn generate(
     State(state): State<AppState>,
+    RequestTimeout(timeout): RequestTimeout,
     ApiJson(request): ApiJson<GenerateRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream;
-    let command = request.into_command(&state.limits)?;
+    let command = request.into_command(&state.limits, timeout)?;
     if stream {
-        return Ok(stream_reply(state.chat.generate_stream(command)));
+        let request_id = request_id::current();
+        return Ok(stream_reply(
+            state.chat.generate_stream(command),
+            request_id,
+        ));
     }
     let generation = state.chat.generate(command).await.map_err(failure)?;
     Ok(Json(GenerateResponse::from(generation)).into_response())
@@ -184,10 +197,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The events of a streamed reply as SSE: `facts`, `delta`…, then `done` or `error`. When the
 /// client goes away the body is dropped, and with it the receiver: the generation stops.
-fn stream_reply(events: mpsc::Receiver<ReplyEvent>) -> Response {
-    let events = futures::stream::unfold(events, |mut events| async move {
-        let event = events.recv().await?;
-        Some((Ok::<_, Infallible>(sse_event(event)), events))
+fn stream_reply(events: mpsc::Receiver<ReplyEvent>, request_id: Option<Arc<str>>) -> Response {
+    let events = futures::stream::unfold(events, move |mut events| {
+        let request_id = request_id.clone();
+        async move {
+            let event = events.recv().await?;
+            Some((Ok::<_, Infallible>(sse_event(event, request_id)), events))
+        }
     });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -201,7 +217,7 @@ fn stream_reply(events: mpsc::Receiver<ReplyEvent>) -> Response {
 }
 
 /// One SSE event.
-fn sse_event(event: ReplyEvent) -> Event {
+fn sse_event(event: ReplyEvent, request_id: Option<Arc<str>>) -> Event {
     let (name, data) = match event {
         ReplyEvent::Facts { status, facts } => (
             "facts",
@@ -212,7 +228,10 @@ fn sse_event(event: ReplyEvent) -> Event {
         ),
         ReplyEvent::Delta(text) => ("delta", json!({ "text": text })),
         ReplyEvent::Done(generation) => ("done", json!(GenerateResponse::from(generation))),
-        ReplyEvent::Failed(error) => ("error", ApiError::from(error).body()),
+        ReplyEvent::Failed(error) => (
+            "error",
+            ApiError::from(error).with_request_id(request_id).body(),
+        ),
     };
     Event::default().event(name).data(data.to_string())
 }
@@ -240,6 +259,10 @@ mod tests {
     const LIMITS: Limits = Limits {
         body_bytes: 256 * 1024,
         messages: 50,
+        message_chars: 8_000,
+        facts_per_call: 256,
+        concurrency: 8,
+        queue_timeout: Duration::from_millis(100),
     };
 
     /// Any JSON value, nested a few levels.
@@ -301,7 +324,7 @@ mod tests {
 
     fn parse_and_validate(bytes: &[u8]) {
         if let Ok(request) = parse::<GenerateRequest>(bytes) {
-            let _ = request.into_command(&LIMITS);
+            let _ = request.into_command(&LIMITS, None);
         }
     }
 
@@ -321,7 +344,7 @@ mod tests {
         #[test]
         fn near_valid_requests_are_accepted_or_refused_with_a_field(value in near_valid()) {
             let result = parse::<GenerateRequest>(value.to_string().as_bytes())
-                .and_then(|r| r.into_command(&LIMITS));
+                .and_then(|r| r.into_command(&LIMITS, None));
             if let Err(error) = result {
                 prop_assert_eq!(error.status().as_u16(), 422);
                 prop_assert_eq!(error.code(), "invalid_field");

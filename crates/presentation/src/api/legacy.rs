@@ -6,6 +6,7 @@ use axum::extract::State;
 use ragback_application::{GenerateCommand, GenerationOverrides, RetrievalOverrides};
 use serde::{Deserialize, Serialize};
 
+use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, MessageDto, UserDto};
 use super::error::ApiError;
 use super::json::ApiJson;
@@ -42,6 +43,7 @@ struct Content {
 /// `POST /api/v1/chat`.
 pub(crate) async fn chat(
     State(state): State<AppState>,
+    RequestTimeout(timeout): RequestTimeout,
     ApiJson(request): ApiJson<LegacyChatRequest>,
 ) -> Result<Json<LegacyChatResponse>, ApiError> {
     let mut user = request.user.into_domain()?;
@@ -50,12 +52,13 @@ pub(crate) async fn chat(
     let mut character = request.character.into_domain()?;
     character.id = None;
     let command = GenerateCommand {
-        messages: dto::messages(request.messages, state.limits.messages)?,
+        messages: dto::messages(request.messages, &state.limits)?,
         user,
         character,
         scenario: None,
         generation: GenerationOverrides::default(),
         retrieval: RetrievalOverrides::default(),
+        timeout,
     };
     // The old contract's errors stay as they were: no retrieval detail.
     let generation = state

@@ -5,11 +5,15 @@
 //! - `/users/{id}/facts`, `/characters/{id}/facts`: add, list, delete facts;
 //!   `POST /facts/search`: scored search.
 //! - `GET /health`: liveness. `GET /ready`: store open and LLM configured.
+//! - `GET /metrics`: Prometheus metrics.
 //!
-//! Every error is `{"error": {"code", "message"}}` with a 4xx or 5xx status. With API keys
-//! configured, every route but `/health` and `/ready` needs `Authorization: Bearer <key>`.
+//! Every error is `{"error": {"code", "message", "request_id"}}` with a 4xx or 5xx status. With
+//! API keys configured, every route but `/health` and `/ready` needs `Authorization: Bearer
+//! <key>`.
 
+mod admission;
 mod auth;
+mod deadline;
 mod dto;
 mod error;
 mod facts;
@@ -17,6 +21,8 @@ mod generate;
 mod health;
 mod json;
 mod legacy;
+mod observe;
+mod request_id;
 mod state;
 
 use std::future::Future;
@@ -24,32 +30,40 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::middleware;
 use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use admission::Admission;
 pub use auth::Auth;
 pub use error::ApiError;
-pub use facts::MAX_FACTS_PER_CALL;
 pub use state::{AppState, Limits};
 
 /// The request-id header, set when the caller did not send one, and echoed in the response.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// All routes, with body limit, request ids, tracing and panic safety.
+/// All routes, with body limit, request ids, tracing, metrics, CORS when configured, and panic
+/// safety.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.limits.body_bytes;
+    let limits = state.limits;
     let auth = state.auth.clone();
-    Router::new()
+    let cors = cors(&state.cors_origins);
+    let admission = Admission::new(limits.concurrency, limits.queue_timeout);
+    let generation = Router::new()
         .route("/generate", post(generate::generate))
         .route("/api/v1/chat", post(legacy::chat))
+        .route_layer(middleware::from_fn_with_state(admission, admission::admit));
+    let router = Router::new()
+        .merge(generation)
         .route(
             "/{kind}/{id}/facts",
             post(facts::add).get(facts::list).delete(facts::delete_all),
@@ -58,12 +72,22 @@ pub fn router(state: AppState) -> Router {
         .route("/facts/search", post(facts::search))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(observe::metrics))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
-        .layer(middleware::from_fn_with_state(auth, auth::require_key))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(auth, auth::require_key));
+    // Outside authentication: preflight requests carry no key, and refusals need CORS headers
+    // for the browser to show them.
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(middleware::from_fn(observe::track))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(CatchPanicLayer::custom(error::panicked))
+        .layer(middleware::from_fn(request_id::scope))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -96,7 +120,37 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// The CORS policy for `origins` (`*` for any); `None` without origins: no CORS headers at all.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| {
+            HeaderValue::from_str(o.trim_end_matches('/'))
+                .inspect_err(|_| tracing::warn!(origin = %o, "not a valid CORS origin; ignored"))
+                .ok()
+        }))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                AUTHORIZATION,
+                CONTENT_TYPE,
+                REQUEST_ID,
+                HeaderName::from_static(deadline::HEADER),
+            ])
+            .expose_headers([REQUEST_ID, RETRY_AFTER])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests (streams too) finish for up to `drain`; whatever still runs then is cut.
 ///
 /// Connections get `TCP_NODELAY`: a streamed reply is a run of small writes, and with Nagle's
 /// algorithm each one after the first waits for the client's delayed ACK (40 ms on Linux).
@@ -104,15 +158,35 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
 ) -> std::io::Result<()> {
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    });
+    let drain_expired = async move {
+        if stopped.await.is_err() {
+            // The server ended without a shutdown request.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = drain_expired => {
+            tracing::warn!(
+                drain_secs = drain.as_secs_f64(),
+                "requests still running after the drain timeout are cut"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

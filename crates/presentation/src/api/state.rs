@@ -1,10 +1,12 @@
 //! The state every handler reads.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ragback_application::ports::FactStore;
 use ragback_application::{ChatService, FactLibrary};
 use ragback_domain::UserId;
+use ragback_infrastructure::telemetry::Metrics;
 
 use super::auth::Auth;
 
@@ -15,6 +17,14 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Most messages per request.
     pub messages: usize,
+    /// Longest message, in characters.
+    pub message_chars: usize,
+    /// Most facts per `POST …/facts`.
+    pub facts_per_call: usize,
+    /// Generations at once.
+    pub concurrency: usize,
+    /// How long a generation waits for a slot before 503.
+    pub queue_timeout: Duration,
 }
 
 /// Shared, cheaply cloneable state.
@@ -32,4 +42,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Who may call which route.
     pub auth: Auth,
+    /// Browser origins allowed (`*` for any); empty: no CORS.
+    pub cors_origins: Vec<String>,
+    /// Rendered by `/metrics`.
+    pub metrics: Metrics,
 }

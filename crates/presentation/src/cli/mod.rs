@@ -12,6 +12,7 @@ mod remote;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -118,11 +119,17 @@ pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppS
         limits: Limits {
             body_bytes: settings.server.body_limit_bytes,
             messages: settings.server.max_messages,
+            message_chars: settings.server.max_message_chars,
+            facts_per_call: settings.server.max_facts_per_call,
+            concurrency: settings.server.max_concurrency,
+            queue_timeout: Duration::from_millis(settings.server.queue_timeout_ms),
         },
         auth: Auth::new(
             &settings.server.api_keys.0,
             &settings.server.admin_api_keys.0,
         ),
+        cors_origins: settings.server.cors_origins.0.clone(),
+        metrics: telemetry::metrics(),
     })
 }
 
@@ -135,7 +142,16 @@ async fn serve(
     if let Some(path) = seed {
         facts::seed_at_startup(&services, &path).await;
     }
+    let store = services.store.clone();
     let state = app_state(services, &settings)?;
+    let metrics = state.metrics.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics.run_upkeep();
+        }
+    });
     let addr = addr.unwrap_or(settings.server.addr);
     let listener = TcpListener::bind(addr)
         .await
@@ -151,9 +167,13 @@ async fn serve(
             addr = %bound, keys, admin_keys, "ragback is listening; API keys required"
         ),
     }
-    api::serve(listener, api::router(state), api::shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let drain = Duration::from_secs(settings.server.drain_timeout_secs);
+    let served = api::serve(listener, api::router(state), api::shutdown_signal(), drain).await;
+    upkeep.abort();
+    if let Err(error) = store.flush().await {
+        tracing::error!(%error, "cannot flush the fact store");
+    }
+    served.context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

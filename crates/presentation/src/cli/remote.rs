@@ -12,7 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::MAX_FACTS_PER_CALL;
+/// Facts per `POST …/facts` call: well under the server's default limit (256,
+/// `RAGBACK_SERVER__MAX_FACTS_PER_CALL`), so a server configured lower still takes them.
+const FACTS_PER_CALL: usize = 64;
 
 /// A client of the facts API.
 #[derive(Debug, Clone)]
@@ -154,7 +156,7 @@ impl RemoteFacts {
         }
     }
 
-    /// Adds one owner's facts in calls of at most 256, stopping between calls when `stop` says.
+    /// Adds one owner's facts in calls of at most [`FACTS_PER_CALL`], stopping between calls when `stop` says.
     pub async fn add(
         &self,
         owner: &FactOwner,
@@ -163,7 +165,7 @@ impl RemoteFacts {
         progress: &mut dyn FnMut(&AddFactsReport),
         stop: &dyn Fn() -> bool,
     ) -> Result<(), RemoteAddError> {
-        for chunk in facts.chunks(MAX_FACTS_PER_CALL) {
+        for chunk in facts.chunks(FACTS_PER_CALL) {
             if stop() {
                 return Err(RemoteAddError {
                     done: *report,

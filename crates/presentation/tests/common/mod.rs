@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test files
 
+pub mod fault_upstream;
 pub mod process;
 pub mod sse_upstream;
 
@@ -171,13 +172,20 @@ impl TestApp {
             services.facts.add(facts, |_| {}).await.unwrap();
         }
         let state = app_state(services, &settings).unwrap();
+        let settings_drain = settings.server.drain_timeout_secs;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            api::serve(listener, api::router(state), async {
-                let _ = rx.await;
-            })
+            let drain = std::time::Duration::from_secs(settings_drain);
+            api::serve(
+                listener,
+                api::router(state),
+                async {
+                    let _ = rx.await;
+                },
+                drain,
+            )
             .await
             .unwrap();
         });

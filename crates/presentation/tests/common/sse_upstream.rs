@@ -143,7 +143,7 @@ async fn serve(mut socket: TcpStream, script: &[Step], firsts: &Mutex<Vec<Instan
 }
 
 /// Reads the request head and its `content-length` body.
-async fn read_request(socket: &mut TcpStream) -> Option<Vec<u8>> {
+pub async fn read_request(socket: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

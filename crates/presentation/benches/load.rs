@@ -1,0 +1,248 @@
+//! Load generator: `/generate` under many concurrent requests, against a fake OpenAI-compatible
+//! upstream with a fixed latency.
+//!
+//! Starts the real `ragback serve` binary (built with the bench profile) as its own process, on a
+//! Qdrant Edge store holding a few facts, with a fake upstream in this process that answers
+//! Cohere's `v2/embed` at once and chat completions after `LATENCY_MS`. Then it keeps
+//! `CONCURRENCY` requests in flight until `REQUESTS` are done (or for `DURATION_SECS`, for a
+//! soak), and reports throughput, latency percentiles, errors, and the server's RSS (sampled
+//! every 100 ms, plus the kernel's peak).
+//!
+//! ```text
+//! cargo bench -p ragback-presentation --bench load                      # 1000 × 200 ms
+//! CONCURRENCY=200 DURATION_SECS=600 cargo bench -p ragback-presentation --bench load   # soak
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::routing::post;
+use common::process::{ServerProcess, ragback};
+use common::{completion, demo_request};
+use ragback_application::testing::WordEmbedder;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The fake upstream: Cohere embeddings at once, chat completions after `latency`.
+async fn start_upstream(latency: Duration) -> String {
+    let app = Router::new()
+        .route(
+            "/v2/embed",
+            post(|Json(body): Json<Value>| async move {
+                let texts = body["texts"].as_array().cloned().unwrap_or_default();
+                let vectors: Vec<Vec<f32>> = texts
+                    .iter()
+                    .map(|t| WordEmbedder::vector(t.as_str().unwrap_or_default()))
+                    .collect();
+                Json(json!({
+                    "id": "load", "texts": texts, "response_type": "embeddings_by_type",
+                    "embeddings": {"float": vectors},
+                    "meta": {"api_version": {"version": "2"}}
+                }))
+            }),
+        )
+        .route(
+            "/api/v1/chat/completions",
+            post(move || async move {
+                tokio::time::sleep(latency).await;
+                Json(completion("*raises glass* No way, bro! A whole marathon?"))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// (current RSS, peak RSS) of `pid` in MiB, from /proc.
+fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn main() {
+    let concurrency = env("CONCURRENCY", 1_000) as usize;
+    let requests = env("REQUESTS", 20_000) as usize;
+    let duration = env("DURATION_SECS", 0);
+    let latency = Duration::from_millis(env("LATENCY_MS", 200));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(concurrency, requests, duration, latency));
+}
+
+async fn run(concurrency: usize, requests: usize, duration: u64, latency: Duration) {
+    let upstream = start_upstream(latency).await;
+    let store = tempfile::tempdir().unwrap();
+    let mut command = ragback(store.path(), None);
+    command
+        .env("RAGBACK_LLM__BASE_URL", format!("{upstream}/api/v1"))
+        .env("RAGBACK_LLM__API_KEY", "sk-load")
+        .env("RAGBACK_EMBEDDER__COHERE__BASE_URL", &upstream)
+        .env("COHERE_API_KEY", "co-load")
+        .env(
+            "RAGBACK_SERVER__MAX_CONCURRENCY",
+            concurrency.max(1).to_string(),
+        )
+        .env("RUST_LOG", "error");
+    let server = ServerProcess::start(&mut command).await;
+    let pid = server.child.id();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let seeded = client
+        .post(format!("{}/users/john/facts", server.url()))
+        .json(&json!({"facts": ["Ran the London marathon last spring", "Has a dog named Rex"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), 200, "seeding facts");
+
+    let body = Arc::new(demo_request());
+    let url = Arc::new(format!("{}/generate", server.url()));
+    let rss_before = rss_mib(pid).map_or(0.0, |(rss, _)| rss);
+    println!(
+        "load: {concurrency} concurrent, upstream latency {} ms, {}; server RSS before {rss_before:.1} MiB",
+        latency.as_millis(),
+        if duration > 0 {
+            format!("{duration} s")
+        } else {
+            format!("{requests} requests")
+        }
+    );
+
+    // RSS sampler: every 100 ms; every 10 s a line for soaks.
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::<(Duration, f64)>::new()));
+    let started = Instant::now();
+    let sampler = {
+        let (stop, samples) = (stop.clone(), samples.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            while !stop.load(Ordering::Relaxed) {
+                every.tick().await;
+                if let Some((rss, _)) = rss_mib(pid) {
+                    samples.lock().await.push((started.elapsed(), rss));
+                }
+            }
+        })
+    };
+
+    let issued = Arc::new(AtomicUsize::new(0));
+    let deadline = (duration > 0).then(|| started + Duration::from_secs(duration));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, body, issued) =
+            (client.clone(), url.clone(), body.clone(), issued.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+            loop {
+                match deadline {
+                    Some(end) if Instant::now() >= end => break,
+                    None if issued.fetch_add(1, Ordering::Relaxed) >= requests => break,
+                    _ => {}
+                }
+                let sent = Instant::now();
+                let outcome = client.post(url.as_str()).json(body.as_ref()).send().await;
+                match outcome {
+                    Ok(response) if response.status() == 200 => {
+                        let _ = response.bytes().await;
+                        latencies.push(sent.elapsed().as_secs_f64() * 1_000.0);
+                    }
+                    Ok(response) => {
+                        *errors.entry(response.status().to_string()).or_default() += 1;
+                    }
+                    Err(error) => {
+                        *errors.entry(format!("client: {error}")).or_default() += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for worker in workers {
+        let (l, e) = worker.await.unwrap();
+        latencies.extend(l);
+        for (k, v) in e {
+            *errors.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+
+    let ok = latencies.len();
+    let failed: usize = errors.values().sum();
+    println!(
+        "done: {ok} ok, {failed} errors in {:.1} s = {:.0} req/s",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64()
+    );
+    for (kind, count) in &errors {
+        println!("  error {kind}: {count}");
+    }
+    if !latencies.is_empty() {
+        common::report_percentiles("latency (client, whole response)", 34, latencies.clone());
+        let overhead: Vec<f64> = latencies
+            .iter()
+            .map(|l| l - latency.as_secs_f64() * 1_000.0)
+            .collect();
+        common::report_percentiles("minus upstream latency", 34, overhead);
+    }
+    let samples = samples.lock().await;
+    let peak_sampled = samples.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    let peak_kernel = rss_mib(pid).map_or(0.0, |(_, hwm)| hwm);
+    println!("server RSS: peak {peak_kernel:.1} MiB (VmHWM), sampled peak {peak_sampled:.1} MiB");
+    if duration > 0 {
+        // Soak: the RSS at one minute (after warm-up) against the last ten seconds.
+        let at = |from: f64, to: f64| {
+            let window: Vec<f64> = samples
+                .iter()
+                .filter(|(t, _)| (from..to).contains(&t.as_secs_f64()))
+                .map(|(_, r)| *r)
+                .collect();
+            window.iter().sum::<f64>() / window.len().max(1) as f64
+        };
+        let total = elapsed.as_secs_f64();
+        for minute in 1..=(total as u64 / 60) {
+            let t = minute as f64 * 60.0;
+            println!("  RSS at {t:>4.0} s: {:.1} MiB", at(t - 5.0, t));
+        }
+        let warm = at(55.0, 65.0);
+        let end = at(total - 10.0, total);
+        println!(
+            "soak: RSS after warm-up {warm:.1} MiB, at the end {end:.1} MiB: growth {:+.1} %",
+            (end - warm) / warm * 100.0
+        );
+    }
+    drop(server);
+}
