@@ -623,6 +623,22 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_a_comma_separated_list() {
+        let s = load(&[(
+            "RAGBACK_SERVER__CORS_ORIGINS",
+            "https://a.example.com, http://localhost:3000",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.server.cors_origins.0,
+            ["https://a.example.com", "http://localhost:3000"]
+        );
+        let any = load(&[("RAGBACK_SERVER__CORS_ORIGINS", "*")]).unwrap();
+        assert_eq!(any.server.cors_origins.0, ["*"]);
+        assert!(load(&[]).unwrap().server.cors_origins.0.is_empty());
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let s = load(&[
             ("RAGBACK_EMBEDDER__PROVIDER", ""),
@@ -658,6 +674,18 @@ mod tests {
             (
                 ("RAGBACK_RETRIEVAL__TOP_K", "0"),
                 "RAGBACK_RETRIEVAL__TOP_K",
+            ),
+            (
+                ("RAGBACK_SERVER__MAX_MESSAGE_CHARS", "8001"),
+                "RAGBACK_SERVER__MAX_MESSAGE_CHARS",
+            ),
+            (
+                ("RAGBACK_SERVER__MAX_CONCURRENCY", "0"),
+                "RAGBACK_SERVER__MAX_CONCURRENCY",
+            ),
+            (
+                ("RAGBACK_SERVER__CORS_ORIGINS", "app.example.com"),
+                "RAGBACK_SERVER__CORS_ORIGINS",
             ),
         ];
         for ((name, value), expected) in cases {

@@ -22,8 +22,9 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => builder.compact().try_init(),
         LogFormat::Json => builder
             .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            // Every enclosing span, so the request's id is on each line of that request.
+            .with_current_span(false)
+            .with_span_list(true)
             .try_init(),
     };
 }
