@@ -114,7 +114,11 @@ async fn on_sigterm_in_flight_requests_finish_new_ones_are_refused_and_the_exit_
         .await;
     assert!(late.is_err(), "no new connections while draining");
 
-    assert_eq!(in_flight.await.unwrap(), Ok(200), "the in-flight reply was delivered");
+    assert_eq!(
+        in_flight.await.unwrap(),
+        Ok(200),
+        "the in-flight reply was delivered"
+    );
     let (exit, _) = wait_exit(&mut server.child, Duration::from_secs(10)).await;
     assert!(exit.success(), "exit status {exit}");
 }
@@ -122,16 +126,27 @@ async fn on_sigterm_in_flight_requests_finish_new_ones_are_refused_and_the_exit_
 #[tokio::test(flavor = "multi_thread")]
 async fn the_drain_timeout_cuts_requests_that_take_longer() {
     let llm = slow_llm(Duration::from_secs(30)).await;
-    let mut server = serve(&llm, &[("RAGBACK_SERVER__DRAIN_TIMEOUT_SECS", "1")], Stdio::null()).await;
+    let mut server = serve(
+        &llm,
+        &[("RAGBACK_SERVER__DRAIN_TIMEOUT_SECS", "1")],
+        Stdio::null(),
+    )
+    .await;
     let in_flight = generate(server.port, "too-slow-1");
     wait_llm_called(&llm).await;
 
     sigterm(&server.child);
     let (exit, took) = wait_exit(&mut server.child, Duration::from_secs(10)).await;
     assert!(exit.success(), "exit status {exit}");
-    assert!(took >= Duration::from_millis(900), "it drained first: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "it drained first: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "then stopped: {took:?}");
-    assert!(in_flight.await.unwrap().is_err(), "the cut request saw the connection close");
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the cut request saw the connection close"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,9 +189,10 @@ async fn every_json_log_line_of_a_request_carries_its_request_id() {
         .collect();
     for message in ["retrying", "reply generated", "finished processing request"] {
         assert!(
-            of_request
-                .iter()
-                .any(|l| l["fields"]["message"].as_str().unwrap_or("").contains(message)),
+            of_request.iter().any(|l| l["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(message)),
             "no `{message}` line with the request id in:\n{output}"
         );
     }

@@ -1,7 +1,7 @@
 //! Optional bearer-token authentication.
 //!
 //! - No keys configured: every route is open.
-//! - `api_keys`: every route but `/health` and `/ready` needs `Authorization: Bearer <key>`.
+//! - `api_keys`: every route but `/health`, `/ready`, `/openapi.json` and `/docs` needs `Authorization: Bearer <key>`.
 //! - `admin_api_keys`: adding and deleting facts needs one of these; the plain keys then only read.
 //!   Admin keys are accepted everywhere.
 //!
@@ -17,6 +17,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+
+/// Routes that never need a key: the probes, and the API's description.
+const OPEN_PATHS: [&str; 4] = ["/health", "/ready", "/openapi.json", "/docs"];
 
 /// The accepted keys, as digests.
 #[derive(Clone, Default)]
@@ -57,7 +60,7 @@ impl Auth {
     }
 
     fn need(&self, method: &Method, path: &str) -> Need {
-        if !self.enabled() || path == "/health" || path == "/ready" {
+        if !self.enabled() || OPEN_PATHS.contains(&path) {
             return Need::Nothing;
         }
         let changes_facts = method != Method::GET

@@ -21,7 +21,7 @@ pub(crate) fn at<T>(
 }
 
 /// Who wrote a message, on the wire.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RoleDto {
     User,
@@ -29,7 +29,7 @@ pub(crate) enum RoleDto {
 }
 
 /// A message; `actor` is accepted for `role`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct MessageDto {
     #[serde(alias = "actor")]
     role: RoleDto,
@@ -37,7 +37,7 @@ pub(crate) struct MessageDto {
 }
 
 /// The user.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct UserDto {
     #[serde(default)]
     id: Option<String>,
@@ -47,7 +47,7 @@ pub(crate) struct UserDto {
 }
 
 /// The character, optionally with a Character Card V2.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct CharacterDto {
     #[serde(default)]
     id: Option<String>,
@@ -61,7 +61,7 @@ pub(crate) struct CharacterDto {
 }
 
 /// A Character Card V2 (`{"spec": "chara_card_v2", "spec_version": "2.0", "data": {…}}`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct CardDto {
     #[serde(default)]
     spec: Option<String>,
@@ -69,7 +69,7 @@ pub(crate) struct CardDto {
 }
 
 /// The card fields ragback uses; the others (tags, creator, extensions, …) are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct CardDataDto {
     #[serde(default)]
     description: Option<String>,
@@ -189,7 +189,7 @@ impl CharacterDto {
 }
 
 /// A fact in a response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct FactDto {
     id: String,
     owner: &'static str,

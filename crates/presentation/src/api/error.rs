@@ -30,22 +30,36 @@ pub struct ApiError {
     request_id: Option<Arc<str>>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error: `{"error": {"code", "message", "field"?, "request_id"?}, "retrieval"?}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
     error: Detail<'a>,
+    /// `/generate` only: what retrieval found before the model failed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     retrieval: Option<&'a serde_json::Value>,
 }
 
-#[derive(Serialize)]
+/// The error itself.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Detail<'a> {
+    /// Machine-readable, e.g. `invalid_field`, `llm_timeout`.
     code: &'a str,
+    /// For people: what happened and what to do.
     message: &'a str,
+    /// The offending field's path, for input errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// The request's `x-request-id`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     request_id: Option<Arc<str>>,
 }
+
+/// The schema name of every error body, for the OpenAPI document.
+pub(crate) type ErrorBody = Body<'static>;
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {

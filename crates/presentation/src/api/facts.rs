@@ -11,7 +11,7 @@ use ragback_domain::{
 use serde::{Deserialize, Serialize};
 
 use super::dto::at;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::state::AppState;
 
@@ -33,7 +33,7 @@ fn owner(kind: &str, id: String) -> Result<FactOwner, ApiError> {
 }
 
 /// A fact in a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct FactOut {
     id: String,
     owner: &'static str,
@@ -65,14 +65,14 @@ impl From<ScoredFact> for FactOut {
 }
 
 /// `{"facts": ["…", …]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddFactsRequest {
     facts: Vec<String>,
 }
 
 /// `{"ids": […], "added": n, "unchanged": m}`: an id per input fact, in input order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AddFactsResponse {
     ids: Vec<String>,
     added: usize,
@@ -80,6 +80,23 @@ pub(crate) struct AddFactsResponse {
 }
 
 /// `POST /{users|characters}/{id}/facts`.
+#[utoipa::path(
+    post,
+    path = "/{kind}/{id}/facts",
+    tag = "facts",
+    summary = "Add facts (embedded, stored; the same text twice is kept once)",
+    params(
+        ("kind" = String, Path, description = "`users` or `characters`"),
+        ("id" = String, Path, description = "The user's or character's id"),
+    ),
+    request_body = AddFactsRequest,
+    responses(
+        (status = 200, description = "Ids of the facts, new or not", body = AddFactsResponse),
+        (status = 403, description = "Admin keys are configured and this is not one", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "No embedder, or the store is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn add(
     State(state): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
@@ -119,7 +136,7 @@ pub(crate) async fn add(
 }
 
 /// A page of facts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ListResponse {
     facts: Vec<FactOut>,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -173,6 +190,23 @@ fn list_params(query: Option<&str>) -> Result<(usize, Option<FactId>, bool), Api
 }
 
 /// `GET /{users|characters}/{id}/facts?limit=&cursor=&with_vectors=`.
+#[utoipa::path(
+    get,
+    path = "/{kind}/{id}/facts",
+    tag = "facts",
+    summary = "List an owner's facts, a page at a time",
+    params(
+        ("kind" = String, Path, description = "`users` or `characters`"),
+        ("id" = String, Path, description = "The user's or character's id"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("with_vectors" = Option<bool>, Query, description = "Include the vectors"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = ListResponse),
+        (status = 422, description = "Invalid parameter", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
@@ -195,6 +229,21 @@ pub(crate) async fn list(
 }
 
 /// `DELETE /{users|characters}/{id}/facts/{fact_id}`: 204, or 404 when the owner has no such fact.
+#[utoipa::path(
+    delete,
+    path = "/{kind}/{id}/facts/{fact_id}",
+    tag = "facts",
+    summary = "Delete one fact",
+    params(
+        ("kind" = String, Path, description = "`users` or `characters`"),
+        ("id" = String, Path, description = "The user's or character's id"),
+        ("fact_id" = String, Path, description = "The fact's id (a UUID)"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "The owner has no such fact", body = ErrorBody),
+    )
+)]
 pub(crate) async fn delete_one(
     State(state): State<AppState>,
     Path((kind, id, fact_id)): Path<(String, String, String)>,
@@ -210,12 +259,23 @@ pub(crate) async fn delete_one(
 }
 
 /// `{"deleted": n}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct DeletedResponse {
     deleted: usize,
 }
 
 /// `DELETE /{users|characters}/{id}/facts`: every fact of the owner.
+#[utoipa::path(
+    delete,
+    path = "/{kind}/{id}/facts",
+    tag = "facts",
+    summary = "Delete every fact of an owner",
+    params(
+        ("kind" = String, Path, description = "`users` or `characters`"),
+        ("id" = String, Path, description = "The user's or character's id"),
+    ),
+    responses((status = 200, description = "How many were deleted", body = DeletedResponse))
+)]
 pub(crate) async fn delete_all(
     State(state): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
@@ -226,7 +286,7 @@ pub(crate) async fn delete_all(
 }
 
 /// `{"user_id"?, "character_id"?, "query", "top_k"?, "threshold"?}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchRequest {
     #[serde(default)]
@@ -245,12 +305,24 @@ fn default_top_k() -> usize {
 }
 
 /// `{"facts": [{id, owner, owner_id, text, score}]}`, best first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SearchResponse {
     facts: Vec<FactOut>,
 }
 
 /// `POST /facts/search`: the facts most similar to a text, with scores (to tune the threshold).
+#[utoipa::path(
+    post,
+    path = "/facts/search",
+    tag = "facts",
+    summary = "The facts most similar to a text, with scores",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Facts above the threshold, best first", body = SearchResponse),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "No embedder, or it failed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn search(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SearchRequest>,

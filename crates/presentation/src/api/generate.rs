@@ -20,13 +20,13 @@ use tokio::sync::mpsc;
 
 use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, FactDto, MessageDto, UserDto, at};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::request_id;
 use super::state::{AppState, Limits};
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct GenerateRequest {
     messages: Vec<MessageDto>,
     user: UserDto,
@@ -43,7 +43,7 @@ pub(crate) struct GenerateRequest {
 }
 
 /// Per-request generation parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GenerationDto {
     #[serde(default)]
@@ -57,7 +57,7 @@ pub(crate) struct GenerationDto {
 }
 
 /// Per-request retrieval parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RetrievalDto {
     #[serde(default)]
@@ -115,7 +115,7 @@ impl GenerateRequest {
 }
 
 /// The response body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct GenerateResponse {
     text: String,
     facts: Vec<FactDto>,
@@ -125,14 +125,14 @@ pub(crate) struct GenerateResponse {
     timings_ms: TimingsDto,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct UsageDto {
     prompt_tokens: u32,
     completion_tokens: u32,
 }
 
 /// Stage timings in milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TimingsDto {
     embed: f64,
     search: f64,
@@ -174,6 +174,27 @@ impl From<Generation> for GenerateResponse {
 
 /// `POST /generate`: JSON, or Server-Sent Events with `"stream": true`. The request is
 /// validated before anything is streamed, so bad input is a plain 4xx JSON error either way.
+#[utoipa::path(
+    post,
+    path = "/generate",
+    tag = "generate",
+    summary = "The character's next line, with the facts used",
+    description = "With `\"stream\": true` the answer is Server-Sent Events instead: `facts`, \
+        `delta`…, then `done` (this response) or `error` (an error body).",
+    params(("X-Request-Timeout" = Option<String>, Header,
+        description = "A shorter deadline for this request: milliseconds, `2500ms` or `3s`")),
+    request_body = GenerateRequest,
+    responses(
+        (status = 200, description = "The reply", body = GenerateResponse),
+        (status = 400, description = "Not JSON, or a bad header", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field; `error.field` names it", body = ErrorBody),
+        (status = 502, description = "The LLM failed after retries", body = ErrorBody),
+        (status = 503, description = "LLM not configured, or every generation slot busy", body = ErrorBody),
+        (status = 504, description = "The deadline passed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn generate(
     State(state): State<AppState>,
     RequestTimeout(timeout): RequestTimeout,

@@ -9,23 +9,30 @@ use serde_json::{Value, json};
 use super::state::AppState;
 
 /// `GET /health`: always 200 while the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object))
+)]
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Readiness {
     status: &'static str,
     checks: Checks,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Checks {
     store: Check,
     llm: Check,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Check {
     ok: bool,
     message: String,
@@ -33,6 +40,16 @@ struct Check {
 
 /// `GET /ready`: 200 when the store answers and the LLM is configured, else 503 saying why.
 /// Never prints secrets.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    summary = "Readiness: the store answers and the LLM is configured",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the failing check says why", body = Readiness),
+    )
+)]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let store = match state.store.status().await {
         Ok(status) => Check {

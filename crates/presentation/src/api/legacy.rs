@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, MessageDto, UserDto};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::state::AppState;
 
 /// `{"messages": [{"actor", "text"}], "user": {"name", "age"}, "character": {"name", "age",
 /// "description"}}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct LegacyChatRequest {
     messages: Vec<MessageDto>,
     user: UserDto,
@@ -22,25 +22,39 @@ pub(crate) struct LegacyChatRequest {
 }
 
 /// `{"generated_text", "search_results": [{"content": {"owner", "text"}, "relevance_score"}]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct LegacyChatResponse {
     generated_text: String,
     search_results: Vec<SearchResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SearchResult {
     content: Content,
     relevance_score: f32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Content {
     owner: &'static str,
     text: String,
 }
 
 /// `POST /api/v1/chat`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chat",
+    tag = "generate",
+    summary = "The previous Python service's contract, unchanged",
+    request_body = LegacyChatRequest,
+    responses(
+        (status = 200, description = "The reply", body = LegacyChatResponse),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 502, description = "The LLM failed after retries", body = ErrorBody),
+        (status = 503, description = "LLM not configured, or every generation slot busy", body = ErrorBody),
+        (status = 504, description = "The deadline passed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn chat(
     State(state): State<AppState>,
     RequestTimeout(timeout): RequestTimeout,

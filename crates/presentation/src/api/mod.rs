@@ -6,6 +6,7 @@
 //!   `POST /facts/search`: scored search.
 //! - `GET /health`: liveness. `GET /ready`: store open and LLM configured.
 //! - `GET /metrics`: Prometheus metrics.
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of all of these; `GET /docs`: a UI over it.
 //!
 //! Every error is `{"error": {"code", "message", "request_id"}}` with a 4xx or 5xx status. With
 //! API keys configured, every route but `/health` and `/ready` needs `Authorization: Bearer
@@ -22,19 +23,20 @@ mod health;
 mod json;
 mod legacy;
 mod observe;
+mod openapi;
 mod request_id;
 mod state;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::middleware;
-use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -42,6 +44,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use admission::Admission;
 pub use auth::Auth;
@@ -58,23 +63,26 @@ pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
     let cors = cors(&state.cors_origins);
     let admission = Admission::new(limits.concurrency, limits.queue_timeout);
-    let generation = Router::new()
-        .route("/generate", post(generate::generate))
-        .route("/api/v1/chat", post(legacy::chat))
+    let generation = OpenApiRouter::new()
+        .routes(routes!(generate::generate))
+        .routes(routes!(legacy::chat))
         .route_layer(middleware::from_fn_with_state(admission, admission::admit));
-    let router = Router::new()
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(generation)
-        .route(
-            "/{kind}/{id}/facts",
-            post(facts::add).get(facts::list).delete(facts::delete_all),
-        )
-        .route("/{kind}/{id}/facts/{fact_id}", delete(facts::delete_one))
-        .route("/facts/search", post(facts::search))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(observe::metrics))
+        .routes(routes!(facts::add, facts::list, facts::delete_all))
+        .routes(routes!(facts::delete_one))
+        .routes(routes!(facts::search))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::docs))
+        .split_for_parts();
+    let spec = openapi::Spec(Arc::new(document));
+    let router = routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(Extension(spec))
         .with_state(state)
         .layer(middleware::from_fn_with_state(auth, auth::require_key));
     // Outside authentication: preflight requests carry no key, and refusals need CORS headers
