@@ -10,7 +10,7 @@ MODEL     := $(MODEL_DIR)/model.safetensors
 FETCH   = $(RELEASE)
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt model add-facts interact eval bench dc.up dc.down clean
+.PHONY: help run build test lint fmt model add-facts interact eval bench load soak dc.up dc.down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ bench: $(MODEL) ## Measure the pipeline's overhead, streaming's time to first to
 	$(CARGO) bench -p ragback-presentation --bench pipeline
 	$(CARGO) bench -p ragback-presentation --bench first_token
 	$(CARGO) bench -p ragback-integrations --bench embedder
+
+load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURRENCY=, LATENCY_MS=, REQUESTS=)
+	$(CARGO) bench -p ragback-presentation --bench load
+
+soak: ## Soak test: 10 minutes at 200 concurrent, RSS every minute (DURATION_SECS=, CONCURRENCY=)
+	DURATION_SECS=$${DURATION_SECS:-600} CONCURRENCY=$${CONCURRENCY:-200} $(CARGO) bench -p ragback-presentation --bench load
 
 dc.up: ## Start a Qdrant server with docker compose (needs Docker)
 	docker compose up -d --wait

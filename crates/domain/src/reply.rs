@@ -289,7 +289,9 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+        ))]
 
         #[test]
         fn cleaning_never_panics_and_is_idempotent(raw in "\\PC{0,80}", name in "\\PC{0,12}") {

@@ -369,6 +369,29 @@ mod tests {
         assert!(!prompt.system.contains("facts above"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
+        ))]
+
+        /// Whatever the data holds (template syntax, quotes, unicode), rendering succeeds and
+        /// every piece appears literally.
+        #[test]
+        fn any_data_renders_literally(
+            description in "[^\\s\\p{C}][^\\p{C}]{0,120}[^\\s\\p{C}]",
+            facts in proptest::collection::vec("[^\\s\\p{C}][^\\p{C}]{0,60}[^\\s\\p{C}]", 0..4),
+            greeting in proptest::bool::ANY,
+        ) {
+            let facts: Vec<ScoredFact> = facts.iter().map(|t| fact(t)).collect();
+            let prompt = render(&character(&description, None), &facts, greeting);
+            proptest::prop_assert!(prompt.system.contains(&description));
+            for f in &facts {
+                let line = format!("- {}", f.fact.text.as_str());
+                proptest::prop_assert!(prompt.system.contains(&line));
+            }
+        }
+    }
+
     #[test]
     fn template_syntax_in_data_is_never_evaluated() {
         let tricky = "Says {{ user.name }} and {% if true %}x{% endif %} and <b>&</b>";

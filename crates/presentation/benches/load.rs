@@ -6,7 +6,8 @@
 //! Cohere's `v2/embed` at once and chat completions after `LATENCY_MS`. Then it keeps
 //! `CONCURRENCY` requests in flight until `REQUESTS` are done (or for `DURATION_SECS`, for a
 //! soak), and reports throughput, latency percentiles, errors, and the server's RSS (sampled
-//! every 100 ms, plus the kernel's peak).
+//! every 100 ms, plus the kernel's peak). Latencies are reported for all requests and for those
+//! sent after `WARMUP_SECS` (2: connections opened, caches warm).
 //!
 //! ```text
 //! cargo bench -p ragback-presentation --bench load                      # 1000 × 200 ms
@@ -31,6 +32,10 @@ use common::{completion, demo_request};
 use ragback_application::testing::WordEmbedder;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+/// The load generator shares the machine with the server: keep its own allocation cheap too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -70,6 +75,17 @@ async fn start_upstream(latency: Duration) -> String {
     url
 }
 
+/// CPU time (user + system) used so far by `pid`, from /proc.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), 1-based: utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// (current RSS, peak RSS) of `pid` in MiB, from /proc.
 fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -89,14 +105,21 @@ fn main() {
     let requests = env("REQUESTS", 20_000) as usize;
     let duration = env("DURATION_SECS", 0);
     let latency = Duration::from_millis(env("LATENCY_MS", 200));
+    let warmup = Duration::from_secs(env("WARMUP_SECS", 2));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(concurrency, requests, duration, latency));
+    runtime.block_on(run(concurrency, requests, duration, latency, warmup));
 }
 
-async fn run(concurrency: usize, requests: usize, duration: u64, latency: Duration) {
+async fn run(
+    concurrency: usize,
+    requests: usize,
+    duration: u64,
+    latency: Duration,
+    warmup: Duration,
+) {
     let upstream = start_upstream(latency).await;
     let store = tempfile::tempdir().unwrap();
     let mut command = ragback(store.path(), None);
@@ -127,6 +150,7 @@ async fn run(concurrency: usize, requests: usize, duration: u64, latency: Durati
     let body = Arc::new(demo_request());
     let url = Arc::new(format!("{}/generate", server.url()));
     let rss_before = rss_mib(pid).map_or(0.0, |(rss, _)| rss);
+    let cpu_before = cpu_time(pid).unwrap_or_default();
     println!(
         "load: {concurrency} concurrent, upstream latency {} ms, {}; server RSS before {rss_before:.1} MiB",
         latency.as_millis(),
@@ -174,7 +198,8 @@ async fn run(concurrency: usize, requests: usize, duration: u64, latency: Durati
                 match outcome {
                     Ok(response) if response.status() == 200 => {
                         let _ = response.bytes().await;
-                        latencies.push(sent.elapsed().as_secs_f64() * 1_000.0);
+                        let at = sent.duration_since(started);
+                        latencies.push((at, sent.elapsed().as_secs_f64() * 1_000.0));
                     }
                     Ok(response) => {
                         *errors.entry(response.status().to_string()).or_default() += 1;
@@ -197,6 +222,7 @@ async fn run(concurrency: usize, requests: usize, duration: u64, latency: Durati
         }
     }
     let elapsed = started.elapsed();
+    let server_cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu_before);
     stop.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
 
@@ -207,16 +233,37 @@ async fn run(concurrency: usize, requests: usize, duration: u64, latency: Durati
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64()
     );
+    println!(
+        "server CPU: {:.1} s of {:.1} s on {} cores ({:.0} µs per request)",
+        server_cpu.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        server_cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64
+    );
     for (kind, count) in &errors {
         println!("  error {kind}: {count}");
     }
-    if !latencies.is_empty() {
-        common::report_percentiles("latency (client, whole response)", 34, latencies.clone());
-        let overhead: Vec<f64> = latencies
-            .iter()
-            .map(|l| l - latency.as_secs_f64() * 1_000.0)
-            .collect();
-        common::report_percentiles("minus upstream latency", 34, overhead);
+    // Steady state: requests sent after the warm-up (connections opened, caches warm).
+    let steady: Vec<f64> = latencies
+        .iter()
+        .filter(|(at, _)| *at >= warmup)
+        .map(|(_, l)| *l)
+        .collect();
+    let upstream_ms = latency.as_secs_f64() * 1_000.0;
+    for (name, values) in [
+        (
+            "all requests",
+            latencies.iter().map(|(_, l)| *l).collect::<Vec<_>>(),
+        ),
+        ("after warm-up", steady),
+    ] {
+        if values.is_empty() {
+            continue;
+        }
+        println!("{name} (n={}):", values.len());
+        let overhead: Vec<f64> = values.iter().map(|l| l - upstream_ms).collect();
+        common::report_percentiles("  latency (whole response)", 34, values);
+        common::report_percentiles("  minus upstream latency", 34, overhead);
     }
     let samples = samples.lock().await;
     let peak_sampled = samples.iter().map(|(_, r)| *r).fold(0.0, f64::max);

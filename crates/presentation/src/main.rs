@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use ragback_presentation::cli::{Cli, Interrupted, run};
 
+/// mimalloc instead of the system allocator: under load, glibc's malloc took about a quarter of the
+/// server's CPU, much of it waiting on arena locks (`cargo bench --bench load`, perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
