@@ -927,6 +927,64 @@ mod tests {
         ));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_turn_deadline_is_the_earliest_of_command_request_and_model_limits() {
+        struct Silent;
+        #[async_trait::async_trait]
+        impl ChatModel for Silent {
+            fn is_configured(&self) -> bool {
+                true
+            }
+            async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
+                std::future::pending().await
+            }
+            async fn stream(&self, _: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+                std::future::pending().await
+            }
+        }
+        let base = service(Arc::new(ScriptedChatModel::default())).await;
+        // Model stage 5 s; whole turn 3 s.
+        let silent = ChatService::new(
+            base.retriever().clone(),
+            Arc::new(PlainRenderer),
+            Arc::new(Silent),
+            ChatSettings {
+                request_timeout: Duration::from_secs(3),
+                ..settings()
+            },
+        );
+        let cases = [
+            (None, Duration::from_secs(3)),
+            (
+                Some(Duration::from_millis(1_500)),
+                Duration::from_millis(1_500),
+            ),
+            (Some(Duration::from_secs(60)), Duration::from_secs(3)),
+        ];
+        for (asked, expected) in cases {
+            let mut cmd = command(&[(Role::User, "hey")]);
+            cmd.timeout = asked;
+            let started = Instant::now();
+            let failure = silent.generate(cmd.clone()).await.unwrap_err();
+            assert!(
+                matches!(failure.error, GenerateError::DeadlineExceeded { deadline, .. } if deadline == expected),
+                "{asked:?}: {:?}",
+                failure.error
+            );
+            assert_eq!(started.elapsed(), expected, "{asked:?}");
+
+            let mut events = silent.generate_stream(cmd);
+            let mut last = None;
+            while let Some(event) = events.recv().await {
+                last = Some(event);
+            }
+            assert!(
+                matches!(last, Some(ReplyEvent::Failed(GenerateError::DeadlineExceeded { deadline, .. })) if deadline == expected),
+                "stream {asked:?}: {last:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn dropping_the_receiver_stops_the_generation() {
         struct Endless(Arc<std::sync::atomic::AtomicBool>);
