@@ -1,12 +1,15 @@
 //! Optional bearer-token authentication.
 //!
 //! - No keys configured: every route is open.
-//! - `api_keys`: every route but `/health`, `/ready`, `/openapi.json` and `/docs` needs `Authorization: Bearer <key>`.
+//! - `api_keys`: every route but `/health`, `/ready`, `/openapi.json` and `/docs` needs
+//!   `Authorization: Bearer <key>`.
 //! - `admin_api_keys`: adding and deleting facts needs one of these; the plain keys then only read.
 //!   Admin keys are accepted everywhere.
 //!
 //! Keys are compared through their SHA-256 digests with a comparison that takes the same time
 //! wherever the first difference is, over every configured key.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::Method;
@@ -21,11 +24,11 @@ use super::error::ApiError;
 /// Routes that never need a key: the probes, and the API's description.
 const OPEN_PATHS: [&str; 4] = ["/health", "/ready", "/openapi.json", "/docs"];
 
-/// The accepted keys, as digests.
+/// The accepted keys, as digests. Shared, not copied: the middleware clones it for every request.
 #[derive(Clone, Default)]
 pub struct Auth {
-    keys: Vec<[u8; 32]>,
-    admin_keys: Vec<[u8; 32]>,
+    keys: Arc<[[u8; 32]]>,
+    admin_keys: Arc<[[u8; 32]]>,
 }
 
 impl std::fmt::Debug for Auth {

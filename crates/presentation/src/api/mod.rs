@@ -9,8 +9,8 @@
 //! - `GET /openapi.json`: the OpenAPI 3.1 document of all of these; `GET /docs`: a UI over it.
 //!
 //! Every error is `{"error": {"code", "message", "request_id"}}` with a 4xx or 5xx status. With
-//! API keys configured, every route but `/health` and `/ready` needs `Authorization: Bearer
-//! <key>`.
+//! API keys configured, every route but `/health`, `/ready`, `/openapi.json` and `/docs` needs
+//! `Authorization: Bearer <key>`.
 
 mod admission;
 mod auth;

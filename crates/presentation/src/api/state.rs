@@ -42,8 +42,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Who may call which route.
     pub auth: Auth,
-    /// Browser origins allowed (`*` for any); empty: no CORS.
-    pub cors_origins: Vec<String>,
+    /// Browser origins allowed (`*` for any); empty: no CORS. Shared: the state is cloned for
+    /// every request.
+    pub cors_origins: Arc<[String]>,
     /// Rendered by `/metrics`.
     pub metrics: Metrics,
 }
