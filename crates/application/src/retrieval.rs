@@ -177,24 +177,12 @@ impl FactRetriever {
         Some(texts.join("\n"))
     }
 
-    /// Retrieves the facts for a chat turn. Never fails: failures degrade to no facts and are
+    /// Retrieves the facts for a chat turn within the turn's `deadline`: embedding gets its own
+    /// timeout or what is left of the turn, whichever is shorter, and the search what is left
+    /// after it. Never fails: failures, running out of time included, degrade to no facts and are
     /// logged.
-    pub async fn retrieve(
-        &self,
-        history: &[Message],
-        owners: Vec<FactOwner>,
-        overrides: &RetrievalOverrides,
-    ) -> Retrieval {
-        let no_deadline = Instant::now() + Duration::from_secs(24 * 3600);
-        self.retrieve_until(history, owners, overrides, no_deadline)
-            .await
-    }
-
-    /// [`retrieve`](Self::retrieve) within the turn's `deadline`: embedding gets its own timeout
-    /// or what is left of the turn, whichever is shorter, and the search what is left after it.
-    /// Running out of time degrades like any other failure.
     #[tracing::instrument(skip_all, fields(owners = owners.len()))]
-    pub async fn retrieve_until(
+    pub async fn retrieve(
         &self,
         history: &[Message],
         owners: Vec<FactOwner>,
@@ -353,6 +341,11 @@ mod tests {
         retrieval_settings(Some(UserId::parse("john").unwrap()), quick_retry(2))
     }
 
+    /// A deadline no test reaches.
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     fn msg(role: Role, text: &str) -> Message {
         Message::new(role, MessageText::parse(text).unwrap())
     }
@@ -425,6 +418,7 @@ mod tests {
                 &[msg(Role::User, "I ran the marathon")],
                 vec![user("john")],
                 &RetrievalOverrides::default(),
+                soon(),
             )
             .await;
 
@@ -452,7 +446,9 @@ mod tests {
             top_k: Some(2),
             ..Default::default()
         };
-        let found = retriever.retrieve(&history, vec![user("john")], &all).await;
+        let found = retriever
+            .retrieve(&history, vec![user("john")], &all, soon())
+            .await;
         assert_eq!(found.facts.len(), 2);
 
         let none = RetrievalOverrides {
@@ -460,7 +456,7 @@ mod tests {
             ..Default::default()
         };
         let found = retriever
-            .retrieve(&history, vec![user("john")], &none)
+            .retrieve(&history, vec![user("john")], &none, soon())
             .await;
         assert_eq!(found.status, RetrievalStatus::Ok);
         assert!(found.facts.is_empty());
@@ -472,7 +468,7 @@ mod tests {
         let history = [msg(Role::User, "hey")];
         let no_embedder = FactRetriever::new(None, store.clone(), settings());
         let r = no_embedder
-            .retrieve(&history, vec![user("john")], &Default::default())
+            .retrieve(&history, vec![user("john")], &Default::default(), soon())
             .await;
         assert_eq!(r.status, RetrievalStatus::Skipped);
 
@@ -483,11 +479,11 @@ mod tests {
             ..Default::default()
         };
         let r = retriever
-            .retrieve(&history, vec![user("john")], &disabled)
+            .retrieve(&history, vec![user("john")], &disabled, soon())
             .await;
         assert_eq!(r.status, RetrievalStatus::Skipped);
         let r = retriever
-            .retrieve(&[], vec![user("john")], &Default::default())
+            .retrieve(&[], vec![user("john")], &Default::default(), soon())
             .await;
         assert_eq!(r.status, RetrievalStatus::Skipped);
     }
@@ -506,6 +502,7 @@ mod tests {
                 &[msg(Role::User, "hey")],
                 vec![user("john")],
                 &Default::default(),
+                soon(),
             )
             .await;
 

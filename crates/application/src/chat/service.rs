@@ -315,7 +315,7 @@ impl ChatService {
             .owners(user.id.as_ref(), character.id.as_ref());
         let retrieval = self
             .retriever
-            .retrieve_until(&messages, owners, &retrieval_overrides, deadline)
+            .retrieve(&messages, owners, &retrieval_overrides, deadline)
             .await;
 
         let render_started = Instant::now();
