@@ -84,15 +84,7 @@ async fn configured_limits_refuse_before_any_upstream_call() {
         app.cohere.received_requests().await.unwrap().is_empty(),
         "no embedding call"
     );
-    let listed: Value = app
-        .client
-        .get(app.url("/users/john/facts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.get_json("/users/john/facts").await;
     assert_eq!(listed["facts"], json!([]), "nothing stored");
 }
 

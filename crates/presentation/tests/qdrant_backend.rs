@@ -53,15 +53,7 @@ async fn facts_added_through_the_api_are_stored_in_qdrant_and_used_by_generate()
         .map(|f| f["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["Owns a cat named Kit"], "only john's fact");
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.get_json("/ready").await;
     assert_eq!(ready["checks"]["store"]["message"], "2 facts");
 }
 

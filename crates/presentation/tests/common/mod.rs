@@ -223,6 +223,12 @@ impl TestApp {
         (status, body)
     }
 
+    /// GETs a path and returns the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Mounts an LLM answer for every call.
     pub async fn llm_replies(&self, text: &str) {
         Mock::given(method("POST"))
