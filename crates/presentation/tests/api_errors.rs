@@ -61,7 +61,7 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
             queue_timeout: Duration::from_millis(100),
         },
         auth: Default::default(),
-        cors_origins: Arc::new([]),
+        cors_origins: Vec::new(),
         metrics: ragback_infrastructure::telemetry::metrics(),
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::dto::at;
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::state::AppState;
+use super::state::SharedState;
 
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1_000;
@@ -98,7 +98,7 @@ pub(crate) struct AddFactsResponse {
     )
 )]
 pub(crate) async fn add(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path((kind, id)): Path<(String, String)>,
     ApiJson(request): ApiJson<AddFactsRequest>,
 ) -> Result<Json<AddFactsResponse>, ApiError> {
@@ -208,7 +208,7 @@ fn list_params(query: Option<&str>) -> Result<(usize, Option<FactId>, bool), Api
     )
 )]
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path((kind, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ListResponse>, ApiError> {
@@ -245,7 +245,7 @@ pub(crate) async fn list(
     )
 )]
 pub(crate) async fn delete_one(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path((kind, id, fact_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let owner = owner(&kind, id)?;
@@ -277,7 +277,7 @@ pub(crate) struct DeletedResponse {
     responses((status = 200, description = "How many were deleted", body = DeletedResponse))
 )]
 pub(crate) async fn delete_all(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path((kind, id)): Path<(String, String)>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let owner = owner(&kind, id)?;
@@ -324,7 +324,7 @@ pub(crate) struct SearchResponse {
     )
 )]
 pub(crate) async fn search(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let mut owners = Vec::new();

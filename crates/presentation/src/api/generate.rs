@@ -23,7 +23,7 @@ use super::dto::{self, CharacterDto, FactDto, MessageDto, UserDto, at};
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::request_id;
-use super::state::{AppState, Limits};
+use super::state::{Limits, SharedState};
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -196,7 +196,7 @@ impl From<Generation> for GenerateResponse {
     )
 )]
 pub(crate) async fn generate(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     RequestTimeout(timeout): RequestTimeout,
     ApiJson(request): ApiJson<GenerateRequest>,
 ) -> Result<Response, ApiError> {

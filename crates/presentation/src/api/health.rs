@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::state::AppState;
+use super::state::SharedState;
 
 /// `GET /health`: always 200 while the process serves HTTP.
 #[utoipa::path(
@@ -50,7 +50,7 @@ struct Check {
         (status = 503, description = "Not ready; the failing check says why", body = Readiness),
     )
 )]
-pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+pub(crate) async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Readiness>) {
     let store = match state.store.status().await {
         Ok(status) => Check {
             ok: true,

@@ -7,19 +7,19 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::state::AppState;
+use super::state::SharedState;
 
 /// A JSON body. Malformed JSON → 400; a missing or ill-typed field → 422 naming it; a body over
 /// the limit → 413; a body not declared as JSON → 415.
 pub struct ApiJson<T>(pub T);
 
-impl<T> FromRequest<AppState> for ApiJson<T>
+impl<T> FromRequest<SharedState> for ApiJson<T>
 where
     T: DeserializeOwned,
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &SharedState) -> Result<Self, ApiError> {
         if !is_json(&request) {
             return Err(ApiError::unsupported_media_type());
         }

@@ -10,7 +10,7 @@ use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, MessageDto, UserDto};
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::state::AppState;
+use super::state::SharedState;
 
 /// `{"messages": [{"actor", "text"}], "user": {"name", "age"}, "character": {"name", "age",
 /// "description"}}`.
@@ -56,7 +56,7 @@ struct Content {
     )
 )]
 pub(crate) async fn chat(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     RequestTimeout(timeout): RequestTimeout,
     ApiJson(request): ApiJson<LegacyChatRequest>,
 ) -> Result<Json<LegacyChatResponse>, ApiError> {

@@ -83,7 +83,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(Extension(spec))
-        .with_state(state)
+        .with_state(Arc::new(state))
         .layer(middleware::from_fn_with_state(auth, auth::require_key));
     // Outside authentication: preflight requests carry no key, and refusals need CORS headers
     // for the browser to show them.

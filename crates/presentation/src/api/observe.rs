@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use super::state::AppState;
+use super::state::SharedState;
 
 /// Middleware: counts requests and times them to the response head, by route template (never
 /// the raw path: ids would make the label set unbounded), method and status.
@@ -40,7 +40,7 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -10,6 +10,9 @@ use ragback_infrastructure::telemetry::Metrics;
 
 use super::auth::Auth;
 
+/// The state as handlers receive it: one clone per request, so a reference count.
+pub(crate) type SharedState = Arc<AppState>;
+
 /// Request limits enforced before any upstream call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -27,8 +30,7 @@ pub struct Limits {
     pub queue_timeout: Duration,
 }
 
-/// Shared, cheaply cloneable state.
-#[derive(Clone)]
+/// What the handlers share. Built once; the router hands each request an [`Arc`] of it.
 pub struct AppState {
     /// Writes replies.
     pub chat: ChatService,
@@ -42,9 +44,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Who may call which route.
     pub auth: Auth,
-    /// Browser origins allowed (`*` for any); empty: no CORS. Shared: the state is cloned for
-    /// every request.
-    pub cors_origins: Arc<[String]>,
+    /// Browser origins allowed (`*` for any); empty: no CORS.
+    pub cors_origins: Vec<String>,
     /// Rendered by `/metrics`.
     pub metrics: Metrics,
 }

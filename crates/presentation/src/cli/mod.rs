@@ -128,7 +128,7 @@ pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppS
             &settings.server.api_keys.0,
             &settings.server.admin_api_keys.0,
         ),
-        cors_origins: settings.server.cors_origins.0.clone().into(),
+        cors_origins: settings.server.cors_origins.0.clone(),
         metrics: telemetry::metrics(),
     })
 }
