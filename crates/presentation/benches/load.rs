@@ -13,20 +13,28 @@
 //! cargo bench -p ragback-presentation --bench load                      # 1000 × 200 ms
 //! CONCURRENCY=200 DURATION_SECS=600 cargo bench -p ragback-presentation --bench load   # soak
 //! ```
+//!
+//! On one small machine the generator and the fake upstream take CPU from the server. To measure
+//! a server on a host of its own, give its address in `SERVER_URL` (and `API_KEY` if it needs
+//! one), bind the fake upstream where that server can reach it with `UPSTREAM_ADDR`
+//! (`0.0.0.0:9100`), and start the server with its LLM and Cohere base URLs pointing there (the
+//! bench prints the variables). `SERVER_PID`, when the server runs on this host, adds its CPU and
+//! RSS to the report.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::Router;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::routing::post;
+use bytes::Bytes;
 use common::process::{ServerProcess, ragback};
 use common::{completion, demo_request};
 use ragback_application::testing::WordEmbedder;
@@ -44,35 +52,98 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The fake upstream: Cohere embeddings at once, chat completions after `latency`.
-async fn start_upstream(latency: Duration) -> String {
+/// The fake upstream: Cohere embeddings at once, chat completions after `latency`. It does as
+/// little as it can per request (the completion is serialised once, embeddings once per text), so
+/// that the CPU it shares with the server goes to the server.
+async fn start_upstream(latency: Duration, addr: &str) -> String {
+    let embeddings = Arc::new(std::sync::Mutex::new(HashMap::<Bytes, Bytes>::new()));
+    let completion = Bytes::from(
+        serde_json::to_vec(&completion("*raises glass* No way, bro! A whole marathon?")).unwrap(),
+    );
     let app = Router::new()
         .route(
             "/v2/embed",
-            post(|Json(body): Json<Value>| async move {
-                let texts = body["texts"].as_array().cloned().unwrap_or_default();
-                let vectors: Vec<Vec<f32>> = texts
-                    .iter()
-                    .map(|t| WordEmbedder::vector(t.as_str().unwrap_or_default()))
-                    .collect();
-                Json(json!({
-                    "id": "load", "texts": texts, "response_type": "embeddings_by_type",
-                    "embeddings": {"float": vectors},
-                    "meta": {"api_version": {"version": "2"}}
-                }))
+            post(move |body: Bytes| async move {
+                let cached = embeddings.lock().unwrap().get(&body).cloned();
+                let reply = cached.unwrap_or_else(|| {
+                    let request: Value = serde_json::from_slice(&body).unwrap();
+                    let texts = request["texts"].as_array().cloned().unwrap_or_default();
+                    let vectors: Vec<Vec<f32>> = texts
+                        .iter()
+                        .map(|t| WordEmbedder::vector(t.as_str().unwrap_or_default()))
+                        .collect();
+                    let reply = Bytes::from(
+                        serde_json::to_vec(&json!({
+                            "id": "load", "texts": texts, "response_type": "embeddings_by_type",
+                            "embeddings": {"float": vectors},
+                            "meta": {"api_version": {"version": "2"}}
+                        }))
+                        .unwrap(),
+                    );
+                    embeddings.lock().unwrap().insert(body, reply.clone());
+                    reply
+                });
+                ([(CONTENT_TYPE, "application/json")], reply)
             }),
         )
         .route(
             "/api/v1/chat/completions",
             post(move || async move {
                 tokio::time::sleep(latency).await;
-                Json(completion("*raises glass* No way, bro! A whole marathon?"))
+                ([(CONTENT_TYPE, "application/json")], completion)
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
+}
+
+/// The server under load: one this bench starts, or one given by `SERVER_URL`.
+struct Target {
+    url: String,
+    /// For CPU and RSS, when the server runs on this host.
+    pid: Option<u32>,
+    _server: Option<(ServerProcess, tempfile::TempDir)>,
+}
+
+impl Target {
+    async fn start(upstream: &str, concurrency: usize) -> Self {
+        if let Ok(url) = std::env::var("SERVER_URL") {
+            let pid = std::env::var("SERVER_PID")
+                .ok()
+                .and_then(|p| p.parse().ok());
+            println!(
+                "driving {url}; it must run on a fresh store with\n  \
+                 RAGBACK_LLM__BASE_URL={upstream}/api/v1 RAGBACK_LLM__API_KEY=sk-load \
+                 RAGBACK_EMBEDDER__PROVIDER=cohere RAGBACK_EMBEDDER__COHERE__BASE_URL={upstream} \
+                 COHERE_API_KEY=co-load RAGBACK_SERVER__MAX_CONCURRENCY={concurrency}"
+            );
+            return Self {
+                url: url.trim_end_matches('/').to_owned(),
+                pid,
+                _server: None,
+            };
+        }
+        let store = tempfile::tempdir().unwrap();
+        let mut command = ragback(store.path(), None);
+        command
+            .env("RAGBACK_LLM__BASE_URL", format!("{upstream}/api/v1"))
+            .env("RAGBACK_LLM__API_KEY", "sk-load")
+            .env("RAGBACK_EMBEDDER__COHERE__BASE_URL", upstream)
+            .env("COHERE_API_KEY", "co-load")
+            .env(
+                "RAGBACK_SERVER__MAX_CONCURRENCY",
+                concurrency.max(1).to_string(),
+            )
+            .env("RUST_LOG", "error");
+        let server = ServerProcess::start(&mut command).await;
+        Self {
+            url: server.url(),
+            pid: Some(server.child.id()),
+            _server: Some((server, store)),
+        }
+    }
 }
 
 /// CPU time (user + system) used so far by `pid`, from /proc.
@@ -120,37 +191,32 @@ async fn run(
     latency: Duration,
     warmup: Duration,
 ) {
-    let upstream = start_upstream(latency).await;
-    let store = tempfile::tempdir().unwrap();
-    let mut command = ragback(store.path(), None);
-    command
-        .env("RAGBACK_LLM__BASE_URL", format!("{upstream}/api/v1"))
-        .env("RAGBACK_LLM__API_KEY", "sk-load")
-        .env("RAGBACK_EMBEDDER__COHERE__BASE_URL", &upstream)
-        .env("COHERE_API_KEY", "co-load")
-        .env(
-            "RAGBACK_SERVER__MAX_CONCURRENCY",
-            concurrency.max(1).to_string(),
-        )
-        .env("RUST_LOG", "error");
-    let server = ServerProcess::start(&mut command).await;
-    let pid = server.child.id();
+    let upstream_addr = std::env::var("UPSTREAM_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+    let upstream = start_upstream(latency, &upstream_addr).await;
+    let target = Target::start(&upstream, concurrency).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(key) = std::env::var("API_KEY") {
+        headers.insert(AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
+        .default_headers(headers)
         .build()
         .unwrap();
     let seeded = client
-        .post(format!("{}/users/john/facts", server.url()))
+        .post(format!("{}/users/john/facts", target.url))
         .json(&json!({"facts": ["Ran the London marathon last spring", "Has a dog named Rex"]}))
         .send()
         .await
         .unwrap();
     assert_eq!(seeded.status(), 200, "seeding facts");
 
-    let body = Arc::new(demo_request());
-    let url = Arc::new(format!("{}/generate", server.url()));
-    let rss_before = rss_mib(pid).map_or(0.0, |(rss, _)| rss);
-    let cpu_before = cpu_time(pid).unwrap_or_default();
+    let body = Bytes::from(serde_json::to_vec(&demo_request()).unwrap());
+    let url = Arc::new(format!("{}/generate", target.url));
+    let pid = target.pid;
+    let rss_before = pid.and_then(rss_mib).map_or(0.0, |(rss, _)| rss);
+    let cpu_before = pid.and_then(cpu_time).unwrap_or_default();
+    let own_cpu_before = cpu_time(std::process::id()).unwrap_or_default();
     println!(
         "load: {concurrency} concurrent, upstream latency {} ms, {}; server RSS before {rss_before:.1} MiB",
         latency.as_millis(),
@@ -171,7 +237,7 @@ async fn run(
             let mut every = tokio::time::interval(Duration::from_millis(100));
             while !stop.load(Ordering::Relaxed) {
                 every.tick().await;
-                if let Some((rss, _)) = rss_mib(pid) {
+                if let Some((rss, _)) = pid.and_then(rss_mib) {
                     samples.lock().await.push((started.elapsed(), rss));
                 }
             }
@@ -194,7 +260,12 @@ async fn run(
                     _ => {}
                 }
                 let sent = Instant::now();
-                let outcome = client.post(url.as_str()).json(body.as_ref()).send().await;
+                let outcome = client
+                    .post(url.as_str())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
                 match outcome {
                     Ok(response) if response.status() == 200 => {
                         let _ = response.bytes().await;
@@ -222,7 +293,13 @@ async fn run(
         }
     }
     let elapsed = started.elapsed();
-    let server_cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu_before);
+    let server_cpu = pid
+        .and_then(cpu_time)
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
+    let own_cpu = cpu_time(std::process::id())
+        .unwrap_or_default()
+        .saturating_sub(own_cpu_before);
     stop.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
 
@@ -233,12 +310,19 @@ async fn run(
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64()
     );
+    if pid.is_some() {
+        println!(
+            "server CPU: {:.1} s of {:.1} s on {} cores ({:.0} µs per request)",
+            server_cpu.as_secs_f64(),
+            elapsed.as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            server_cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64
+        );
+    }
     println!(
-        "server CPU: {:.1} s of {:.1} s on {} cores ({:.0} µs per request)",
-        server_cpu.as_secs_f64(),
-        elapsed.as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        server_cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64
+        "load generator and fake upstream CPU: {:.1} s ({:.0} µs per request)",
+        own_cpu.as_secs_f64(),
+        own_cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64
     );
     for (kind, count) in &errors {
         println!("  error {kind}: {count}");
@@ -265,9 +349,13 @@ async fn run(
         common::report_percentiles("  latency (whole response)", 34, values);
         common::report_percentiles("  minus upstream latency", 34, overhead);
     }
+    if pid.is_none() {
+        println!("server CPU and RSS: not measured (SERVER_PID names a server on this host)");
+        return;
+    }
     let samples = samples.lock().await;
     let peak_sampled = samples.iter().map(|(_, r)| *r).fold(0.0, f64::max);
-    let peak_kernel = rss_mib(pid).map_or(0.0, |(_, hwm)| hwm);
+    let peak_kernel = pid.and_then(rss_mib).map_or(0.0, |(_, hwm)| hwm);
     println!("server RSS: peak {peak_kernel:.1} MiB (VmHWM), sampled peak {peak_sampled:.1} MiB");
     if duration > 0 {
         // Soak: the RSS at one minute (after warm-up) against the last ten seconds.
@@ -291,5 +379,4 @@ async fn run(
             (end - warm) / warm * 100.0
         );
     }
-    drop(server);
 }
