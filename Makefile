@@ -52,7 +52,7 @@ bench: $(MODEL) ## Measure the pipeline's overhead, streaming's time to first to
 	$(CARGO) bench -p ragback-presentation --bench first_token
 	$(CARGO) bench -p ragback-integrations --bench embedder
 
-load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURRENCY=, LATENCY_MS=, REQUESTS=)
+load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURRENCY=, LATENCY_MS=, REQUESTS=, SERVER_URL=, UPSTREAM_ADDR=)
 	$(CARGO) bench -p ragback-presentation --bench load
 
 soak: ## Soak test: 10 minutes at 200 concurrent, RSS every minute (DURATION_SECS=, CONCURRENCY=)
