@@ -113,6 +113,8 @@ impl Target {
             let pid = std::env::var("SERVER_PID")
                 .ok()
                 .and_then(|p| p.parse().ok());
+            // Bound to every interface: the server reaches it by this host's name.
+            let upstream = upstream.replace("0.0.0.0", "<this host>");
             println!(
                 "driving {url}; it must run on a fresh store with\n  \
                  RAGBACK_LLM__BASE_URL={upstream}/api/v1 RAGBACK_LLM__API_KEY=sk-load \
