@@ -220,12 +220,17 @@ async fn run(
     let cpu_before = pid.and_then(cpu_time).unwrap_or_default();
     let own_cpu_before = cpu_time(std::process::id()).unwrap_or_default();
     println!(
-        "load: {concurrency} concurrent, upstream latency {} ms, {}; server RSS before {rss_before:.1} MiB",
+        "load: {concurrency} concurrent, upstream latency {} ms, {}{}",
         latency.as_millis(),
         if duration > 0 {
             format!("{duration} s")
         } else {
             format!("{requests} requests")
+        },
+        if pid.is_some() {
+            format!("; server RSS before {rss_before:.1} MiB")
+        } else {
+            String::new()
         }
     );
 
@@ -312,19 +317,20 @@ async fn run(
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64()
     );
+    let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64;
     if pid.is_some() {
         println!(
             "server CPU: {:.1} s of {:.1} s on {} cores ({:.0} µs per request)",
             server_cpu.as_secs_f64(),
             elapsed.as_secs_f64(),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-            server_cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64
+            per_request(server_cpu)
         );
     }
     println!(
         "load generator and fake upstream CPU: {:.1} s ({:.0} µs per request)",
         own_cpu.as_secs_f64(),
-        own_cpu.as_secs_f64() * 1e6 / (ok + failed).max(1) as f64
+        per_request(own_cpu)
     );
     for (kind, count) in &errors {
         println!("  error {kind}: {count}");
