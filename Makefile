@@ -47,9 +47,10 @@ interact: ## Chat with the demo character through the server `make run` started 
 eval: $(MODEL) ## Measure retrieval on the labelled demo queries (recall@k, MRR, threshold sweep)
 	$(RELEASE) eval retrieval --facts data/facts.json --queries data/retrieval_eval.jsonl
 
-bench: $(MODEL) ## Measure the pipeline's overhead, streaming's time to first token and the local embedder
+bench: $(MODEL) ## Measure the pipeline's overhead, streaming's time to first token, Qdrant Edge search and the local embedder
 	$(CARGO) bench -p ragback-presentation --bench pipeline
 	$(CARGO) bench -p ragback-presentation --bench first_token
+	$(CARGO) bench -p ragback-integrations --bench edge_search
 	$(CARGO) bench -p ragback-integrations --bench embedder
 
 load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURRENCY=, LATENCY_MS=, REQUESTS=, SERVER_URL=, UPSTREAM_ADDR=)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ragback_application::ports::{EmbeddedFact, FactQuery, FactStore, FactStoreError};
 use ragback_application::testing::store_contract;
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
-use ragback_integrations::edge::EdgeFactStore;
+use ragback_integrations::edge::{EdgeFactStore, INLINE_SEARCH_MAX_FACTS};
 
 #[tokio::test]
 async fn qdrant_edge_passes_the_store_contract() {
@@ -80,7 +80,7 @@ async fn a_second_opener_is_refused_until_the_first_closes() {
     assert!(EdgeFactStore::open(dir.path()).is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_searches_and_upserts_do_not_interfere() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EdgeFactStore::open(dir.path()).unwrap());
@@ -117,4 +117,65 @@ async fn concurrent_searches_and_upserts_do_not_interfere() {
         task.await.unwrap().unwrap();
     }
     assert_eq!(store.count(None).await.unwrap(), 9);
+}
+
+/// A unit vector at `degrees` on the circle.
+fn at(degrees: f32) -> Vec<f32> {
+    let radians = degrees.to_radians();
+    vec![radians.cos(), radians.sin()]
+}
+
+#[tokio::test]
+async fn searches_on_either_side_of_the_inline_limit_find_the_nearest_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeFactStore::open(dir.path()).unwrap();
+    let (john, ann) = (
+        FactOwner::User(UserId::parse("john").unwrap()),
+        FactOwner::User(UserId::parse("ann").unwrap()),
+    );
+    // John has more facts than a search may score inline, spread over a half circle; Ann has
+    // three.
+    let many = INLINE_SEARCH_MAX_FACTS + 50;
+    let step = 180.0 / many as f32;
+    let mut facts: Vec<EmbeddedFact> = (0..many)
+        .map(|i| john_fact(&format!("john {i}"), at(i as f32 * step)))
+        .collect();
+    for (i, degrees) in [200.0, 250.0, 300.0].into_iter().enumerate() {
+        let mut fact = john_fact(&format!("ann {i}"), at(degrees));
+        fact.fact.owner = ann.clone();
+        facts.push(fact);
+    }
+    for batch in facts.chunks(500) {
+        store.upsert(batch.to_vec()).await.unwrap();
+    }
+    let search = |owners: Vec<FactOwner>, degrees: f32| {
+        store.search(FactQuery {
+            model: "test/model".into(),
+            vector: at(degrees),
+            owners,
+            limit: 2,
+        })
+    };
+    let texts = |found: Vec<ragback_domain::ScoredFact>| -> Vec<String> {
+        found
+            .into_iter()
+            .map(|f| f.fact.text.as_str().to_owned())
+            .collect()
+    };
+
+    // Among John's facts: the blocking pool.
+    let target = 700;
+    let found = search(vec![john.clone()], target as f32 * step)
+        .await
+        .unwrap();
+    assert_eq!(texts(found.clone())[0], format!("john {target}"));
+    assert!((found[0].score - 1.0).abs() < 1e-4, "{found:?}");
+    // Among Ann's: on the calling task, and none of John's even where his are nearer.
+    let found = search(vec![ann.clone()], 10.0).await.unwrap();
+    assert_eq!(texts(found), ["ann 2", "ann 1"]);
+    let found = search(vec![ann.clone()], 249.0).await.unwrap();
+    assert_eq!(texts(found), ["ann 1", "ann 0"]);
+    // Both: as many facts as John's alone, so the blocking pool again.
+    let found = search(vec![john, ann], 201.0).await.unwrap();
+    assert_eq!(texts(found)[0], "ann 0");
 }

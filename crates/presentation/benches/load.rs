@@ -380,6 +380,10 @@ async fn run(
             let t = minute as f64 * 60.0;
             println!("  RSS at {t:>4.0} s: {:.1} MiB", at(t - 5.0, t));
         }
+        if total < 75.0 {
+            println!("soak: too short for the RSS growth (the warm-up mark is at one minute)");
+            return;
+        }
         let warm = at(55.0, 65.0);
         let end = at(total - 10.0, total);
         println!(

@@ -1,5 +1,5 @@
 //! The Qdrant Edge shard and the operations ragback runs on it. All calls block: callers run
-//! them on the blocking pool.
+//! them on the blocking pool, but for short searches (see [`super::EdgeFactStore`]).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -286,6 +286,17 @@ impl Shard {
             .map_err(unavailable("delete failed"))?;
         self.shard.flush();
         Ok(deleted)
+    }
+
+    /// About how many facts `owners` hold, from the owner index: what a search of theirs scores
+    /// at most.
+    pub(super) fn estimate(&self, owners: &[FactOwner]) -> Result<usize, FactStoreError> {
+        self.shard
+            .count(CountRequest {
+                filter: Some(owners_filter(owners)?),
+                exact: false,
+            })
+            .map_err(unavailable("count failed"))
     }
 
     /// Facts of one owner, or of everyone.
