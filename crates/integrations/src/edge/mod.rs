@@ -20,7 +20,7 @@ const LOCK_FILE: &str = ".ragback.lock";
 /// Searches among up to this many facts run on the calling task instead of the blocking pool.
 ///
 /// A search scores every fact of the owners it is for, so its time follows their number: among
-/// 1,000 it takes 73 µs (p50) to 195 µs (p99) here (bench `edge_search`), within what an async
+/// 1,000 it takes 73 µs (p50) to 190 µs (p99) here (bench `edge_search`), within what an async
 /// task may hold its thread; the usual handful of facts takes under 20 µs. The hand-off to the
 /// blocking pool costs more than that: two thread wake-ups per search, and one blocking thread
 /// (stack and allocator heap) per concurrent search.
