@@ -7,15 +7,18 @@
 //! every point and each one is scored. Searches among up to `INLINE_SEARCH_MAX_FACTS` facts run
 //! on the calling task, larger ones on the blocking pool (the hand-off adds to their time).
 //!
-//! `cargo bench -p ragback-integrations --bench edge_search` (SIZES=1000,10000 QUERIES=…).
+//! `cargo bench -p ragback-integrations --bench edge_search` (SIZES=1000,10000 and QUERIES=… change the sizes and the count).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
 
 use std::time::Instant;
 
 use ragback_application::ports::{EmbeddedFact, FactQuery, FactStore};
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
 use ragback_integrations::edge::{EdgeFactStore, INLINE_SEARCH_MAX_FACTS};
+use support::{env_count, percentiles};
 
 const DIMENSION: usize = 384;
 const MODEL: &str = "bench";
@@ -45,19 +48,6 @@ fn owner(name: &str) -> FactOwner {
     FactOwner::User(UserId::parse(name).unwrap())
 }
 
-fn percentiles(name: &str, mut us: Vec<f64>) {
-    us.sort_by(f64::total_cmp);
-    let at = |p: f64| us[((us.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<40} p50 {:>8.1}  p90 {:>8.1}  p99 {:>8.1}  max {:>8.1}  (µs, n={})",
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        us[us.len() - 1],
-        us.len()
-    );
-}
-
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name).ok().map_or_else(
         || default.to_vec(),
@@ -67,7 +57,7 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 
 fn main() {
     let sizes = env_list("SIZES", &[1_000, 4_000, 10_000, 40_000]);
-    let queries = env_list("QUERIES", &[500])[0];
+    let queries = env_count("QUERIES", 500);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -118,7 +108,7 @@ fn main() {
                 } else {
                     "blocking pool"
                 };
-                percentiles(&format!("  among {held} facts ({path})"), us);
+                percentiles(&format!("  among {held} facts ({path})"), 36, "µs", us);
             }
         }
     });

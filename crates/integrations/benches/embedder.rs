@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use ragback_application::{FactLibrary, FactRetriever};
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
 use ragback_integrations::edge::EdgeFactStore;
 use ragback_integrations::local::{LocalEmbedder, LocalSettings};
+use support::{env_count, percentiles};
 
 const QUERIES: &[&str] = &[
     "I finally ran the marathon!",
@@ -55,26 +58,6 @@ const OBJECTS: &[&str] = &[
     "salsa dancing",
     "fixing up old bicycles",
 ];
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentiles(name: &str, mut ms: Vec<f64>) {
-    ms.sort_by(f64::total_cmp);
-    let at = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<34} p50 {:>7.2}  p90 {:>7.2}  p99 {:>7.2}  max {:>7.2}  (ms, n={})",
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        ms[ms.len() - 1],
-        ms.len()
-    );
-}
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -136,7 +119,7 @@ fn main() {
                 .unwrap();
             query_ms.push(millis(started.elapsed()));
         }
-        percentiles("embed one short query", query_ms);
+        percentiles("embed one short query", 34, "ms", query_ms);
 
         // 2. Seeding: embed in batches and upsert into a Qdrant Edge store.
         let dir = tempfile::tempdir().unwrap();
@@ -179,6 +162,11 @@ fn main() {
             search_ms.push(millis(started.elapsed()));
             assert!(!found.is_empty());
         }
-        percentiles(&format!("retrieval (embed + search {seed})"), search_ms);
+        percentiles(
+            &format!("retrieval (embed + search {seed})"),
+            34,
+            "ms",
+            search_ms,
+        );
     });
 }
