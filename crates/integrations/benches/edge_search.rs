@@ -7,7 +7,8 @@
 //! every point and each one is scored. Searches among up to `INLINE_SEARCH_MAX_FACTS` facts run
 //! on the calling task, larger ones on the blocking pool (the hand-off adds to their time).
 //!
-//! `cargo bench -p ragback-integrations --bench edge_search` (SIZES=1000,10000 and QUERIES=… change the sizes and the count).
+//! `cargo bench -p ragback-integrations --bench edge_search` (`SIZES=1000,10000` and `QUERIES=…`
+//! change the sizes and the count).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 

@@ -136,9 +136,7 @@ impl EdgeFactStore {
         })
         .await
     }
-}
 
-impl EdgeFactStore {
     /// The search on this thread, when it is sure to be short: no writer holds the shard now,
     /// and the owners have few facts. `None` sends it to the blocking pool.
     fn search_inline(&self, query: &FactQuery) -> Option<Result<Vec<ScoredFact>, FactStoreError>> {

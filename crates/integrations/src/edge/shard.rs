@@ -291,12 +291,7 @@ impl Shard {
     /// About how many facts `owners` hold, from the owner index: what a search of theirs scores
     /// at most.
     pub(super) fn estimate(&self, owners: &[FactOwner]) -> Result<usize, FactStoreError> {
-        self.shard
-            .count(CountRequest {
-                filter: Some(owners_filter(owners)?),
-                exact: false,
-            })
-            .map_err(unavailable("count failed"))
+        self.count_where(Some(owners_filter(owners)?), false)
     }
 
     /// Facts of one owner, or of everyone.
@@ -304,11 +299,12 @@ impl Shard {
         let filter = owner
             .map(|o| owners_filter(std::slice::from_ref(o)))
             .transpose()?;
+        self.count_where(filter, true)
+    }
+
+    fn count_where(&self, filter: Option<Filter>, exact: bool) -> Result<usize, FactStoreError> {
         self.shard
-            .count(CountRequest {
-                filter,
-                exact: true,
-            })
+            .count(CountRequest { filter, exact })
             .map_err(unavailable("count failed"))
     }
 }
