@@ -12,14 +12,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
-
 use std::time::Instant;
 
 use ragback_application::ports::{EmbeddedFact, FactQuery, FactStore};
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
 use ragback_integrations::edge::{EdgeFactStore, INLINE_SEARCH_MAX_FACTS};
-use support::{env_count, percentiles};
+use ragback_testkit::stats::{env_count, report};
 
 const DIMENSION: usize = 384;
 const MODEL: &str = "bench";
@@ -109,7 +107,7 @@ fn main() {
                 } else {
                     "blocking pool"
                 };
-                percentiles(&format!("  among {held} facts ({path})"), 36, "µs", us);
+                report(&format!("  among {held} facts ({path})"), 36, "µs", &us);
             }
         }
     });

@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +15,7 @@ use ragback_application::{FactLibrary, FactRetriever};
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
 use ragback_integrations::edge::EdgeFactStore;
 use ragback_integrations::local::{LocalEmbedder, LocalSettings};
-use support::{env_count, percentiles};
+use ragback_testkit::stats::{env_count, report};
 
 const QUERIES: &[&str] = &[
     "I finally ran the marathon!",
@@ -119,7 +117,7 @@ fn main() {
                 .unwrap();
             query_ms.push(millis(started.elapsed()));
         }
-        percentiles("embed one short query", 34, "ms", query_ms);
+        report("embed one short query", 34, "ms", &query_ms);
 
         // 2. Seeding: embed in batches and upsert into a Qdrant Edge store.
         let dir = tempfile::tempdir().unwrap();
@@ -132,13 +130,13 @@ fn main() {
         );
         let all = facts(seed);
         let started = Instant::now();
-        let report = library.add(all, |_| {}).await.unwrap();
+        let seeded = library.add(all, |_| {}).await.unwrap();
         let took = started.elapsed();
         println!(
             "{:<34} {:>7.0} facts/s  ({} facts in {:.2} s, batch {})",
             "seed (embed + upsert)",
-            report.added as f64 / took.as_secs_f64(),
-            report.added,
+            seeded.added as f64 / took.as_secs_f64(),
+            seeded.added,
             took.as_secs_f64(),
             settings.batch_size
         );
@@ -162,11 +160,11 @@ fn main() {
             search_ms.push(millis(started.elapsed()));
             assert!(!found.is_empty());
         }
-        percentiles(
+        report(
             &format!("retrieval (embed + search {seed})"),
             34,
             "ms",
-            search_ms,
+            &search_ms,
         );
     });
 }

@@ -11,18 +11,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::sse_upstream::{SseUpstream, Step};
-use common::{Setup, TestApp, demo_request};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
 use ragback_domain::{FactOwner, UserId};
-use ragback_presentation::cli::chat::SseDecoder;
+use ragback_testkit::sse_upstream::{SseUpstream, Step};
+use ragback_testkit::{Setup, TestApp, demo_request};
 
 fn report(name: &str, values: Vec<f64>) {
-    common::report_percentiles(name, 36, values);
+    ragback_testkit::stats::report(name, 36, "ms", &values);
 }
 
 fn ms(d: Duration) -> f64 {
@@ -62,19 +60,18 @@ fn main() {
         let mut from_start = Vec::new();
         for round in 0..(requests + 100) {
             let started = Instant::now();
-            let mut response = app.post("/generate", &request).await;
+            let response = app.post("/generate", &request).await;
             assert_eq!(response.status(), 200);
-            let mut decoder = SseDecoder::default();
+            let mut events = response.bytes_stream().eventsource();
             let mut first = None;
             let mut done = false;
-            while let Some(bytes) = response.chunk().await.unwrap() {
-                for event in decoder.push(&bytes) {
-                    match event.event.as_str() {
-                        "delta" if first.is_none() => first = Some(Instant::now()),
-                        "done" => done = true,
-                        "error" => panic!("the stream failed: {}", event.data),
-                        _ => {}
-                    }
+            while let Some(event) = events.next().await {
+                let event = event.unwrap();
+                match event.event.as_str() {
+                    "delta" if first.is_none() => first = Some(Instant::now()),
+                    "done" => done = true,
+                    "error" => panic!("the stream failed: {}", event.data),
+                    _ => {}
                 }
             }
             assert!(done, "the stream ended without `done`");

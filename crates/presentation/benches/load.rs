@@ -23,9 +23,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,9 +32,9 @@ use axum::Router;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::routing::post;
 use bytes::Bytes;
-use common::process::{ServerProcess, ragback};
-use common::{completion, demo_request};
 use ragback_application::testing::WordEmbedder;
+use ragback_testkit::process::{ServerProcess, ragback};
+use ragback_testkit::{completion, demo_request};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -128,7 +125,7 @@ impl Target {
             };
         }
         let store = tempfile::tempdir().unwrap();
-        let mut command = ragback(store.path(), None);
+        let mut command = ragback(env!("CARGO_BIN_EXE_ragback"), store.path(), None);
         command
             .env("RAGBACK_LLM__BASE_URL", format!("{upstream}/api/v1"))
             .env("RAGBACK_LLM__API_KEY", "sk-load")
@@ -354,8 +351,8 @@ async fn run(
         }
         println!("{name} (n={}):", values.len());
         let overhead: Vec<f64> = values.iter().map(|l| l - upstream_ms).collect();
-        common::report_percentiles("  latency (whole response)", 34, values);
-        common::report_percentiles("  minus upstream latency", 34, overhead);
+        ragback_testkit::stats::report("  latency (whole response)", 34, "ms", &values);
+        ragback_testkit::stats::report("  minus upstream latency", 34, "ms", &overhead);
     }
     if pid.is_none() {
         println!("server CPU and RSS: not measured (SERVER_PID names a server on this host)");

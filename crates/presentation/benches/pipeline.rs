@@ -10,16 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::Instant;
 
-use common::{Setup, TestApp, demo_request};
 use ragback_domain::{CharacterId, FactOwner, UserId};
+use ragback_testkit::{Setup, TestApp, demo_request};
 
 fn report(name: &str, values: Vec<f64>) {
-    common::report_percentiles(name, 28, values);
+    ragback_testkit::stats::report(name, 28, "ms", &values);
 }
 
 fn main() {
@@ -33,7 +30,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         let demo = ragback_presentation::cli::read_facts(
-            &common::repo_root().join("data/facts.json"),
+            &ragback_testkit::repo_root().join("data/facts.json"),
             None,
         )
         .unwrap();

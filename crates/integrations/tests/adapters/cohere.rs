@@ -1,0 +1,185 @@
+//! The Cohere adapter against a local server speaking Cohere's `v2/embed` wire format.
+
+use std::time::Duration;
+
+use ragback_application::ports::{EmbedError, Embedder, EmbeddingPurpose};
+use ragback_integrations::cohere::{CohereEmbedder, CohereSettings};
+use secrecy::SecretString;
+use serde_json::json;
+use wiremock::matchers::{bearer_token, body_partial_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn embedder(server: &MockServer) -> CohereEmbedder {
+    CohereEmbedder::new(&CohereSettings {
+        base_url: server.uri(),
+        api_key: Some(SecretString::from("co-test-key")),
+        model: "embed-multilingual-v3.0".into(),
+        request_timeout: Duration::from_millis(500),
+        batch_size: 96,
+    })
+    .unwrap()
+}
+
+fn texts(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A 200 answer as Cohere sends it.
+fn embeddings(vectors: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "5807ee2e-0cda-445a-9ec8-864c60a06606",
+        "embeddings": {"float": vectors},
+        "texts": ["..."],
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 3}},
+        "response_type": "embeddings_by_type"
+    }))
+}
+
+#[tokio::test]
+async fn queries_and_documents_are_embedded_with_the_right_input_type() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/embed"))
+        .and(bearer_token("co-test-key"))
+        .and(body_partial_json(json!({
+            "model": "embed-multilingual-v3.0",
+            "texts": ["I ran a marathon"],
+            "input_type": "search_query",
+            "embedding_types": ["float"]
+        })))
+        .respond_with(embeddings(json!([[0.1, 0.2, 0.3]])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/embed"))
+        .and(body_partial_json(json!({"input_type": "search_document"})))
+        .respond_with(embeddings(json!([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let cohere = embedder(&server);
+
+    let query = cohere
+        .embed(&texts(&["I ran a marathon"]), EmbeddingPurpose::Query)
+        .await
+        .unwrap();
+    let docs = cohere
+        .embed(&texts(&["a", "b"]), EmbeddingPurpose::Document)
+        .await
+        .unwrap();
+
+    assert_eq!(query, vec![vec![0.1, 0.2, 0.3]]);
+    assert_eq!(docs.len(), 2);
+    assert_eq!(cohere.model_id(), "cohere/embed-multilingual-v3.0");
+}
+
+#[tokio::test]
+async fn error_statuses_are_classified() {
+    let cases = [
+        (
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "2")
+                .set_body_json(json!({"id": "x", "message": "You are using a Trial key"})),
+            EmbedError::RateLimited {
+                retry_after: Some(Duration::from_secs(2)),
+            },
+        ),
+        (
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"id": "x", "message": "invalid api token"})),
+            EmbedError::Unauthorized("invalid api token".into()),
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(
+                json!({"id": "x", "message": "invalid request: texts must not be empty"}),
+            ),
+            EmbedError::InvalidInput(
+                "400 Bad Request: invalid request: texts must not be empty".into(),
+            ),
+        ),
+        (
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"id": "x", "message": "internal server error"})),
+            EmbedError::Unavailable("500 Internal Server Error: internal server error".into()),
+        ),
+    ];
+    for (response, expected) in cases {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+
+        let result = embedder(&server)
+            .embed(&texts(&["hi"]), EmbeddingPurpose::Query)
+            .await;
+
+        assert_eq!(result, Err(expected));
+    }
+}
+
+#[tokio::test]
+async fn malformed_or_inconsistent_answers_are_invalid_responses() {
+    let answers = [
+        ResponseTemplate::new(200).set_body_string("{not json"),
+        embeddings(json!([[0.1, 0.2]])), // two texts, one vector
+        embeddings(json!([[0.1, 0.2], [0.3]])),
+    ];
+    for answer in answers {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+
+        let result = embedder(&server)
+            .embed(&texts(&["a", "b"]), EmbeddingPurpose::Document)
+            .await;
+
+        assert!(
+            matches!(result, Err(EmbedError::InvalidResponse(_))),
+            "{result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_slow_or_absent_server_is_unavailable() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(embeddings(json!([[0.1]])).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let slow = embedder(&server)
+        .embed(&texts(&["hi"]), EmbeddingPurpose::Query)
+        .await;
+    assert!(
+        matches!(slow, Err(EmbedError::Unavailable(ref m)) if m.contains("timed out")),
+        "{slow:?}"
+    );
+
+    let closed = CohereEmbedder::new(&CohereSettings {
+        base_url: "http://127.0.0.1:9".into(),
+        api_key: Some(SecretString::from("k")),
+        ..CohereSettings::default()
+    })
+    .unwrap();
+    let refused = closed.embed(&texts(&["hi"]), EmbeddingPurpose::Query).await;
+    assert!(
+        matches!(refused, Err(EmbedError::Unavailable(_))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn settings_are_checked() {
+    let no_key = CohereSettings::default();
+    assert!(CohereEmbedder::new(&no_key).is_err());
+    let big_batch = CohereSettings {
+        api_key: Some(SecretString::from("k")),
+        batch_size: 97,
+        ..CohereSettings::default()
+    };
+    assert!(CohereEmbedder::new(&big_batch).is_err());
+}

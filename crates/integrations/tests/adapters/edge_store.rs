@@ -1,0 +1,179 @@
+//! Qdrant Edge against the fact-store contract, plus what only an embedded store has: reopening,
+//! the one-process lock.
+
+use std::sync::Arc;
+
+use ragback_application::ports::{EmbeddedFact, FactQuery, FactStore, FactStoreError};
+use ragback_application::testing::store_contract;
+use ragback_domain::{Fact, FactOwner, FactText, UserId};
+use ragback_integrations::edge::{EdgeFactStore, INLINE_SEARCH_MAX_FACTS};
+
+#[tokio::test]
+async fn qdrant_edge_passes_the_store_contract() {
+    for check in store_contract::CHECKS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeFactStore::open(dir.path()).unwrap();
+        println!("store contract on Qdrant Edge: {check}");
+        store_contract::run(check, &store).await;
+    }
+}
+
+fn john_fact(text: &str, vector: Vec<f32>) -> EmbeddedFact {
+    EmbeddedFact {
+        model: "test/model".into(),
+        fact: Fact::new(
+            FactOwner::User(UserId::parse("john").unwrap()),
+            FactText::parse(text).unwrap(),
+        ),
+        vector,
+    }
+}
+
+#[tokio::test]
+async fn facts_survive_a_reopen_and_keep_the_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EdgeFactStore::open(dir.path()).unwrap();
+        store
+            .upsert(vec![john_fact("likes jazz", vec![0.0, 1.0])])
+            .await
+            .unwrap();
+    }
+
+    let store = EdgeFactStore::open(dir.path()).unwrap();
+    let found = store
+        .search(FactQuery {
+            model: "test/model".into(),
+            vector: vec![0.0, 1.0],
+            owners: vec![FactOwner::User(UserId::parse("john").unwrap())],
+            limit: 3,
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].fact.text.as_str(), "likes jazz");
+    let err = store
+        .upsert(vec![john_fact("three dims", vec![1.0, 0.0, 0.0])])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        FactStoreError::DimensionMismatch { store: 2, given: 3 }
+    );
+}
+
+#[tokio::test]
+async fn a_second_opener_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EdgeFactStore::open(dir.path()).unwrap();
+
+    let second = EdgeFactStore::open(dir.path());
+    assert!(
+        matches!(&second, Err(FactStoreError::Locked(m)) if m.contains("one process per directory")),
+        "{:?}",
+        second.err()
+    );
+
+    drop(first);
+    assert!(EdgeFactStore::open(dir.path()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_searches_and_upserts_do_not_interfere() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EdgeFactStore::open(dir.path()).unwrap());
+    store
+        .upsert(vec![john_fact("seed", vec![1.0, 0.0])])
+        .await
+        .unwrap();
+    let owner = FactOwner::User(UserId::parse("john").unwrap());
+
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&store);
+        let owner = owner.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                store
+                    .upsert(vec![john_fact(&format!("fact {i}"), vec![1.0, i as f32])])
+                    .await
+                    .map(|_| ())
+            } else {
+                store
+                    .search(FactQuery {
+                        model: "test/model".into(),
+                        vector: vec![1.0, 0.0],
+                        owners: vec![owner],
+                        limit: 5,
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.count(None).await.unwrap(), 9);
+}
+
+/// A unit vector at `degrees` on the circle.
+fn at(degrees: f32) -> Vec<f32> {
+    let radians = degrees.to_radians();
+    vec![radians.cos(), radians.sin()]
+}
+
+#[tokio::test]
+async fn searches_on_either_side_of_the_inline_limit_find_the_nearest_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeFactStore::open(dir.path()).unwrap();
+    let (john, ann) = (
+        FactOwner::User(UserId::parse("john").unwrap()),
+        FactOwner::User(UserId::parse("ann").unwrap()),
+    );
+    // John has more facts than a search may score inline, spread over a half circle; Ann has
+    // three.
+    let many = INLINE_SEARCH_MAX_FACTS + 50;
+    let step = 180.0 / many as f32;
+    let mut facts: Vec<EmbeddedFact> = (0..many)
+        .map(|i| john_fact(&format!("john {i}"), at(i as f32 * step)))
+        .collect();
+    for (i, degrees) in [200.0, 250.0, 300.0].into_iter().enumerate() {
+        let mut fact = john_fact(&format!("ann {i}"), at(degrees));
+        fact.fact.owner = ann.clone();
+        facts.push(fact);
+    }
+    for batch in facts.chunks(500) {
+        store.upsert(batch.to_vec()).await.unwrap();
+    }
+    let search = |owners: Vec<FactOwner>, degrees: f32| {
+        store.search(FactQuery {
+            model: "test/model".into(),
+            vector: at(degrees),
+            owners,
+            limit: 2,
+        })
+    };
+    let texts = |found: Vec<ragback_domain::ScoredFact>| -> Vec<String> {
+        found
+            .into_iter()
+            .map(|f| f.fact.text.as_str().to_owned())
+            .collect()
+    };
+
+    // Among John's facts: the blocking pool.
+    let target = 700;
+    let found = search(vec![john.clone()], target as f32 * step)
+        .await
+        .unwrap();
+    assert_eq!(texts(found.clone())[0], format!("john {target}"));
+    assert!((found[0].score - 1.0).abs() < 1e-4, "{found:?}");
+    // Among Ann's: on the calling task, and none of John's even where his are nearer.
+    let found = search(vec![ann.clone()], 10.0).await.unwrap();
+    assert_eq!(texts(found), ["ann 2", "ann 1"]);
+    let found = search(vec![ann.clone()], 249.0).await.unwrap();
+    assert_eq!(texts(found), ["ann 1", "ann 0"]);
+    // Both: as many facts as John's alone, so the blocking pool again.
+    let found = search(vec![john, ann], 201.0).await.unwrap();
+    assert_eq!(texts(found)[0], "ann 0");
+}

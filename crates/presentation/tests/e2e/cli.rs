@@ -1,0 +1,210 @@
+//! The `ragback` binary itself: seeding twice, serving and stopping on SIGTERM, refusing bad
+//! configuration and a store another process holds.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ragback_testkit::process::{fake_cohere, free_port, run, wait_healthy};
+
+use crate::ragback;
+
+#[tokio::test]
+async fn seeding_twice_keeps_the_same_facts() {
+    let cohere = fake_cohere().await;
+    let store = tempfile::tempdir().unwrap();
+
+    let (ok, first, err) =
+        run(ragback(store.path(), Some(&cohere)).args(["facts", "add", "data/facts.json"]));
+    assert!(ok, "{err}");
+    let (ok, second, err) =
+        run(ragback(store.path(), Some(&cohere)).args(["facts", "add", "data/facts.json"]));
+    assert!(ok, "{err}");
+
+    let total = first
+        .lines()
+        .last()
+        .unwrap()
+        .rsplit("holds ")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(first.starts_with("added 27, unchanged 0"), "{first}");
+    assert!(second.starts_with("added 0, unchanged 27"), "{second}");
+    assert!(second.trim_end().ends_with(&total), "{first} / {second}");
+    let document_calls = cohere
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("search_document"))
+        .count();
+    assert_eq!(document_calls, 1, "the second run embeds no fact");
+    assert!(
+        second.contains("check: searching"),
+        "a verification search ends each run: {second}"
+    );
+
+    let (ok, found, err) = run(ragback(store.path(), Some(&cohere)).args([
+        "facts",
+        "search",
+        "I ran the London Marathon",
+        "--user",
+        "john",
+        "--top-k",
+        "2",
+        "--json",
+    ]));
+    assert!(ok, "{err}");
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(found[0]["text"], "Completed the London Marathon in 2024");
+    assert_eq!(found[0]["owner"], "user:john");
+}
+
+#[tokio::test]
+async fn seeding_without_an_embedder_says_what_to_set() {
+    let store = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(ragback(store.path(), None)
+        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
+        .args(["facts", "add"]));
+    assert!(!ok);
+    assert!(err.contains("no embedder is configured"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_answers_and_stops_cleanly_on_sigterm_and_holds_the_store() {
+    let cohere = fake_cohere().await;
+    let store = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = ragback(store.path(), Some(&cohere))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--seed",
+            "data/facts.json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut server).await;
+
+    let ready: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["checks"]["store"]["message"], "27 facts",
+        "seeded at start-up: {ready}"
+    );
+
+    let (ok, _, err) = run(ragback(store.path(), Some(&cohere)).args(["facts", "add"]));
+    assert!(!ok, "a second process must not open the store");
+    assert!(err.contains("one process per directory"), "{err}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = server.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
+
+    let (ok, out, err) = run(ragback(store.path(), Some(&cohere)).args(["facts", "add"]));
+    assert!(ok, "the store reopens after a clean stop: {err}");
+    assert!(out.starts_with("added 0, unchanged 27"), "{out}");
+}
+
+#[test]
+fn bad_configuration_fails_at_start_naming_the_variable() {
+    let store = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "RAGBACK_LLM__TIMEOUT_SECS",
+            "soon",
+            "RAGBACK_LLM__TIMEOUT_SECS",
+        ),
+        (
+            "RAGBACK_RETRIEVAL__THRESHOLD",
+            "2",
+            "RAGBACK_RETRIEVAL__THRESHOLD",
+        ),
+        ("RAGBACK_LLM__BASE_URL", "not a url", "RAGBACK_LLM__"),
+        (
+            "RAGBACK_PROMPT__TEMPLATE",
+            "/nonexistent.tera",
+            "RAGBACK_PROMPT__TEMPLATE",
+        ),
+        ("RAGBACK_SERVR__ADDR", "0.0.0.0:1", "servr"),
+    ];
+    for (name, value, expected) in cases {
+        let (ok, _, err) = run(ragback(store.path(), None).env(name, value).args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ]));
+        assert!(!ok, "{name}={value} must be refused");
+        assert!(err.contains(expected), "{name}={value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// Retrieval quality of the local model on the shipped labelled set: the floors are what
+/// all-MiniLM-L6-v2 meets (recall@3 is 1.0 today), and the recommended threshold is the default.
+#[tokio::test]
+async fn eval_retrieval_meets_its_floors_and_recommends_the_default_threshold() {
+    let store = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(ragback(store.path(), None).args(["eval", "retrieval", "--json"]));
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let at = |key: &str| report[key].as_f64().unwrap();
+
+    assert_eq!(report["embedder"], "local/all-MiniLM-L6-v2");
+    assert!(report["queries"].as_u64().unwrap() >= 40);
+    assert_eq!(report["leaks"], 0, "another user's facts came back");
+    assert!(at("recall_at_3") >= 0.95, "{report}");
+    assert!(at("recall_at_1") >= 0.85, "{report}");
+    assert!(at("mrr") >= 0.9, "{report}");
+    let recommended = report["recommended"]["threshold"].as_f64().unwrap();
+    let configured = at("configured_threshold");
+    assert!(
+        (recommended - configured).abs() < 1e-3,
+        "the default threshold {configured} is not the recommended {recommended}: update it"
+    );
+    assert!(report["recommended"]["f1"].as_f64().unwrap() >= 0.85);
+    // The store it used was a scratch one.
+    assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn eval_refuses_labels_that_are_not_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("queries.jsonl");
+    std::fs::write(
+        &queries,
+        "{\"user_id\": \"john\", \"query\": \"hi\", \"relevant\": []}\n\
+         {\"user_id\": \"john\", \"query\": \"my cats\", \"relevant\": [\"Has two cats named Salt and Pepper\"]}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(ragback(dir.path(), None).args([
+        "eval",
+        "retrieval",
+        "--queries",
+        queries.to_str().unwrap(),
+    ]));
+    assert!(!ok);
+    assert!(err.contains("queries.jsonl:2"), "{err}");
+    assert!(err.contains("is not one of john's facts"), "{err}");
+}

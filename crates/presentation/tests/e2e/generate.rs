@@ -1,0 +1,568 @@
+//! `POST /generate` end to end: real server, real Qdrant Edge, fake Cohere and OpenRouter.
+
+use std::time::Duration;
+
+use ragback_domain::{CharacterId, FactOwner, UserId};
+use ragback_testkit::{Setup, TestApp, completion, demo_request};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn john() -> FactOwner {
+    FactOwner::User(UserId::parse("john").unwrap())
+}
+
+fn jane() -> FactOwner {
+    FactOwner::User(UserId::parse("jane").unwrap())
+}
+
+fn blaze() -> FactOwner {
+    FactOwner::Character(CharacterId::parse("blaze").unwrap())
+}
+
+fn demo_facts() -> Vec<(FactOwner, Vec<&'static str>)> {
+    vec![
+        (
+            john(),
+            vec![
+                "Completed the London marathon in 2024",
+                "Has a golden retriever named Biscuit",
+            ],
+        ),
+        (jane(), vec!["Ran the Berlin marathon last year"]),
+        (blaze(), vec!["Works as a bartender at a London club"]),
+    ]
+}
+
+async fn app_with_demo_facts() -> TestApp {
+    TestApp::spawn_with(Setup {
+        facts: demo_facts(),
+        ..Setup::default()
+    })
+    .await
+}
+
+fn system_prompt(request: &Value) -> &str {
+    request["messages"][0]["content"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
+    let app = app_with_demo_facts().await;
+    app.llm_replies("Blaze: *raises glass* No way, bro! A whole marathon?")
+        .await;
+
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["text"],
+        "*raises glass* No way, bro! A whole marathon?"
+    );
+    assert_eq!(body["retrieval"], "ok");
+    assert_eq!(body["model"], "mistralai/mistral-nemo");
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 812, "completion_tokens": 24})
+    );
+    let facts = body["facts"].as_array().unwrap();
+    assert_eq!(facts[0]["text"], "Completed the London marathon in 2024");
+    assert_eq!(facts[0]["owner"], "user");
+    assert!(facts[0]["score"].as_f64().unwrap() >= 0.3);
+    assert!(
+        facts
+            .iter()
+            .all(|f| f["text"] != "Ran the Berlin marathon last year")
+    );
+    let t = &body["timings_ms"];
+    let stages = ["embed", "search", "render", "llm"].map(|s| t[s].as_f64().unwrap());
+    assert!(stages.iter().all(|ms| *ms >= 0.0));
+    assert!(
+        t["total"].as_f64().unwrap() + 0.01 >= stages.iter().sum::<f64>(),
+        "{t}"
+    );
+
+    let sent = &app.llm_requests().await[0];
+    let system = system_prompt(sent);
+    assert!(system.contains("Street persona from Brooklyn"), "{system}");
+    assert!(system.contains("You meet John at a bar"), "{system}");
+    assert!(
+        system.contains("- Completed the London marathon in 2024"),
+        "{system}"
+    );
+    assert!(
+        !system.contains("Berlin"),
+        "another user's fact leaked: {system}"
+    );
+    let turns: Vec<(&str, &str)> = sent["messages"].as_array().unwrap()[1..]
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("user", "Hey Blaze! Long time no see"),
+            ("assistant", "*fist bumps* Yo John! Been ages, bro."),
+            ("user", "I finally ran the London marathon!"),
+        ]
+    );
+    assert_eq!(sent["model"], "mistralai/mistral-nemo");
+    assert_eq!(sent["max_tokens"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_history_gets_a_greeting_without_retrieval() {
+    let app = app_with_demo_facts().await;
+    app.llm_replies("*waves from behind the bar* Yo, John!")
+        .await;
+    let mut request = demo_request();
+    request["messages"] = json!([]);
+
+    let (status, body) = app.post_json("/generate", &request).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["text"], "*waves from behind the bar* Yo, John!");
+    assert_eq!(body["retrieval"], "skipped");
+    let sent = &app.llm_requests().await[0];
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        2,
+        "system prompt and the opening cue: {sent}"
+    );
+    assert_eq!(messages[1]["role"], "user");
+    assert!(
+        messages[1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Open the conversation as Blaze")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_facts_are_never_retrieved() {
+    let app = app_with_demo_facts().await;
+    app.llm_replies("*nods* Respect.").await;
+    let mut request = demo_request();
+    request["user"] = json!({"id": "jane", "name": "Jane"});
+    request["retrieval"] = json!({"threshold": -1.0, "top_k": 50});
+
+    let (status, body) = app.post_json("/generate", &request).await;
+
+    assert_eq!(status, 200, "{body}");
+    let mut texts: Vec<&str> = body["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "Ran the Berlin marathon last year",
+            "Works as a bartender at a London club"
+        ]
+    );
+    let system = system_prompt(&app.llm_requests().await[0]).to_owned();
+    assert!(!system.contains("golden retriever") && !system.contains("London marathon in 2024"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threshold_filters_facts() {
+    let app = app_with_demo_facts().await;
+    app.llm_replies("*shrugs* Cool.").await;
+
+    let mut strict = demo_request();
+    strict["retrieval"] = json!({"threshold": 0.99});
+    let (status, body) = app.post_json("/generate", &strict).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retrieval"], "ok");
+    assert_eq!(body["facts"], json!([]));
+    assert!(!system_prompt(&app.llm_requests().await[0]).contains("What you know about"));
+
+    let mut lenient = demo_request();
+    lenient["retrieval"] = json!({"threshold": -1.0, "top_k": 10});
+    let (_, body) = app.post_json("/generate", &lenient).await;
+    assert_eq!(
+        body["facts"].as_array().unwrap().len(),
+        3,
+        "john's two facts and blaze's: {body}"
+    );
+
+    let mut off = demo_request();
+    off["retrieval"] = json!({"enabled": false});
+    let (_, body) = app.post_json("/generate", &off).await;
+    assert_eq!(body["retrieval"], "skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_embedder_degrades_retrieval_but_the_reply_comes() {
+    let app = app_with_demo_facts().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/embed"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"message": "internal server error"})),
+        )
+        .with_priority(1)
+        .mount(&app.cohere)
+        .await;
+    app.llm_replies("*grins* Yo.").await;
+
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retrieval"], "degraded");
+    assert_eq!(body["facts"], json!([]));
+    assert_eq!(body["text"], "*grins* Yo.");
+    let embed_calls = app.cohere.received_requests().await.unwrap().len();
+    assert!(
+        embed_calls >= 2,
+        "the query embedding was retried ({embed_calls} calls)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cohere_key_means_retrieval_is_skipped() {
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_EMBEDDER__PROVIDER".into(), "none".into())],
+        ..Setup::default()
+    })
+    .await;
+    app.llm_replies("*grins* Yo.").await;
+
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retrieval"], "skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_server_errors_are_retried_then_succeed() {
+    let app = TestApp::spawn().await;
+    let endpoint = || Mock::given(method("POST")).and(path("/api/v1/chat/completions"));
+    endpoint()
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"error": {"code": 429, "message": "Rate limit exceeded"}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.llm)
+        .await;
+    endpoint()
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"code": 500, "message": "oops"}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&app.llm)
+        .await;
+    app.llm_replies("*grins* Third time lucky.").await;
+
+    let started = std::time::Instant::now();
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["text"], "*grins* Third time lucky.");
+    assert_eq!(app.llm_requests().await.len(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_in_a_200_body_is_retried_and_then_a_502() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"error": {"code": 502, "message": "Provider returned error"}}),
+            ),
+        )
+        .mount(&app.llm)
+        .await;
+
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "llm_unavailable");
+    assert_eq!(
+        app.llm_requests().await.len(),
+        3,
+        "the configured 3 attempts"
+    );
+    assert!(
+        !body.to_string().contains("Provider returned error"),
+        "5xx bodies stay opaque"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_request_is_not_retried_and_says_why() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": {"code": 400, "message": "nope/model is not a valid model ID"}}),
+        ))
+        .mount(&app.llm)
+        .await;
+    let mut request = demo_request();
+    request["generation"] = json!({"model": "nope/model"});
+
+    let (status, body) = app.post_json("/generate", &request).await;
+
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "llm_rejected");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid model ID")
+    );
+    assert_eq!(app.llm_requests().await.len(), 1);
+    assert_eq!(app.llm_requests().await[0]["model"], "nope/model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_llm_is_a_502_after_retries() {
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![(
+            "RAGBACK_LLM__BASE_URL".into(),
+            "http://127.0.0.1:9/api/v1".into(),
+        )],
+        ..Setup::default()
+    })
+    .await;
+
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "llm_unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 attempt")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_llm_hits_the_deadline_and_gets_a_504() {
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_LLM__TIMEOUT_SECS".into(), "1".into())],
+        ..Setup::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("late"))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&app.llm)
+        .await;
+
+    let started = std::time::Instant::now();
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "llm_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered at the deadline, not after the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_key_retrieval_runs_locally_and_generate_is_a_503_naming_the_variable() {
+    // No key at all: the local embedder (all-MiniLM-L6-v2) embeds the facts and the query.
+    let app = TestApp::spawn_with(Setup {
+        keys: false,
+        facts: demo_facts(),
+        ..Setup::default()
+    })
+    .await;
+
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "llm_not_configured");
+    // The failure says retrieval worked, and what it found.
+    assert_eq!(body["retrieval"]["status"], "ok", "{body}");
+    let facts = body["retrieval"]["facts"].as_array().unwrap();
+    assert_eq!(facts[0]["text"], "Completed the London marathon in 2024");
+    assert_eq!(facts[0]["owner"], "user");
+    // Jane's marathon is as close to the query, and is never John's.
+    assert!(
+        facts
+            .iter()
+            .all(|f| f["text"] != "Ran the Berlin marathon last year"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("RAGBACK_LLM__API_KEY")
+    );
+    let (status, ready) = {
+        let response = app.client.get(app.url("/ready")).send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 503);
+    assert_eq!(ready["checks"]["llm"]["ok"], false);
+    assert_eq!(ready["checks"]["store"]["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_syntax_in_user_text_reaches_the_model_literally() {
+    let app = app_with_demo_facts().await;
+    app.llm_replies("*squints* What?").await;
+    let tricky = "{{ character.description }} {% for x in facts %}{{ x }}{% endfor %} {# hi #}";
+    let mut request = demo_request();
+    request["messages"] = json!([{"role": "user", "text": tricky}]);
+    request["user"]["name"] = json!("{{ user.age }}");
+    request["scenario"] = json!("{% raw %}scene{% endraw %}");
+
+    let (status, body) = app.post_json("/generate", &request).await;
+
+    assert_eq!(status, 200, "{body}");
+    let sent = &app.llm_requests().await[0];
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.last().unwrap()["content"], tricky);
+    let system = system_prompt(sent);
+    assert!(
+        system.contains("with {{ user.age }}, who is 23"),
+        "{system}"
+    );
+    assert!(system.contains("{% raw %}scene{% endraw %}"), "{system}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_character_card_v2_feeds_the_prompt() {
+    let app = TestApp::spawn().await;
+    app.llm_replies("*wipes the bar* Yo.").await;
+    let mut request = demo_request();
+    request["scenario"] = Value::Null;
+    request["character"] = json!({
+        "id": "blaze",
+        "name": "Blaze",
+        "card": {
+            "spec": "chara_card_v2",
+            "spec_version": "2.0",
+            "data": {
+                "name": "Blaze",
+                "description": "{{char}} is a bartender who calls {{user}} bro.",
+                "personality": "cocky, loyal",
+                "scenario": "{{char}} is closing the bar when {{user}} walks in.",
+                "first_mes": "*slides a glass over* Yo.",
+                "mes_example": "<START>\n{{user}}: hi\n{{char}}: *nods* sup",
+                "creator_notes": "ignored",
+                "system_prompt": "",
+                "post_history_instructions": "Keep it under 20 words.",
+                "alternate_greetings": [],
+                "tags": ["bartender"],
+                "creator": "someone",
+                "character_version": "1",
+                "extensions": {}
+            }
+        }
+    });
+
+    let (status, body) = app.post_json("/generate", &request).await;
+
+    assert_eq!(status, 200, "{body}");
+    let system = system_prompt(&app.llm_requests().await[0]).to_owned();
+    assert!(
+        system.contains("Blaze is a bartender who calls John bro."),
+        "{system}"
+    );
+    assert!(system.contains("Personality: cocky, loyal"), "{system}");
+    assert!(
+        system.contains("Blaze is closing the bar when John walks in."),
+        "{system}"
+    );
+    assert!(system.contains("John: hi\nBlaze: *nods* sup"), "{system}");
+    assert!(system.contains("Keep it under 20 words."), "{system}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_chat_contract_is_served_with_the_default_users_facts() {
+    let app = app_with_demo_facts().await;
+    app.llm_replies("Blaze: *laughs* Marathon man!").await;
+    let legacy = json!({
+        "messages": [
+            {"actor": "user", "text": "I ran the London marathon"}
+        ],
+        "user": {"name": "John", "age": 23},
+        "character": {"name": "Blaze", "age": 19, "description": "Street persona"}
+    });
+
+    let (status, body) = app.post_json("/api/v1/chat", &legacy).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["generated_text"], "*laughs* Marathon man!");
+    let results = body["search_results"].as_array().unwrap();
+    assert!(!results.is_empty(), "{body}");
+    assert_eq!(results[0]["content"]["owner"], "user");
+    assert_eq!(
+        results[0]["content"]["text"],
+        "Completed the London marathon in 2024"
+    );
+    assert!(results[0]["relevance_score"].as_f64().unwrap() > 0.3);
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["generated_text", "search_results"],
+        "exactly the old shape"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert!(!ready.to_string().contains("sk-or-test-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_returned_and_kept_when_sent() {
+    let app = TestApp::spawn().await;
+
+    let generated = app.client.get(app.url("/health")).send().await.unwrap();
+    assert!(generated.headers().get("x-request-id").is_some());
+
+    let kept = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "upstream-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "upstream-42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_gracefully() {
+    let app = TestApp::spawn().await;
+    app.stop().await;
+}

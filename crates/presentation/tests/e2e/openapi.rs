@@ -1,0 +1,124 @@
+//! `GET /openapi.json` describes exactly the routes the server has; `GET /docs` shows it.
+
+use std::collections::BTreeSet;
+
+use ragback_testkit::{Setup, TestApp};
+use serde_json::{Value, json};
+
+/// Every route of the API, as (method, path template).
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/generate"),
+    ("post", "/api/v1/chat"),
+    ("post", "/{kind}/{id}/facts"),
+    ("get", "/{kind}/{id}/facts"),
+    ("delete", "/{kind}/{id}/facts"),
+    ("delete", "/{kind}/{id}/facts/{fact_id}"),
+    ("post", "/facts/search"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_lists_every_route_and_every_listed_route_exists() {
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_SERVER__API_KEYS".into(), "reader-key-123".into())],
+        ..Setup::default()
+    })
+    .await;
+    // Open without a key.
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, expected);
+
+    // Each documented operation is served: not the router's 404 or 405.
+    for (method, template) in &documented {
+        let path = template
+            .replace("{kind}", "users")
+            .replace("{id}", "john")
+            .replace("{fact_id}", "6f1c1f9e-8a4b-4a8e-9a53-0f4f7f3f4f11");
+        let request = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), app.url(&path))
+            .bearer_auth("reader-key-123");
+        let request = if method == "get" || method == "delete" {
+            request
+        } else {
+            request.json(&json!({}))
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, 405, "{method} {path}: {body}");
+        assert!(
+            status != 404 || body["error"]["code"] != "not_found",
+            "{method} {path} is documented but not routed: {body}"
+        );
+    }
+    // And a route that is not documented is not served.
+    let missing = app
+        .client
+        .get(app.url("/admin"))
+        .bearer_auth("reader-key-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Every operation documents its responses, errors with the shared error body.
+    let generate = &doc["paths"]["/generate"]["post"];
+    assert_eq!(
+        generate["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/GenerateRequest"
+    );
+    assert_eq!(
+        generate["responses"]["422"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docs_is_a_page_over_the_document() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    assert!(page.contains(r#"data-url="/openapi.json""#), "{page}");
+}

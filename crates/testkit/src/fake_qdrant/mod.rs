@@ -1,0 +1,529 @@
+//! A Qdrant server for tests: the real gRPC protocol (qdrant-client's own service definitions,
+//! over tonic) in front of Qdrant's own engine (qdrant-edge), so that the server adapter is
+//! exercised over the wire with real filtering, scoring and paging semantics.
+//!
+//! It implements the RPCs ragback uses, for collections with named dense cosine vectors and
+//! keyword filters; anything else answers `UNIMPLEMENTED`.
+
+mod rpc;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use qdrant_client::Payload;
+use qdrant_client::qdrant::{
+    self, CollectionConfig, CollectionExists, CollectionExistsRequest, CollectionExistsResponse,
+    CollectionInfo, CollectionOperationResponse, CollectionParams, CountPoints, CountResponse,
+    CountResult, CreateCollection, CreateFieldIndexCollection, DeletePoints,
+    GetCollectionInfoRequest, GetCollectionInfoResponse, GetPoints, GetResponse,
+    PointsOperationResponse, QueryPoints, QueryResponse, RetrievedPoint, ScrollPoints,
+    ScrollResponse, UpdateResult, UpdateStatus, UpsertPoints, VectorParams, VectorParamsMap,
+    VectorsConfig,
+};
+use qdrant_edge::{
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
+    NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, Record, ScoringQuery, ScrollRequest,
+    UpdateOperation, VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface,
+    WithVector,
+};
+use tonic::Status;
+
+/// One collection: a Qdrant Edge shard in a temporary directory.
+struct Collection {
+    shard: EdgeShard,
+    vectors: HashMap<String, u64>,
+    _dir: tempfile::TempDir,
+}
+
+/// The fake server's state.
+#[derive(Default)]
+pub(crate) struct FakeQdrant {
+    collections: Mutex<HashMap<String, Collection>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn done() -> PointsOperationResponse {
+    PointsOperationResponse {
+        result: Some(UpdateResult {
+            operation_id: Some(0),
+            status: UpdateStatus::Completed as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+fn edge_id(id: &qdrant::PointId) -> Result<PointId, Status> {
+    match &id.point_id_options {
+        Some(qdrant::point_id::PointIdOptions::Uuid(u)) => u
+            .parse()
+            .map(PointId::Uuid)
+            .map_err(|_| Status::invalid_argument(format!("bad uuid {u}"))),
+        Some(qdrant::point_id::PointIdOptions::Num(n)) => Ok(PointId::NumId(*n)),
+        None => Err(Status::invalid_argument("point without id")),
+    }
+}
+
+fn grpc_id(id: PointId) -> qdrant::PointId {
+    match id {
+        PointId::Uuid(u) => qdrant::PointId::from(u.to_string()),
+        PointId::NumId(n) => qdrant::PointId::from(n),
+    }
+}
+
+/// Keyword-match `should`/`must` filters, the only kind ragback sends.
+fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filter>, Status> {
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    if !filter.must_not.is_empty() || filter.min_should.is_some() {
+        return Err(Status::unimplemented("only should/must keyword filters"));
+    }
+    let convert = |conditions: Vec<qdrant::Condition>| -> Result<Option<Vec<Condition>>, Status> {
+        if conditions.is_empty() {
+            return Ok(None);
+        }
+        conditions
+            .into_iter()
+            .map(|c| match c.condition_one_of {
+                Some(qdrant::condition::ConditionOneOf::Field(field)) => {
+                    match field.r#match.and_then(|m| m.match_value) {
+                        Some(qdrant::r#match::MatchValue::Keyword(k)) => {
+                            let key: JsonPath = field
+                                .key
+                                .parse()
+                                .map_err(|_| Status::invalid_argument("bad key"))?;
+                            Ok(Condition::Field(FieldCondition::new_match(
+                                key,
+                                Match::from(k),
+                            )))
+                        }
+                        _ => Err(Status::unimplemented("only keyword matches")),
+                    }
+                }
+                _ => Err(Status::unimplemented("only field conditions")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    };
+    Ok(Some(Filter {
+        should: convert(filter.should)?,
+        must: convert(filter.must)?,
+        ..Filter::new()
+    }))
+}
+
+fn enabled_payload(selector: Option<qdrant::WithPayloadSelector>) -> bool {
+    matches!(
+        selector.and_then(|s| s.selector_options),
+        Some(qdrant::with_payload_selector::SelectorOptions::Enable(true))
+    )
+}
+
+fn enabled_vectors(selector: Option<qdrant::WithVectorsSelector>) -> bool {
+    matches!(
+        selector.and_then(|s| s.selector_options),
+        Some(qdrant::with_vectors_selector::SelectorOptions::Enable(true))
+    )
+}
+
+fn grpc_payload(payload: Option<qdrant_edge::Payload>) -> HashMap<String, qdrant::Value> {
+    let json = serde_json::Value::Object(
+        payload
+            .map(|p| p.0)
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    );
+    Payload::try_from(json)
+        .map(HashMap::from)
+        .unwrap_or_default()
+}
+
+fn grpc_vectors(vectors: Option<VectorStructInternal>) -> Option<qdrant::VectorsOutput> {
+    let Some(VectorStructInternal::Named(named)) = vectors else {
+        return None;
+    };
+    let vectors = named
+        .into_iter()
+        .filter_map(|(name, v)| match v {
+            VectorInternal::Dense(data) => Some((
+                name,
+                qdrant::VectorOutput {
+                    vector: Some(qdrant::vector_output::Vector::Dense(qdrant::DenseVector {
+                        data,
+                    })),
+                    ..Default::default()
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    Some(qdrant::VectorsOutput {
+        vectors_options: Some(qdrant::vectors_output::VectorsOptions::Vectors(
+            qdrant::NamedVectorsOutput { vectors },
+        )),
+    })
+}
+
+fn retrieved(record: Record) -> RetrievedPoint {
+    RetrievedPoint {
+        id: Some(grpc_id(record.id)),
+        payload: grpc_payload(record.payload),
+        vectors: grpc_vectors(record.vector),
+        ..Default::default()
+    }
+}
+
+/// The dense data of an input vector, old (`data`) or new (`vector`) encoding.
+#[allow(deprecated)]
+fn dense(vector: qdrant::Vector) -> Result<Vec<f32>, Status> {
+    match vector.vector {
+        Some(qdrant::vector::Vector::Dense(d)) => Ok(d.data),
+        Some(_) => Err(Status::unimplemented("only dense vectors")),
+        None => Ok(vector.data),
+    }
+}
+
+impl FakeQdrant {
+    fn with<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Collection) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let mut collections = self.collections.lock().map_err(internal)?;
+        let collection = collections
+            .get_mut(name)
+            .ok_or_else(|| Status::not_found(format!("Collection `{name}` doesn't exist!")))?;
+        f(collection)
+    }
+
+    pub(crate) fn collections_collection_exists(
+        &self,
+        r: CollectionExistsRequest,
+    ) -> Result<CollectionExistsResponse, Status> {
+        let exists = self
+            .collections
+            .lock()
+            .map_err(internal)?
+            .contains_key(&r.collection_name);
+        Ok(CollectionExistsResponse {
+            result: Some(CollectionExists { exists }),
+            time: 0.0,
+        })
+    }
+
+    pub(crate) fn collections_create(
+        &self,
+        r: CreateCollection,
+    ) -> Result<CollectionOperationResponse, Status> {
+        let mut collections = self.collections.lock().map_err(internal)?;
+        if collections.contains_key(&r.collection_name) {
+            return Err(Status::already_exists(format!(
+                "Collection `{}` already exists!",
+                r.collection_name
+            )));
+        }
+        let Some(qdrant::vectors_config::Config::ParamsMap(map)) =
+            r.vectors_config.and_then(|c| c.config)
+        else {
+            return Err(Status::unimplemented("only named vectors"));
+        };
+        let mut builder = EdgeConfigBuilder::new();
+        let mut vectors = HashMap::new();
+        for (name, params) in map.map {
+            if params.distance != qdrant::Distance::Cosine as i32 {
+                return Err(Status::unimplemented("only cosine"));
+            }
+            builder = builder.vector(
+                name.clone(),
+                EdgeVectorParamsBuilder::new(params.size as usize, Distance::Cosine).build(),
+            );
+            vectors.insert(name, params.size);
+        }
+        let dir = tempfile::tempdir().map_err(internal)?;
+        let shard = EdgeShard::new(dir.path(), builder.build()).map_err(internal)?;
+        collections.insert(
+            r.collection_name,
+            Collection {
+                shard,
+                vectors,
+                _dir: dir,
+            },
+        );
+        Ok(CollectionOperationResponse {
+            result: true,
+            time: 0.0,
+        })
+    }
+
+    pub(crate) fn collections_get(
+        &self,
+        r: GetCollectionInfoRequest,
+    ) -> Result<GetCollectionInfoResponse, Status> {
+        self.with(&r.collection_name, |c| {
+            let map = c
+                .vectors
+                .iter()
+                .map(|(name, size)| {
+                    (
+                        name.clone(),
+                        VectorParams {
+                            size: *size,
+                            distance: qdrant::Distance::Cosine as i32,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect();
+            Ok(GetCollectionInfoResponse {
+                result: Some(CollectionInfo {
+                    config: Some(CollectionConfig {
+                        params: Some(CollectionParams {
+                            vectors_config: Some(VectorsConfig {
+                                config: Some(qdrant::vectors_config::Config::ParamsMap(
+                                    VectorParamsMap { map },
+                                )),
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                time: 0.0,
+            })
+        })
+    }
+
+    pub(crate) fn points_create_field_index(
+        &self,
+        r: CreateFieldIndexCollection,
+    ) -> Result<PointsOperationResponse, Status> {
+        if r.field_type != Some(qdrant::FieldType::Keyword as i32) {
+            return Err(Status::unimplemented("only keyword indexes"));
+        }
+        self.with(&r.collection_name, |c| {
+            let field_name: JsonPath = r
+                .field_name
+                .parse()
+                .map_err(|_| Status::invalid_argument("bad field"))?;
+            c.shard
+                .update(UpdateOperation::FieldIndexOperation(
+                    FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name,
+                        field_schema: Some(PayloadFieldSchema::FieldType(
+                            PayloadSchemaType::Keyword,
+                        )),
+                    }),
+                ))
+                .map_err(internal)?;
+            Ok(done())
+        })
+    }
+
+    pub(crate) fn points_upsert(&self, r: UpsertPoints) -> Result<PointsOperationResponse, Status> {
+        self.with(&r.collection_name, |c| {
+            let mut points = Vec::new();
+            for point in r.points {
+                let id = edge_id(&point.id.ok_or_else(|| Status::invalid_argument("no id"))?)?;
+                let Some(qdrant::vectors::VectorsOptions::Vectors(named)) =
+                    point.vectors.and_then(|v| v.vectors_options)
+                else {
+                    return Err(Status::unimplemented("only named vectors"));
+                };
+                let mut vectors = Vec::new();
+                for (name, vector) in named.vectors {
+                    let data = dense(vector)?;
+                    if c.vectors
+                        .get(&name)
+                        .is_none_or(|size| *size as usize != data.len())
+                    {
+                        return Err(Status::invalid_argument(format!(
+                            "Wrong input: Vector dimension error for `{name}`"
+                        )));
+                    }
+                    vectors.push((name, data));
+                }
+                let payload: serde_json::Value = serde_json::Value::Object(
+                    point
+                        .payload
+                        .into_iter()
+                        .map(|(k, v)| (k, serde_json::Value::from(v)))
+                        .collect(),
+                );
+                points.push(PointStruct::new(id, Vectors::new_named(vectors), payload).into());
+            }
+            c.shard
+                .update(UpdateOperation::PointOperation(
+                    PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+                ))
+                .map_err(internal)?;
+            Ok(done())
+        })
+    }
+
+    pub(crate) fn points_get(&self, r: GetPoints) -> Result<GetResponse, Status> {
+        self.with(&r.collection_name, |c| {
+            let ids = r.ids.iter().map(edge_id).collect::<Result<Vec<_>, _>>()?;
+            let records = c
+                .shard
+                .retrieve(
+                    &ids,
+                    Some(WithPayloadInterface::Bool(enabled_payload(r.with_payload))),
+                    Some(WithVector::Bool(enabled_vectors(r.with_vectors))),
+                )
+                .map_err(internal)?;
+            Ok(GetResponse {
+                result: records.into_iter().map(retrieved).collect(),
+                ..Default::default()
+            })
+        })
+    }
+
+    pub(crate) fn points_query(&self, r: QueryPoints) -> Result<QueryResponse, Status> {
+        let vector = match r.query.and_then(|q| q.variant) {
+            Some(qdrant::query::Variant::Nearest(input)) => match input.variant {
+                Some(qdrant::vector_input::Variant::Dense(d)) => d.data,
+                _ => return Err(Status::unimplemented("only dense nearest queries")),
+            },
+            _ => return Err(Status::unimplemented("only nearest queries")),
+        };
+        let using = r
+            .using
+            .ok_or_else(|| Status::invalid_argument("`using` is required here"))?;
+        let filter = edge_filter(r.filter)?;
+        let with_payload = enabled_payload(r.with_payload);
+        self.with(&r.collection_name, |c| {
+            if c.vectors
+                .get(&using)
+                .is_none_or(|size| *size as usize != vector.len())
+            {
+                return Err(Status::invalid_argument(
+                    "Wrong input: Vector dimension error",
+                ));
+            }
+            let found = c
+                .shard
+                .query(QueryRequest {
+                    prefetches: Vec::new(),
+                    query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+                        VectorInternal::Dense(vector),
+                        using,
+                    )))),
+                    filter,
+                    score_threshold: None,
+                    limit: r.limit.unwrap_or(10) as usize,
+                    offset: r.offset.unwrap_or(0) as usize,
+                    params: None,
+                    with_vector: WithVector::Bool(false),
+                    with_payload: WithPayloadInterface::Bool(with_payload),
+                })
+                .map_err(internal)?;
+            let result = found
+                .into_iter()
+                .map(|p| qdrant::ScoredPoint {
+                    id: Some(grpc_id(p.id)),
+                    payload: grpc_payload(p.payload),
+                    score: p.score,
+                    ..Default::default()
+                })
+                .collect();
+            Ok(QueryResponse {
+                result,
+                ..Default::default()
+            })
+        })
+    }
+
+    pub(crate) fn points_scroll(&self, r: ScrollPoints) -> Result<ScrollResponse, Status> {
+        let filter = edge_filter(r.filter)?;
+        let offset = r.offset.as_ref().map(edge_id).transpose()?;
+        self.with(&r.collection_name, |c| {
+            let (records, next) = c
+                .shard
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(r.limit.unwrap_or(10) as usize),
+                    filter,
+                    with_payload: Some(WithPayloadInterface::Bool(enabled_payload(r.with_payload))),
+                    with_vector: WithVector::Bool(enabled_vectors(r.with_vectors)),
+                    order_by: None,
+                })
+                .map_err(internal)?;
+            Ok(ScrollResponse {
+                next_page_offset: next.map(grpc_id),
+                result: records.into_iter().map(retrieved).collect(),
+                ..Default::default()
+            })
+        })
+    }
+
+    pub(crate) fn points_count(&self, r: CountPoints) -> Result<CountResponse, Status> {
+        let filter = edge_filter(r.filter)?;
+        self.with(&r.collection_name, |c| {
+            let count = c
+                .shard
+                .count(CountRequest {
+                    filter,
+                    exact: true,
+                })
+                .map_err(internal)?;
+            Ok(CountResponse {
+                result: Some(CountResult {
+                    count: count as u64,
+                }),
+                ..Default::default()
+            })
+        })
+    }
+
+    pub(crate) fn points_delete(&self, r: DeletePoints) -> Result<PointsOperationResponse, Status> {
+        let selector = r.points.and_then(|p| p.points_selector_one_of);
+        let operation = match selector {
+            Some(qdrant::points_selector::PointsSelectorOneOf::Points(list)) => {
+                PointOperations::DeletePoints {
+                    ids: list.ids.iter().map(edge_id).collect::<Result<_, _>>()?,
+                }
+            }
+            Some(qdrant::points_selector::PointsSelectorOneOf::Filter(filter)) => {
+                PointOperations::DeletePointsByFilter(
+                    edge_filter(Some(filter))?.unwrap_or_else(Filter::new),
+                )
+            }
+            None => return Err(Status::invalid_argument("no points selector")),
+        };
+        self.with(&r.collection_name, |c| {
+            c.shard
+                .update(UpdateOperation::PointOperation(operation))
+                .map_err(internal)?;
+            Ok(done())
+        })
+    }
+}
+
+/// Serves a fresh fake on a free port; returns its gRPC URL.
+pub async fn start() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let fake = std::sync::Arc::new(FakeQdrant::default());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(qdrant::points_server::PointsServer::from_arc(fake.clone()))
+            .add_service(qdrant::collections_server::CollectionsServer::from_arc(
+                fake,
+            ))
+            .serve_with_incoming(incoming)
+            .await
+            .expect("fake Qdrant serves");
+    });
+    format!("http://{addr}")
+}

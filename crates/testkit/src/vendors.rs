@@ -1,0 +1,47 @@
+//! Local stand-ins for the vendors, speaking their real wire formats.
+
+use ragback_application::testing::WordEmbedder;
+use serde_json::{Value, json};
+use wiremock::{Request, Respond, ResponseTemplate};
+
+/// Answers Cohere `v2/embed` calls with bag-of-words vectors of the texts sent: texts sharing
+/// words are similar, so retrieval behaves like a real (if simple) embedding model.
+pub struct FakeCohere;
+
+impl Respond for FakeCohere {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let Some(texts) = body["texts"].as_array() else {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"message": "invalid request: texts required"}));
+        };
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| WordEmbedder::vector(t.as_str().unwrap_or_default()))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "b2d3c4e5-0000-4000-8000-000000000000",
+            "embeddings": {"float": vectors},
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 10}},
+            "response_type": "embeddings_by_type"
+        }))
+    }
+}
+
+/// A chat completion as OpenRouter sends it.
+pub fn completion(text: &str) -> Value {
+    json!({
+        "id": "gen-1",
+        "provider": "Mistral",
+        "model": "mistralai/mistral-nemo",
+        "object": "chat.completion",
+        "created": 1_732_450_000,
+        "choices": [{
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": text}
+        }],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}
+    })
+}
