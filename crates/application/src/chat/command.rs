@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use ragback_domain::{Character, Message, Scenario, User, ValidationError};
 
-use crate::retrieval::{RetrievalOverrides, out_of_range};
+use crate::bounds;
+use crate::retrieval::RetrievalOverrides;
 
 /// Longest model name accepted in a request.
 const MAX_MODEL_CHARS: usize = 200;
@@ -42,23 +43,19 @@ impl GenerationOverrides {
                 ));
             }
         }
-        if let Some(t) = self.temperature
-            && !(0.0..=2.0).contains(&t)
-        {
-            return Err(("temperature", out_of_range(0.0, 2.0, f64::from(t))));
-        }
-        if let Some(p) = self.top_p
-            && !(p > 0.0 && p <= 1.0)
-        {
-            return Err(("top_p", out_of_range(0.0, 1.0, f64::from(p))));
-        }
-        if let Some(n) = self.max_tokens
-            && !(1..=MAX_TOKENS_LIMIT).contains(&n)
-        {
-            return Err((
+        let checks = [
+            (
+                "temperature",
+                self.temperature.map(|t| bounds::TEMPERATURE.check(t)),
+            ),
+            ("top_p", self.top_p.map(|p| bounds::TOP_P.check(p))),
+            (
                 "max_tokens",
-                out_of_range(1.0, f64::from(MAX_TOKENS_LIMIT), f64::from(n)),
-            ));
+                self.max_tokens.map(|n| bounds::MAX_TOKENS.check(n)),
+            ),
+        ];
+        for (field, check) in checks {
+            check.transpose().map_err(|e| (field, e))?;
         }
         Ok(())
     }

@@ -27,12 +27,36 @@ pub enum GenerateError {
         /// Attempts made.
         attempts: u32,
     },
-    /// The model answered, twice, with nothing usable once cleaned.
-    #[error("the language model returned an empty reply twice")]
-    EmptyReply,
+    /// Every attempt gave a reply that is empty once cleaned.
+    #[error("the language model returned an empty reply {attempts} time(s)")]
+    EmptyReply {
+        /// Attempts made.
+        attempts: u32,
+    },
     /// The prompt template failed.
     #[error(transparent)]
     Prompt(#[from] PromptError),
+}
+
+impl GenerateError {
+    /// A short, stable name of the failure, the `outcome` label of `ragback_generations_total`
+    /// (the API's error codes use the same names).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::ModelNotConfigured(_) => "llm_not_configured",
+            Self::ModelFailed { source, .. } => match source {
+                ChatModelError::NotConfigured(_) => "llm_not_configured",
+                ChatModelError::Rejected { .. } => "llm_rejected",
+                ChatModelError::RateLimited { .. } => "llm_rate_limited",
+                ChatModelError::Unavailable { .. } | ChatModelError::InvalidResponse(_) => {
+                    "llm_unavailable"
+                }
+            },
+            Self::DeadlineExceeded { .. } => "llm_timeout",
+            Self::EmptyReply { .. } => "llm_empty_reply",
+            Self::Prompt(_) => "internal_error",
+        }
+    }
 }
 
 /// A failed generation, with what retrieval found before the model failed (so callers can tell

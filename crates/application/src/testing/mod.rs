@@ -10,9 +10,10 @@ pub mod store_contract;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use ragback_domain::{Fact, FactOwner, FactText, ScoredFact};
 
 use crate::ports::{
@@ -425,6 +426,93 @@ impl ChatModel for ScriptedChatModel {
             }
         };
         Ok(Box::pin(futures::stream::iter(pieces)))
+    }
+}
+
+/// A chat model whose stream sends one piece, `Yo`, then nothing more while staying open (a
+/// stalled upstream); `complete` fails.
+#[derive(Debug, Default)]
+pub struct StallingChatModel;
+
+#[async_trait]
+impl ChatModel for StallingChatModel {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
+        Err(ChatModelError::unavailable("a stalling model only streams"))
+    }
+
+    async fn stream(&self, _: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+        let first = futures::stream::iter([ScriptedChatModel::piece("Yo")]);
+        Ok(Box::pin(first.chain(futures::stream::pending())))
+    }
+}
+
+/// A chat model that never answers, whole or streamed.
+#[derive(Debug, Default)]
+pub struct SilentChatModel;
+
+#[async_trait]
+impl ChatModel for SilentChatModel {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
+        std::future::pending().await
+    }
+
+    async fn stream(&self, _: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+        std::future::pending().await
+    }
+}
+
+/// A chat model whose stream writes `la ` every millisecond without end, and which tells when
+/// that stream was dropped (the upstream request closed); `complete` fails.
+#[derive(Debug, Default)]
+pub struct EndlessChatModel {
+    dropped: std::sync::Arc<AtomicBool>,
+}
+
+impl EndlessChatModel {
+    /// Whether a stream it opened has been dropped.
+    pub fn stream_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(std::sync::Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ChatModel for EndlessChatModel {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
+        Err(ChatModelError::unavailable("an endless model only streams"))
+    }
+
+    async fn stream(&self, _: &ChatRequest) -> Result<ChatStream, ChatModelError> {
+        let flag = DropFlag(self.dropped.clone());
+        let pieces = futures::stream::repeat_with(move || {
+            let _alive = &flag;
+            ScriptedChatModel::piece("la ")
+        })
+        .then(|piece| async {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            piece
+        });
+        Ok(Box::pin(pieces))
     }
 }
 

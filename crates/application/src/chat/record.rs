@@ -1,0 +1,109 @@
+//! The record of one turn: its stage timings, its log line, and every generation metric
+//! (`ragback_generations_total` by outcome, stage durations, facts per reply, tokens). Retrieval
+//! records its own stages.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{GenerateError, Generation, StageTimings};
+use crate::ports::TokenUsage;
+use crate::retrieval::Retrieval;
+
+/// A turn under way, from its first instant.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TurnRecord {
+    started: Instant,
+}
+
+/// What the model stage produced.
+pub(super) struct Reply {
+    /// The clean reply.
+    pub(super) text: String,
+    /// The model that answered.
+    pub(super) model: String,
+    /// Tokens of every attempt.
+    pub(super) usage: Option<TokenUsage>,
+    /// Time spent rendering the prompt.
+    pub(super) render: Duration,
+    /// Time spent in the model stage.
+    pub(super) llm: Duration,
+    /// From the start of the model stage to the first token (streaming only).
+    pub(super) first_token: Option<Duration>,
+}
+
+impl TurnRecord {
+    /// A turn starting now.
+    pub(super) fn start() -> Self {
+        Self {
+            started: Instant::now(),
+        }
+    }
+
+    /// When it started.
+    pub(super) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The generation of a turn that succeeded: timings, one log line, the metrics.
+    pub(super) fn finish(self, retrieval: Retrieval, reply: Reply) -> Generation {
+        let timings = StageTimings {
+            embed: retrieval.embed,
+            search: retrieval.search,
+            render: reply.render,
+            llm: reply.llm,
+            first_token: reply.first_token,
+            total: self.started.elapsed(),
+        };
+        let stage = |name: &'static str, d: Duration| {
+            metrics::histogram!("ragback_stage_duration_seconds", "stage" => name).record(d);
+        };
+        stage("render", timings.render);
+        stage("llm", timings.llm);
+        if let Some(first_token) = timings.first_token {
+            stage("first_token", first_token);
+        }
+        stage("total", timings.total);
+        count("ok");
+        metrics::histogram!("ragback_facts_per_reply").record(retrieval.facts.len() as f64);
+        if let Some(usage) = reply.usage {
+            let tokens = |kind: &'static str, n: u32| {
+                metrics::counter!("ragback_llm_tokens_total", "kind" => kind)
+                    .increment(u64::from(n));
+            };
+            tokens("prompt", usage.prompt_tokens);
+            tokens("completion", usage.completion_tokens);
+        }
+        tracing::info!(
+            retrieval = retrieval.status.as_str(),
+            facts = retrieval.facts.len(),
+            model = %reply.model,
+            embed_ms = ms(timings.embed),
+            search_ms = ms(timings.search),
+            llm_ms = ms(timings.llm),
+            total_ms = ms(timings.total),
+            "reply generated"
+        );
+        Generation {
+            text: reply.text,
+            facts: retrieval.facts,
+            model: reply.model,
+            usage: reply.usage,
+            retrieval: retrieval.status,
+            timings,
+        }
+    }
+
+    /// A turn that failed: counted by outcome (the caller reports the error itself).
+    pub(super) fn fail(self, error: &GenerateError) {
+        count(error.outcome());
+    }
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("ragback_generations_total", "outcome" => outcome).increment(1);
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
