@@ -1,14 +1,16 @@
-//! Adding facts: embed the new ones in batches and store them.
+//! The facts use cases: add (embed the new ones in batches and store them), import, list,
+//! count and delete, for the HTTP API and the command line alike.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_domain::Fact;
+use ragback_domain::{Fact, FactId, FactOwner};
 use tokio::time::Instant;
 
 use crate::ports::{
-    EmbedError, EmbeddedFact, Embedder, EmbeddingPurpose, FactStore, FactStoreError,
+    EmbedError, EmbeddedFact, Embedder, EmbeddingPurpose, FactPage, FactStore, FactStoreError,
+    StoreStatus,
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
 
@@ -67,7 +69,7 @@ pub enum AddFactsError {
     },
 }
 
-/// Embeds and stores facts.
+/// Adds, lists, counts and deletes facts.
 #[derive(Clone)]
 pub struct FactLibrary {
     embedder: Option<Arc<dyn Embedder>>,
@@ -93,9 +95,46 @@ impl FactLibrary {
         }
     }
 
-    /// The store written to.
-    pub fn store(&self) -> &Arc<dyn FactStore> {
-        &self.store
+    /// Whether facts can be added (an embedder is configured).
+    pub fn can_embed(&self) -> bool {
+        self.embedder.is_some()
+    }
+
+    /// A page of at most `limit` facts (1 at least) of `owner`, or of everyone, from `start` (a
+    /// previous page's `next`), in id order; with their vectors when asked.
+    pub async fn list(
+        &self,
+        owner: Option<&FactOwner>,
+        start: Option<FactId>,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<FactPage, FactStoreError> {
+        self.store.list(owner, start, limit, with_vectors).await
+    }
+
+    /// How many facts `owner` (or everyone) has.
+    pub async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
+        self.store.count(owner).await
+    }
+
+    /// Deletes one fact of `owner`; `false` when the owner has no such fact.
+    pub async fn delete(&self, owner: &FactOwner, id: FactId) -> Result<bool, FactStoreError> {
+        Ok(self.store.delete(owner, &[id]).await? > 0)
+    }
+
+    /// Deletes every fact of `owner`; returns how many there were.
+    pub async fn delete_owner(&self, owner: &FactOwner) -> Result<usize, FactStoreError> {
+        self.store.delete_owner(owner).await
+    }
+
+    /// Whether the store is usable, and what it holds.
+    pub async fn status(&self) -> Result<StoreStatus, FactStoreError> {
+        self.store.status().await
+    }
+
+    /// Writes what the store holds in memory to disk (at shutdown).
+    pub async fn flush(&self) -> Result<(), FactStoreError> {
+        self.store.flush().await
     }
 
     /// What adding `facts` would do: which are new, which are stored already, which repeat.
@@ -209,18 +248,23 @@ impl FactLibrary {
         Ok(report)
     }
 
-    /// Stores facts that come with their vectors (an export), without embedding them.
+    /// Stores facts that come with their vectors (an export), without embedding them, `batch` at
+    /// a time, checking `stop` before each batch like [`add_until`](Self::add_until).
     pub async fn import(
         &self,
         facts: Vec<EmbeddedFact>,
         batch: usize,
         mut progress: impl FnMut(&AddFactsReport),
+        stop: impl Fn() -> bool,
     ) -> Result<AddFactsReport, AddFactsError> {
         let mut report = AddFactsReport {
             to_add: facts.len(),
             ..AddFactsReport::default()
         };
         for chunk in facts.chunks(batch.max(1)) {
+            if stop() {
+                return Err(AddFactsError::Interrupted { done: report });
+            }
             let stored =
                 self.store
                     .upsert(chunk.to_vec())
@@ -234,6 +278,11 @@ impl FactLibrary {
             progress(&report);
         }
         Ok(report)
+    }
+
+    /// Which of `ids` are stored.
+    pub async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError> {
+        self.store.known(ids).await
     }
 }
 

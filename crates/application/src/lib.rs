@@ -8,6 +8,7 @@
 //!
 //! Ports ([`ports`]) are object-safe traits; adapters live in `ragback-integrations`.
 
+pub mod bounds;
 pub mod chat;
 pub mod evaluation;
 pub mod facts;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ragback_domain::{FactOwner, Message, Role, ScoredFact, UserId, ValidationError};
 use tokio::time::Instant;
 
+use crate::bounds;
 use crate::ports::{EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError};
 use crate::retry::{RetryError, RetryPolicy, retry};
 
@@ -46,22 +47,16 @@ pub struct RetrievalOverrides {
 impl RetrievalOverrides {
     /// Checks the ranges; on failure returns the offending field's name.
     pub fn validate(&self) -> Result<(), (&'static str, ValidationError)> {
-        if let Some(top_k) = self.top_k
-            && !(1..=MAX_TOP_K).contains(&top_k)
-        {
-            return Err(("top_k", out_of_range(1.0, MAX_TOP_K as f64, top_k as f64)));
+        if let Some(top_k) = self.top_k {
+            bounds::TOP_K.check_count(top_k).map_err(|e| ("top_k", e))?;
         }
-        if let Some(threshold) = self.threshold
-            && !(-1.0..=1.0).contains(&threshold)
-        {
-            return Err(("threshold", out_of_range(-1.0, 1.0, f64::from(threshold))));
+        if let Some(threshold) = self.threshold {
+            bounds::THRESHOLD
+                .check(threshold)
+                .map_err(|e| ("threshold", e))?;
         }
         Ok(())
     }
-}
-
-pub(crate) fn out_of_range(min: f64, max: f64, actual: f64) -> ValidationError {
-    ValidationError::OutOfRange { min, max, actual }
 }
 
 /// How retrieval went for one turn.

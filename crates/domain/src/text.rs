@@ -37,6 +37,14 @@ pub enum ValidationError {
     /// Holds a control character (line breaks are allowed only in free text).
     #[error("must not contain control characters")]
     ControlCharacter,
+    /// A number below its smallest value (ranges open at the top).
+    #[error("must be at least {min} (got {actual})")]
+    TooSmall {
+        /// Smallest accepted value.
+        min: f64,
+        /// The value received.
+        actual: f64,
+    },
     /// A number outside its range.
     #[error("must be between {min} and {max} (got {actual})")]
     OutOfRange {
