@@ -1,7 +1,6 @@
 //! Builds the use cases from the adapters the configuration chooses.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
@@ -28,10 +27,8 @@ pub enum WiringError {
 pub struct Services {
     /// Writes replies.
     pub chat: ChatService,
-    /// Adds facts.
+    /// Adds, lists and deletes facts; says how the store is.
     pub facts: FactLibrary,
-    /// The fact store (for readiness and counts).
-    pub store: Arc<dyn FactStore>,
     /// The embedder's model id, when one is configured.
     pub embedder: Option<String>,
 }
@@ -56,7 +53,7 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
                 url: s.url.clone(),
                 api_key: s.api_key.clone(),
                 collection: s.collection.clone(),
-                timeout: Duration::from_secs(s.timeout_secs),
+                timeout: s.timeout,
             })
             .map(|store| Arc::new(store) as Arc<dyn FactStore>)
             .map_err(|e| WiringError::Invalid(format!("RAGBACK_STORE__URL: {e}")))
@@ -130,12 +127,11 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         embedder.clone(),
         Arc::clone(&store),
         settings.embedder.retry(),
-        Duration::from_millis(settings.embedder.batch_timeout_ms),
+        settings.embedder.batch_timeout,
     );
     Ok(Services {
         chat: ChatService::new(retriever, renderer, model, settings.chat_settings()),
         facts,
-        store,
         embedder: embedder.map(|e| e.model_id().to_owned()),
     })
 }

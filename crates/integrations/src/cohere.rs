@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ragback_application::bounds::InvalidSetting;
 use ragback_application::ports::{EmbedError, Embedder, EmbeddingPurpose};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -23,8 +24,12 @@ pub struct CohereSettings {
     pub api_key: Option<SecretString>,
     /// Embedding model.
     pub model: String,
-    /// Timeout of one HTTP call, in milliseconds.
-    pub request_timeout_ms: u64,
+    /// Timeout of one HTTP call (`request_timeout_ms`).
+    #[serde(
+        rename = "request_timeout_ms",
+        deserialize_with = "crate::config::millis::deserialize"
+    )]
+    pub request_timeout: Duration,
     /// Texts per call, at most 96.
     pub batch_size: usize,
 }
@@ -35,13 +40,25 @@ impl Default for CohereSettings {
             base_url: "https://api.cohere.com".into(),
             api_key: None,
             model: "embed-multilingual-v3.0".into(),
-            request_timeout_ms: 10_000,
+            request_timeout: Duration::from_millis(10_000),
             batch_size: MAX_TEXTS_PER_CALL,
         }
     }
 }
 
 impl CohereSettings {
+    /// Checks what parses but cannot be used; keys are relative to the section.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        ragback_application::bounds::nonzero("request_timeout_ms", self.request_timeout)?;
+        if !(1..=MAX_TEXTS_PER_CALL).contains(&self.batch_size) {
+            return Err(InvalidSetting::new(
+                "batch_size",
+                format!("must be between 1 and {MAX_TEXTS_PER_CALL} (Cohere's limit per call)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The API key, unless absent or blank.
     pub fn api_key(&self) -> Option<&SecretString> {
         self.api_key
@@ -121,7 +138,7 @@ impl CohereEmbedder {
             return Err(CohereConfigError::BatchSize(settings.batch_size));
         }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.request_timeout_ms))
+            .timeout(settings.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| CohereConfigError::Client(e.to_string()))?;

@@ -9,6 +9,7 @@
 //! - [`prompt::TeraPromptRenderer`]: the Tera prompt template.
 
 pub mod cohere;
+pub mod config;
 pub mod edge;
 mod fact_payload;
 mod http;

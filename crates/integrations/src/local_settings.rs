@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ragback_application::bounds::{self, InvalidSetting};
 use serde::Deserialize;
 
 /// Settings of the local embedder (`RAGBACK_EMBEDDER__LOCAL__*`).
@@ -15,6 +16,14 @@ pub struct LocalSettings {
     pub batch_size: usize,
     /// Batches that may run at once; more wait their turn instead of competing for the CPU.
     pub max_concurrency: usize,
+}
+
+impl LocalSettings {
+    /// Checks what parses but cannot be used; keys are relative to the section.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        bounds::POSITIVE.setting_count("batch_size", self.batch_size)?;
+        bounds::POSITIVE.setting_count("max_concurrency", self.max_concurrency)
+    }
 }
 
 impl Default for LocalSettings {

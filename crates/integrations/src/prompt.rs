@@ -24,6 +24,14 @@ pub struct PromptSettings {
     pub history_messages: usize,
 }
 
+impl PromptSettings {
+    /// Checks what parses but cannot be used; keys are relative to the section.
+    pub fn validate(&self) -> Result<(), ragback_application::bounds::InvalidSetting> {
+        ragback_application::bounds::POSITIVE
+            .setting_count("history_messages", self.history_messages)
+    }
+}
+
 impl Default for PromptSettings {
     fn default() -> Self {
         Self {

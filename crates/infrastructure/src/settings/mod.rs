@@ -1,19 +1,25 @@
-//! The typed configuration and its validation.
+//! The typed configuration. Each section is a struct next to its own validation (the adapters'
+//! sections live with their adapters); [`Settings::load`] layers the sources, parses and checks
+//! them all, and names the variable to fix when one cannot be used.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+mod embedder;
+mod retrieval;
+mod server;
+mod store;
+mod values;
 
+use ragback_application::bounds::InvalidSetting;
 use ragback_application::ports::GenerationParams;
-use ragback_application::retrieval::MAX_TOP_K;
 use ragback_application::{ChatSettings, RetrievalSettings, RetryPolicy};
-use ragback_domain::{UserId, limits};
-use ragback_integrations::cohere::CohereSettings;
 use ragback_integrations::llm::LlmSettings;
-use ragback_integrations::local_settings::LocalSettings;
 use ragback_integrations::prompt::PromptSettings;
-use secrecy::SecretString;
 use serde::Deserialize;
+
+pub use embedder::{EmbedderProvider, EmbedderSettings};
+pub use retrieval::RetrievalConfig;
+pub use server::ServerSettings;
+pub use store::{StoreKind, StoreSettings};
+pub use values::{ApiKeys, List, LogFormat};
 
 use crate::sources::{ConfigSources, variable_of};
 
@@ -37,275 +43,19 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-/// HTTP server settings (`RAGBACK_SERVER__*`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSettings {
-    /// Listen address.
-    pub addr: SocketAddr,
-    /// Largest request body, in bytes.
-    pub body_limit_bytes: usize,
-    /// Most messages one request may carry.
-    pub max_messages: usize,
-    /// Bearer tokens for every route but `/health` and `/ready` (comma-separated in the
-    /// environment). None, and no admin keys either: no authentication.
-    pub api_keys: ApiKeys,
-    /// Bearer tokens that may also add and delete facts. When set, `api_keys` only read facts.
-    pub admin_api_keys: ApiKeys,
-    /// Longest chat message, in characters (at most the domain's own limit).
-    pub max_message_chars: usize,
-    /// Most facts one `POST …/facts` call may add.
-    pub max_facts_per_call: usize,
-    /// Origins allowed to call the API from a browser (comma-separated; `*` for any). Empty: no
-    /// CORS headers, so browsers refuse cross-origin calls.
-    pub cors_origins: List,
-    /// Generations (`/generate`, `/api/v1/chat`) running at once; more wait in a queue.
-    pub max_concurrency: usize,
-    /// How long a generation may wait for a free slot before it gets 503.
-    pub queue_timeout_ms: u64,
-    /// Deadline of one generation, retrieval and model together. `X-Request-Timeout` (in
-    /// milliseconds) can shorten it for one request, never lengthen it.
-    pub request_timeout_ms: u64,
-    /// On SIGTERM/SIGINT, how long in-flight requests (streams too) may take to finish.
-    pub drain_timeout_secs: u64,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
-            body_limit_bytes: 256 * 1024,
-            max_messages: 500,
-            api_keys: ApiKeys::default(),
-            admin_api_keys: ApiKeys::default(),
-            max_message_chars: limits::MESSAGE_CHARS,
-            max_facts_per_call: 256,
-            cors_origins: List::default(),
-            max_concurrency: 1024,
-            queue_timeout_ms: 2_000,
-            request_timeout_ms: 60_000,
-            drain_timeout_secs: 30,
-        }
-    }
-}
-
-/// A set of secret bearer tokens: a comma-separated string (`RAGBACK_SERVER__API_KEYS=k1,k2`) or
-/// a TOML list. Blank entries are dropped.
-#[derive(Debug, Clone, Default)]
-pub struct ApiKeys(pub Vec<SecretString>);
-
-impl ApiKeys {
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<'de> Deserialize<'de> for ApiKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let keys = comma_list(
-            deserializer,
-            "an API key must not be a plain number: use a long random token",
-        )?;
-        Ok(Self(keys.into_iter().map(SecretString::from).collect()))
-    }
-}
-
-/// Plain strings: a comma-separated string or a TOML list. Blank entries are dropped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct List(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for List {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        comma_list(deserializer, "expected text, e.g. `a,b`").map(Self)
-    }
-}
-
-/// A list, or one comma-separated string, trimmed, blanks dropped. A value made of digits (or
-/// `true`) arrives as a number (or a boolean), already altered (`0123` → 123): refused with
-/// `refusal`.
-fn comma_list<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-    refusal: &'static str,
-) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        List(Vec<String>),
-        Text(String),
-        Other(serde::de::IgnoredAny),
-    }
-    let items: Vec<String> = match Raw::deserialize(deserializer)? {
-        Raw::List(items) => items,
-        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
-        Raw::Other(_) => return Err(serde::de::Error::custom(refusal)),
-    };
-    Ok(items
-        .into_iter()
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty())
-        .collect())
-}
-
-/// Which embedder to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbedderProvider {
-    /// all-MiniLM-L6-v2, in-process.
-    Local,
-    /// Cohere over HTTP.
-    Cohere,
-    /// No embedder: retrieval is skipped.
-    None,
-}
-
-/// Embedder settings (`RAGBACK_EMBEDDER__*`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbedderSettings {
-    /// `local`, `cohere` or `none`; unset means Cohere when a Cohere key is set, else local.
-    pub provider: Option<EmbedderProvider>,
-    /// Time allowed to embed a chat message, retries included, in milliseconds; past it the
-    /// reply goes on without facts.
-    pub query_timeout_ms: u64,
-    /// Time allowed to embed one batch of facts when seeding, retries included, in milliseconds.
-    pub batch_timeout_ms: u64,
-    /// Attempts per embedding call, the first included.
-    pub max_attempts: u32,
-    /// First retry delay, in milliseconds.
-    pub retry_initial_backoff_ms: u64,
-    /// Longest retry delay, in milliseconds.
-    pub retry_max_backoff_ms: u64,
-    /// Cohere settings.
-    pub cohere: CohereSettings,
-    /// Local model settings.
-    pub local: LocalSettings,
-}
-
-impl Default for EmbedderSettings {
-    fn default() -> Self {
-        Self {
-            provider: None,
-            query_timeout_ms: 3_000,
-            batch_timeout_ms: 60_000,
-            max_attempts: 3,
-            retry_initial_backoff_ms: 200,
-            retry_max_backoff_ms: 2_000,
-            cohere: CohereSettings::default(),
-            local: LocalSettings::default(),
-        }
-    }
-}
-
-impl EmbedderSettings {
-    /// The provider after applying the default rule.
-    pub fn resolved_provider(&self) -> EmbedderProvider {
-        self.provider.unwrap_or(if self.cohere.api_key().is_some() {
-            EmbedderProvider::Cohere
-        } else {
-            EmbedderProvider::Local
-        })
-    }
-
-    /// The retry policy of embedding calls.
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.max_attempts,
-            initial_backoff: Duration::from_millis(self.retry_initial_backoff_ms),
-            max_backoff: Duration::from_millis(self.retry_max_backoff_ms),
-        }
-    }
-}
-
-/// Which fact store to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// Qdrant Edge, embedded, on disk.
-    Edge,
-    /// A Qdrant server or cluster, over gRPC.
-    Qdrant,
-}
-
-/// Fact store settings (`RAGBACK_STORE__*`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreSettings {
-    /// The store.
-    pub kind: StoreKind,
-    /// Directory of the Qdrant Edge store (`edge`).
-    pub path: PathBuf,
-    /// gRPC URL of the Qdrant server (`qdrant`).
-    pub url: String,
-    /// API key of the Qdrant server, when it needs one.
-    pub api_key: Option<SecretString>,
-    /// Collection of the Qdrant server.
-    pub collection: String,
-    /// Timeout of one call to the Qdrant server, in seconds.
-    pub timeout_secs: u64,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            kind: StoreKind::Edge,
-            path: PathBuf::from("var/qdrant-edge"),
-            url: "http://localhost:6334".into(),
-            api_key: None,
-            collection: "ragback_facts".into(),
-            timeout_secs: 10,
-        }
-    }
-}
-
-/// Retrieval defaults (`RAGBACK_RETRIEVAL__*`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetrievalConfig {
-    /// Whether retrieval runs when the request does not say.
-    pub enabled: bool,
-    /// Facts per reply, at most.
-    pub top_k: usize,
-    /// Minimum cosine similarity of a used fact.
-    pub threshold: f32,
-    /// The query: the last user message and the messages before it, this many in all.
-    pub query_messages: usize,
-    /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
-    pub default_user_id: String,
-}
-
-impl Default for RetrievalConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            top_k: 3,
-            threshold: 0.275,
-            query_messages: 1,
-            default_user_id: "john".into(),
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Configuration that cannot be used; the message names the variable to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
 impl ConfigError {
-    fn key(path: &[&str], problem: impl std::fmt::Display) -> Self {
-        let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        Self(format!("{}: {problem}", variable_of(&path)))
+    /// A setting of `section` that cannot be used.
+    fn of(section: &str, invalid: InvalidSetting) -> Self {
+        let path: Vec<String> = std::iter::once(section)
+            .chain(invalid.key.split('.'))
+            .map(str::to_owned)
+            .collect();
+        Self(format!("{}: {}", variable_of(&path), invalid.problem))
     }
 }
 
@@ -339,175 +89,15 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks values that parse but make no sense.
+    /// Checks values that parse but make no sense, section by section.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let s = &self.server;
-        if s.body_limit_bytes < 1024 {
-            return Err(ConfigError::key(
-                &["server", "body_limit_bytes"],
-                "must be at least 1024",
-            ));
-        }
-        if s.max_messages == 0 {
-            return Err(ConfigError::key(
-                &["server", "max_messages"],
-                "must be at least 1",
-            ));
-        }
-        if !(1..=limits::MESSAGE_CHARS).contains(&s.max_message_chars) {
-            return Err(ConfigError::key(
-                &["server", "max_message_chars"],
-                format!("must be between 1 and {}", limits::MESSAGE_CHARS),
-            ));
-        }
-        if s.max_facts_per_call == 0 {
-            return Err(ConfigError::key(
-                &["server", "max_facts_per_call"],
-                "must be at least 1",
-            ));
-        }
-        if s.max_concurrency == 0 {
-            return Err(ConfigError::key(
-                &["server", "max_concurrency"],
-                "must be at least 1",
-            ));
-        }
-        if s.request_timeout_ms == 0 {
-            return Err(ConfigError::key(
-                &["server", "request_timeout_ms"],
-                "must be at least 1",
-            ));
-        }
-        if let Some(origin) =
-            s.cors_origins.0.iter().find(|o| {
-                o.as_str() != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
-            })
-        {
-            return Err(ConfigError::key(
-                &["server", "cors_origins"],
-                format!("`{origin}` is not an origin: use `https://host[:port]` or `*`"),
-            ));
-        }
-        let l = &self.llm;
-        if l.model.trim().is_empty() {
-            return Err(ConfigError::key(&["llm", "model"], "must not be empty"));
-        }
-        if l.timeout_secs == 0 {
-            return Err(ConfigError::key(
-                &["llm", "timeout_secs"],
-                "must be at least 1",
-            ));
-        }
-        if l.max_attempts == 0 {
-            return Err(ConfigError::key(
-                &["llm", "max_attempts"],
-                "must be at least 1",
-            ));
-        }
-        if l.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-            return Err(ConfigError::key(
-                &["llm", "temperature"],
-                "must be between 0 and 2",
-            ));
-        }
-        if l.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
-            return Err(ConfigError::key(
-                &["llm", "top_p"],
-                "must be above 0, at most 1",
-            ));
-        }
-        if l.max_tokens == Some(0) {
-            return Err(ConfigError::key(
-                &["llm", "max_tokens"],
-                "must be at least 1",
-            ));
-        }
-        let e = &self.embedder;
-        if e.max_attempts == 0 {
-            return Err(ConfigError::key(
-                &["embedder", "max_attempts"],
-                "must be at least 1",
-            ));
-        }
-        if e.query_timeout_ms == 0 || e.batch_timeout_ms == 0 {
-            return Err(ConfigError::key(
-                &["embedder", "query_timeout_ms"],
-                "timeouts must be positive",
-            ));
-        }
-        if e.local.batch_size == 0 || e.local.max_concurrency == 0 {
-            return Err(ConfigError::key(
-                &["embedder", "local", "batch_size"],
-                "batch_size and max_concurrency must be at least 1",
-            ));
-        }
-        if e.resolved_provider() == EmbedderProvider::Local && !cfg!(feature = "local-embedder") {
-            return Err(ConfigError::key(
-                &["embedder", "provider"],
-                "this ragback was built without the `local-embedder` feature: choose cohere or none",
-            ));
-        }
-        if e.provider == Some(EmbedderProvider::Cohere) && e.cohere.api_key().is_none() {
-            return Err(ConfigError::key(
-                &["embedder", "cohere", "api_key"],
-                "RAGBACK_EMBEDDER__PROVIDER=cohere needs a Cohere key (or set COHERE_API_KEY)",
-            ));
-        }
-        let r = &self.retrieval;
-        if !(1..=MAX_TOP_K).contains(&r.top_k) {
-            return Err(ConfigError::key(
-                &["retrieval", "top_k"],
-                format!("must be between 1 and {MAX_TOP_K}"),
-            ));
-        }
-        if !(-1.0..=1.0).contains(&r.threshold) {
-            return Err(ConfigError::key(
-                &["retrieval", "threshold"],
-                "must be between -1 and 1 (cosine)",
-            ));
-        }
-        if r.query_messages == 0 {
-            return Err(ConfigError::key(
-                &["retrieval", "query_messages"],
-                "must be at least 1",
-            ));
-        }
-        UserId::parse(r.default_user_id.as_str())
-            .map_err(|e| ConfigError::key(&["retrieval", "default_user_id"], e))?;
-        let st = &self.store;
-        if !(st.url.starts_with("http://") || st.url.starts_with("https://")) {
-            return Err(ConfigError::key(
-                &["store", "url"],
-                "must be an http(s) gRPC URL, e.g. http://localhost:6334",
-            ));
-        }
-        if st.kind == StoreKind::Qdrant {
-            if !cfg!(feature = "qdrant-server") {
-                return Err(ConfigError::key(
-                    &["store", "kind"],
-                    "this ragback was built without the `qdrant-server` feature",
-                ));
-            }
-            if st.collection.trim().is_empty() {
-                return Err(ConfigError::key(
-                    &["store", "collection"],
-                    "must not be empty",
-                ));
-            }
-            if st.timeout_secs == 0 {
-                return Err(ConfigError::key(
-                    &["store", "timeout_secs"],
-                    "must be at least 1",
-                ));
-            }
-        }
-        if self.prompt.history_messages == 0 {
-            return Err(ConfigError::key(
-                &["prompt", "history_messages"],
-                "must be at least 1",
-            ));
-        }
-        Ok(())
+        let at = |section: &'static str| move |e| ConfigError::of(section, e);
+        self.server.validate().map_err(at("server"))?;
+        self.llm.validate().map_err(at("llm"))?;
+        self.embedder.validate().map_err(at("embedder"))?;
+        self.store.validate().map_err(at("store"))?;
+        self.retrieval.validate().map_err(at("retrieval"))?;
+        self.prompt.validate().map_err(at("prompt"))
     }
 
     /// The use case's view of the LLM settings.
@@ -523,11 +113,11 @@ impl Settings {
             history_messages: self.prompt.history_messages,
             retry: RetryPolicy {
                 max_attempts: l.max_attempts,
-                initial_backoff: Duration::from_millis(l.retry_initial_backoff_ms),
-                max_backoff: Duration::from_millis(l.retry_max_backoff_ms),
+                initial_backoff: l.retry_initial_backoff,
+                max_backoff: l.retry_max_backoff,
             },
-            timeout: Duration::from_secs(l.timeout_secs),
-            request_timeout: Duration::from_millis(self.server.request_timeout_ms),
+            timeout: l.timeout,
+            request_timeout: self.server.request_timeout,
         }
     }
 
@@ -539,8 +129,8 @@ impl Settings {
             top_k: r.top_k,
             threshold: r.threshold,
             query_messages: r.query_messages,
-            default_user: UserId::parse(r.default_user_id.as_str()).ok(),
-            embed_timeout: Duration::from_millis(self.embedder.query_timeout_ms),
+            default_user: Some(r.default_user_id.clone()),
+            embed_timeout: self.embedder.query_timeout,
             embed_retry: self.embedder.retry(),
         }
     }
@@ -662,10 +252,6 @@ mod tests {
                 "RAGBACK_RETRIEVAL__THRESHOLD",
             ),
             (("RAGBACK_STORE__KIND", "postgres"), "RAGBACK_STORE__KIND"),
-            (
-                ("RAGBACK_STORE__URL", "localhost:6334"),
-                "RAGBACK_STORE__URL",
-            ),
             (("RAGBACK_LLM__TYPO", "x"), "typo"),
             (
                 ("RAGBACK_EMBEDDER__PROVIDER", "cohere"),
@@ -726,9 +312,83 @@ mod tests {
             Settings::load(&sources, &[("RAGBACK_RETRIEVAL__TOP_K".into(), "4".into())]).unwrap();
 
         assert_eq!(s.llm.model, "from/dotenv");
-        assert_eq!(s.llm.timeout_secs, 7);
+        assert_eq!(s.llm.timeout, std::time::Duration::from_secs(7));
         assert_eq!(s.retrieval.top_k, 4);
         assert_eq!(s.llm.api_key().unwrap().expose_secret(), "sk-dotenv");
+    }
+
+    #[test]
+    fn a_setting_out_of_range_is_named_as_itself() {
+        let cases = [
+            (
+                ("RAGBACK_EMBEDDER__BATCH_TIMEOUT_MS", "0"),
+                "RAGBACK_EMBEDDER__BATCH_TIMEOUT_MS",
+            ),
+            (
+                ("RAGBACK_EMBEDDER__QUERY_TIMEOUT_MS", "0"),
+                "RAGBACK_EMBEDDER__QUERY_TIMEOUT_MS",
+            ),
+            (
+                ("RAGBACK_EMBEDDER__LOCAL__MAX_CONCURRENCY", "0"),
+                "RAGBACK_EMBEDDER__LOCAL__MAX_CONCURRENCY",
+            ),
+            (
+                ("RAGBACK_EMBEDDER__LOCAL__BATCH_SIZE", "0"),
+                "RAGBACK_EMBEDDER__LOCAL__BATCH_SIZE",
+            ),
+            (
+                ("RAGBACK_EMBEDDER__COHERE__BATCH_SIZE", "97"),
+                "RAGBACK_EMBEDDER__COHERE__BATCH_SIZE",
+            ),
+            (("RAGBACK_LLM__TOP_P", "0"), "RAGBACK_LLM__TOP_P"),
+            (("RAGBACK_LLM__MAX_TOKENS", "0"), "RAGBACK_LLM__MAX_TOKENS"),
+            (
+                ("RAGBACK_PROMPT__HISTORY_MESSAGES", "0"),
+                "RAGBACK_PROMPT__HISTORY_MESSAGES",
+            ),
+        ];
+        for ((name, value), expected) in cases {
+            let err = load(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid configuration: {expected}:")),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_server_store_url_matters_only_for_the_server_store() {
+        let embedded = load(&[("RAGBACK_STORE__URL", "localhost:6334")]).unwrap();
+        assert_eq!(embedded.store.kind, StoreKind::Edge);
+        let err = load(&[
+            ("RAGBACK_STORE__KIND", "qdrant"),
+            ("RAGBACK_STORE__URL", "localhost:6334"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("RAGBACK_STORE__URL"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_ids_are_typed_at_load() {
+        let s = load(&[
+            ("RAGBACK_SERVER__QUEUE_TIMEOUT_MS", "1500"),
+            ("RAGBACK_SERVER__DRAIN_TIMEOUT_SECS", "7"),
+            ("RAGBACK_RETRIEVAL__DEFAULT_USER_ID", "jane"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.server.queue_timeout,
+            std::time::Duration::from_millis(1_500)
+        );
+        assert_eq!(s.server.drain_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(s.retrieval.default_user_id.as_str(), "jane");
+        assert_eq!(
+            s.retrieval_settings()
+                .default_user
+                .map(|u| u.as_str().to_owned()),
+            Some("jane".to_owned())
+        );
     }
 
     #[test]

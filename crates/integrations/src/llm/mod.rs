@@ -6,5 +6,5 @@ mod provider;
 mod transport;
 mod wire;
 
-pub use model::{LlmConfigError, OpenAiChatModel};
-pub use provider::LlmSettings;
+pub use model::OpenAiChatModel;
+pub use provider::{LlmConfigError, LlmSettings};

@@ -1,7 +1,5 @@
 //! [`OpenAiChatModel`]: the `ChatModel` port over async-openai.
 
-use std::time::Duration;
-
 use async_openai::Client;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
@@ -17,7 +15,7 @@ use ragback_application::ports::{
 };
 use reqwest::StatusCode;
 
-use super::provider::{LlmSettings, ProviderConfig};
+use super::provider::{LlmConfigError, LlmSettings, ProviderConfig};
 use super::transport::{StatusError, Transport};
 use super::wire::{ChunkBody, CompletionBody, ErrorBody, Usage};
 use crate::http;
@@ -25,23 +23,6 @@ use crate::http;
 /// What to tell an operator whose LLM has no key.
 const MISSING_KEY_HINT: &str = "no API key is set for the language model provider: set \
      RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY) and restart ragback";
-
-/// Why the LLM settings cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LlmConfigError {
-    /// The base URL is not an http(s) URL.
-    #[error("not a valid http(s) URL: {0}")]
-    BaseUrl(String),
-    /// The key holds characters that cannot be sent in a header.
-    #[error("the API key contains characters that are not allowed in an HTTP header")]
-    ApiKey,
-    /// An attribution header value is not valid.
-    #[error("`{1}` is not a valid value for the {0} header")]
-    Header(&'static str, String),
-    /// The HTTP client could not be built.
-    #[error("HTTP client: {0}")]
-    Client(String),
-}
 
 /// A chat model behind an OpenAI-compatible API.
 #[derive(Debug, Clone)]
@@ -55,7 +36,7 @@ impl OpenAiChatModel {
     pub fn new(settings: &LlmSettings) -> Result<Self, LlmConfigError> {
         let config = ProviderConfig::new(settings)?;
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .connect_timeout(settings.connect_timeout)
             .build()
             .map_err(|e| LlmConfigError::Client(e.to_string()))?;
         let client = Client::build(http.clone(), config).with_http_service(Transport::new(http));

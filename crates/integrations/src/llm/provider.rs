@@ -1,11 +1,31 @@
 //! LLM settings, and the async-openai `Config` built from them.
 
+use std::time::Duration;
+
 use async_openai::config::Config;
+use ragback_application::bounds::{self, InvalidSetting, nonzero};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::model::LlmConfigError;
+use crate::config::{millis, seconds};
+
+/// Why the LLM settings cannot be used to build a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LlmConfigError {
+    /// The base URL is not an http(s) URL.
+    #[error("not a valid http(s) URL: {0}")]
+    BaseUrl(String),
+    /// The key holds characters that cannot be sent in a header.
+    #[error("the API key contains characters that are not allowed in an HTTP header")]
+    ApiKey,
+    /// An attribution header value is not valid.
+    #[error("`{1}` is not a valid value for the {0} header")]
+    Header(&'static str, String),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
 
 /// Hosts that refuse calls without an API key; other hosts (Ollama, vLLM) may not need one.
 const HOSTS_REQUIRING_A_KEY: [&str; 2] = ["openrouter.ai", "api.openai.com"];
@@ -20,14 +40,23 @@ pub struct LlmSettings {
     pub api_key: Option<SecretString>,
     /// Default model.
     pub model: String,
-    /// Deadline of one generation's model stage, retries included, in seconds.
-    pub timeout_secs: u64,
+    /// Deadline of one generation's model stage, retries included (`timeout_secs`).
+    #[serde(rename = "timeout_secs", deserialize_with = "seconds::deserialize")]
+    pub timeout: Duration,
     /// Attempts per generation, the first included.
     pub max_attempts: u32,
-    /// First retry delay, in milliseconds; doubles on each retry.
-    pub retry_initial_backoff_ms: u64,
-    /// Longest retry delay, in milliseconds.
-    pub retry_max_backoff_ms: u64,
+    /// First retry delay; doubles on each retry (`retry_initial_backoff_ms`).
+    #[serde(
+        rename = "retry_initial_backoff_ms",
+        deserialize_with = "millis::deserialize"
+    )]
+    pub retry_initial_backoff: Duration,
+    /// Longest retry delay (`retry_max_backoff_ms`).
+    #[serde(
+        rename = "retry_max_backoff_ms",
+        deserialize_with = "millis::deserialize"
+    )]
+    pub retry_max_backoff: Duration,
     /// Default sampling temperature.
     pub temperature: Option<f32>,
     /// Default nucleus sampling.
@@ -38,8 +67,12 @@ pub struct LlmSettings {
     pub http_referer: String,
     /// `X-Title` sent to OpenRouter (app attribution); empty to omit.
     pub app_title: String,
-    /// TCP/TLS connect timeout, in seconds.
-    pub connect_timeout_secs: u64,
+    /// TCP/TLS connect timeout (`connect_timeout_secs`).
+    #[serde(
+        rename = "connect_timeout_secs",
+        deserialize_with = "seconds::deserialize"
+    )]
+    pub connect_timeout: Duration,
 }
 
 impl Default for LlmSettings {
@@ -48,21 +81,41 @@ impl Default for LlmSettings {
             base_url: "https://openrouter.ai/api/v1".into(),
             api_key: None,
             model: "mistralai/mistral-nemo".into(),
-            timeout_secs: 60,
+            timeout: Duration::from_secs(60),
             max_attempts: 3,
-            retry_initial_backoff_ms: 500,
-            retry_max_backoff_ms: 8_000,
+            retry_initial_backoff: Duration::from_millis(500),
+            retry_max_backoff: Duration::from_millis(8_000),
             temperature: Some(0.8),
             top_p: Some(0.95),
             max_tokens: Some(200),
             http_referer: "https://github.com/ragback/ragback".into(),
             app_title: "ragback".into(),
-            connect_timeout_secs: 10,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl LlmSettings {
+    /// Checks what parses but cannot be used; keys are relative to the section.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.model.trim().is_empty() {
+            return Err(InvalidSetting::new("model", "must not be empty"));
+        }
+        nonzero("timeout_secs", self.timeout)?;
+        nonzero("connect_timeout_secs", self.connect_timeout)?;
+        bounds::POSITIVE.setting("max_attempts", self.max_attempts)?;
+        if let Some(t) = self.temperature {
+            bounds::TEMPERATURE.setting("temperature", t)?;
+        }
+        if let Some(p) = self.top_p {
+            bounds::TOP_P.setting("top_p", p)?;
+        }
+        if let Some(n) = self.max_tokens {
+            bounds::MAX_TOKENS.setting("max_tokens", n)?;
+        }
+        Ok(())
+    }
+
     /// The API key, unless absent or blank.
     pub fn api_key(&self) -> Option<&SecretString> {
         self.api_key

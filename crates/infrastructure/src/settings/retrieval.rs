@@ -1,0 +1,53 @@
+//! `RAGBACK_RETRIEVAL__*`: which facts a reply gets.
+
+use ragback_application::bounds::{self, InvalidSetting};
+use ragback_domain::UserId;
+use serde::{Deserialize, Deserializer};
+
+/// The user whose facts `/api/v1/chat` and requests without a user id use.
+const DEFAULT_USER: &str = "john";
+
+/// Retrieval defaults (`RAGBACK_RETRIEVAL__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Whether retrieval runs when the request does not say.
+    pub enabled: bool,
+    /// Facts per reply, at most.
+    pub top_k: usize,
+    /// Minimum cosine similarity of a used fact.
+    pub threshold: f32,
+    /// The query: the last user message and the messages before it, this many in all.
+    pub query_messages: usize,
+    /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
+    #[serde(deserialize_with = "user_id")]
+    pub default_user_id: UserId,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            top_k: 3,
+            threshold: 0.275,
+            query_messages: 1,
+            default_user_id: UserId::parse(DEFAULT_USER)
+                .unwrap_or_else(|_| unreachable!("`{DEFAULT_USER}` is a valid user id")),
+        }
+    }
+}
+
+impl RetrievalConfig {
+    /// Checks what parses but cannot be used; keys are relative to the section.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        bounds::TOP_K.setting_count("top_k", self.top_k)?;
+        bounds::THRESHOLD.setting("threshold", self.threshold)?;
+        bounds::POSITIVE.setting_count("query_messages", self.query_messages)
+    }
+}
+
+/// A user id, validated as the domain does.
+fn user_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<UserId, D::Error> {
+    let id = String::deserialize(deserializer)?;
+    UserId::parse(id).map_err(serde::de::Error::custom)
+}
