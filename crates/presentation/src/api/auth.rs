@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
 use super::error::ApiError;
 
@@ -126,12 +127,13 @@ fn digest_str(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// Whether `token` is among `keys`, looking at every byte of every key.
+/// Whether `token` is among `keys`, comparing every byte of every key (`subtle`'s constant-time
+/// equality, never short-circuited).
 fn contains(keys: &[[u8; 32]], token: &[u8; 32]) -> bool {
-    keys.iter().fold(false, |found, key| {
-        let difference = key.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        found | (difference == 0)
-    })
+    let found = keys
+        .iter()
+        .fold(Choice::from(0), |found, key| found | key.ct_eq(token));
+    found.into()
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 use std::fmt::Display;
 
 use ragback_domain::{
-    Age, Character, CharacterCard, CharacterId, Message, MessageText, Name, Role, ScoredFact, User,
-    UserId, ValidationError,
+    Age, Character, CharacterCard, CharacterId, Message, MessageText, Name, Role, User, UserId,
+    ValidationError,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::ApiError;
 use super::state::Limits;
@@ -185,25 +185,5 @@ impl CharacterDto {
             "character.description",
             Character::new(id, name, age, description, card),
         )
-    }
-}
-
-/// A fact in a response.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct FactDto {
-    id: String,
-    owner: &'static str,
-    text: String,
-    score: f32,
-}
-
-impl From<ScoredFact> for FactDto {
-    fn from(f: ScoredFact) -> Self {
-        Self {
-            id: f.fact.id.to_string(),
-            owner: f.fact.owner.kind().as_str(),
-            text: f.fact.text.as_str().to_owned(),
-            score: f.score,
-        }
     }
 }

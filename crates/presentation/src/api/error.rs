@@ -1,4 +1,8 @@
 //! Every error the API returns, and the one place that maps use-case errors to HTTP.
+//!
+//! The `From` conversions are pure and exhaustive (no `_`), so a new variant forces a decision
+//! here. 5xx bodies say what to do, not what broke inside: the cause goes to the log when the
+//! response is built ([`ApiError::report`]).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -10,67 +14,45 @@ use axum::response::{IntoResponse, Response};
 use ragback_application::ports::{ChatModelError, FactStoreError};
 use ragback_application::retrieval::SearchError;
 use ragback_application::{AddFactsError, GenerateError};
-use ragback_domain::{FactId, FactOwner};
-use serde::Serialize;
+use ragback_domain::{FactId, FactOwner, OwnerKind};
 
 use super::request_id;
+use crate::wire::{ErrorBody, ErrorCode, ErrorDetail, RetrievalReport};
 
-/// An error response: a status and `{"error": {"code", "message", "field"?}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An error response: a code (which sets the status), a message, and what the log needs.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     field: Option<String>,
     /// What retrieval found before a generation failed (`/generate` only).
-    retrieval: Option<Box<serde_json::Value>>,
+    retrieval: Option<Box<RetrievalReport>>,
     /// Sent as `Retry-After` (whole seconds).
     retry_after: Option<Duration>,
     /// The request's id; when `None`, the id of the request being handled on this task.
     request_id: Option<Arc<str>>,
+    /// What failed inside, for the log only.
+    cause: Option<String>,
 }
-
-/// Every error: `{"error": {"code", "message", "field"?, "request_id"?}, "retrieval"?}`.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = ErrorBody)]
-pub(crate) struct Body<'a> {
-    error: Detail<'a>,
-    /// `/generate` only: what retrieval found before the model failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    retrieval: Option<&'a serde_json::Value>,
-}
-
-/// The error itself.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = ErrorDetail)]
-struct Detail<'a> {
-    /// Machine-readable, e.g. `invalid_field`, `llm_timeout`.
-    code: &'a str,
-    /// For people: what happened and what to do.
-    message: &'a str,
-    /// The offending field's path, for input errors.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    /// The request's `x-request-id`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    request_id: Option<Arc<str>>,
-}
-
-/// The schema name of every error body, for the OpenAPI document.
-pub(crate) type ErrorBody = Body<'static>;
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             field: None,
             retrieval: None,
             retry_after: None,
             request_id: None,
+            cause: None,
+        }
+    }
+
+    /// Keeps `cause` for the log (never for the body).
+    fn because(self, cause: impl std::fmt::Display) -> Self {
+        Self {
+            cause: Some(cause.to_string()),
+            ..self
         }
     }
 
@@ -80,13 +62,18 @@ impl ApiError {
         Self { request_id, ..self }
     }
 
+    /// Adds what retrieval found before the failure, so a model outage is told from a retrieval
+    /// one.
+    pub fn with_retrieval(self, retrieval: RetrievalReport) -> Self {
+        Self {
+            retrieval: Some(Box::new(retrieval)),
+            ..self
+        }
+    }
+
     /// 400: a header has a value that cannot be used.
     pub fn invalid_header(header: &str, message: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_header",
-            format!("{header}: {message}"),
-        )
+        Self::new(ErrorCode::InvalidHeader, format!("{header}: {message}"))
     }
 
     /// 503 with `Retry-After`: every generation slot stayed busy for the whole queue timeout.
@@ -94,8 +81,7 @@ impl ApiError {
         Self {
             retry_after: Some(queue_timeout.max(Duration::from_secs(1))),
             ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                ErrorCode::Overloaded,
                 format!(
                     "ragback is at its limit of concurrent generations and none finished within \
                      {} ms; retry after the time in Retry-After",
@@ -105,18 +91,9 @@ impl ApiError {
         }
     }
 
-    /// Adds what retrieval found before the failure, so a model outage is told from a retrieval
-    /// one.
-    pub fn with_retrieval(self, retrieval: serde_json::Value) -> Self {
-        Self {
-            retrieval: Some(Box::new(retrieval)),
-            ..self
-        }
-    }
-
     /// 400: the body is not JSON.
     pub fn malformed_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+        Self::new(ErrorCode::MalformedJson, message)
     }
 
     /// 422: a field is missing, of the wrong type, or has a value that is not allowed.
@@ -125,15 +102,14 @@ impl ApiError {
         let message = format!("{field}: {}", message.into());
         Self {
             field: Some(field),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+            ..Self::new(ErrorCode::InvalidField, message)
         }
     }
 
     /// 413: the body is larger than the configured limit.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "the request body is larger than {limit} bytes (RAGBACK_SERVER__BODY_LIMIT_BYTES)"
             ),
@@ -143,8 +119,7 @@ impl ApiError {
     /// 415: the body is not declared as JSON.
     pub fn unsupported_media_type() -> Self {
         Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as JSON with `Content-Type: application/json`",
         )
     }
@@ -152,87 +127,100 @@ impl ApiError {
     /// 401: no bearer token, or not one of the configured keys.
     pub fn unauthorized() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "send a valid API key as `Authorization: Bearer <key>`",
         )
     }
 
     /// 403: a valid key that may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
-    /// 500: something broke inside ragback; details go to the log only.
-    pub fn internal() -> Self {
+    /// 500: something broke inside ragback; `cause` goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "ragback failed to handle the request; the cause is in its log",
         )
+        .because(cause)
     }
 
     /// 404: no such route.
     pub fn not_found_route() -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route; see the README for the API",
+            ErrorCode::NotFound,
+            "no such route; /openapi.json lists them",
+        )
+    }
+
+    /// 405: a known route with a method it does not take.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            ErrorCode::MethodNotAllowed,
+            "this route does not accept that method",
         )
     }
 
     /// 404: the owner has no fact with this id.
     pub fn fact_not_found(owner: &FactOwner, id: &FactId) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "fact_not_found",
-            format!("{} has no fact {id}", super::facts::describe(owner)),
-        )
+        let owner = match owner.kind() {
+            OwnerKind::User => format!("user `{}`", owner.id()),
+            OwnerKind::Character => format!("character `{}`", owner.id()),
+        };
+        Self::new(ErrorCode::FactNotFound, format!("{owner} has no fact {id}"))
     }
 
     /// 503: no embedder, so facts cannot be embedded.
     fn embedder_not_configured() -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "embedder_not_configured",
-            "no embedder is configured: set RAGBACK_EMBEDDER__PROVIDER=local (after `make model`) or a Cohere key (COHERE_API_KEY)",
+            ErrorCode::EmbedderNotConfigured,
+            "no embedder is configured: set RAGBACK_EMBEDDER__PROVIDER=local (after `make model`) \
+             or a Cohere key (COHERE_API_KEY)",
         )
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
-}
 
-impl ApiError {
-    fn wire(&self) -> Body<'_> {
-        Body {
-            error: Detail {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-                request_id: self.request_id.clone().or_else(request_id::current),
-            },
-            retrieval: self.retrieval.as_deref(),
+    /// Logs the cause of a failure that is ragback's or an upstream's (the client's own mistakes
+    /// are not logged): called wherever the response is built, a stream's `error` event too.
+    pub fn report(&self) {
+        if let Some(cause) = &self.cause {
+            tracing::error!(code = self.code.as_str(), %cause, "request failed");
         }
     }
 
     /// The JSON body, as sent with the status (streamed replies send it in their `error` event).
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::to_value(self.wire()).unwrap_or_default()
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_owned(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+                request_id: self
+                    .request_id
+                    .clone()
+                    .or_else(request_id::current)
+                    .map(|id| id.to_string()),
+            },
+            retrieval: self.retrieval.as_deref().cloned(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.wire())).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        self.report();
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if self.code == ErrorCode::Unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
@@ -249,48 +237,34 @@ impl IntoResponse for ApiError {
 }
 
 impl From<GenerateError> for ApiError {
-    /// The mapping of generation failures. Exhaustive on purpose: a new variant must be decided
-    /// here. 5xx bodies say what to do, not what broke inside; the cause goes to the log.
+    /// The mapping of generation failures; the codes are the failures' metric outcomes.
     fn from(error: GenerateError) -> Self {
-        if !matches!(error, GenerateError::ModelNotConfigured(_)) {
-            tracing::error!(error = %error, "generation failed");
-        }
-        let mapped = Self::of_generation(error);
-        metrics::counter!("ragback_generations_total", "outcome" => mapped.code).increment(1);
-        mapped
-    }
-}
-
-impl ApiError {
-    fn of_generation(error: GenerateError) -> Self {
-        match error {
+        let cause = error.to_string();
+        let mapped = match error {
             GenerateError::ModelNotConfigured(hint) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured", hint)
+                return Self::new(ErrorCode::LlmNotConfigured, hint);
             }
             GenerateError::ModelFailed { attempts, source } => match source {
                 ChatModelError::Rejected { status, message } => Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "llm_rejected",
+                    ErrorCode::LlmRejected,
                     format!(
                         "the language model provider refused the request ({status}: {message}); \
                          check RAGBACK_LLM__API_KEY and the model name"
                     ),
                 ),
                 ChatModelError::RateLimited { .. } => Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "llm_rate_limited",
+                    ErrorCode::LlmRateLimited,
                     format!(
                         "the language model provider kept rate limiting after {attempts} \
                          attempt(s); try again later"
                     ),
                 ),
                 ChatModelError::NotConfigured(hint) => {
-                    Self::new(StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured", hint)
+                    return Self::new(ErrorCode::LlmNotConfigured, hint);
                 }
                 ChatModelError::Unavailable { .. } | ChatModelError::InvalidResponse(_) => {
                     Self::new(
-                        StatusCode::BAD_GATEWAY,
-                        "llm_unavailable",
+                        ErrorCode::LlmUnavailable,
                         format!(
                             "the language model provider failed after {attempts} attempt(s); \
                              try again later"
@@ -299,8 +273,7 @@ impl ApiError {
                 }
             },
             GenerateError::DeadlineExceeded { deadline, attempts } => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "llm_timeout",
+                ErrorCode::LlmTimeout,
                 format!(
                     "no reply within the deadline of {} ms ({attempts} model attempt(s)); \
                      RAGBACK_LLM__TIMEOUT_SECS, RAGBACK_SERVER__REQUEST_TIMEOUT_MS and the \
@@ -308,82 +281,73 @@ impl ApiError {
                     deadline.as_millis()
                 ),
             ),
-            GenerateError::EmptyReply => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "llm_empty_reply",
-                "the language model returned an empty reply twice; try again",
+            GenerateError::EmptyReply { attempts } => Self::new(
+                ErrorCode::LlmEmptyReply,
+                format!("the language model returned an empty reply {attempts} time(s); try again"),
             ),
-            GenerateError::Prompt(_) => Self::internal(),
-        }
+            GenerateError::Prompt(_) => return Self::internal(cause),
+        };
+        mapped.because(cause)
     }
 }
 
 impl From<FactStoreError> for ApiError {
-    /// The mapping of store failures. Exhaustive on purpose.
+    /// The mapping of store failures.
     fn from(error: FactStoreError) -> Self {
-        tracing::error!(error = %error, "fact store failed");
+        let cause = error.to_string();
         match error {
             FactStoreError::Unavailable(_) | FactStoreError::Locked(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                ErrorCode::StoreUnavailable,
                 "the fact store is unavailable; try again later",
             ),
-            FactStoreError::ModelMismatch { .. } => Self::new(
-                StatusCode::CONFLICT,
-                "store_model_mismatch",
-                error.to_string(),
-            ),
-            FactStoreError::DimensionMismatch { .. } => Self::new(
-                StatusCode::CONFLICT,
-                "store_dimension_mismatch",
-                error.to_string(),
-            ),
+            FactStoreError::ModelMismatch { .. } => {
+                Self::new(ErrorCode::StoreModelMismatch, error.to_string())
+            }
+            FactStoreError::DimensionMismatch { .. } => {
+                Self::new(ErrorCode::StoreDimensionMismatch, error.to_string())
+            }
             FactStoreError::Corrupted(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store_corrupted",
+                ErrorCode::StoreCorrupted,
                 "the fact store holds data ragback cannot read; the cause is in its log",
             ),
         }
+        .because(cause)
     }
 }
 
 impl From<AddFactsError> for ApiError {
+    /// The mapping of failures to add facts.
     fn from(error: AddFactsError) -> Self {
         match error {
             AddFactsError::NoEmbedder => Self::embedder_not_configured(),
-            AddFactsError::Embed { done, source } => {
-                tracing::error!(error = %source, added = done.added, "embedding facts failed");
-                Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "embedder_unavailable",
-                    format!(
-                        "the embedder failed after {} of {} new facts were stored; send the \
-                         same facts again to finish",
-                        done.added, done.to_add
-                    ),
-                )
-            }
-            AddFactsError::Interrupted { done } => {
-                tracing::error!(added = done.added, "adding facts was interrupted");
-                Self::internal()
-            }
+            AddFactsError::Embed { done, source } => Self::new(
+                ErrorCode::EmbedderUnavailable,
+                format!(
+                    "the embedder failed after {} of {} new facts were stored; send the same \
+                     facts again to finish",
+                    done.added, done.to_add
+                ),
+            )
+            .because(source),
+            AddFactsError::Interrupted { done } => Self::internal(format!(
+                "adding facts was interrupted after {} were stored",
+                done.added
+            )),
             AddFactsError::Store { source, .. } => source.into(),
         }
     }
 }
 
 impl From<SearchError> for ApiError {
+    /// The mapping of failed searches.
     fn from(error: SearchError) -> Self {
         match error {
             SearchError::NoEmbedder => Self::embedder_not_configured(),
-            SearchError::Embed(source) => {
-                tracing::error!(error = %source, "embedding a search failed");
-                Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "embedder_unavailable",
-                    "the embedder failed; try again later",
-                )
-            }
+            SearchError::Embed(source) => Self::new(
+                ErrorCode::EmbedderUnavailable,
+                "the embedder failed; try again later",
+            )
+            .because(source),
             SearchError::Store(source) => source.into(),
         }
     }
@@ -396,20 +360,79 @@ pub async fn not_found() -> ApiError {
 
 /// 405 for known routes with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not accept that method",
-    )
+    ApiError::method_not_allowed()
 }
 
-/// The response when a handler panicked: logged, and an opaque 500.
+/// The response when a handler panicked: an opaque 500, the panic in the log.
 pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
-    tracing::error!(panic = detail, "a request handler panicked");
-    ApiError::internal().into_response()
+    ApiError::internal(format!("a request handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn each_generation_failure_is_answered_with_its_metric_outcome() {
+        let failures = [
+            GenerateError::ModelNotConfigured("set it".into()),
+            GenerateError::ModelFailed {
+                attempts: 3,
+                source: ChatModelError::unavailable("502"),
+            },
+            GenerateError::ModelFailed {
+                attempts: 1,
+                source: ChatModelError::Rejected {
+                    status: 401,
+                    message: "bad key".into(),
+                },
+            },
+            GenerateError::ModelFailed {
+                attempts: 3,
+                source: ChatModelError::RateLimited {
+                    retry_after: None,
+                    message: "slow down".into(),
+                },
+            },
+            GenerateError::ModelFailed {
+                attempts: 2,
+                source: ChatModelError::InvalidResponse("not JSON".into()),
+            },
+            GenerateError::DeadlineExceeded {
+                deadline: Duration::from_secs(3),
+                attempts: 1,
+            },
+            GenerateError::EmptyReply { attempts: 3 },
+            GenerateError::Prompt(ragback_application::ports::PromptError::Template(
+                "broken".into(),
+            )),
+        ];
+        for failure in failures {
+            let outcome = failure.outcome();
+            assert_eq!(ApiError::from(failure).code().as_str(), outcome);
+        }
+    }
+
+    #[test]
+    fn server_failures_keep_their_cause_out_of_the_body() {
+        let error = ApiError::from(FactStoreError::Unavailable("disk on fire".into()));
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = serde_json::to_string(&error.body()).unwrap();
+        assert!(!body.contains("disk on fire"), "{body}");
+        assert_eq!(
+            error.cause.as_deref(),
+            Some("fact store unavailable: disk on fire")
+        );
+        assert!(
+            ApiError::unauthorized().cause.is_none(),
+            "a client's mistake is not logged"
+        );
+    }
 }

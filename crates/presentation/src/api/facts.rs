@@ -4,16 +4,19 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use ragback_application::retrieval::MAX_TOP_K;
-use ragback_domain::{
-    CharacterId, Fact, FactId, FactOwner, FactText, OwnerKind, ScoredFact, UserId,
-};
-use serde::{Deserialize, Serialize};
+use ragback_application::bounds;
+use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactText, UserId};
+use serde::Deserialize;
 
 use super::dto::at;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::json::ApiJson;
+use super::query;
 use super::state::SharedState;
+use crate::wire::{
+    AddFactsRequest, AddFactsResponse, DeleteFactsResponse, ErrorBody, FactRecord,
+    ListFactsResponse, SearchFactsRequest, SearchFactsResponse,
+};
 
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1_000;
@@ -30,53 +33,6 @@ fn owner(kind: &str, id: String) -> Result<FactOwner, ApiError> {
         )?)),
         _ => Err(ApiError::not_found_route()),
     }
-}
-
-/// A fact in a listing.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct FactOut {
-    id: String,
-    owner: &'static str,
-    owner_id: String,
-    text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    score: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vector: Option<Vec<f32>>,
-}
-
-impl FactOut {
-    fn new(fact: Fact, score: Option<f32>, vector: Option<Vec<f32>>) -> Self {
-        Self {
-            id: fact.id.to_string(),
-            owner: fact.owner.kind().as_str(),
-            owner_id: fact.owner.id().to_owned(),
-            text: fact.text.as_str().to_owned(),
-            score,
-            vector,
-        }
-    }
-}
-
-impl From<ScoredFact> for FactOut {
-    fn from(f: ScoredFact) -> Self {
-        Self::new(f.fact, Some(f.score), None)
-    }
-}
-
-/// `{"facts": ["…", …]}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AddFactsRequest {
-    facts: Vec<String>,
-}
-
-/// `{"ids": […], "added": n, "unchanged": m}`: an id per input fact, in input order.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct AddFactsResponse {
-    ids: Vec<String>,
-    added: usize,
-    unchanged: usize,
 }
 
 /// `POST /{users|characters}/{id}/facts`.
@@ -135,58 +91,16 @@ pub(crate) async fn add(
     }))
 }
 
-/// A page of facts.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ListResponse {
-    facts: Vec<FactOut>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
-/// `limit`, `cursor` and `with_vectors` from the query string.
-fn list_params(query: Option<&str>) -> Result<(usize, Option<FactId>, bool), ApiError> {
-    let (mut limit, mut cursor, mut with_vectors) = (DEFAULT_PAGE, None, false);
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "limit",
-                            format!("must be a number from 1 to {MAX_PAGE}"),
-                        )
-                    })?;
-            }
-            "cursor" => {
-                cursor = Some(value.parse().map_err(|_| {
-                    ApiError::invalid_field(
-                        "cursor",
-                        "must be a `next_cursor` from a previous page",
-                    )
-                })?);
-            }
-            "with_vectors" => {
-                with_vectors = value.parse().map_err(|_| {
-                    ApiError::invalid_field("with_vectors", "must be true or false")
-                })?;
-            }
-            other => {
-                return Err(ApiError::invalid_field(
-                    other.to_owned(),
-                    "unknown parameter (limit, cursor and with_vectors are accepted)",
-                ));
-            }
-        }
-    }
-    Ok((limit, cursor, with_vectors))
+/// `limit`, `cursor` and `with_vectors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    with_vectors: bool,
 }
 
 /// `GET /{users|characters}/{id}/facts?limit=&cursor=&with_vectors=`.
@@ -203,26 +117,40 @@ fn list_params(query: Option<&str>) -> Result<(usize, Option<FactId>, bool), Api
         ("with_vectors" = Option<bool>, Query, description = "Include the vectors"),
     ),
     responses(
-        (status = 200, description = "A page", body = ListResponse),
+        (status = 200, description = "A page", body = ListFactsResponse),
         (status = 422, description = "Invalid parameter", body = ErrorBody),
     )
 )]
 pub(crate) async fn list(
     State(state): State<SharedState>,
     Path((kind, id)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<ListResponse>, ApiError> {
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ListFactsResponse>, ApiError> {
     let owner = owner(&kind, id)?;
-    let (limit, cursor, with_vectors) = list_params(query.as_deref())?;
+    let params: ListQuery = query::parse(raw.as_deref())?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be a number from 1 to {MAX_PAGE}"),
+        ));
+    }
+    let cursor = params
+        .cursor
+        .map(|c| c.parse::<FactId>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::invalid_field("cursor", "must be a `next_cursor` from a previous page")
+        })?;
     let page = state
-        .store
-        .list(Some(&owner), cursor, limit, with_vectors)
+        .facts
+        .list(Some(&owner), cursor, limit, params.with_vectors)
         .await?;
-    Ok(Json(ListResponse {
+    Ok(Json(ListFactsResponse {
         facts: page
             .facts
             .into_iter()
-            .map(|f| FactOut::new(f.fact, None, f.vector))
+            .map(|f| FactRecord::new(f.fact, None, f.vector))
             .collect(),
         next_cursor: page.next.map(|id| id.to_string()),
     }))
@@ -252,16 +180,11 @@ pub(crate) async fn delete_one(
     let fact_id: FactId = fact_id
         .parse()
         .map_err(|_| ApiError::invalid_field("fact_id", "must be a fact id (a UUID)"))?;
-    match state.store.delete(&owner, &[fact_id]).await? {
-        0 => Err(ApiError::fact_not_found(&owner, &fact_id)),
-        _ => Ok(StatusCode::NO_CONTENT),
+    if state.facts.delete(&owner, fact_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::fact_not_found(&owner, &fact_id))
     }
-}
-
-/// `{"deleted": n}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct DeletedResponse {
-    deleted: usize,
 }
 
 /// `DELETE /{users|characters}/{id}/facts`: every fact of the owner.
@@ -274,40 +197,15 @@ pub(crate) struct DeletedResponse {
         ("kind" = String, Path, description = "`users` or `characters`"),
         ("id" = String, Path, description = "The user's or character's id"),
     ),
-    responses((status = 200, description = "How many were deleted", body = DeletedResponse))
+    responses((status = 200, description = "How many were deleted", body = DeleteFactsResponse))
 )]
 pub(crate) async fn delete_all(
     State(state): State<SharedState>,
     Path((kind, id)): Path<(String, String)>,
-) -> Result<Json<DeletedResponse>, ApiError> {
+) -> Result<Json<DeleteFactsResponse>, ApiError> {
     let owner = owner(&kind, id)?;
-    let deleted = state.store.delete_owner(&owner).await?;
-    Ok(Json(DeletedResponse { deleted }))
-}
-
-/// `{"user_id"?, "character_id"?, "query", "top_k"?, "threshold"?}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SearchRequest {
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    character_id: Option<String>,
-    query: String,
-    #[serde(default = "default_top_k")]
-    top_k: usize,
-    #[serde(default)]
-    threshold: f32,
-}
-
-fn default_top_k() -> usize {
-    10
-}
-
-/// `{"facts": [{id, owner, owner_id, text, score}]}`, best first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct SearchResponse {
-    facts: Vec<FactOut>,
+    let deleted = state.facts.delete_owner(&owner).await?;
+    Ok(Json(DeleteFactsResponse { deleted }))
 }
 
 /// `POST /facts/search`: the facts most similar to a text, with scores (to tune the threshold).
@@ -316,17 +214,17 @@ pub(crate) struct SearchResponse {
     path = "/facts/search",
     tag = "facts",
     summary = "The facts most similar to a text, with scores",
-    request_body = SearchRequest,
+    request_body = SearchFactsRequest,
     responses(
-        (status = 200, description = "Facts above the threshold, best first", body = SearchResponse),
+        (status = 200, description = "Facts above the threshold, best first", body = SearchFactsResponse),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 503, description = "No embedder, or it failed", body = ErrorBody),
     )
 )]
 pub(crate) async fn search(
     State(state): State<SharedState>,
-    ApiJson(request): ApiJson<SearchRequest>,
-) -> Result<Json<SearchResponse>, ApiError> {
+    ApiJson(request): ApiJson<SearchFactsRequest>,
+) -> Result<Json<SearchFactsResponse>, ApiError> {
     let mut owners = Vec::new();
     if let Some(id) = request.user_id {
         owners.push(FactOwner::User(at("user_id", UserId::parse(id))?));
@@ -346,32 +244,14 @@ pub(crate) async fn search(
     if request.query.trim().is_empty() {
         return Err(ApiError::invalid_field("query", "must not be empty"));
     }
-    if !(1..=MAX_TOP_K).contains(&request.top_k) {
-        return Err(ApiError::invalid_field(
-            "top_k",
-            format!("must be between 1 and {MAX_TOP_K}"),
-        ));
-    }
-    if !(-1.0..=1.0).contains(&request.threshold) {
-        return Err(ApiError::invalid_field(
-            "threshold",
-            "must be between -1 and 1",
-        ));
-    }
+    at("top_k", bounds::TOP_K.check_count(request.top_k))?;
+    at("threshold", bounds::THRESHOLD.check(request.threshold))?;
     let found = state
         .chat
         .retriever()
         .search(&request.query, owners, request.top_k, request.threshold)
         .await?;
-    Ok(Json(SearchResponse {
-        facts: found.into_iter().map(FactOut::from).collect(),
+    Ok(Json(SearchFactsResponse {
+        facts: found.into_iter().map(FactRecord::from).collect(),
     }))
-}
-
-/// Whose facts a path names, for messages.
-pub(crate) fn describe(owner: &FactOwner) -> String {
-    match owner.kind() {
-        OwnerKind::User => format!("user `{}`", owner.id()),
-        OwnerKind::Character => format!("character `{}`", owner.id()),
-    }
 }

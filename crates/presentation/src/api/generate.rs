@@ -10,20 +10,19 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ragback_application::{
-    GenerateCommand, GenerateFailure, Generation, GenerationOverrides, ReplyEvent,
-    RetrievalOverrides,
+    GenerateCommand, GenerateFailure, GenerationOverrides, ReplyEvent, RetrievalOverrides,
 };
 use ragback_domain::Scenario;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::deadline::RequestTimeout;
-use super::dto::{self, CharacterDto, FactDto, MessageDto, UserDto, at};
-use super::error::{ApiError, ErrorBody};
+use super::dto::{self, CharacterDto, MessageDto, UserDto, at};
+use super::error::ApiError;
 use super::json::ApiJson;
 use super::request_id;
 use super::state::{Limits, SharedState};
+use crate::wire::{DeltaEvent, ErrorBody, FactsEvent, GenerateResponse, UsedFact};
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -114,64 +113,6 @@ impl GenerateRequest {
     }
 }
 
-/// The response body.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct GenerateResponse {
-    text: String,
-    facts: Vec<FactDto>,
-    model: String,
-    usage: Option<UsageDto>,
-    retrieval: &'static str,
-    timings_ms: TimingsDto,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct UsageDto {
-    prompt_tokens: u32,
-    completion_tokens: u32,
-}
-
-/// Stage timings in milliseconds.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct TimingsDto {
-    embed: f64,
-    search: f64,
-    render: f64,
-    llm: f64,
-    /// From the start of the model stage to the first token (streamed replies only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_token: Option<f64>,
-    total: f64,
-}
-
-/// Milliseconds, to the microsecond.
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
-}
-
-impl From<Generation> for GenerateResponse {
-    fn from(g: Generation) -> Self {
-        Self {
-            text: g.text,
-            facts: g.facts.into_iter().map(FactDto::from).collect(),
-            model: g.model,
-            usage: g.usage.map(|u| UsageDto {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-            }),
-            retrieval: g.retrieval.as_str(),
-            timings_ms: TimingsDto {
-                embed: ms(g.timings.embed),
-                search: ms(g.timings.search),
-                render: ms(g.timings.render),
-                llm: ms(g.timings.llm),
-                first_token: g.timings.first_token.map(ms),
-                total: ms(g.timings.total),
-            },
-        }
-    }
-}
-
 /// `POST /generate`: JSON, or Server-Sent Events with `"stream": true`. The request is
 /// validated before anything is streamed, so bad input is a plain 4xx JSON error either way.
 #[utoipa::path(
@@ -239,32 +180,45 @@ fn stream_reply(events: mpsc::Receiver<ReplyEvent>, request_id: Option<Arc<str>>
 
 /// One SSE event.
 fn sse_event(event: ReplyEvent, request_id: Option<Arc<str>>) -> Event {
-    let (name, data) = match event {
+    let (name, data) = event_data(event, request_id);
+    let data = data.unwrap_or_else(|error| {
+        tracing::error!(%error, event = name, "cannot serialise a stream event");
+        "{}".to_owned()
+    });
+    Event::default().event(name).data(data)
+}
+
+/// An event's name and JSON data.
+fn event_data(
+    event: ReplyEvent,
+    request_id: Option<Arc<str>>,
+) -> (&'static str, serde_json::Result<String>) {
+    match event {
         ReplyEvent::Facts { status, facts } => (
             "facts",
-            json!({
-                "retrieval": status.as_str(),
-                "facts": facts.into_iter().map(FactDto::from).collect::<Vec<_>>(),
+            serde_json::to_string(&FactsEvent {
+                retrieval: status.into(),
+                facts: facts.into_iter().map(UsedFact::from).collect(),
             }),
         ),
-        ReplyEvent::Delta(text) => ("delta", json!({ "text": text })),
-        ReplyEvent::Done(generation) => ("done", json!(GenerateResponse::from(generation))),
-        ReplyEvent::Failed(error) => (
-            "error",
-            ApiError::from(error).with_request_id(request_id).body(),
+        ReplyEvent::Delta(text) => ("delta", serde_json::to_string(&DeltaEvent { text })),
+        ReplyEvent::Done(generation) => (
+            "done",
+            serde_json::to_string(&GenerateResponse::from(generation)),
         ),
-    };
-    Event::default().event(name).data(data.to_string())
+        ReplyEvent::Failed(error) => {
+            let error = ApiError::from(error).with_request_id(request_id);
+            error.report();
+            ("error", serde_json::to_string(&error.body()))
+        }
+    }
 }
 
 /// The error of a failed generation, with the retrieval that ran before it.
 fn failure(failure: GenerateFailure) -> ApiError {
     let error = ApiError::from(failure.error);
     match failure.retrieval {
-        Some(retrieval) => error.with_retrieval(serde_json::json!({
-            "status": retrieval.status.as_str(),
-            "facts": retrieval.facts.into_iter().map(FactDto::from).collect::<Vec<_>>(),
-        })),
+        Some(retrieval) => error.with_retrieval(retrieval.into()),
         None => error,
     }
 }
@@ -370,7 +324,7 @@ mod tests {
                 .and_then(|r| r.into_command(&LIMITS, None));
             if let Err(error) = result {
                 prop_assert_eq!(error.status().as_u16(), 422);
-                prop_assert_eq!(error.code(), "invalid_field");
+                prop_assert_eq!(error.code().as_str(), "invalid_field");
             }
         }
     }

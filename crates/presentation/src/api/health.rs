@@ -51,7 +51,7 @@ struct Check {
     )
 )]
 pub(crate) async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Readiness>) {
-    let store = match state.store.status().await {
+    let store = match state.facts.status().await {
         Ok(status) => Check {
             ok: true,
             message: format!("{} facts", status.facts),

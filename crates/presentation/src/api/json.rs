@@ -64,25 +64,31 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let message = strip_position(&error.into_inner().to_string());
-        let field = match (missing_field(&message), path.as_str()) {
-            (Some(name), ".") => name.to_owned(),
-            (Some(name), parent) => format!("{parent}.{name}"),
-            (None, ".") => "body".to_owned(),
-            (None, _) => path,
-        };
+        let field = field_of(&path, &message).unwrap_or_else(|| "body".to_owned());
         ApiError::invalid_field(field, message)
     })
 }
 
-/// The name in serde's "missing field `name`".
-fn missing_field(message: &str) -> Option<&str> {
+/// The field a serde error is about, from `serde_path_to_error`'s path (`.` for the top) and the
+/// message: a missing field is named by the message, under its parent. `None` for the top level.
+pub(crate) fn field_of(path: &str, message: &str) -> Option<String> {
+    match (named_in(message, "missing field `"), path) {
+        (Some(name), ".") => Some(name.to_owned()),
+        (Some(name), parent) => Some(format!("{parent}.{name}")),
+        (None, ".") => named_in(message, "unknown field `").map(str::to_owned),
+        (None, _) => Some(path.to_owned()),
+    }
+}
+
+/// The name in serde's "missing field `name`" or "unknown field `name`, expected …".
+fn named_in<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
     message
-        .strip_prefix("missing field `")
+        .strip_prefix(prefix)
         .and_then(|rest| rest.split('`').next())
 }
 
 /// serde_json appends " at line 1 column 42" to data errors; the field path says more.
-fn strip_position(message: &str) -> String {
+pub(crate) fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(cut) => message[..cut].to_owned(),
         None => message.to_owned(),

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, MessageDto, UserDto};
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::json::ApiJson;
 use super::state::SharedState;
+use crate::wire::ErrorBody;
 
 /// `{"messages": [{"actor", "text"}], "user": {"name", "age"}, "character": {"name", "age",
 /// "description"}}`.

@@ -24,6 +24,7 @@ mod json;
 mod legacy;
 mod observe;
 mod openapi;
+mod query;
 mod request_id;
 mod state;
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_application::ports::FactStore;
 use ragback_application::{ChatService, FactLibrary};
 use ragback_domain::UserId;
 use ragback_infrastructure::telemetry::Metrics;
@@ -34,10 +33,8 @@ pub struct Limits {
 pub struct AppState {
     /// Writes replies.
     pub chat: ChatService,
-    /// Adds facts.
+    /// Adds, lists and deletes facts; says how the store is.
     pub facts: FactLibrary,
-    /// The fact store.
-    pub store: Arc<dyn FactStore>,
     /// Whose facts `/api/v1/chat` uses.
     pub default_user: UserId,
     /// Request limits.

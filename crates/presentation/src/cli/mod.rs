@@ -2,13 +2,13 @@
 //! `eval` to measure retrieval and `model` to fetch the local embedder.
 
 pub mod chat;
+mod client;
 mod eval;
 mod facts;
 mod facts_file;
 #[cfg(feature = "local-embedder")]
 mod model;
 mod progress;
-mod remote;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ragback_domain::UserId;
 use ragback_infrastructure::{ConfigSources, Services, Settings, build_services, telemetry};
 use tokio::net::TcpListener;
 
@@ -109,20 +108,17 @@ fn load_settings(config: &Path, env_file: &Path) -> anyhow::Result<Settings> {
 
 /// The API state for `services` under `settings`.
 pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppState> {
-    let default_user = UserId::parse(settings.retrieval.default_user_id.as_str())
-        .context("RAGBACK_RETRIEVAL__DEFAULT_USER_ID")?;
     Ok(AppState {
         chat: services.chat,
         facts: services.facts,
-        store: services.store,
-        default_user,
+        default_user: settings.retrieval.default_user_id.clone(),
         limits: Limits {
             body_bytes: settings.server.body_limit_bytes,
             messages: settings.server.max_messages,
             message_chars: settings.server.max_message_chars,
             facts_per_call: settings.server.max_facts_per_call,
             concurrency: settings.server.max_concurrency,
-            queue_timeout: Duration::from_millis(settings.server.queue_timeout_ms),
+            queue_timeout: settings.server.queue_timeout,
         },
         auth: Auth::new(
             &settings.server.api_keys.0,
@@ -142,7 +138,7 @@ async fn serve(
     if let Some(path) = seed {
         facts::seed_at_startup(&services, &path).await;
     }
-    let store = services.store.clone();
+    let facts = services.facts.clone();
     let state = app_state(services, &settings)?;
     let metrics = state.metrics.clone();
     let upkeep = tokio::spawn(async move {
@@ -167,10 +163,10 @@ async fn serve(
             addr = %bound, keys, admin_keys, "ragback is listening; API keys required"
         ),
     }
-    let drain = Duration::from_secs(settings.server.drain_timeout_secs);
+    let drain = settings.server.drain_timeout;
     let served = api::serve(listener, api::router(state), api::shutdown_signal(), drain).await;
     upkeep.abort();
-    if let Err(error) = store.flush().await {
+    if let Err(error) = facts.flush().await {
         tracing::error!(%error, "cannot flush the fact store");
     }
     served.context("the HTTP server failed")?;

@@ -2,31 +2,13 @@
 
 use std::time::Duration;
 
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::StreamExt;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::sse::SseDecoder;
-
-/// A fact the server used, as shown to the person chatting.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct UsedFact {
-    /// Whose fact: `user` or `character`.
-    pub owner: String,
-    /// The fact.
-    pub text: String,
-    /// Its similarity to the message.
-    pub score: f32,
-}
-
-/// What retrieval gave a reply.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FactsEvent {
-    /// `ok`, `skipped` or `degraded`.
-    pub retrieval: String,
-    /// The facts, best first.
-    pub facts: Vec<UsedFact>,
-}
+use crate::cli::client::{api_error, bearer_headers};
+use crate::wire::{DeltaEvent, ErrorDetail, FactsEvent, GenerateResponse};
 
 /// A finished reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +55,15 @@ pub enum ChatError {
     Broken(String),
 }
 
+impl From<ErrorDetail> for ChatError {
+    fn from(error: ErrorDetail) -> Self {
+        Self::Api {
+            code: error.code,
+            message: error.message,
+        }
+    }
+}
+
 /// Talks to one ragback server.
 #[derive(Debug, Clone)]
 pub struct ChatClient {
@@ -86,7 +77,7 @@ impl ChatClient {
     /// stays silent for `idle` is abandoned (the server's keep-alive comments count as activity).
     pub fn new(url: &str, idle: Duration, key: Option<&SecretString>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .default_headers(crate::cli::remote::bearer_headers(key)?)
+            .default_headers(bearer_headers(key)?)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
@@ -110,7 +101,7 @@ impl ChatClient {
             .post(format!("{}/generate", self.url))
             .json(&request)
             .send();
-        let mut response = tokio::time::timeout(self.idle, send)
+        let response = tokio::time::timeout(self.idle, send)
             .await
             .map_err(|_| ChatError::Silent(self.idle))?
             .map_err(|e| self.network(&e))?;
@@ -120,50 +111,61 @@ impl ChatClient {
                 .await
                 .map_err(|_| ChatError::Silent(self.idle))?
                 .unwrap_or_default();
-            return Err(api_error(status.as_u16(), &body));
+            return Err(api_error(status.as_u16(), &body).into());
         }
-        let mut decoder = SseDecoder::default();
+        // The idle limit counts from the last bytes received: keep-alive comments, which are no
+        // events, keep a slow reply alive.
+        let idle = self.idle;
+        let body = futures::stream::unfold(response.bytes_stream(), move |mut body| async move {
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(chunk)) => Some((chunk.map_err(Body::Broken), body)),
+                Ok(None) => None,
+                Err(_elapsed) => Some((Err(Body::Silent), body)),
+            }
+        });
+        let mut events = std::pin::pin!(body.eventsource());
         let mut facts = None;
         let mut streamed = String::new();
         loop {
-            let chunk = tokio::time::timeout(self.idle, response.chunk())
-                .await
-                .map_err(|_| ChatError::Silent(self.idle))?
-                .map_err(|e| ChatError::Broken(e.to_string()))?;
-            let Some(bytes) = chunk else {
-                return Err(ChatError::Broken(
-                    "the stream ended before the reply was complete".into(),
-                ));
-            };
-            for event in decoder.push(&bytes) {
-                match event.event.as_str() {
-                    "facts" => {
-                        let parsed: FactsEvent = parse(&event.data)?;
-                        show(Progress::Facts(&parsed));
-                        facts = Some(parsed);
-                    }
-                    "delta" => {
-                        let piece: Delta = parse(&event.data)?;
-                        show(Progress::Delta(&piece.text));
-                        streamed.push_str(&piece.text);
-                    }
-                    "done" => {
-                        let done: Done = parse(&event.data)?;
-                        if done.text != streamed {
-                            tracing::warn!("the streamed pieces differ from the final reply");
-                        }
-                        let facts = facts.unwrap_or(FactsEvent {
-                            retrieval: done.retrieval,
-                            facts: done.facts,
-                        });
-                        return Ok(Reply {
-                            text: done.text,
-                            facts,
-                        });
-                    }
-                    "error" => return Err(api_error(200, event.data.as_bytes())),
-                    _ => {}
+            let event = match events.next().await {
+                Some(Ok(event)) => event,
+                Some(Err(EventStreamError::Transport(Body::Silent))) => {
+                    return Err(ChatError::Silent(idle));
                 }
+                Some(Err(error)) => return Err(ChatError::Broken(error.to_string())),
+                None => {
+                    return Err(ChatError::Broken(
+                        "the stream ended before the reply was complete".into(),
+                    ));
+                }
+            };
+            match event.event.as_str() {
+                "facts" => {
+                    let parsed: FactsEvent = parse(&event.data)?;
+                    show(Progress::Facts(&parsed));
+                    facts = Some(parsed);
+                }
+                "delta" => {
+                    let piece: DeltaEvent = parse(&event.data)?;
+                    show(Progress::Delta(&piece.text));
+                    streamed.push_str(&piece.text);
+                }
+                "done" => {
+                    let done: GenerateResponse = parse(&event.data)?;
+                    if done.text != streamed {
+                        tracing::warn!("the streamed pieces differ from the final reply");
+                    }
+                    let facts = facts.unwrap_or(FactsEvent {
+                        retrieval: done.retrieval,
+                        facts: done.facts,
+                    });
+                    return Ok(Reply {
+                        text: done.text,
+                        facts,
+                    });
+                }
+                "error" => return Err(api_error(200, event.data.as_bytes()).into()),
+                _ => {}
             }
         }
     }
@@ -183,58 +185,18 @@ impl ChatClient {
     }
 }
 
-#[derive(Deserialize)]
-struct Delta {
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct Done {
-    text: String,
-    retrieval: String,
-    facts: Vec<UsedFact>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
+/// What can go wrong while reading the body.
+#[derive(Debug, thiserror::Error)]
+enum Body {
+    #[error("nothing received within the idle limit")]
+    Silent,
+    #[error(transparent)]
+    Broken(reqwest::Error),
 }
 
 fn parse<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, ChatError> {
     serde_json::from_str(data)
         .map_err(|e| ChatError::Broken(format!("an event ragback sent is not understood: {e}")))
-}
-
-/// The API's JSON error, or the start of whatever else came with `status`.
-fn api_error(status: u16, body: &[u8]) -> ChatError {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => ChatError::Api {
-            code: error.code,
-            message: error.message,
-        },
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let text: String = text.chars().take(200).collect();
-            ChatError::Api {
-                code: "unexpected_response".into(),
-                message: format!(
-                    "HTTP {status}: {}",
-                    if text.is_empty() {
-                        "(empty body)"
-                    } else {
-                        &text
-                    }
-                ),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -245,12 +207,12 @@ mod tests {
     fn api_errors_read_as_one_line() {
         let json = br#"{"error": {"code": "llm_unavailable", "message": "try again later"}}"#;
         assert_eq!(
-            api_error(502, json).to_string(),
+            ChatError::from(api_error(502, json)).to_string(),
             "ragback answered llm_unavailable: try again later"
         );
         let html = b"<html>\n<body>Bad Gateway</body>\n</html>";
         assert_eq!(
-            api_error(502, html).to_string(),
+            ChatError::from(api_error(502, html)).to_string(),
             "ragback answered unexpected_response: HTTP 502: <html> <body>Bad Gateway</body> </html>"
         );
     }

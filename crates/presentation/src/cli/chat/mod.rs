@@ -2,7 +2,6 @@
 
 mod client;
 mod session;
-mod sse;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,9 +12,10 @@ use clap::Args;
 use secrecy::SecretString;
 use serde_json::Value;
 
-pub use client::{ChatClient, ChatError, FactsEvent, Progress, Reply, UsedFact};
+pub use client::{ChatClient, ChatError, Progress, Reply};
 pub use session::{HELP, Input, Session, Speaker, Turn};
-pub use sse::{SseDecoder, SseEvent};
+
+use crate::wire::{FactsEvent, OwnerKindDto, RetrievalStatusDto};
 
 /// The options of `ragback chat`.
 #[derive(Debug, Args)]
@@ -270,13 +270,16 @@ impl Screen {
             return;
         }
         let mut lines = Vec::new();
-        if facts.retrieval == "degraded" {
+        if facts.retrieval == RetrievalStatusDto::Degraded {
             lines.push("  · retrieval failed: no facts this time (see the server log)".to_owned());
         } else if asked && facts.facts.is_empty() {
-            lines.push(format!("  · no facts (retrieval {})", facts.retrieval));
+            lines.push(format!(
+                "  · no facts (retrieval {})",
+                facts.retrieval.as_str()
+            ));
         }
         for fact in &facts.facts {
-            let whose = if fact.owner == "character" {
+            let whose = if fact.owner == OwnerKindDto::Character {
                 format!(" ({})", self.character)
             } else {
                 String::new()

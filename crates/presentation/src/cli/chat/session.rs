@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::client::{FactsEvent, UsedFact};
+use crate::wire::{FactsEvent, UsedFact};
 
 /// One line typed at the prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +207,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::wire::{OwnerKindDto, RetrievalStatusDto};
 
     #[test]
     fn lines_are_messages_or_commands() {
@@ -243,9 +244,10 @@ mod tests {
 
     fn facts() -> FactsEvent {
         FactsEvent {
-            retrieval: "ok".into(),
+            retrieval: RetrievalStatusDto::Ok,
             facts: vec![UsedFact {
-                owner: "user".into(),
+                id: "5af56284-226b-5217-9b4f-228c635566eb".into(),
+                owner: OwnerKindDto::User,
                 text: "ran a marathon".into(),
                 score: 0.6,
             }],

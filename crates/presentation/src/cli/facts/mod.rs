@@ -1,6 +1,9 @@
 //! `ragback facts …`: seed, inspect, delete, export and import facts — directly in the store, or
 //! through the API of the `ragback serve` that holds it.
 
+mod backend;
+mod remote;
+
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,16 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use ragback_application::AddFactsReport;
 use ragback_application::ports::StoredFact;
-use ragback_application::{AddFactsError, AddFactsReport};
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, ScoredFact, UserId};
 use ragback_infrastructure::{Services, Settings, WiringError, build_services};
 use secrecy::SecretString;
-use serde_json::json;
+
+pub use backend::{AddStopped, FactsBackend, LocalFacts, OnProgress, StopReason, StopWhen};
+pub use remote::RemoteFacts;
 
 use super::facts_file::{ExportedFact, ImportedFact, ReadFacts, read_facts};
 use super::progress::Progress;
-use super::remote::{RemoteAddError, RemoteFacts};
+use crate::wire::FactRecord;
 
 /// Whose facts.
 #[derive(Debug, Clone, Args)]
@@ -152,12 +157,6 @@ pub enum FactsCommand {
 #[error("interrupted")]
 pub struct Interrupted;
 
-/// Direct store access, or the API of the server that holds the store.
-enum Backend {
-    Local(Box<Services>),
-    Remote(RemoteFacts),
-}
-
 /// The server's base URL from its configured address.
 fn default_server_url(settings: &Settings) -> String {
     let addr = settings.server.addr;
@@ -180,14 +179,21 @@ fn operator_key(settings: &Settings) -> Option<&SecretString> {
         .or_else(|| server.api_keys.0.first())
 }
 
-async fn backend(settings: &Settings, server: Option<&str>) -> anyhow::Result<Backend> {
+/// The store opened here, or, with `server` or when a running server holds it, that server's API.
+async fn backend(
+    settings: &Settings,
+    server: Option<&str>,
+) -> anyhow::Result<Box<dyn FactsBackend>> {
     if let Some(url) = server {
-        return Ok(Backend::Remote(
+        return Ok(Box::new(
             RemoteFacts::connect(url, operator_key(settings)).await?,
         ));
     }
     match build_services(settings) {
-        Ok(services) => Ok(Backend::Local(Box::new(services))),
+        Ok(services) => Ok(Box::new(LocalFacts::new(
+            services.facts,
+            services.chat.retriever().clone(),
+        ))),
         Err(WiringError::StoreLocked(message)) => {
             let url = default_server_url(settings);
             match RemoteFacts::connect(&url, operator_key(settings)).await {
@@ -195,7 +201,7 @@ async fn backend(settings: &Settings, server: Option<&str>) -> anyhow::Result<Ba
                     eprintln!(
                         "the store is held by a running server: going through its API at {url}"
                     );
-                    Ok(Backend::Remote(remote))
+                    Ok(Box::new(remote))
                 }
                 Err(error) => bail!(
                     "{message}\nNo ragback server answers at {url} ({error:#}). Stop the process \
@@ -219,7 +225,7 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
         } => {
             let read = read_facts(&file, owner.owner()?)?;
             let backend = backend(settings, server.as_deref()).await?;
-            add(&backend, read, replace, dry_run).await
+            add(backend.as_ref(), read, replace, dry_run).await
         }
         FactsCommand::Search {
             query,
@@ -243,8 +249,8 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
                 bail!("say whose facts to search with --user ID and/or --character ID");
             }
             let backend = backend(settings, server.as_deref()).await?;
-            let found = search(&backend, &query, &owners, top_k, threshold).await?;
-            print_scored(&found, threshold, json)
+            let found = backend.search(&query, &owners, top_k, threshold).await?;
+            print_scored(found, threshold, json)
         }
         FactsCommand::List {
             owner,
@@ -256,13 +262,20 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
             let backend = backend(settings, server.as_deref()).await?;
             let mut out = std::io::stdout().lock();
             let mut printed = 0;
-            for_each_fact(&backend, owner.as_ref(), false, limit, |stored| {
+            for_each_fact(backend.as_ref(), owner.as_ref(), false, limit, |stored| {
                 printed += 1;
                 let f = &stored.fact;
                 if json {
-                    writeln!(out, "{}", json!({"id": f.id.to_string(), "owner": f.owner.kind().as_str(), "owner_id": f.owner.id(), "text": f.text.as_str()}))?;
+                    let record = FactRecord::new(f.clone(), None, None);
+                    writeln!(out, "{}", serde_json::to_string(&record)?)?;
                 } else {
-                    writeln!(out, "{}  {:<20} {}", f.id, f.owner.to_string(), f.text.as_str())?;
+                    writeln!(
+                        out,
+                        "{}  {:<20} {}",
+                        f.id,
+                        f.owner.to_string(),
+                        f.text.as_str()
+                    )?;
                 }
                 Ok(())
             })
@@ -281,18 +294,14 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
             let owner = owner.required()?;
             let backend = backend(settings, server.as_deref()).await?;
             if all {
-                let deleted = delete_owner(&backend, &owner).await?;
+                let deleted = backend.delete_owner(&owner).await?;
                 println!("deleted {deleted} facts of {owner}");
             } else {
                 let id: FactId = id
                     .context("give --id FACT_ID or --all")?
                     .parse()
                     .context("--id must be a fact id (a UUID)")?;
-                let deleted = match &backend {
-                    Backend::Local(s) => s.store.delete(&owner, &[id]).await? == 1,
-                    Backend::Remote(r) => r.delete(&owner, id).await?,
-                };
-                if !deleted {
+                if !backend.delete(&owner, id).await? {
                     bail!("{owner} has no fact {id}");
                 }
                 println!("deleted fact {id} of {owner}");
@@ -314,7 +323,7 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut written = 0;
-            for_each_fact(&backend, owner.as_ref(), true, None, |stored| {
+            for_each_fact(backend.as_ref(), owner.as_ref(), true, None, |stored| {
                 written += 1;
                 writeln!(
                     out,
@@ -330,14 +339,15 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
         }
         FactsCommand::Import { file, server } => {
             let backend = backend(settings, server.as_deref()).await?;
-            import(&backend, &file).await
+            import(backend.as_ref(), &file).await
         }
     }
 }
 
-/// Calls `each` for every stored fact of `owner` (or of everyone, locally), page by page.
+/// Calls `each` for every stored fact of `owner` (or of everyone, where the backend can), page by
+/// page.
 async fn for_each_fact(
-    backend: &Backend,
+    backend: &dyn FactsBackend,
     owner: Option<&FactOwner>,
     with_vectors: bool,
     limit: Option<usize>,
@@ -346,14 +356,9 @@ async fn for_each_fact(
     let mut start = None;
     let mut left = limit.unwrap_or(usize::MAX);
     while left > 0 {
-        let size = left.min(500);
-        let page = match (backend, owner) {
-            (Backend::Local(s), _) => s.store.list(owner, start, size, with_vectors).await?,
-            (Backend::Remote(r), Some(owner)) => r.list(owner, start, size, with_vectors).await?,
-            (Backend::Remote(_), None) => bail!(
-                "through the server API facts are listed per owner: give --user or --character"
-            ),
-        };
+        let page = backend
+            .list(owner, start, left.min(500), with_vectors)
+            .await?;
         for stored in page.facts.iter().take(left) {
             each(stored)?;
         }
@@ -366,30 +371,12 @@ async fn for_each_fact(
     Ok(())
 }
 
-async fn search(
-    backend: &Backend,
-    query: &str,
-    owners: &[FactOwner],
-    top_k: usize,
-    threshold: f32,
-) -> anyhow::Result<Vec<ScoredFact>> {
-    Ok(match backend {
-        Backend::Local(s) => {
-            s.chat
-                .retriever()
-                .search(query, owners.to_vec(), top_k, threshold)
-                .await?
-        }
-        Backend::Remote(r) => r.search(query, owners, top_k, threshold).await?,
-    })
-}
-
-fn print_scored(found: &[ScoredFact], threshold: f32, json: bool) -> anyhow::Result<()> {
+fn print_scored(found: Vec<ScoredFact>, threshold: f32, json: bool) -> anyhow::Result<()> {
     if json {
         let rows: Vec<_> = found
             .iter()
             .map(|f| {
-                json!({
+                serde_json::json!({
                     "id": f.fact.id.to_string(),
                     "owner": f.fact.owner.to_string(),
                     "text": f.fact.text.as_str(),
@@ -413,13 +400,6 @@ fn print_scored(found: &[ScoredFact], threshold: f32, json: bool) -> anyhow::Res
     Ok(())
 }
 
-async fn delete_owner(backend: &Backend, owner: &FactOwner) -> anyhow::Result<usize> {
-    Ok(match backend {
-        Backend::Local(s) => s.store.delete_owner(owner).await?,
-        Backend::Remote(r) => r.delete_owner(owner).await?,
-    })
-}
-
 /// The owners of `facts`, in first-seen order.
 fn owners_of(facts: &[Fact]) -> Vec<FactOwner> {
     let mut owners: Vec<FactOwner> = Vec::new();
@@ -429,30 +409,6 @@ fn owners_of(facts: &[Fact]) -> Vec<FactOwner> {
         }
     }
     owners
-}
-
-/// Which of `facts` are already stored (by their deterministic ids).
-async fn stored_ids(backend: &Backend, facts: &[Fact]) -> anyhow::Result<Vec<FactId>> {
-    Ok(match backend {
-        Backend::Local(s) => {
-            let ids: Vec<FactId> = facts.iter().map(|f| f.id).collect();
-            s.store.known(&ids).await?
-        }
-        Backend::Remote(r) => {
-            let mut all = Vec::new();
-            for owner in owners_of(facts) {
-                all.extend(r.ids(&owner).await?);
-            }
-            all
-        }
-    })
-}
-
-async fn owner_total(backend: &Backend, owner: &FactOwner) -> anyhow::Result<usize> {
-    Ok(match backend {
-        Backend::Local(s) => s.store.count(Some(owner)).await?,
-        Backend::Remote(r) => r.ids(owner).await?.len(),
-    })
 }
 
 /// A flag set by Ctrl-C for as long as the guard lives.
@@ -485,8 +441,36 @@ impl Drop for CtrlC {
     }
 }
 
+/// Runs one add (`add` or `import`) with a progress bar, stopping between batches on Ctrl-C.
+async fn with_progress<F>(run: F) -> Result<AddFactsReport, AddStopped>
+where
+    F: AsyncFnOnce(OnProgress<'_>, StopWhen<'_>) -> Result<AddFactsReport, AddStopped>,
+{
+    let ctrl_c = CtrlC::watch();
+    let mut progress: Option<Progress> = None;
+    let mut on_progress = |report: &AddFactsReport| {
+        progress
+            .get_or_insert_with(|| Progress::new(report.to_add))
+            .update(report.added);
+    };
+    let stop = || ctrl_c.pressed();
+    let outcome = run(&mut on_progress, &stop).await;
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
+    outcome
+}
+
+/// The error a stopped add ends the command with (Ctrl-C exits with 130).
+fn stop_error(reason: StopReason) -> anyhow::Error {
+    match reason {
+        StopReason::Interrupted => Interrupted.into(),
+        StopReason::Failed(message) => anyhow::anyhow!(message),
+    }
+}
+
 async fn add(
-    backend: &Backend,
+    backend: &dyn FactsBackend,
     read: ReadFacts,
     replace: bool,
     dry_run: bool,
@@ -503,15 +487,13 @@ async fn add(
     );
     if dry_run {
         let mut deleted = 0;
-        if replace {
-            for owner in &owners {
-                deleted += owner_total(backend, owner).await?;
-            }
-        }
         let stored = if replace {
+            for owner in &owners {
+                deleted += backend.count(owner).await?;
+            }
             Vec::new()
         } else {
-            stored_ids(backend, &facts).await?
+            backend.stored(&facts).await?
         };
         let unchanged = facts.iter().filter(|f| stored.contains(&f.id)).count();
         println!(
@@ -522,110 +504,51 @@ async fn add(
     }
     if replace {
         for owner in &owners {
-            let deleted = delete_owner(backend, owner).await?;
+            let deleted = backend.delete_owner(owner).await?;
             println!("deleted {deleted} facts of {owner}");
         }
     }
     let check = facts.first().cloned();
-    let ctrl_c = CtrlC::watch();
-    let mut progress: Option<Progress> = None;
-    let mut on_progress = |report: &AddFactsReport| {
-        progress
-            .get_or_insert_with(|| Progress::new(report.to_add))
-            .update(report.added);
-    };
-    let outcome: Result<AddFactsReport, (AddFactsReport, String, bool)> = match backend {
-        Backend::Local(s) => s
-            .facts
-            .add_until(facts, &mut on_progress, || ctrl_c.pressed())
-            .await
-            .map_err(|error| match error {
-                AddFactsError::NoEmbedder => (
-                    AddFactsReport::default(),
-                    "no embedder is configured: set RAGBACK_EMBEDDER__COHERE__API_KEY (or COHERE_API_KEY)".to_owned(),
-                    false,
-                ),
-                AddFactsError::Interrupted { done } => (done, "interrupted".to_owned(), true),
-                AddFactsError::Embed { done, ref source } => (done, format!("embedding failed: {source}"), false),
-                AddFactsError::Store { done, ref source } => (done, format!("storing failed: {source}"), false),
-            }),
-        Backend::Remote(r) => {
-            let stored = stored_ids(backend, &facts).await?;
-            let mut report = AddFactsReport::default();
-            let (old, new): (Vec<Fact>, Vec<Fact>) = facts.into_iter().partition(|f| stored.contains(&f.id));
-            report.unchanged = old.len();
-            report.to_add = new.len();
-            on_progress(&report);
-            let mut result = Ok(());
-            for owner in &owners {
-                let mine: Vec<Fact> = new.iter().filter(|f| &f.owner == owner).cloned().collect();
-                result = r.add(owner, &mine, &mut report, &mut on_progress, &|| ctrl_c.pressed()).await;
-                if result.is_err() {
-                    break;
-                }
-            }
-            match result {
-                Ok(()) => Ok(report),
-                Err(RemoteAddError { done, message }) => {
-                    let interrupted = message == "interrupted";
-                    Err((done, message, interrupted))
-                }
-            }
-        }
-    };
-    drop(ctrl_c);
-    if let Some(progress) = &progress {
-        progress.finish();
-    }
+    // Only the facts not stored yet are sent: the progress bar counts the new ones.
+    let stored = backend.stored(&facts).await?;
+    let (old, new): (Vec<Fact>, Vec<Fact>) =
+        facts.into_iter().partition(|f| stored.contains(&f.id));
+    let outcome =
+        with_progress(async |progress, stop| backend.add(new, progress, stop).await).await;
+    let location = backend.location().await;
     match outcome {
         Ok(report) => {
             println!(
-                "added {}, unchanged {}, {skipped}, failed 0{}",
+                "added {}, unchanged {}, {skipped}, failed 0; {location}",
                 report.added,
-                report.unchanged,
-                total_line(backend).await
+                report.unchanged + old.len(),
             );
             if let Some(fact) = check {
                 verify(backend, &fact).await;
             }
             Ok(())
         }
-        Err((done, reason, interrupted)) => {
+        Err(AddStopped { done, reason }) => {
             println!(
-                "added {}, unchanged {}, {skipped}, failed {}{}",
+                "added {}, unchanged {}, {skipped}, failed {}; {location}",
                 done.added,
-                done.unchanged,
+                done.unchanged + old.len(),
                 done.to_add.saturating_sub(done.added),
-                total_line(backend).await
             );
             eprintln!(
                 "stopped after {} of {} new facts were stored ({reason}); what was stored stays \
                  stored: run the same command again to finish",
                 done.added, done.to_add
             );
-            if interrupted {
-                Err(Interrupted.into())
-            } else {
-                bail!(reason)
-            }
+            Err(stop_error(reason))
         }
     }
 }
 
-async fn total_line(backend: &Backend) -> String {
-    match backend {
-        Backend::Local(s) => match s.store.count(None).await {
-            Ok(total) => format!("; the store holds {total} facts"),
-            Err(_) => String::new(),
-        },
-        Backend::Remote(r) => format!("; through {}", r.base()),
-    }
-}
-
 /// Searches one stored fact by its own text, as a check that seeding worked end to end.
-async fn verify(backend: &Backend, fact: &Fact) {
+async fn verify(backend: &dyn FactsBackend, fact: &Fact) {
     let owners = [fact.owner.clone()];
-    match search(backend, fact.text.as_str(), &owners, 1, -1.0).await {
+    match backend.search(fact.text.as_str(), &owners, 1, -1.0).await {
         Ok(found) => match found.first() {
             Some(top) if top.fact.id == fact.id => println!(
                 "check: searching {:?} among {}'s facts finds it first (score {:.3})",
@@ -648,7 +571,7 @@ async fn verify(backend: &Backend, fact: &Fact) {
     }
 }
 
-async fn import(backend: &Backend, file: &PathBuf) -> anyhow::Result<()> {
+async fn import(backend: &dyn FactsBackend, file: &PathBuf) -> anyhow::Result<()> {
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?,
     );
@@ -661,19 +584,18 @@ async fn import(backend: &Backend, file: &PathBuf) -> anyhow::Result<()> {
         }
         let exported: ExportedFact = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not an exported fact", file.display(), n + 1))?;
-        let imported = exported
+        match exported
             .into_fact()
-            .with_context(|| format!("{}:{}", file.display(), n + 1))?;
-        match (imported, backend) {
-            (ImportedFact::Embedded(fact), Backend::Local(_)) => with_vectors.push(fact),
-            (ImportedFact::Embedded(embedded), Backend::Remote(_)) => without.push(embedded.fact),
-            (ImportedFact::Text(fact), _) => without.push(fact),
+            .with_context(|| format!("{}:{}", file.display(), n + 1))?
+        {
+            ImportedFact::Embedded(fact) => with_vectors.push(fact),
+            ImportedFact::Text(fact) => without.push(fact),
         }
     }
-    let mut imported = AddFactsReport::default();
-    if let Backend::Local(s) = backend {
-        imported = s.facts.import(with_vectors, 256, |_| {}).await?;
-    }
+    let imported =
+        with_progress(async |progress, stop| backend.import(with_vectors, progress, stop).await)
+            .await
+            .map_err(|stopped| stop_error(stopped.reason))?;
     if !without.is_empty() {
         let read = ReadFacts {
             facts: without,

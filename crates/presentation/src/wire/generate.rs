@@ -1,0 +1,175 @@
+//! `POST /generate`'s answer, whole or as Server-Sent Events.
+
+use std::time::Duration;
+
+use ragback_application::{Generation, Retrieval, RetrievalStatus};
+use ragback_domain::ScoredFact;
+use serde::{Deserialize, Serialize};
+
+use super::OwnerKindDto;
+
+/// How retrieval went: `ok`, `skipped` (disabled, no embedder, nothing to embed) or `degraded`
+/// (the embedder or the store failed; the reply goes on without facts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = RetrievalStatus)]
+pub enum RetrievalStatusDto {
+    /// The store was searched.
+    Ok,
+    /// Not attempted.
+    Skipped,
+    /// Failed; no facts.
+    Degraded,
+}
+
+impl RetrievalStatusDto {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Skipped => "skipped",
+            Self::Degraded => "degraded",
+        }
+    }
+}
+
+impl From<RetrievalStatus> for RetrievalStatusDto {
+    fn from(status: RetrievalStatus) -> Self {
+        match status {
+            RetrievalStatus::Ok => Self::Ok,
+            RetrievalStatus::Skipped => Self::Skipped,
+            RetrievalStatus::Degraded => Self::Degraded,
+        }
+    }
+}
+
+/// A fact given to the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FactUsed)]
+pub struct UsedFact {
+    /// Its id.
+    pub id: String,
+    /// Whose fact.
+    pub owner: OwnerKindDto,
+    /// The fact.
+    pub text: String,
+    /// Its cosine similarity to the query.
+    pub score: f32,
+}
+
+impl From<ScoredFact> for UsedFact {
+    fn from(found: ScoredFact) -> Self {
+        Self {
+            id: found.fact.id.to_string(),
+            owner: found.fact.owner.kind().into(),
+            text: found.fact.text.as_str().to_owned(),
+            score: found.score,
+        }
+    }
+}
+
+/// What retrieval found (`/generate` error bodies carry it as `retrieval`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetrievalReport {
+    /// How it went.
+    pub status: RetrievalStatusDto,
+    /// The facts, best first.
+    pub facts: Vec<UsedFact>,
+}
+
+impl From<Retrieval> for RetrievalReport {
+    fn from(retrieval: Retrieval) -> Self {
+        Self {
+            status: retrieval.status.into(),
+            facts: retrieval.facts.into_iter().map(UsedFact::from).collect(),
+        }
+    }
+}
+
+/// The reply: `text`, the facts used, the model, token usage, retrieval status, stage timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GenerateResponse {
+    /// The cleaned reply.
+    pub text: String,
+    /// The facts given to the model, best first.
+    pub facts: Vec<UsedFact>,
+    /// The model that answered.
+    pub model: String,
+    /// Tokens, when the provider reports them.
+    pub usage: Option<UsageDto>,
+    /// How retrieval went.
+    pub retrieval: RetrievalStatusDto,
+    /// Stage timings in milliseconds.
+    pub timings_ms: TimingsDto,
+}
+
+/// Tokens used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsageDto {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+}
+
+/// Stage timings in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TimingsDto {
+    /// Embedding the query.
+    pub embed: f64,
+    /// Searching the store.
+    pub search: f64,
+    /// Rendering the prompt.
+    pub render: f64,
+    /// The model, retries included.
+    pub llm: f64,
+    /// From the start of the model stage to the first token (streamed replies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<f64>,
+    /// The whole generation.
+    pub total: f64,
+}
+
+/// Milliseconds, to the microsecond.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
+}
+
+impl From<Generation> for GenerateResponse {
+    fn from(g: Generation) -> Self {
+        Self {
+            text: g.text,
+            facts: g.facts.into_iter().map(UsedFact::from).collect(),
+            model: g.model,
+            usage: g.usage.map(|u| UsageDto {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+            }),
+            retrieval: g.retrieval.into(),
+            timings_ms: TimingsDto {
+                embed: ms(g.timings.embed),
+                search: ms(g.timings.search),
+                render: ms(g.timings.render),
+                llm: ms(g.timings.llm),
+                first_token: g.timings.first_token.map(ms),
+                total: ms(g.timings.total),
+            },
+        }
+    }
+}
+
+/// The stream's first event, `facts`: what retrieval gave the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FactsEvent {
+    /// How retrieval went.
+    pub retrieval: RetrievalStatusDto,
+    /// The facts, best first.
+    pub facts: Vec<UsedFact>,
+}
+
+/// A `delta` event: the next piece of the clean reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeltaEvent {
+    /// The piece.
+    pub text: String,
+}
