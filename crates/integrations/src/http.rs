@@ -1,11 +1,23 @@
-//! HTTP details shared by the adapters: `Retry-After`, error bodies, status classification.
+//! HTTP details shared by the adapters: the client builder, `Retry-After`, error bodies, status
+//! classification.
 
+use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// The longest provider message kept in an error (bodies can be whole HTML pages).
 const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A reqwest client builder. reqwest is built without a TLS crypto provider of its own: the first
+/// call installs rustls' ring provider for the process (one that is installed already stays).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {

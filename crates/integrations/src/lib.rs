@@ -12,7 +12,7 @@ pub mod cohere;
 pub mod config;
 pub mod edge;
 mod fact_payload;
-mod http;
+pub mod http;
 pub mod llm;
 #[cfg(feature = "local-embedder")]
 pub mod local;

@@ -197,7 +197,7 @@ async fn run(
     if let Ok(key) = std::env::var("API_KEY") {
         headers.insert(AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
     }
-    let client = reqwest::Client::builder()
+    let client = ragback_integrations::http::client_builder()
         .pool_max_idle_per_host(concurrency)
         .default_headers(headers)
         .build()

@@ -139,7 +139,7 @@ impl TestApp {
         });
         Self {
             addr,
-            client: reqwest::Client::new(),
+            client: crate::http_client(),
             llm,
             cohere,
             store_dir,

@@ -38,6 +38,13 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// An HTTP client (with the TLS provider the service uses installed).
+pub fn http_client() -> reqwest::Client {
+    ragback_integrations::http::client_builder()
+        .build()
+        .unwrap()
+}
+
 /// The demo request of the README.
 pub fn demo_request() -> Value {
     json!({

@@ -70,7 +70,7 @@ pub fn free_port() -> u16 {
 /// Waits for `/health` to answer.
 pub async fn wait_healthy(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     loop {
         if let Ok(response) = client
             .get(format!("http://127.0.0.1:{port}/health"))

@@ -35,7 +35,7 @@ impl OpenAiChatModel {
     /// Builds the client; does not call the provider.
     pub fn new(settings: &LlmSettings) -> Result<Self, LlmConfigError> {
         let config = ProviderConfig::new(settings)?;
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .connect_timeout(settings.connect_timeout)
             .build()
             .map_err(|e| LlmConfigError::Client(e.to_string()))?;

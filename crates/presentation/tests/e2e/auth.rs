@@ -210,7 +210,7 @@ async fn no_secret_reaches_the_log_of_a_full_run() {
         .unwrap();
     wait_healthy(port, &mut server).await;
 
-    let client = reqwest::Client::new();
+    let client = ragback_testkit::http_client();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     for key in [READER, GUESS] {
         client

@@ -68,7 +68,7 @@ async fn with_the_server_running_facts_go_through_its_api_and_generate_sees_them
         "user": {"id": "john", "name": "John"},
         "character": {"name": "Blaze", "description": "Street persona"}
     });
-    let reply: Value = reqwest::Client::new()
+    let reply: Value = ragback_testkit::http_client()
         .post(format!("{}/generate", server.url()))
         .json(&request)
         .send()

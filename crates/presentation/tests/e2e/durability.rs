@@ -17,7 +17,7 @@ async fn every_fact_acknowledged_before_a_kill_9_is_there_after_a_restart() {
     let store = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(&mut ragback(store.path(), Some(&cohere))).await;
     let base = server.url();
-    let client = reqwest::Client::new();
+    let client = ragback_testkit::http_client();
 
     let acknowledged = Arc::new(Mutex::new(vec![Vec::<String>::new(); WRITERS]));
     let mut writers = Vec::new();

@@ -80,7 +80,7 @@ async fn serve(llm: &MockServer, vars: &[(&str, &str)], stderr: Stdio) -> Runnin
 fn generate(port: u16, request_id: &str) -> tokio::task::JoinHandle<Result<u16, String>> {
     let request_id = request_id.to_owned();
     tokio::spawn(async move {
-        reqwest::Client::new()
+        ragback_testkit::http_client()
             .post(format!("http://127.0.0.1:{port}/generate"))
             .header("x-request-id", request_id)
             .json(&ragback_testkit::demo_request())
@@ -106,7 +106,7 @@ async fn on_sigterm_in_flight_requests_finish_new_ones_are_refused_and_the_exit_
 
     sigterm(&server.child);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let late = reqwest::Client::new()
+    let late = ragback_testkit::http_client()
         .get(format!("http://127.0.0.1:{}/health", server.port))
         .send()
         .await;

@@ -76,7 +76,7 @@ impl ChatClient {
     /// A client of the server at `url`, sending `key` as a bearer token when given; a reply that
     /// stays silent for `idle` is abandoned (the server's keep-alive comments count as activity).
     pub fn new(url: &str, idle: Duration, key: Option<&SecretString>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = ragback_integrations::http::client_builder()
             .default_headers(bearer_headers(key)?)
             .connect_timeout(Duration::from_secs(5))
             .build()?;

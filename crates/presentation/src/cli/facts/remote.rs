@@ -78,7 +78,7 @@ impl RemoteFacts {
     /// Connects to `base` (`http://127.0.0.1:8000`) if a ragback answers `/health` there;
     /// sends `key` as a bearer token when given.
     pub async fn connect(base: &str, key: Option<&SecretString>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = ragback_integrations::http::client_builder()
             .default_headers(bearer_headers(key)?)
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(300))
