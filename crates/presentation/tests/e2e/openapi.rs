@@ -122,3 +122,29 @@ async fn docs_is_a_page_over_the_document() {
     let page = response.text().await.unwrap();
     assert!(page.contains(r#"data-url="/openapi.json""#), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_code_is_in_the_document_and_in_both_readmes() {
+    let app = TestApp::spawn().await;
+    let doc = app.get_json("/openapi.json").await;
+    let codes: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ErrorCode enum in {}", doc["components"]["schemas"]))
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"llm_timeout") && codes.len() >= 20, "{codes:?}");
+    // The detail's code is documented as one of them.
+    assert_eq!(
+        doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
+    for readme in ["README.md", "README-EN.md"] {
+        let text = std::fs::read_to_string(ragback_testkit::repo_root().join(readme)).unwrap();
+        let missing: Vec<&&str> = codes
+            .iter()
+            .filter(|code| !text.contains(&format!("`{code}`")))
+            .collect();
+        assert!(missing.is_empty(), "{readme} does not list {missing:?}");
+    }
+}
