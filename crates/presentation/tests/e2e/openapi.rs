@@ -133,7 +133,10 @@ async fn every_error_code_is_in_the_document_and_in_both_readmes() {
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    assert!(codes.contains(&"llm_timeout") && codes.len() >= 20, "{codes:?}");
+    assert!(
+        codes.contains(&"llm_timeout") && codes.len() >= 20,
+        "{codes:?}"
+    );
     // The detail's code is documented as one of them.
     assert_eq!(
         doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
