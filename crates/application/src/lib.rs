@@ -20,7 +20,7 @@ pub mod testing;
 
 pub use chat::{
     ChatService, ChatSettings, GenerateCommand, GenerateError, GenerateFailure, Generation,
-    GenerationOverrides, ReplyEvent, StageTimings,
+    GenerationOverrides, PromptStats, ReplyEvent, StageTimings,
 };
 pub use facts::{AddFactsError, AddFactsReport, AddPlan, FactLibrary};
 pub use retrieval::{

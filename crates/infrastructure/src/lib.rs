@@ -11,4 +11,6 @@ pub use settings::{
     ServerSettings, Settings, StoreKind, StoreSettings,
 };
 pub use sources::ConfigSources;
-pub use wiring::{Services, WiringError, build_services, open_store};
+pub use wiring::{
+    FactServices, Services, WiringError, build_fact_services, build_services, open_store,
+};

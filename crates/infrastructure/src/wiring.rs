@@ -6,7 +6,7 @@ use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError,
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
 use ragback_integrations::edge::EdgeFactStore;
-use ragback_integrations::llm::OpenAiChatModel;
+use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
 use ragback_integrations::prompt::TeraPromptRenderer;
 
 use crate::{EmbedderProvider, Settings, StoreKind};
@@ -20,6 +20,17 @@ pub enum WiringError {
     /// A setting cannot be used.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The fact use cases, wired.
+#[derive(Clone)]
+pub struct FactServices {
+    /// Adds, lists and deletes facts.
+    pub facts: FactLibrary,
+    /// Finds the facts relevant to a text.
+    pub retriever: FactRetriever,
+    /// The embedder's model id, when one is configured.
+    pub embedder: Option<String>,
 }
 
 /// The use cases, wired.
@@ -66,11 +77,33 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
     }
 }
 
-/// Builds every service from `settings`: opens the store, loads the template, creates the
-/// clients. Calls no remote service.
-pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
-    let store = open_store(settings)?;
-    let embedder: Option<Arc<dyn Embedder>> = match settings.embedder.resolved_provider() {
+/// The chat model the configuration chooses: the OpenAI-compatible API, or the local model.
+fn chat_model(settings: &Settings) -> Result<Arc<dyn ChatModel>, WiringError> {
+    match settings.llm.resolved_provider() {
+        LlmProvider::Auto | LlmProvider::Openai => Ok(Arc::new(
+            OpenAiChatModel::new(&settings.llm)
+                .map_err(|e| WiringError::Invalid(format!("RAGBACK_LLM__*: {e}")))?,
+        )),
+        #[cfg(feature = "local-llm")]
+        LlmProvider::Local => {
+            use ragback_integrations::local_llm::LocalChatModel;
+            Ok(Arc::new(
+                LocalChatModel::load(&settings.llm.local).map_err(|e| {
+                    WiringError::Invalid(format!("RAGBACK_LLM__LOCAL__MODEL_PATH: {e}"))
+                })?,
+            ))
+        }
+        #[cfg(not(feature = "local-llm"))]
+        LlmProvider::Local => Err(WiringError::Invalid(
+            "RAGBACK_LLM__PROVIDER=local: this ragback was built without the `local-llm` feature"
+                .into(),
+        )),
+    }
+}
+
+/// The embedder the configuration chooses, if any.
+fn embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, WiringError> {
+    Ok(match settings.embedder.resolved_provider() {
         EmbedderProvider::Cohere => Some(Arc::new(
             CohereEmbedder::new(&settings.embedder.cohere)
                 .map_err(|e| WiringError::Invalid(format!("RAGBACK_EMBEDDER__COHERE__*: {e}")))?,
@@ -92,20 +125,49 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
             ));
         }
         EmbedderProvider::None => None,
-    };
-    let model: Arc<dyn ChatModel> = Arc::new(
-        OpenAiChatModel::new(&settings.llm)
-            .map_err(|e| WiringError::Invalid(format!("RAGBACK_LLM__*: {e}")))?,
+    })
+}
+
+/// The fact use cases without the chat model, for commands that only add, list and search facts
+/// (`ragback facts`, `ragback eval retrieval`): nothing loads a language model.
+pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringError> {
+    let store = open_store(settings)?;
+    let embedder = embedder(settings)?;
+    let retriever = FactRetriever::new(
+        embedder.clone(),
+        Arc::clone(&store),
+        settings.retrieval_settings(),
     );
+    let facts = FactLibrary::new(
+        embedder.clone(),
+        store,
+        settings.embedder.retry(),
+        settings.embedder.batch_timeout,
+    );
+    Ok(FactServices {
+        facts,
+        retriever,
+        embedder: embedder.map(|e| e.model_id().to_owned()),
+    })
+}
+
+/// Builds every service from `settings`: opens the store, loads the template and the local
+/// models, creates the clients. Calls no remote service.
+pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
+    let FactServices {
+        facts,
+        retriever,
+        embedder,
+    } = build_fact_services(settings)?;
+    let model = chat_model(settings)?;
     let renderer: Arc<dyn PromptRenderer> = Arc::new(
         TeraPromptRenderer::from_file(&settings.prompt.template)
             .map_err(|e| WiringError::Invalid(format!("RAGBACK_PROMPT__TEMPLATE: {e}")))?,
     );
     tracing::info!(
-        llm_base_url = %settings.llm.base_url,
-        llm_model = %settings.llm.model,
+        llm = %model.describe(),
         llm_key_set = settings.llm.api_key().is_some(),
-        embedder = embedder.as_ref().map(|e| e.model_id()).unwrap_or("none"),
+        embedder = embedder.as_deref().unwrap_or("none"),
         store = %match settings.store.kind {
             StoreKind::Edge => format!("qdrant-edge at {}", settings.store.path.display()),
             StoreKind::Qdrant => format!("qdrant at {} ({})", settings.store.url, settings.store.collection),
@@ -115,23 +177,12 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
     if !model.is_configured() {
         tracing::warn!(
             "no LLM API key: /generate will answer 503 until RAGBACK_LLM__API_KEY (or \
-             OPENROUTER_API_KEY) is set"
+             OPENROUTER_API_KEY) is set, or RAGBACK_LLM__PROVIDER=local"
         );
     }
-    let retriever = FactRetriever::new(
-        embedder.clone(),
-        Arc::clone(&store),
-        settings.retrieval_settings(),
-    );
-    let facts = FactLibrary::new(
-        embedder.clone(),
-        Arc::clone(&store),
-        settings.embedder.retry(),
-        settings.embedder.batch_timeout,
-    );
     Ok(Services {
         chat: ChatService::new(retriever, renderer, model, settings.chat_settings()),
         facts,
-        embedder: embedder.map(|e| e.model_id().to_owned()),
+        embedder,
     })
 }

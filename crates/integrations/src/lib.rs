@@ -4,6 +4,8 @@
 //! - [`cohere::CohereEmbedder`]: Cohere `v2/embed` over HTTP.
 //! - `local::LocalEmbedder` (feature `local-embedder`, on by default): all-MiniLM-L6-v2 in-process.
 //! - [`llm::OpenAiChatModel`]: any OpenAI-compatible chat-completions API (OpenRouter by default).
+//! - `local_llm::LocalChatModel` (feature `local-llm`, on by default): a GGUF chat model in-process
+//!   (llama.cpp).
 //! - [`edge::EdgeFactStore`]: Qdrant Edge, in-process, on disk.
 //! - `qdrant::QdrantFactStore` (feature `qdrant-server`, on by default): a Qdrant server over gRPC.
 //! - [`prompt::TeraPromptRenderer`]: the Tera prompt template.
@@ -16,7 +18,12 @@ pub mod http;
 pub mod llm;
 #[cfg(feature = "local-embedder")]
 pub mod local;
+#[cfg(feature = "local-llm")]
+pub mod local_llm;
+pub mod local_llm_settings;
 pub mod local_settings;
+#[cfg(feature = "model-files")]
+pub mod models;
 pub mod prompt;
 #[cfg(feature = "qdrant-server")]
 pub mod qdrant;

@@ -20,15 +20,19 @@ const OPENING_BLOCK: &str = "opening";
 pub struct PromptSettings {
     /// The Tera template file.
     pub template: PathBuf,
-    /// How many of the latest messages go into the prompt.
+    /// How many of the latest messages go into the prompt, at most.
     pub history_messages: usize,
+    /// The most tokens a prompt may take; older messages are left out until it fits (a local
+    /// model's context caps it further).
+    pub max_prompt_tokens: usize,
 }
 
 impl PromptSettings {
     /// Checks what parses but cannot be used; keys are relative to the section.
     pub fn validate(&self) -> Result<(), ragback_application::bounds::InvalidSetting> {
-        ragback_application::bounds::POSITIVE
-            .setting_count("history_messages", self.history_messages)
+        use ragback_application::bounds::{Bound, POSITIVE};
+        POSITIVE.setting_count("history_messages", self.history_messages)?;
+        Bound::at_least(64.0).setting_count("max_prompt_tokens", self.max_prompt_tokens)
     }
 }
 
@@ -37,6 +41,7 @@ impl Default for PromptSettings {
         Self {
             template: PathBuf::from("prompts/chat.tera"),
             history_messages: 20,
+            max_prompt_tokens: 4_096,
         }
     }
 }

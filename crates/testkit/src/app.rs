@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::{FakeCohere, MODEL_DIR, completion, repo_root};
+use crate::{CHAT_MODEL, FakeCohere, MODEL_DIR, completion, repo_root};
 
 /// A running ragback with its fake upstreams.
 pub struct TestApp {
@@ -37,7 +37,8 @@ pub struct Setup {
     pub vars: Vec<(String, String)>,
     /// Facts to store first: (owner, texts).
     pub facts: Vec<(FactOwner, Vec<&'static str>)>,
-    /// Whether the LLM and Cohere keys are set.
+    /// Whether the LLM and Cohere keys are set (and the fakes used). Without them the local
+    /// embedder and the local chat model answer, unless `vars` choose otherwise.
     pub keys: bool,
 }
 
@@ -98,6 +99,13 @@ impl TestApp {
                 "RAGBACK_EMBEDDER__LOCAL__MODEL_DIR".into(),
                 root.join(MODEL_DIR).display().to_string(),
             ),
+            (
+                "RAGBACK_LLM__LOCAL__MODEL_PATH".into(),
+                root.join(CHAT_MODEL).display().to_string(),
+            ),
+            // One thread per local generation: tests run side by side, and ggml's threads spin
+            // while they wait.
+            ("RAGBACK_LLM__LOCAL__THREADS".into(), "1".into()),
         ];
         if setup.keys {
             vars.push(("RAGBACK_LLM__API_KEY".into(), "sk-or-test-key".into()));

@@ -32,6 +32,8 @@ pub use vendors::{FakeCohere, completion};
 
 /// The local embedder's model, relative to the repository root (`make model` fetches it).
 pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+/// The local chat model, relative to the repository root (`make model` fetches it).
+pub const CHAT_MODEL: &str = "models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The repository root (templates, demo data and models live there).
 pub fn repo_root() -> PathBuf {

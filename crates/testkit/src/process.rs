@@ -24,7 +24,9 @@ pub fn ragback(binary: &str, store: &Path, cohere: Option<&MockServer>) -> Comma
             "/nonexistent/.env",
         ])
         .env("RAGBACK_STORE__PATH", store)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // One thread per local generation: tests run side by side.
+        .env("RAGBACK_LLM__LOCAL__THREADS", "1");
     if let Some(cohere) = cohere {
         command
             .env("RAGBACK_EMBEDDER__COHERE__BASE_URL", cohere.uri())

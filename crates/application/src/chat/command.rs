@@ -23,6 +23,8 @@ pub struct GenerationOverrides {
     pub top_p: Option<f32>,
     /// Generated tokens, 1 to [`MAX_TOKENS_LIMIT`].
     pub max_tokens: Option<u32>,
+    /// Seed of the sampler.
+    pub seed: Option<u64>,
 }
 
 impl GenerationOverrides {
@@ -124,6 +126,7 @@ mod tests {
             temperature: Some(0.0),
             top_p: Some(1.0),
             max_tokens: Some(200),
+            seed: Some(7),
         };
         assert!(fine.validate().is_ok());
     }

@@ -24,6 +24,17 @@ pub struct StageTimings {
     pub total: Duration,
 }
 
+/// What went into the prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptStats {
+    /// Tokens of the prompt as the model counts them (an estimate for API models).
+    pub tokens: usize,
+    /// Chat messages it holds.
+    pub messages: usize,
+    /// Older messages left out to fit the token budget.
+    pub dropped_messages: usize,
+}
+
 /// The character's next line, and how it was made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
@@ -37,6 +48,8 @@ pub struct Generation {
     pub usage: Option<TokenUsage>,
     /// How retrieval went.
     pub retrieval: RetrievalStatus,
+    /// What went into the prompt.
+    pub prompt: PromptStats,
     /// Stage timings.
     pub timings: StageTimings,
 }

@@ -18,6 +18,6 @@ mod turn;
 
 pub use command::{GenerateCommand, GenerationOverrides, MAX_TOKENS_LIMIT};
 pub use error::{GenerateError, GenerateFailure};
-pub use generation::{Generation, StageTimings};
+pub use generation::{Generation, PromptStats, StageTimings};
 pub use service::{ChatService, ChatSettings};
 pub use stream::ReplyEvent;

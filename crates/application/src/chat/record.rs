@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{GenerateError, Generation, StageTimings};
+use super::{GenerateError, Generation, PromptStats, StageTimings};
 use crate::ports::TokenUsage;
 use crate::retrieval::Retrieval;
 
@@ -30,6 +30,8 @@ pub(super) struct Reply {
     pub(super) llm: Duration,
     /// From the start of the model stage to the first token (streaming only).
     pub(super) first_token: Option<Duration>,
+    /// What went into the prompt.
+    pub(super) prompt: PromptStats,
 }
 
 impl TurnRecord {
@@ -78,6 +80,8 @@ impl TurnRecord {
             retrieval = retrieval.status.as_str(),
             facts = retrieval.facts.len(),
             model = %reply.model,
+            prompt_tokens = reply.prompt.tokens,
+            dropped_messages = reply.prompt.dropped_messages,
             embed_ms = ms(timings.embed),
             search_ms = ms(timings.search),
             llm_ms = ms(timings.llm),
@@ -90,6 +94,7 @@ impl TurnRecord {
             model: reply.model,
             usage: reply.usage,
             retrieval: retrieval.status,
+            prompt: reply.prompt,
             timings,
         }
     }

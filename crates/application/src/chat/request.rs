@@ -1,13 +1,15 @@
 //! Building a turn's model request: the deadline, retrieval, the rendered prompt and the latest
-//! messages.
+//! messages that fit the token budget.
 
 use std::time::Duration;
 
 use ragback_domain::Role;
 use tokio::time::Instant;
 
-use super::{ChatService, GenerateCommand, GenerateError};
-use crate::ports::{ChatRequest, GenerationParams, PromptContext, PromptMessage, PromptRole};
+use super::{ChatService, GenerateCommand, GenerateError, PromptStats};
+use crate::ports::{
+    ChatModel, ChatRequest, GenerationParams, PromptContext, PromptMessage, PromptRole,
+};
 use crate::retrieval::Retrieval;
 
 /// When a stage must be done, and the length of the limit that set it (for error messages).
@@ -40,6 +42,8 @@ pub(super) struct Prepared {
     pub(super) speaker: String,
     /// The user's name, for cleaning the reply.
     pub(super) listener: String,
+    /// What went into the prompt.
+    pub(super) stats: PromptStats,
 }
 
 impl ChatService {
@@ -118,22 +122,149 @@ impl ChatService {
             });
         }
         let defaults = &self.settings.defaults;
-        let request = ChatRequest {
-            messages: prompt_messages,
-            params: GenerationParams {
-                model: generation.model.unwrap_or_else(|| defaults.model.clone()),
-                temperature: generation.temperature.or(defaults.temperature),
-                top_p: generation.top_p.or(defaults.top_p),
-                max_tokens: generation.max_tokens.or(defaults.max_tokens),
-            },
+        let params = GenerationParams {
+            model: generation.model.unwrap_or_else(|| defaults.model.clone()),
+            temperature: generation.temperature.or(defaults.temperature),
+            top_p: generation.top_p.or(defaults.top_p),
+            max_tokens: generation.max_tokens.or(defaults.max_tokens),
+            seed: generation.seed.or(defaults.seed),
         };
+        let budget = prompt_budget(
+            self.settings.max_prompt_tokens,
+            self.model.context_tokens(),
+            params.max_tokens,
+        );
+        let (messages, stats) = fit_to_budget(prompt_messages, self.model.as_ref(), budget);
+        if stats.dropped_messages > 0 {
+            tracing::info!(
+                dropped = stats.dropped_messages,
+                kept = stats.messages,
+                tokens = stats.tokens,
+                budget,
+                "older messages left out of the prompt to fit its token budget"
+            );
+        }
+        let request = ChatRequest { messages, params };
         tracing::debug!(prompt = ?request.messages, "prompt rendered");
         let prepared = Prepared {
             request,
             render: render_started.elapsed(),
             speaker: character.name.as_str().to_owned(),
             listener: user.name.as_str().to_owned(),
+            stats,
         };
         (retrieval, Ok(prepared))
+    }
+}
+
+/// The tokens a prompt may take: the configured budget, and for a model with a fixed context no
+/// more than what leaves room for the reply.
+fn prompt_budget(configured: usize, context: Option<usize>, max_tokens: Option<u32>) -> usize {
+    let reply = max_tokens.map_or(0, |n| n as usize);
+    context.map_or(configured, |context| {
+        configured.min(context.saturating_sub(reply))
+    })
+}
+
+/// Leaves out the oldest chat messages until the prompt fits `budget` tokens. The system prompt
+/// (first) and the last user message, with what follows it, always stay, even when they alone
+/// do not fit: the model then says so.
+fn fit_to_budget(
+    mut messages: Vec<PromptMessage>,
+    model: &dyn ChatModel,
+    budget: usize,
+) -> (Vec<PromptMessage>, PromptStats) {
+    let counts: Vec<usize> = messages.iter().map(|m| model.count_tokens(m)).collect();
+    let mut tokens: usize = counts.iter().sum();
+    let keep_from = messages
+        .iter()
+        .rposition(|m| m.role == PromptRole::User)
+        .unwrap_or(messages.len());
+    let mut first = 1;
+    while tokens > budget && first < keep_from {
+        tokens -= counts[first];
+        first += 1;
+    }
+    let dropped_messages = first - 1;
+    messages.drain(1..first);
+    let stats = PromptStats {
+        tokens,
+        messages: messages.len().saturating_sub(1),
+        dropped_messages,
+    };
+    (messages, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ScriptedChatModel;
+
+    fn message(role: PromptRole, words: usize) -> PromptMessage {
+        PromptMessage {
+            role,
+            content: "word ".repeat(words).trim_end().to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_budget_leaves_room_for_the_reply_within_a_fixed_context() {
+        assert_eq!(prompt_budget(4_096, None, Some(200)), 4_096);
+        assert_eq!(prompt_budget(4_096, Some(2_048), Some(200)), 1_848);
+        assert_eq!(prompt_budget(1_000, Some(2_048), Some(200)), 1_000);
+        assert_eq!(prompt_budget(1_000, Some(100), Some(200)), 0);
+    }
+
+    #[test]
+    fn the_oldest_messages_go_first_and_the_system_prompt_and_last_user_message_stay() {
+        let model = ScriptedChatModel::default();
+        // 100 words = 500 bytes ≈ 129 tokens estimated (bytes / 4 + 4).
+        let prompt = vec![
+            message(PromptRole::System, 100),
+            message(PromptRole::User, 100),
+            message(PromptRole::Assistant, 100),
+            message(PromptRole::User, 100),
+            message(PromptRole::Assistant, 100),
+            message(PromptRole::User, 100),
+        ];
+        let each = model.count_tokens(&prompt[0]);
+
+        let (all, stats) = fit_to_budget(prompt.clone(), &model, 10_000);
+        assert_eq!(all, prompt);
+        assert_eq!(
+            stats,
+            PromptStats {
+                tokens: 6 * each,
+                messages: 5,
+                dropped_messages: 0
+            }
+        );
+
+        let (fitted, stats) = fit_to_budget(prompt.clone(), &model, 4 * each);
+        assert_eq!(stats.dropped_messages, 2);
+        assert_eq!(stats.tokens, 4 * each);
+        assert_eq!(fitted[0], prompt[0], "the system prompt stays");
+        assert_eq!(fitted[1..], prompt[3..], "the oldest two went, in order");
+
+        let (least, stats) = fit_to_budget(prompt.clone(), &model, 1);
+        assert_eq!(stats.dropped_messages, 4);
+        assert_eq!(least, [prompt[0].clone(), prompt[5].clone()]);
+    }
+
+    #[test]
+    fn what_follows_the_last_user_message_stays_with_it() {
+        let model = ScriptedChatModel::default();
+        let prompt = vec![
+            message(PromptRole::System, 10),
+            message(PromptRole::Assistant, 10),
+            message(PromptRole::User, 10),
+            message(PromptRole::Assistant, 10),
+        ];
+        let (fitted, stats) = fit_to_budget(prompt.clone(), &model, 1);
+        assert_eq!(stats.dropped_messages, 1);
+        assert_eq!(
+            fitted,
+            [prompt[0].clone(), prompt[2].clone(), prompt[3].clone()]
+        );
     }
 }

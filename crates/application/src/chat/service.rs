@@ -13,8 +13,11 @@ use crate::retry::RetryPolicy;
 pub struct ChatSettings {
     /// Model and sampling when the request does not override them.
     pub defaults: GenerationParams,
-    /// How many of the latest messages go into the prompt.
+    /// How many of the latest messages go into the prompt, at most.
     pub history_messages: usize,
+    /// The most tokens the prompt may take (for a model with a fixed context, never more than it
+    /// holds beside the reply): older messages are left out until it fits.
+    pub max_prompt_tokens: usize,
     /// Attempts at the model, backoff between them. A failed call and a reply that is empty once
     /// cleaned both use up an attempt, streamed or not.
     pub retry: RetryPolicy,
@@ -57,5 +60,10 @@ impl ChatService {
     /// Whether the model can be called at all.
     pub fn model_configured(&self) -> bool {
         self.model.is_configured()
+    }
+
+    /// What answers (`local/SmolLM2-135M-Instruct-Q4_1 (in-process)`, an API's URL).
+    pub fn model_description(&self) -> String {
+        self.model.describe()
     }
 }

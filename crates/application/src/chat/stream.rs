@@ -147,6 +147,7 @@ impl ChatService {
                 .unwrap_or_else(|| prepared.request.params.model.clone()),
             usage: usage.total(),
             render: prepared.render,
+            prompt: prepared.stats,
             llm: started.elapsed(),
             first_token,
         })

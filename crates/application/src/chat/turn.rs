@@ -63,6 +63,7 @@ impl ChatService {
             model,
             usage: usage.total(),
             render: prepared.render,
+            prompt: prepared.stats,
             llm: started.elapsed(),
             first_token: None,
         })
@@ -140,6 +141,7 @@ mod tests {
             temperature: Some(0.1),
             top_p: None,
             max_tokens: Some(50),
+            seed: Some(42),
         };
         cmd.scenario = Some(Scenario::parse("A bar.").unwrap());
 
@@ -150,6 +152,7 @@ mod tests {
         assert_eq!(request.params.temperature, Some(0.1));
         assert_eq!(request.params.top_p, Some(0.95));
         assert_eq!(request.params.max_tokens, Some(50));
+        assert_eq!(request.params.seed, Some(42));
         assert!(request.messages[0].content.contains("scenario: A bar."));
     }
 

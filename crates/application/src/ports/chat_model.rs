@@ -37,6 +37,9 @@ pub struct GenerationParams {
     pub top_p: Option<f32>,
     /// Upper bound on generated tokens.
     pub max_tokens: Option<u32>,
+    /// Seed of the sampler, for replies that can be repeated (with temperature 0, every reply of
+    /// a local model is the same anyway).
+    pub seed: Option<u64>,
 }
 
 /// One chat-completion call.
@@ -141,14 +144,38 @@ pub enum ChatModelError {
     InvalidResponse(String),
 }
 
+/// A rough count of the tokens of `text` for models whose tokenizer is not at hand: a token per
+/// four bytes (English averages more, other scripts fewer bytes per token), plus the framing of
+/// one chat message.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(4) + 4
+}
+
 /// A chat-completion language model.
 ///
 /// Implementations must classify every failure into a [`ChatModelError`] variant and must not
-/// retry on their own: the use case owns retries, backoff and the deadline.
+/// retry on their own: the use case owns retries, backoff and the deadline. Dropping a pending
+/// call or an open stream must stop the work behind it.
 #[async_trait]
 pub trait ChatModel: Send + Sync {
     /// Whether calls can be made at all (credentials present). Readiness checks use it.
     fn is_configured(&self) -> bool;
+
+    /// What answers, for readiness and the start-up log (`local/SmolLM2-135M-Instruct-Q4_1`,
+    /// or an API's URL). Never a secret.
+    fn describe(&self) -> String;
+
+    /// The tokens `message` takes in a prompt, its framing included, for fitting the history to
+    /// a budget. Exact where the model's tokenizer is at hand, else [`estimate_tokens`].
+    fn count_tokens(&self, message: &PromptMessage) -> usize {
+        estimate_tokens(&message.content)
+    }
+
+    /// The most tokens one generation holds, prompt and reply together, when the model has a
+    /// fixed context (a local model); `None` when the provider decides.
+    fn context_tokens(&self) -> Option<usize> {
+        None
+    }
 
     /// Completes the chat.
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError>;

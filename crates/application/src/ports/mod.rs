@@ -8,7 +8,7 @@ mod prompt;
 
 pub use chat_model::{
     ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, GenerationParams,
-    PromptMessage, PromptRole, TokenUsage,
+    PromptMessage, PromptRole, TokenUsage, estimate_tokens,
 };
 pub use embedder::{EmbedError, Embedder, EmbeddingPurpose};
 pub use fact_store::{

@@ -390,6 +390,10 @@ impl ChatModel for ScriptedChatModel {
         true
     }
 
+    fn describe(&self) -> String {
+        "a scripted test model".into()
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError> {
         if let Ok(mut requests) = self.requests.lock() {
             requests.push(request.clone());
@@ -440,6 +444,10 @@ impl ChatModel for StallingChatModel {
         true
     }
 
+    fn describe(&self) -> String {
+        "a stalling test model".into()
+    }
+
     async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
         Err(ChatModelError::unavailable("a stalling model only streams"))
     }
@@ -458,6 +466,10 @@ pub struct SilentChatModel;
 impl ChatModel for SilentChatModel {
     fn is_configured(&self) -> bool {
         true
+    }
+
+    fn describe(&self) -> String {
+        "a silent test model".into()
     }
 
     async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {
@@ -496,6 +508,10 @@ impl Drop for DropFlag {
 impl ChatModel for EndlessChatModel {
     fn is_configured(&self) -> bool {
         true
+    }
+
+    fn describe(&self) -> String {
+        "an endless test model".into()
     }
 
     async fn complete(&self, _: &ChatRequest) -> Result<Completion, ChatModelError> {

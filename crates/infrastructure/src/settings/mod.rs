@@ -109,8 +109,10 @@ impl Settings {
                 temperature: l.temperature,
                 top_p: l.top_p,
                 max_tokens: l.max_tokens,
+                seed: None,
             },
             history_messages: self.prompt.history_messages,
+            max_prompt_tokens: self.prompt.max_prompt_tokens,
             retry: RetryPolicy {
                 max_attempts: l.max_attempts,
                 initial_backoff: l.retry_initial_backoff,

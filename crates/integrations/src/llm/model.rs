@@ -22,13 +22,15 @@ use crate::http;
 
 /// What to tell an operator whose LLM has no key.
 const MISSING_KEY_HINT: &str = "no API key is set for the language model provider: set \
-     RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY) and restart ragback";
+     RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY) and restart ragback, or answer with the \
+     in-process model (RAGBACK_LLM__PROVIDER=local)";
 
 /// A chat model behind an OpenAI-compatible API.
 #[derive(Debug, Clone)]
 pub struct OpenAiChatModel {
     client: Client<ProviderConfig>,
     configured: bool,
+    base_url: String,
 }
 
 impl OpenAiChatModel {
@@ -43,6 +45,7 @@ impl OpenAiChatModel {
         Ok(Self {
             client,
             configured: !settings.missing_required_key(),
+            base_url: settings.base_url.clone(),
         })
     }
 }
@@ -51,6 +54,10 @@ impl OpenAiChatModel {
 impl ChatModel for OpenAiChatModel {
     fn is_configured(&self) -> bool {
         self.configured
+    }
+
+    fn describe(&self) -> String {
+        format!("the OpenAI-compatible API at {}", self.base_url)
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError> {
@@ -142,6 +149,8 @@ fn to_wire(request: &ChatRequest) -> CreateChatCompletionRequest {
         temperature: request.params.temperature,
         top_p: request.params.top_p,
         max_tokens: request.params.max_tokens,
+        // OpenAI takes an i64; larger seeds wrap, which keeps them repeatable.
+        seed: request.params.seed.map(|seed| seed as i64),
         stream: Some(false),
         ..Default::default()
     }

@@ -9,6 +9,24 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::{millis, seconds};
+use crate::local_llm_settings::LocalLlmSettings;
+
+/// The base URL when none is configured.
+pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
+
+/// Which language model answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// The OpenAI-compatible API when a key or another base URL is configured, else the local
+    /// model.
+    #[default]
+    Auto,
+    /// The OpenAI-compatible API at `base_url` (OpenRouter, OpenAI, Ollama, vLLM).
+    Openai,
+    /// The GGUF model of `local.model_path`, in-process.
+    Local,
+}
 
 /// Why the LLM settings cannot be used to build a client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +52,10 @@ const HOSTS_REQUIRING_A_KEY: [&str; 2] = ["openrouter.ai", "api.openai.com"];
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmSettings {
+    /// `auto`, `openai` or `local`.
+    pub provider: LlmProvider,
+    /// The in-process model (`RAGBACK_LLM__LOCAL__*`).
+    pub local: LocalLlmSettings,
     /// Base URL of the OpenAI-compatible API.
     pub base_url: String,
     /// API key; also read from `OPENROUTER_API_KEY`.
@@ -78,7 +100,9 @@ pub struct LlmSettings {
 impl Default for LlmSettings {
     fn default() -> Self {
         Self {
-            base_url: "https://openrouter.ai/api/v1".into(),
+            provider: LlmProvider::Auto,
+            local: LocalLlmSettings::default(),
+            base_url: DEFAULT_BASE_URL.into(),
             api_key: None,
             model: "mistralai/mistral-nemo".into(),
             timeout: Duration::from_secs(60),
@@ -113,7 +137,29 @@ impl LlmSettings {
         if let Some(n) = self.max_tokens {
             bounds::MAX_TOKENS.setting("max_tokens", n)?;
         }
-        Ok(())
+        if self.provider == LlmProvider::Local && !cfg!(feature = "local-llm") {
+            return Err(InvalidSetting::new(
+                "provider",
+                "this ragback was built without the `local-llm` feature: choose openai",
+            ));
+        }
+        self.local.validate().map_err(|e| e.under("local"))
+    }
+
+    /// The provider after the `auto` rule: the API when a key or a base URL of its own is set
+    /// (Ollama needs no key), else the local model (when this build has it).
+    pub fn resolved_provider(&self) -> LlmProvider {
+        match self.provider {
+            LlmProvider::Auto
+                if self.api_key().is_none()
+                    && self.base_url.trim_end_matches('/') == DEFAULT_BASE_URL
+                    && cfg!(feature = "local-llm") =>
+            {
+                LlmProvider::Local
+            }
+            LlmProvider::Auto => LlmProvider::Openai,
+            chosen => chosen,
+        }
     }
 
     /// The API key, unless absent or blank.
@@ -217,6 +263,32 @@ mod tests {
             ..LlmSettings::default()
         };
         assert!(!ollama.missing_required_key());
+    }
+
+    #[test]
+    fn auto_is_the_api_with_a_key_or_a_base_url_of_its_own_else_local() {
+        let keyless = LlmSettings::default();
+        assert_eq!(keyless.resolved_provider(), LlmProvider::Local);
+        let keyed = LlmSettings {
+            api_key: Some(SecretString::from("sk-or-1")),
+            ..LlmSettings::default()
+        };
+        assert_eq!(keyed.resolved_provider(), LlmProvider::Openai);
+        let ollama = LlmSettings {
+            base_url: "http://localhost:11434/v1".into(),
+            ..LlmSettings::default()
+        };
+        assert_eq!(ollama.resolved_provider(), LlmProvider::Openai);
+        let forced = LlmSettings {
+            provider: LlmProvider::Openai,
+            ..LlmSettings::default()
+        };
+        assert_eq!(forced.resolved_provider(), LlmProvider::Openai);
+        let local = LlmSettings {
+            provider: LlmProvider::Local,
+            ..keyed
+        };
+        assert_eq!(local.resolved_provider(), LlmProvider::Local);
     }
 
     #[test]

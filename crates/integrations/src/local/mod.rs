@@ -3,9 +3,6 @@
 //! over the attention mask, L2-normalised. Inference runs on the blocking pool, in batches, with a
 //! bound on how many batches run at once.
 
-pub mod fetch;
-pub mod files;
-
 pub use crate::local_settings::LocalSettings;
 
 use std::path::Path;

@@ -46,6 +46,7 @@ fn request() -> ChatRequest {
             temperature: Some(0.8),
             top_p: Some(0.95),
             max_tokens: Some(200),
+            seed: Some(7),
         },
     }
 }
@@ -99,6 +100,7 @@ async fn a_completion_is_requested_with_the_prompt_parameters_and_attribution_he
             "temperature": 0.8,
             "top_p": 0.95,
             "max_tokens": 200,
+            "seed": 7,
             "stream": false
         })))
         .respond_with(

@@ -32,6 +32,7 @@ fn request() -> ChatRequest {
             temperature: None,
             top_p: None,
             max_tokens: None,
+            seed: None,
         },
     }
 }

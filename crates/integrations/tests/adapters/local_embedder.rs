@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ragback_application::ports::{Embedder, EmbeddingPurpose};
-use ragback_integrations::local::{LocalEmbedder, LocalSettings, files};
+use ragback_integrations::local::{LocalEmbedder, LocalSettings};
+use ragback_integrations::models::{EMBEDDER, verify_dir};
 use serde_json::Value;
 
 fn model_dir() -> PathBuf {
@@ -18,7 +19,7 @@ fn model_dir() -> PathBuf {
 
 fn embedder() -> LocalEmbedder {
     let dir = model_dir();
-    if let Err(problems) = files::verify_dir(&dir) {
+    if let Err(problems) = verify_dir(&EMBEDDER, &dir) {
         panic!(
             "the local embedder tests need the model files in {} (run `make model`): {problems:?}",
             dir.display()

@@ -9,5 +9,7 @@ mod llm;
 mod llm_stream;
 #[cfg(feature = "local-embedder")]
 mod local_embedder;
+#[cfg(feature = "local-llm")]
+mod local_llm;
 #[cfg(feature = "qdrant-server")]
 mod qdrant_server;

@@ -53,6 +53,9 @@ pub(crate) struct GenerationDto {
     top_p: Option<f32>,
     #[serde(default)]
     max_tokens: Option<u32>,
+    /// Seed of the sampler, for repeatable replies.
+    #[serde(default)]
+    seed: Option<u64>,
 }
 
 /// Per-request retrieval parameters.
@@ -88,6 +91,7 @@ impl GenerateRequest {
             temperature: g.temperature,
             top_p: g.top_p,
             max_tokens: g.max_tokens,
+            seed: g.seed,
         };
         generation.validate().map_err(|(field, e)| {
             ApiError::invalid_field(format!("generation.{field}"), e.to_string())

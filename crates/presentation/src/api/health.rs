@@ -64,12 +64,16 @@ pub(crate) async fn ready(State(state): State<SharedState>) -> (StatusCode, Json
     let llm = if state.chat.model_configured() {
         Check {
             ok: true,
-            message: "configured".into(),
+            message: state.chat.model_description(),
         }
     } else {
         Check {
             ok: false,
-            message: "no API key: set RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY)".into(),
+            message: format!(
+                "{}: no API key; set RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY), or use the \
+                 local model (RAGBACK_LLM__PROVIDER=local)",
+                state.chat.model_description()
+            ),
         }
     };
     let ready = store.ok && llm.ok;

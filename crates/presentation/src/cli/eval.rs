@@ -9,7 +9,7 @@ use clap::Subcommand;
 use ragback_application::evaluation::{EvalReport, LabelledQuery, evaluate};
 use ragback_application::retrieval::MAX_TOP_K;
 use ragback_domain::{FactOwner, UserId};
-use ragback_infrastructure::{Settings, StoreKind, build_services};
+use ragback_infrastructure::{Settings, StoreKind, build_fact_services};
 use serde::{Deserialize, Serialize};
 
 use super::facts_file::read_facts;
@@ -65,7 +65,7 @@ pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()
     let mut settings = settings.clone();
     settings.store.kind = StoreKind::Edge;
     settings.store.path = scratch.path().join("store");
-    let services = build_services(&settings)?;
+    let services = build_fact_services(&settings)?;
     let Some(model) = services.embedder.clone() else {
         bail!("evaluation needs an embedder: set RAGBACK_EMBEDDER__PROVIDER to local or cohere");
     };
@@ -77,7 +77,7 @@ pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()
         .context("seeding the scratch store failed")?;
     eprintln!("running {} queries…", queries.len());
     let top_k = top_k.map_or(settings.retrieval.top_k, usize::from);
-    let report = evaluate(services.chat.retriever(), queries, top_k).await?;
+    let report = evaluate(&services.retriever, queries, top_k).await?;
 
     let configured = settings.retrieval.threshold;
     if json {

@@ -6,7 +6,7 @@ mod client;
 mod eval;
 mod facts;
 mod facts_file;
-#[cfg(feature = "local-embedder")]
+#[cfg(any(feature = "local-embedder", feature = "local-llm"))]
 mod model;
 mod progress;
 
@@ -65,8 +65,8 @@ pub enum Command {
     /// Measure retrieval quality.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
-    /// Get the local embedder's model files.
-    #[cfg(feature = "local-embedder")]
+    /// Get the in-process models (the local embedder and the local chat model).
+    #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
     #[command(subcommand)]
     Model(model::ModelCommand),
 }
@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Facts(command) => facts::run(command, &settings).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Eval(command) => eval::run(command, &settings).await,
-        #[cfg(feature = "local-embedder")]
+        #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
         Command::Model(command) => model::run(command, &settings).await,
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ragback_application::{Generation, Retrieval, RetrievalStatus};
+use ragback_application::{Generation, PromptStats, Retrieval, RetrievalStatus};
 use ragback_domain::ScoredFact;
 use serde::{Deserialize, Serialize};
 
@@ -99,8 +99,32 @@ pub struct GenerateResponse {
     pub usage: Option<UsageDto>,
     /// How retrieval went.
     pub retrieval: RetrievalStatusDto,
+    /// What went into the prompt.
+    pub prompt: PromptDto,
     /// Stage timings in milliseconds.
     pub timings_ms: TimingsDto,
+}
+
+/// What went into the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PromptDto {
+    /// Tokens of the prompt as the model counts them (an estimate for API models).
+    pub tokens: usize,
+    /// Chat messages it holds.
+    pub messages: usize,
+    /// Older messages left out to fit `RAGBACK_PROMPT__MAX_PROMPT_TOKENS` (and a local model's
+    /// context).
+    pub dropped_messages: usize,
+}
+
+impl From<PromptStats> for PromptDto {
+    fn from(stats: PromptStats) -> Self {
+        Self {
+            tokens: stats.tokens,
+            messages: stats.messages,
+            dropped_messages: stats.dropped_messages,
+        }
+    }
 }
 
 /// Tokens used.
@@ -146,6 +170,7 @@ impl From<Generation> for GenerateResponse {
                 completion_tokens: u.completion_tokens,
             }),
             retrieval: g.retrieval.into(),
+            prompt: g.prompt.into(),
             timings_ms: TimingsDto {
                 embed: ms(g.timings.embed),
                 search: ms(g.timings.search),

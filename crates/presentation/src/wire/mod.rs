@@ -12,6 +12,6 @@ pub use facts::{
     OwnerKindDto, SearchFactsRequest, SearchFactsResponse,
 };
 pub use generate::{
-    DeltaEvent, FactsEvent, GenerateResponse, RetrievalReport, RetrievalStatusDto, TimingsDto,
-    UsageDto, UsedFact,
+    DeltaEvent, FactsEvent, GenerateResponse, PromptDto, RetrievalReport, RetrievalStatusDto,
+    TimingsDto, UsageDto, UsedFact,
 };

@@ -16,6 +16,8 @@ mod durability;
 mod facts_api;
 mod faults;
 mod generate;
+#[cfg(feature = "local-llm")]
+mod local_model;
 mod openapi;
 mod operations;
 #[cfg(feature = "qdrant-server")]

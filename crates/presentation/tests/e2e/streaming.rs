@@ -272,8 +272,9 @@ async fn bad_input_is_a_plain_json_error_before_any_stream() {
 async fn without_a_key_the_stream_says_so_after_the_facts() {
     let app = TestApp::spawn_with(Setup {
         keys: false,
+        // The API chosen without its key (auto would answer with the local model).
+        vars: vec![("RAGBACK_LLM__PROVIDER".into(), "openai".into())],
         facts: john_facts(),
-        ..Setup::default()
     })
     .await;
 

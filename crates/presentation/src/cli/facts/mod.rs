@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use ragback_application::AddFactsReport;
 use ragback_application::ports::StoredFact;
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, ScoredFact, UserId};
-use ragback_infrastructure::{Services, Settings, WiringError, build_services};
+use ragback_infrastructure::{Services, Settings, WiringError, build_fact_services};
 use secrecy::SecretString;
 
 pub use backend::{AddStopped, FactsBackend, LocalFacts, OnProgress, StopReason, StopWhen};
@@ -189,10 +189,10 @@ async fn backend(
             RemoteFacts::connect(url, operator_key(settings)).await?,
         ));
     }
-    match build_services(settings) {
+    match build_fact_services(settings) {
         Ok(services) => Ok(Box::new(LocalFacts::new(
             services.facts,
-            services.chat.retriever().clone(),
+            services.retriever,
         ))),
         Err(WiringError::StoreLocked(message)) => {
             let url = default_server_url(settings);

