@@ -7,8 +7,9 @@ use tracing_subscriber::fmt::format::FmtSpan;
 use crate::LogFormat;
 
 /// `info`, except two start-up warnings of Qdrant Edge about its process-wide flags, which say
-/// nothing to an operator (its real failures come back as errors).
-pub const DEFAULT_FILTER: &str = "info,qdrant_edge::common=error";
+/// nothing to an operator (its real failures come back as errors), and llama.cpp's description of
+/// every model it loads (its warnings and errors stay).
+pub const DEFAULT_FILTER: &str = "info,qdrant_edge::common=error,llama-cpp-2=warn";
 
 /// Installs the global subscriber. Call once, at start-up; later calls are ignored.
 pub fn init(format: LogFormat) {

@@ -33,7 +33,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::routing::post;
 use bytes::Bytes;
 use ragback_application::testing::WordEmbedder;
-use ragback_testkit::process::{ServerProcess, ragback};
+use ragback_testkit::process::{ServerProcess, cpu_time, ragback, rss_mib};
 use ragback_testkit::{completion, demo_request};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -143,31 +143,6 @@ impl Target {
             _server: Some((server, store)),
         }
     }
-}
-
-/// CPU time (user + system) used so far by `pid`, from /proc.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), 1-based: utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
-}
-
-/// (current RSS, peak RSS) of `pid` in MiB, from /proc.
-fn rss_mib(pid: u32) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 fn main() {

@@ -394,6 +394,19 @@ mod tests {
     }
 
     #[test]
+    fn the_env_template_is_a_valid_configuration() {
+        let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.template");
+        let sources = ConfigSources {
+            toml: None,
+            dotenv: Some(template),
+            environment: false,
+        };
+        let s = Settings::load(&sources, &[]).unwrap();
+        assert_eq!(s.llm.provider, ragback_integrations::llm::LlmProvider::Auto);
+        assert_eq!(s.prompt.max_prompt_tokens, 4_096);
+    }
+
+    #[test]
     fn secrets_are_not_printed_by_debug() {
         let s = load(&[("RAGBACK_LLM__API_KEY", "sk-very-secret")]).unwrap();
         assert!(!format!("{s:?}").contains("sk-very-secret"));

@@ -5,6 +5,7 @@
 
 pub use crate::local_settings::LocalSettings;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -85,10 +86,11 @@ impl LocalEmbedder {
             ..PaddingParams::default()
         }));
         let device = Device::Cpu;
-        // Read, not memory-mapped: mapping is `unsafe`, which this workspace forbids.
-        let vb =
-            VarBuilder::from_buffered_safetensors(read("model.safetensors")?, DType::F32, &device)
-                .map_err(|e| files(format!("model.safetensors: {e}")))?;
+        // Read tensor by tensor, not memory-mapped (mapping is `unsafe`, which this workspace
+        // forbids) nor read whole: the file and its tensors never sit in memory together.
+        let weights = read_safetensors(&dir.join("model.safetensors"), &device)
+            .map_err(|e| files(format!("model.safetensors: {e}")))?;
+        let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
         let bert = BertModel::load(vb, &config).map_err(|e| files(format!("weights: {e}")))?;
         let dimension = config.hidden_size;
         Ok(Self {
@@ -108,6 +110,60 @@ impl LocalEmbedder {
     pub fn dimension(&self) -> usize {
         self.dimension
     }
+}
+
+/// The tensors of a safetensors file, read one at a time: at most the weights and one tensor's
+/// bytes are in memory at once.
+fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        dtype: String,
+        shape: Vec<usize>,
+        data_offsets: (u64, u64),
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(|e| e.to_string())?;
+    let length = u64::from_le_bytes(length);
+    if length > 100 << 20 {
+        return Err(format!(
+            "a header of {length} bytes is not a safetensors header"
+        ));
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let mut entries: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("header: {e}"))?;
+    entries.remove("__metadata__");
+    let start = 8 + length;
+    let mut tensors = HashMap::with_capacity(entries.len());
+    for (name, entry) in entries {
+        let entry: Entry = serde_json::from_value(entry).map_err(|e| format!("{name}: {e}"))?;
+        let dtype = match entry.dtype.as_str() {
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            "I64" => DType::I64,
+            "U32" => DType::U32,
+            "U8" => DType::U8,
+            other => return Err(format!("{name}: dtype {other} is not supported")),
+        };
+        let (from, to) = entry.data_offsets;
+        let size = to
+            .checked_sub(from)
+            .ok_or_else(|| format!("{name}: data offsets {from}..{to}"))?;
+        file.seek(SeekFrom::Start(start + from))
+            .map_err(|e| e.to_string())?;
+        let mut bytes = vec![0u8; usize::try_from(size).map_err(|e| e.to_string())?];
+        file.read_exact(&mut bytes)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let tensor = Tensor::from_raw_buffer(&bytes, dtype, &entry.shape, device)
+            .map_err(|e| format!("{name}: {e}"))?;
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
 }
 
 fn model_name(dir: &Path) -> String {

@@ -379,7 +379,8 @@ async fn a_slow_llm_hits_the_deadline_and_gets_a_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_api_chosen_and_no_key_retrieval_runs_locally_and_generate_is_a_503_naming_the_variable() {
+async fn with_the_api_chosen_and_no_key_retrieval_runs_locally_and_generate_is_a_503_naming_the_variable()
+ {
     // No key at all: the local embedder (all-MiniLM-L6-v2) embeds the facts and the query.
     let app = TestApp::spawn_with(Setup {
         keys: false,
