@@ -103,12 +103,13 @@ impl Settings {
     /// The use case's view of the LLM settings.
     pub fn chat_settings(&self) -> ChatSettings {
         let l = &self.llm;
+        let sampling = l.sampling();
         ChatSettings {
             defaults: GenerationParams {
                 model: l.model.clone(),
-                temperature: l.temperature,
-                top_p: l.top_p,
-                max_tokens: l.max_tokens,
+                temperature: sampling.temperature,
+                top_p: sampling.top_p,
+                max_tokens: sampling.max_tokens,
                 seed: None,
             },
             history_messages: self.prompt.history_messages,

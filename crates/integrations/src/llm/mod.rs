@@ -7,4 +7,4 @@ mod transport;
 mod wire;
 
 pub use model::OpenAiChatModel;
-pub use provider::{DEFAULT_BASE_URL, LlmConfigError, LlmProvider, LlmSettings};
+pub use provider::{DEFAULT_BASE_URL, LlmConfigError, LlmProvider, LlmSettings, Sampling};

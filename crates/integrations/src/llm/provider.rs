@@ -28,6 +28,32 @@ pub enum LlmProvider {
     Local,
 }
 
+/// Sampling defaults of the configured provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Upper bound on generated tokens.
+    pub max_tokens: Option<u32>,
+}
+
+impl Sampling {
+    /// For a hosted model.
+    pub const API: Self = Self {
+        temperature: Some(0.8),
+        top_p: Some(0.95),
+        max_tokens: Some(200),
+    };
+    /// For the in-process model.
+    pub const LOCAL: Self = Self {
+        temperature: Some(0.5),
+        top_p: Some(0.9),
+        max_tokens: Some(120),
+    };
+}
+
 /// Why the LLM settings cannot be used to build a client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LlmConfigError {
@@ -79,11 +105,11 @@ pub struct LlmSettings {
         deserialize_with = "millis::deserialize"
     )]
     pub retry_max_backoff: Duration,
-    /// Default sampling temperature.
+    /// Default sampling temperature; unset, the provider's default of [`Self::sampling`].
     pub temperature: Option<f32>,
-    /// Default nucleus sampling.
+    /// Default nucleus sampling; unset, the provider's default.
     pub top_p: Option<f32>,
-    /// Default upper bound on generated tokens.
+    /// Default upper bound on generated tokens; unset, the provider's default.
     pub max_tokens: Option<u32>,
     /// `HTTP-Referer` sent to OpenRouter (app attribution); empty to omit.
     pub http_referer: String,
@@ -109,9 +135,9 @@ impl Default for LlmSettings {
             max_attempts: 3,
             retry_initial_backoff: Duration::from_millis(500),
             retry_max_backoff: Duration::from_millis(8_000),
-            temperature: Some(0.8),
-            top_p: Some(0.95),
-            max_tokens: Some(200),
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
             http_referer: "https://github.com/ragback/ragback".into(),
             app_title: "ragback".into(),
             connect_timeout: Duration::from_secs(10),
@@ -159,6 +185,21 @@ impl LlmSettings {
             }
             LlmProvider::Auto => LlmProvider::Openai,
             chosen => chosen,
+        }
+    }
+
+    /// The sampling defaults a request falls back on: those set here, else the resolved
+    /// provider's. A hosted model gets 0.8 / 0.95 / 200 tokens; the small local model rambles
+    /// and drifts out of the scene at that temperature, so it gets 0.5 / 0.9 / 120 tokens.
+    pub fn sampling(&self) -> Sampling {
+        let provider = match self.resolved_provider() {
+            LlmProvider::Local => Sampling::LOCAL,
+            _ => Sampling::API,
+        };
+        Sampling {
+            temperature: self.temperature.or(provider.temperature),
+            top_p: self.top_p.or(provider.top_p),
+            max_tokens: self.max_tokens.or(provider.max_tokens),
         }
     }
 
@@ -289,6 +330,30 @@ mod tests {
             ..keyed
         };
         assert_eq!(local.resolved_provider(), LlmProvider::Local);
+    }
+
+    #[test]
+    fn sampling_defaults_follow_the_provider_unless_set() {
+        let keyless = LlmSettings::default();
+        assert_eq!(keyless.sampling(), Sampling::LOCAL);
+        let keyed = LlmSettings {
+            api_key: Some(SecretString::from("sk-or-1")),
+            ..LlmSettings::default()
+        };
+        assert_eq!(keyed.sampling(), Sampling::API);
+        let chosen = LlmSettings {
+            temperature: Some(0.2),
+            max_tokens: Some(64),
+            ..LlmSettings::default()
+        };
+        assert_eq!(
+            chosen.sampling(),
+            Sampling {
+                temperature: Some(0.2),
+                top_p: Sampling::LOCAL.top_p,
+                max_tokens: Some(64),
+            }
+        );
     }
 
     #[test]

@@ -187,9 +187,10 @@ impl LocalChatModel {
                 message: e.to_string(),
             })?;
         let params = &request.params;
+        let defaults = crate::llm::Sampling::LOCAL;
         let sampling = Sampling {
-            temperature: params.temperature.unwrap_or(0.8),
-            top_p: params.top_p.unwrap_or(1.0),
+            temperature: params.temperature.or(defaults.temperature).unwrap_or(0.0),
+            top_p: params.top_p.or(defaults.top_p).unwrap_or(1.0),
             seed: params.seed.map_or_else(random_seed, |seed| seed as u32),
             repeat_penalty: self.settings.repeat_penalty,
             repeat_last_n: self.settings.repeat_last_n,
