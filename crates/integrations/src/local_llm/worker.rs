@@ -172,6 +172,8 @@ fn generate(
         context
             .decode(&mut batch)
             .map_err(|e| ChatModelError::unavailable(format!("local model prompt: {e}")))?;
+        metrics::counter!("ragback_local_llm_tokens_total", "kind" => "prompt")
+            .increment(chunk.len() as u64);
     }
     let mut sampler = sampler(model, job.sampling);
     let mut pending: Vec<u8> = Vec::new();
@@ -213,8 +215,6 @@ fn generate(
             return Ok(None);
         }
     }
-    metrics::counter!("ragback_local_llm_tokens_total", "kind" => "prompt")
-        .increment(prompt.len() as u64);
     Ok(Some(TokenUsage {
         prompt_tokens: u32::try_from(prompt.len()).unwrap_or(u32::MAX),
         completion_tokens: u32::try_from(completion).unwrap_or(u32::MAX),
