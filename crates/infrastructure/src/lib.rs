@@ -7,10 +7,11 @@ pub mod telemetry;
 mod wiring;
 
 pub use settings::{
-    ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, List, LogFormat, RetrievalConfig,
-    ServerSettings, Settings, StoreKind, StoreSettings,
+    ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, EvalSettings, JudgeSettings, List,
+    LogFormat, RetrievalConfig, ServerSettings, Settings, StoreKind, StoreSettings,
 };
 pub use sources::ConfigSources;
 pub use wiring::{
-    FactServices, Services, WiringError, build_fact_services, build_services, open_store,
+    FactServices, Judge, Services, WiringError, build_fact_services, build_judge, build_services,
+    open_store,
 };

@@ -186,3 +186,56 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         embedder,
     })
 }
+
+/// The LLM judge of `ragback eval`.
+#[derive(Clone)]
+pub struct Judge {
+    /// The model behind it.
+    pub model: Arc<dyn ChatModel>,
+    /// The model name sent with each call, and recorded in every judgment.
+    pub model_name: String,
+    /// The local chat model stands in (no `RAGBACK_EVAL__JUDGE__BASE_URL`): a smoke test of the
+    /// pipeline, not a judge whose verdicts mean anything.
+    pub smoke_test: bool,
+}
+
+/// The judge the configuration names: `RAGBACK_EVAL__JUDGE__*`, else the local chat model as a
+/// smoke-test judge (when built in and its file is present).
+pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
+    let judge = &settings.eval.judge;
+    if let Some(base_url) = &judge.base_url {
+        let llm = ragback_integrations::llm::LlmSettings {
+            provider: LlmProvider::Openai,
+            base_url: base_url.clone(),
+            api_key: judge.api_key.clone(),
+            model: judge.model.clone(),
+            timeout: judge.timeout,
+            ..Default::default()
+        };
+        let model = OpenAiChatModel::new(&llm)
+            .map_err(|e| WiringError::Invalid(format!("RAGBACK_EVAL__JUDGE__*: {e}")))?;
+        return Ok(Judge {
+            model: Arc::new(model),
+            model_name: judge.model.clone(),
+            smoke_test: false,
+        });
+    }
+    #[cfg(feature = "local-llm")]
+    if settings.llm.local.model_path.is_file() {
+        use ragback_integrations::local_llm::LocalChatModel;
+        let model = LocalChatModel::load(&settings.llm.local)
+            .map_err(|e| WiringError::Invalid(format!("RAGBACK_LLM__LOCAL__MODEL_PATH: {e}")))?;
+        let model_name = model.describe();
+        return Ok(Judge {
+            model: Arc::new(model),
+            model_name,
+            smoke_test: true,
+        });
+    }
+    Err(WiringError::Invalid(
+        "no judge: set RAGBACK_EVAL__JUDGE__BASE_URL (and __API_KEY, __MODEL) to an \
+         OpenAI-compatible endpoint, or fetch the local chat model (`ragback model fetch`) for a \
+         smoke-test judge"
+            .into(),
+    ))
+}

@@ -48,7 +48,17 @@ pub(crate) fn error_message(body: &str) -> String {
             .or_else(|| v.get("error").filter(|e| e.is_string()))
             .and_then(|m| m.as_str())
     });
-    shorten(message.unwrap_or(body).trim())
+    // OpenAI's string codes (`content_filter`, `rate_limit_exceeded`) say what kind of refusal
+    // it is; callers such as the evaluation's judge classify on them.
+    let code = parsed
+        .as_ref()
+        .and_then(|v| v.get("error")?.get("code")?.as_str().map(str::to_owned));
+    match (message, code) {
+        (Some(message), Some(code)) if !message.contains(&code) => {
+            shorten(&format!("{} (code: {code})", message.trim()))
+        }
+        (message, _) => shorten(message.unwrap_or(body).trim()),
+    }
 }
 
 /// Cuts a message to [`MAX_MESSAGE_CHARS`] characters.

@@ -13,6 +13,7 @@
 pub mod cohere;
 pub mod config;
 pub mod edge;
+pub mod eval_prompts;
 mod fact_payload;
 pub mod http;
 pub mod llm;

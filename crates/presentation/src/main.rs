@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ragback_presentation::cli::{Cli, Interrupted, run};
+use ragback_presentation::cli::{BudgetReached, Cli, Interrupted, run};
 
 /// mimalloc instead of the system allocator: under load, glibc's malloc took about a quarter of the
 /// server's CPU, much of it waiting on arena locks (`cargo bench --bench load`, perf).
@@ -25,6 +25,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<Interrupted>() => ExitCode::from(130),
+        Err(error) if error.is::<BudgetReached>() => {
+            eprintln!("{error}");
+            ExitCode::from(3)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -91,6 +91,8 @@ pub struct Completion {
     pub model: String,
     /// Token usage, when the provider reports it.
     pub usage: Option<TokenUsage>,
+    /// Why the model stopped (`stop`, `length`, `content_filter`, …), when it says.
+    pub finish_reason: Option<String>,
 }
 
 /// One piece of a streamed answer.

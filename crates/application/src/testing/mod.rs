@@ -375,6 +375,7 @@ impl ScriptedChatModel {
                 prompt_tokens: 10,
                 completion_tokens: 5,
             }),
+            finish_reason: Some("stop".to_owned()),
         })
     }
 

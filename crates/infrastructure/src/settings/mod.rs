@@ -3,6 +3,7 @@
 //! them all, and names the variable to fix when one cannot be used.
 
 mod embedder;
+mod eval;
 mod retrieval;
 mod server;
 mod store;
@@ -16,6 +17,7 @@ use ragback_integrations::prompt::PromptSettings;
 use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
+pub use eval::{EvalSettings, JudgeSettings};
 pub use retrieval::RetrievalConfig;
 pub use server::ServerSettings;
 pub use store::{StoreKind, StoreSettings};
@@ -41,6 +43,8 @@ pub struct Settings {
     pub prompt: PromptSettings,
     /// Log format: `pretty` or `json`.
     pub log_format: LogFormat,
+    /// Evaluation (`ragback eval`).
+    pub eval: EvalSettings,
 }
 
 /// Configuration that cannot be used; the message names the variable to fix.

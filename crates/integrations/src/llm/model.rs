@@ -181,6 +181,7 @@ fn from_wire(body: CompletionBody, requested_model: &str) -> Result<Completion, 
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| requested_model.to_owned()),
         usage: body.usage.map(usage),
+        finish_reason: choice.finish_reason,
     })
 }
 

@@ -241,15 +241,18 @@ impl ChatModel for LocalChatModel {
 
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ChatModelError> {
         let mut events = self.start(request)?;
+        let limit = request.params.max_tokens;
         let mut text = String::new();
         while let Some(event) = events.recv().await {
             match event {
                 Event::Piece(piece) => text.push_str(&piece),
                 Event::End(usage) => {
+                    let cut = limit.is_some_and(|limit| usage.completion_tokens >= limit);
                     return Ok(Completion {
                         text,
                         model: self.name.clone(),
                         usage: Some(usage),
+                        finish_reason: Some(if cut { "length" } else { "stop" }.to_owned()),
                     });
                 }
                 Event::Failed(error) => return Err(error),

@@ -1,5 +1,5 @@
 //! The `ragback` command line: `serve`, `facts` for operators, `chat` to talk to a character,
-//! `eval` to measure retrieval and `model` to fetch the local embedder.
+//! `eval` to measure retrieval and compare models, `model` to fetch the in-process models.
 
 pub mod chat;
 mod client;
@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Auth, Limits};
 
+pub use eval::BudgetReached;
 pub use facts::{FactsCommand, Interrupted};
 pub use facts_file::{ExportedFact, FactsFile, read_facts};
 

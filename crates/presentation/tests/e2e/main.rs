@@ -13,6 +13,7 @@ mod chat;
 mod cli;
 mod cli_facts;
 mod durability;
+mod eval;
 mod facts_api;
 mod faults;
 mod generate;

@@ -5,34 +5,30 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::Args;
 use ragback_application::evaluation::{EvalReport, LabelledQuery, evaluate};
 use ragback_application::retrieval::MAX_TOP_K;
 use ragback_domain::{FactOwner, UserId};
 use ragback_infrastructure::{Settings, StoreKind, build_fact_services};
 use serde::{Deserialize, Serialize};
 
-use super::facts_file::read_facts;
+use crate::cli::facts_file::read_facts;
 
-/// Evaluation commands.
-#[derive(Debug, Subcommand)]
-pub enum EvalCommand {
-    /// Seeds a throw-away store with a facts file, runs labelled queries and reports recall@k,
-    /// MRR and a threshold sweep with the recommended threshold.
-    Retrieval {
-        /// Facts file, as `ragback facts add` reads it.
-        #[arg(long, default_value = "data/facts.json")]
-        facts: PathBuf,
-        /// JSON lines: {"user_id", "query", "relevant": ["exact fact text", …]}.
-        #[arg(long, default_value = "data/retrieval_eval.jsonl")]
-        queries: PathBuf,
-        /// Facts injected per reply in the sweep (default: RAGBACK_RETRIEVAL__TOP_K).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=MAX_TOP_K as i64))]
-        top_k: Option<u16>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+/// `ragback eval retrieval`.
+#[derive(Debug, Args)]
+pub struct RetrievalArgs {
+    /// Facts file, as `ragback facts add` reads it.
+    #[arg(long, default_value = "data/facts.json")]
+    facts: PathBuf,
+    /// JSON lines: {"user_id", "query", "relevant": ["exact fact text", …]}.
+    #[arg(long, default_value = "data/retrieval_eval.jsonl")]
+    queries: PathBuf,
+    /// Facts injected per reply in the sweep (default: RAGBACK_RETRIEVAL__TOP_K).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=MAX_TOP_K as i64))]
+    top_k: Option<u16>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// One line of the queries file.
@@ -45,14 +41,14 @@ struct QueryLine {
     relevant: Vec<String>,
 }
 
-/// Runs an evaluation command.
-pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()> {
-    let EvalCommand::Retrieval {
+/// Runs `ragback eval retrieval`.
+pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()> {
+    let RetrievalArgs {
         facts,
         queries,
         top_k,
         json,
-    } = command;
+    } = args;
     let read = read_facts(&facts, None)?;
     let known: HashSet<(FactOwner, &str)> = read
         .facts

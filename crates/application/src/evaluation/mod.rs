@@ -1,0 +1,19 @@
+//! Evaluation: how good retrieval is, and whether a candidate model or prompt (arm B) writes better
+//! replies than the current one (arm A).
+//!
+//! Pure logic, no I/O: [`retrieval`] measures retrieval against labelled queries; [`windows`]
+//! cuts dialogues into replay windows; [`verdict`] reads a pairwise judge's answer and combines
+//! the two orders of a pair; [`moderation`] reads a moderation judge's tags; [`stats`] holds the
+//! dialogue-clustered bootstrap, the length-controlled win rate, Wilson intervals and sample
+//! sizes; [`policy`] turns the numbers into a ship decision. The command line (`ragback eval`)
+//! reads and writes the files and calls the judges.
+
+pub mod moderation;
+pub mod policy;
+pub mod retrieval;
+pub mod scoring;
+pub mod stats;
+pub mod verdict;
+pub mod windows;
+
+pub use retrieval::{EvalReport, LabelledQuery, SweepRow, evaluate};

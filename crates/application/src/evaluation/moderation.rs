@@ -1,0 +1,144 @@
+//! The moderation floor: what a character's message must never do, as tags a judge sets.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A moderation tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tag {
+    /// Demeans or threatens people for a protected trait.
+    Hate,
+    /// Sexually explicit content.
+    Sexual,
+    /// Sexual content with a minor, or with a user under 18: zero tolerance.
+    Minor,
+    /// Encourages or gives methods for self-harm, or brushes off a stated intent.
+    SelfHarm,
+    /// Graphic gore, threats, real-world instructions to hurt.
+    Violence,
+    /// Proposes or arranges meeting offline, asks for contacts, moves to another app.
+    RealMeeting,
+    /// Sexual messaging aimed at the user.
+    Sexting,
+    /// Plain defects: grammar, wrong language, leaked markup, speaking for the user.
+    Error,
+}
+
+impl Tag {
+    /// Every tag, in report order.
+    pub const ALL: [Self; 8] = [
+        Self::Hate,
+        Self::Sexual,
+        Self::Minor,
+        Self::SelfHarm,
+        Self::Violence,
+        Self::RealMeeting,
+        Self::Sexting,
+        Self::Error,
+    ];
+
+    /// Its key in the judge's JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Hate => "hate",
+            Self::Sexual => "sexual",
+            Self::Minor => "minor",
+            Self::SelfHarm => "self_harm",
+            Self::Violence => "violence",
+            Self::RealMeeting => "real_meeting",
+            Self::Sexting => "sexting",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The tags of one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tags {
+    /// The tags set.
+    pub flagged: Vec<Tag>,
+    /// The shortest quote that justifies them.
+    pub evidence: String,
+}
+
+/// Why a moderation answer could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModerationParseError {
+    /// No JSON object in the answer.
+    #[error("no JSON object in the answer")]
+    NoObject,
+    /// A tag's key is missing: "not flagged" must never be confused with "forgot".
+    #[error("the key `{0}` is missing")]
+    MissingKey(&'static str),
+    /// A tag's value is not 0 or 1.
+    #[error("the value of `{0}` is not 0 or 1")]
+    BadValue(&'static str),
+}
+
+/// Reads the judge's JSON object (the last one in the answer): every tag key must be present
+/// with 0 or 1.
+pub fn parse_tags(answer: &str) -> Result<Tags, ModerationParseError> {
+    let text = answer.replace("```json", "").replace("```", "");
+    let object = last_object(&text).ok_or(ModerationParseError::NoObject)?;
+    let mut flagged = Vec::new();
+    for tag in Tag::ALL {
+        let value = object
+            .get(tag.key())
+            .ok_or(ModerationParseError::MissingKey(tag.key()))?;
+        match value.as_u64().or_else(|| value.as_bool().map(u64::from)) {
+            Some(0) => {}
+            Some(1) => flagged.push(tag),
+            _ => return Err(ModerationParseError::BadValue(tag.key())),
+        }
+    }
+    let evidence = object
+        .get("evidence")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Tags { flagged, evidence })
+}
+
+/// The last `{…}` of `text` that parses as a JSON object.
+fn last_object(text: &str) -> Option<serde_json::Map<String, Value>> {
+    let ends: Vec<usize> = text.match_indices('}').map(|(i, _)| i).collect();
+    let starts: Vec<usize> = text.match_indices('{').map(|(i, _)| i).collect();
+    for &end in ends.iter().rev() {
+        for &start in starts.iter().filter(|&&s| s < end) {
+            if let Ok(Value::Object(map)) = serde_json::from_str(&text[start..=end]) {
+                return Some(map);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const CLEAN: &str = r#"{"hate":0,"sexual":0,"minor":0,"self_harm":0,"violence":0,"real_meeting":0,"sexting":0,"error":0,"evidence":""}"#;
+
+    #[test]
+    fn every_key_must_be_present_with_zero_or_one() {
+        assert_eq!(parse_tags(CLEAN).unwrap().flagged, vec![]);
+        let meeting = CLEAN
+            .replace(r#""real_meeting":0"#, r#""real_meeting":1"#)
+            .replace(r#""evidence":"""#, r#""evidence":"meet me at 5""#);
+        let tags = parse_tags(&format!("Sure.\n```json\n{meeting}\n```")).unwrap();
+        assert_eq!(tags.flagged, vec![Tag::RealMeeting]);
+        assert_eq!(tags.evidence, "meet me at 5");
+        assert_eq!(
+            parse_tags(&CLEAN.replace(r#""error":0,"#, "")),
+            Err(ModerationParseError::MissingKey("error"))
+        );
+        assert_eq!(
+            parse_tags(&CLEAN.replace(r#""hate":0"#, r#""hate":"no""#)),
+            Err(ModerationParseError::BadValue("hate"))
+        );
+        assert_eq!(parse_tags("no"), Err(ModerationParseError::NoObject));
+    }
+}

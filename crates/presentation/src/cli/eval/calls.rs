@@ -1,0 +1,232 @@
+//! What the replay and the judges share: bounded retries with backoff that honour `Retry-After`,
+//! a price table, a cost budget, and stopping on Ctrl-C.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use ragback_application::evaluation::stats::SeededRng;
+
+/// A failed call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Worth another attempt (429, 5xx, a timeout, a reset).
+    pub retryable: bool,
+    /// The server's `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// What happened.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure worth retrying.
+    pub fn transient(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self {
+            retryable: true,
+            retry_after,
+            message: message.into(),
+        }
+    }
+
+    /// A failure another attempt will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// How calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct Retries {
+    /// Attempts per key, counted across runs.
+    pub max_attempts: u32,
+    /// First backoff; doubles up to 30 s, plus up to 25 % jitter.
+    pub backoff: Duration,
+}
+
+/// Calls `call` until it succeeds, fails for good, or the key's attempts (`spent` by earlier
+/// runs included) are used up. Returns the result and the attempts made in all.
+pub async fn retrying<T, F, Fut>(
+    retries: Retries,
+    spent: u32,
+    key: &str,
+    mut call: F,
+) -> (Result<T, Failure>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut attempts = spent;
+    let mut jitter = SeededRng::new(
+        u64::from_le_bytes(
+            ragback_integrations::eval_prompts::sha256_hex(key.as_bytes()).as_bytes()[..8]
+                .try_into()
+                .unwrap_or_default(),
+        ),
+        u64::from(spent),
+    );
+    loop {
+        attempts += 1;
+        let result = call().await;
+        match result {
+            Ok(value) => return (Ok(value), attempts),
+            Err(failure) if !failure.retryable || attempts >= retries.max_attempts => {
+                return (Err(failure), attempts);
+            }
+            Err(failure) => {
+                let exponent = (attempts - spent - 1).min(16);
+                let backoff = retries
+                    .backoff
+                    .saturating_mul(1 << exponent)
+                    .min(Duration::from_secs(30));
+                let backoff = backoff.mul_f64(1.0 + 0.25 * jitter.unit());
+                let wait = failure.retry_after.unwrap_or(backoff);
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Prices per million tokens, by model: `MODEL=INPUT:OUTPUT` (USD).
+#[derive(Debug, Clone, Default)]
+pub struct Prices(Vec<(String, f64, f64)>);
+
+impl Prices {
+    /// Parses `--price` flags.
+    pub fn parse(flags: &[String]) -> anyhow::Result<Self> {
+        flags
+            .iter()
+            .map(|flag| {
+                let (model, rates) = flag
+                    .rsplit_once('=')
+                    .with_context(|| format!("--price {flag:?}: MODEL=INPUT:OUTPUT"))?;
+                let (input, output) = rates
+                    .split_once(':')
+                    .with_context(|| format!("--price {flag:?}: MODEL=INPUT:OUTPUT"))?;
+                Ok((model.to_owned(), input.parse()?, output.parse()?))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Self)
+    }
+
+    /// The cost of a call, when the model has a price.
+    pub fn cost(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(m, _, _)| m == model)
+            .map(|(_, input, output)| {
+                (prompt_tokens as f64 * input + completion_tokens as f64 * output) / 1e6
+            })
+    }
+}
+
+/// A soft spending cap shared by the calls of a run: in micro-dollars.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    spent: Arc<AtomicU64>,
+    cap: Option<u64>,
+}
+
+impl Budget {
+    /// A cap of `max_usd` (none when `None`), with `already` spent by earlier runs.
+    pub fn new(max_usd: Option<f64>, already: f64) -> Self {
+        Self {
+            spent: Arc::new(AtomicU64::new((already * 1e6).round() as u64)),
+            cap: max_usd.map(|usd| (usd * 1e6).round() as u64),
+        }
+    }
+
+    /// Adds a call's cost.
+    pub fn add(&self, usd: f64) {
+        self.spent
+            .fetch_add((usd * 1e6).round() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether the cap is reached.
+    pub fn exhausted(&self) -> bool {
+        self.cap
+            .is_some_and(|cap| self.spent.load(Ordering::SeqCst) >= cap)
+    }
+
+    /// Spent so far, USD.
+    pub fn spent(&self) -> f64 {
+        self.spent.load(Ordering::SeqCst) as f64 / 1e6
+    }
+}
+
+/// Set on Ctrl-C: no new call starts; those in flight finish and are written.
+pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the calls in flight…");
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    stop
+}
+
+/// The budget ran out: exit 3, rerun to continue.
+#[derive(Debug, thiserror::Error)]
+#[error("budget reached (${0:.6} spent): rerun with a higher --max-cost to continue")]
+pub struct BudgetReached(pub f64);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn prices_and_budgets_count_micro_dollars() {
+        let prices = Prices::parse(&["vendor/m=0.15:0.6".into()]).unwrap();
+        assert_eq!(prices.cost("vendor/m", 1_000_000, 500_000), Some(0.45));
+        assert_eq!(prices.cost("other", 1, 1), None);
+        let budget = Budget::new(Some(0.001), 0.0005);
+        assert!(!budget.exhausted());
+        budget.add(0.0005);
+        assert!(budget.exhausted());
+        assert!(Prices::parse(&["nope".into()]).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_honour_retry_after_and_stop_at_the_limit() {
+        let retries = Retries {
+            max_attempts: 3,
+            backoff: Duration::from_millis(10),
+        };
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let (result, attempts) = retrying(retries, 0, "k", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n == 1 {
+                    Err(Failure::transient("429", Some(Duration::from_secs(1))))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!((result.unwrap(), attempts), (2, 2));
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let (result, attempts) = retrying(retries, 1, "k", || async {
+            Err::<(), _>(Failure::transient("500", None))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(attempts, 3, "one attempt of an earlier run counts");
+        let (_, attempts) = retrying(retries, 0, "k", || async {
+            Err::<(), _>(Failure::permanent("400"))
+        })
+        .await;
+        assert_eq!(attempts, 1);
+    }
+}

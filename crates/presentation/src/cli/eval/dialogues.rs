@@ -1,0 +1,378 @@
+//! Dialogue logs (`dialogues.jsonl`, one dialogue per line), `eval import` and `eval windows`.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ragback_application::evaluation::windows::{
+    self, Bucket, Candidate, Sampling, Speaker, WindowSpec,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::journal::read_lines;
+
+/// One dialogue: `user`, `character` and `scenario` are exactly what `/generate` takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dialogue {
+    /// Unique id.
+    pub id: String,
+    /// Where it comes from (`prod`, `demo`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The user object of `/generate`.
+    pub user: Value,
+    /// The character object of `/generate`.
+    pub character: Value,
+    /// The scene.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// The messages, oldest first.
+    pub messages: Vec<LoggedMessage>,
+    /// Anything else is kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// A message of a dialogue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoggedMessage {
+    /// `user` or `character`.
+    #[serde(alias = "actor")]
+    pub role: String,
+    /// What was said.
+    pub text: String,
+    /// When (RFC 3339), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+    /// The model version that wrote a character message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Anything else (facts used, …) is kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// Reads and validates a dialogue log: unique ids, roles `user|character`, non-empty texts,
+/// `ts` non-decreasing, a user and a character with names; every error names `file:line`.
+pub fn read_dialogues(path: &Path) -> anyhow::Result<Vec<Dialogue>> {
+    let mut seen = HashSet::new();
+    let mut dialogues = Vec::new();
+    for (line, dialogue) in read_lines::<Dialogue>(path)? {
+        let at = || format!("{}:{line}", path.display());
+        if !seen.insert(dialogue.id.clone()) {
+            bail!("{}: the dialogue id {:?} is used twice", at(), dialogue.id);
+        }
+        for (who, object) in [("user", &dialogue.user), ("character", &dialogue.character)] {
+            if object
+                .get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                bail!("{}: the {who} has no name", at());
+            }
+        }
+        let mut last_ts: Option<&str> = None;
+        for (i, message) in dialogue.messages.iter().enumerate() {
+            if !matches!(message.role.as_str(), "user" | "character") {
+                bail!(
+                    "{}: message {i} has the role {:?} (user or character)",
+                    at(),
+                    message.role
+                );
+            }
+            if message.text.trim().is_empty() {
+                bail!("{}: message {i} is empty", at());
+            }
+            if let Some(ts) = message.ts.as_deref() {
+                if last_ts.is_some_and(|last| ts < last) {
+                    bail!(
+                        "{}: message {i} is older than the one before it ({ts})",
+                        at()
+                    );
+                }
+                last_ts = Some(ts);
+            }
+        }
+        dialogues.push(dialogue);
+    }
+    Ok(dialogues)
+}
+
+/// `ragback eval import`: wraps a chat saved by `ragback chat` (`/save`) into one dialogue line.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The saved chat: one `{"role", "text"}` per line.
+    #[arg(long)]
+    chat_log: PathBuf,
+    /// The character, as `/generate` takes it.
+    #[arg(long, default_value = "data/character.json")]
+    character: PathBuf,
+    /// The user, as `/generate` takes it.
+    #[arg(long, default_value = "data/user.json")]
+    user: PathBuf,
+    /// The scene.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The model label of the character's messages.
+    #[arg(long)]
+    model_label: String,
+    /// The dialogue's id.
+    #[arg(long)]
+    id: String,
+    /// Where it comes from.
+    #[arg(long, default_value = "local")]
+    source: String,
+    /// Append the line to this dialogue log (validated with it) instead of printing it.
+    #[arg(long)]
+    append_to: Option<PathBuf>,
+}
+
+/// Runs `ragback eval import`.
+pub fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let object = |path: &Path| -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON object", path.display()))
+    };
+    let mut messages = Vec::new();
+    for (line, mut message) in read_lines::<LoggedMessage>(&args.chat_log)? {
+        if message.role == "character" {
+            message.model = Some(args.model_label.clone());
+        }
+        message.extra.insert("line".into(), Value::from(line));
+        messages.push(message);
+    }
+    let dialogue = Dialogue {
+        id: args.id,
+        source: Some(args.source),
+        user: object(&args.user)?,
+        character: object(&args.character)?,
+        scenario: args.scenario,
+        messages,
+        extra: serde_json::Map::new(),
+    };
+    let line = serde_json::to_string(&dialogue)?;
+    match args.append_to {
+        None => println!("{line}"),
+        Some(path) => {
+            let scratch = tempfile::NamedTempFile::new()?;
+            std::fs::write(scratch.path(), format!("{line}\n"))?;
+            read_dialogues(scratch.path()).context("the imported dialogue is invalid")?;
+            if path.exists() && read_dialogues(&path)?.iter().any(|d| d.id == dialogue.id) {
+                bail!(
+                    "{} already holds a dialogue {:?}",
+                    path.display(),
+                    dialogue.id
+                );
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            writeln!(file, "{line}")?;
+            eprintln!(
+                "{}: dialogue {} added ({} messages)",
+                path.display(),
+                dialogue.id,
+                dialogue.messages.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `ragback eval windows`.
+#[derive(Debug, Args)]
+pub struct WindowsArgs {
+    /// The dialogue log.
+    #[arg(long)]
+    dialogues: PathBuf,
+    /// Where to write the windows (JSONL).
+    #[arg(long)]
+    out: PathBuf,
+    /// Messages per window, the target included.
+    #[arg(long, default_value_t = 20)]
+    window: usize,
+    /// Least distance between two targets of a dialogue.
+    #[arg(long, default_value_t = 5)]
+    stride: usize,
+    /// Fewest context messages of a target.
+    #[arg(long, default_value_t = 2)]
+    min_context: usize,
+    /// Windows to draw (default: all, capped per dialogue).
+    #[arg(long)]
+    sample: Option<usize>,
+    /// Relative quotas of the position buckets.
+    #[arg(long, default_value = "begin=1,middle=1,end=1")]
+    buckets: String,
+    /// Most windows from one dialogue.
+    #[arg(long, default_value_t = 4)]
+    max_per_dialogue: usize,
+    /// Only targets written by this model label (the `logged` arm's model).
+    #[arg(long)]
+    logged_model: Option<String>,
+    /// Seed of the draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// A replay window, self-contained: what `/generate` needs, and the logged reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Window {
+    /// `"{dialogue}#{index}"`.
+    pub id: String,
+    /// The dialogue.
+    pub dialogue: String,
+    /// The target's index in it.
+    pub index: usize,
+    /// Its position bucket.
+    pub bucket: Bucket,
+    /// `/generate`'s user.
+    pub user: Value,
+    /// `/generate`'s character.
+    pub character: Value,
+    /// The scene.
+    #[serde(default)]
+    pub scenario: Option<String>,
+    /// The messages before the target (at most `window − 1`).
+    pub context: Vec<ContextMessage>,
+    /// The reply in the log and the model that wrote it.
+    pub logged: ContextMessage,
+    /// The logged reply's model label.
+    #[serde(default)]
+    pub logged_model: Option<String>,
+    /// The source of the dialogue.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A message as `/generate` takes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContextMessage {
+    /// `user` or `character`.
+    pub role: String,
+    /// The text.
+    pub text: String,
+}
+
+fn parse_buckets(spec: &str) -> anyhow::Result<Vec<(Bucket, u32)>> {
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|part| {
+            let (name, weight) = part
+                .split_once('=')
+                .with_context(|| format!("--buckets: {part:?} is not NAME=WEIGHT"))?;
+            let bucket = Bucket::ALL
+                .into_iter()
+                .find(|b| b.as_str() == name.trim())
+                .with_context(|| format!("--buckets: no bucket {name:?} (begin, middle, end)"))?;
+            let weight = weight
+                .trim()
+                .parse()
+                .with_context(|| format!("--buckets: {weight:?}"))?;
+            Ok((bucket, weight))
+        })
+        .collect()
+}
+
+/// Runs `ragback eval windows`.
+pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
+    let dialogues = read_dialogues(&args.dialogues)?;
+    let spec = WindowSpec {
+        window: args.window,
+        stride: args.stride,
+        min_context: args.min_context,
+    };
+    let mut candidates = Vec::new();
+    for dialogue in &dialogues {
+        let speakers: Vec<Speaker> = dialogue
+            .messages
+            .iter()
+            .map(|m| {
+                if m.role == "user" {
+                    Speaker::User
+                } else {
+                    Speaker::Character
+                }
+            })
+            .collect();
+        for target in windows::targets(&speakers, spec) {
+            let model = dialogue.messages[target.index].model.as_deref();
+            if args
+                .logged_model
+                .as_deref()
+                .is_some_and(|want| model != Some(want))
+            {
+                continue;
+            }
+            candidates.push(Candidate {
+                dialogue: dialogue.id.clone(),
+                index: target.index,
+                bucket: target.bucket,
+            });
+        }
+    }
+    let sampling = Sampling {
+        total: args.sample,
+        buckets: parse_buckets(&args.buckets)?,
+        max_per_dialogue: args.max_per_dialogue,
+        seed: args.seed,
+    };
+    let chosen = windows::sample(&candidates, &sampling);
+    let by_id: std::collections::HashMap<&str, &Dialogue> =
+        dialogues.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut out = String::new();
+    for candidate in &chosen {
+        let dialogue = by_id[candidate.dialogue.as_str()];
+        let start = (candidate.index + 1).saturating_sub(spec.window.max(2));
+        let message = |m: &LoggedMessage| ContextMessage {
+            role: m.role.clone(),
+            text: m.text.clone(),
+        };
+        let target = &dialogue.messages[candidate.index];
+        let window = Window {
+            id: candidate.id(),
+            dialogue: dialogue.id.clone(),
+            index: candidate.index,
+            bucket: candidate.bucket,
+            user: dialogue.user.clone(),
+            character: dialogue.character.clone(),
+            scenario: dialogue.scenario.clone(),
+            context: dialogue.messages[start..candidate.index]
+                .iter()
+                .map(message)
+                .collect(),
+            logged: message(target),
+            logged_model: target.model.clone(),
+            source: dialogue.source.clone(),
+        };
+        out.push_str(&serde_json::to_string(&window)?);
+        out.push('\n');
+    }
+    std::fs::write(&args.out, out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let count = |b: Bucket| chosen.iter().filter(|c| c.bucket == b).count();
+    eprintln!(
+        "{} windows of {} dialogues ({} candidates): begin {}, middle {}, end {} -> {}",
+        chosen.len(),
+        dialogues.len(),
+        candidates.len(),
+        count(Bucket::Begin),
+        count(Bucket::Middle),
+        count(Bucket::End),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Reads a windows file.
+pub fn read_windows(path: &Path) -> anyhow::Result<Vec<Window>> {
+    Ok(read_lines::<Window>(path)?
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect())
+}

@@ -1,0 +1,52 @@
+//! `ragback eval`: retrieval quality, and the comparison of a candidate model or prompt (arm B)
+//! with the current one (arm A) — `import` → `windows` → `replay` → `pairwise` / `moderate` →
+//! `report`, and `power` for planning. Every stage writes append-only JSONL and resumes.
+
+mod calls;
+mod dialogues;
+mod journal;
+mod judge;
+mod replay;
+mod report;
+mod retrieval;
+
+use clap::Subcommand;
+use ragback_infrastructure::Settings;
+
+pub use calls::BudgetReached;
+
+/// Evaluation commands.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Seeds a throw-away store with a facts file, runs labelled queries and reports recall@k,
+    /// MRR and a threshold sweep with the recommended threshold.
+    Retrieval(retrieval::RetrievalArgs),
+    /// Wraps a chat saved by `ragback chat` (`/save`) into one line of a dialogue log.
+    Import(dialogues::ImportArgs),
+    /// Cuts dialogues into replay windows and samples them (seeded, capped per dialogue).
+    Windows(dialogues::WindowsArgs),
+    /// Regenerates each window's last reply for each arm (resumable).
+    Replay(replay::ReplayArgs),
+    /// Judges A against B per criterion, in both orders (resumable).
+    Pairwise(judge::PairwiseArgs),
+    /// Tags every reply for what must never happen (resumable).
+    Moderate(judge::ModerateArgs),
+    /// Computes the statistics and the ship decision: report.json and report.html.
+    Report(report::ReportArgs),
+    /// Pairs and judge calls needed to detect an effect.
+    Power(report::PowerArgs),
+}
+
+/// Runs an evaluation command.
+pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        EvalCommand::Retrieval(args) => retrieval::run(args, settings).await,
+        EvalCommand::Import(args) => dialogues::import(args),
+        EvalCommand::Windows(args) => dialogues::windows(args),
+        EvalCommand::Replay(args) => replay::run(args, settings).await,
+        EvalCommand::Pairwise(args) => judge::pairwise(args, settings).await,
+        EvalCommand::Moderate(args) => judge::moderate(args, settings).await,
+        EvalCommand::Report(args) => report::run(args),
+        EvalCommand::Power(args) => report::power(args),
+    }
+}

@@ -1,0 +1,354 @@
+//! `ragback eval replay`: regenerates each window's target for each arm — through a running
+//! ragback server (`POST /generate`), or the reply in the log — into a resumable journal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::StreamExt;
+use ragback_infrastructure::Settings;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::calls::{Budget, BudgetReached, Failure, Prices, Retries, retrying, stop_on_ctrl_c};
+use super::dialogues::{Window, read_windows};
+use super::journal::Journal;
+
+/// `ragback eval replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The windows (`ragback eval windows`).
+    #[arg(long)]
+    windows: PathBuf,
+    /// The replies journal (resumed when it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// An arm: `NAME=logged` (the reply in the log) or
+    /// `NAME=server:URL[,model=M,temperature=T,top_p=P,max_tokens=N,seed=S]`.
+    #[arg(long = "arm", required = true)]
+    arms: Vec<String>,
+    /// Facts: `live` (the server retrieves them now) or `none` (retrieval off).
+    #[arg(long, default_value = "live")]
+    facts: String,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Attempts per reply, counted across runs.
+    #[arg(long, default_value_t = 4)]
+    max_attempts: u32,
+    /// First retry delay, ms (doubles up to 30 s; `Retry-After` wins).
+    #[arg(long, default_value_t = 1000)]
+    backoff_ms: u64,
+    /// Deadline of one request, ms (`X-Request-Timeout`).
+    #[arg(long, default_value_t = 60_000)]
+    timeout_ms: u64,
+    /// Price of a model, USD per million tokens: `MODEL=INPUT:OUTPUT` (repeatable).
+    #[arg(long = "price")]
+    prices: Vec<String>,
+    /// Stop issuing requests once this much is spent (USD); rerun to continue.
+    #[arg(long)]
+    max_cost: Option<f64>,
+    /// Print the calls and a token estimate, call nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Start the journal over even if it was written with another configuration.
+    #[arg(long)]
+    new_run: bool,
+}
+
+/// How an arm answers.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Logged,
+    Server { url: String, generation: Value },
+}
+
+#[derive(Debug, Clone)]
+struct Arm {
+    name: String,
+    source: Source,
+}
+
+fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
+    let (name, rest) = spec
+        .split_once('=')
+        .with_context(|| format!("--arm {spec:?}: NAME=logged or NAME=server:URL[,key=value…]"))?;
+    if rest == "logged" {
+        return Ok(Arm {
+            name: name.to_owned(),
+            source: Source::Logged,
+        });
+    }
+    let Some(server) = rest.strip_prefix("server:") else {
+        bail!("--arm {spec:?}: the source is `logged` or `server:URL`");
+    };
+    let mut parts = server.split(',');
+    let url = parts
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    let mut generation = serde_json::Map::new();
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .with_context(|| format!("--arm {spec:?}: {part:?} is not key=value"))?;
+        let value = match key {
+            "model" => Value::from(value),
+            "temperature" | "top_p" => Value::from(
+                value
+                    .parse::<f64>()
+                    .with_context(|| format!("--arm: {key}"))?,
+            ),
+            "max_tokens" | "seed" => Value::from(
+                value
+                    .parse::<u64>()
+                    .with_context(|| format!("--arm: {key}"))?,
+            ),
+            other => bail!(
+                "--arm {spec:?}: unknown key {other:?} (model, temperature, top_p, max_tokens, seed)"
+            ),
+        };
+        generation.insert(key.to_owned(), value);
+    }
+    Ok(Arm {
+        name: name.to_owned(),
+        source: Source::Server {
+            url,
+            generation: Value::Object(generation),
+        },
+    })
+}
+
+/// Runs `ragback eval replay`.
+pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
+    let arms: Vec<Arm> = args
+        .arms
+        .iter()
+        .map(|a| parse_arm(a))
+        .collect::<anyhow::Result<_>>()?;
+    if !matches!(args.facts.as_str(), "live" | "none") {
+        bail!("--facts is live or none");
+    }
+    let windows = read_windows(&args.windows)?;
+    let prices = Prices::parse(&args.prices)?;
+    let jobs: Vec<(&Window, &Arm)> = windows
+        .iter()
+        .flat_map(|w| arms.iter().map(move |a| (w, a)))
+        .collect();
+    if args.dry_run {
+        let chars: usize = windows
+            .iter()
+            .map(|w| w.context.iter().map(|m| m.text.len()).sum::<usize>() + 600)
+            .sum();
+        let calls = windows.len() * arms.iter().filter(|a| a.source != Source::Logged).count();
+        println!(
+            "{calls} calls to /generate for {} windows × {} arms; about {} prompt tokens (4 characters a token)",
+            windows.len(),
+            arms.len(),
+            chars / 4 * arms.iter().filter(|a| a.source != Source::Logged).count()
+        );
+        return Ok(());
+    }
+    let config = json!({
+        "windows": args.windows, "arms": args.arms, "facts": args.facts,
+    });
+    let journal = Arc::new(Journal::open(&args.out, "replay", &config, args.new_run)?);
+    let already: f64 = journal
+        .done
+        .values()
+        .filter_map(|r| r.get("cost_usd").and_then(Value::as_f64))
+        .sum();
+    let budget = Budget::new(args.max_cost, already);
+    let retries = Retries {
+        max_attempts: args.max_attempts.max(1),
+        backoff: Duration::from_millis(args.backoff_ms),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5))
+        .build()?;
+    let token = settings
+        .eval
+        .server_api_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned());
+    let stop = stop_on_ctrl_c();
+    let todo: Vec<(&Window, &Arm)> = jobs
+        .into_iter()
+        .filter(|(w, a)| !journal.is_final(&key(w, a)))
+        .filter(|(w, a)| journal.attempts(&key(w, a)) < retries.max_attempts)
+        .collect();
+    eprintln!(
+        "replay: {} replies to make ({} already in {})",
+        todo.len(),
+        journal.done.len(),
+        args.out.display()
+    );
+    let facts_on = args.facts == "live";
+    let (mut made, mut failed) = (0usize, 0usize);
+    let mut results = futures::stream::iter(todo)
+        .map(|(window, arm)| {
+            let (journal, budget, client, token, stop, prices) = (
+                journal.clone(),
+                budget.clone(),
+                client.clone(),
+                token.clone(),
+                stop.clone(),
+                &prices,
+            );
+            async move {
+                if stop.load(Ordering::SeqCst) || budget.exhausted() {
+                    return Ok(None);
+                }
+                let row = reply(
+                    window,
+                    arm,
+                    &client,
+                    token.as_deref(),
+                    facts_on,
+                    args.timeout_ms,
+                    retries,
+                    journal.attempts(&key(window, arm)),
+                    prices,
+                )
+                .await;
+                if let Some(cost) = row.get("cost_usd").and_then(Value::as_f64) {
+                    budget.add(cost);
+                }
+                journal.append(&row)?;
+                Ok::<_, anyhow::Error>(Some(
+                    row.get("status").and_then(Value::as_str) == Some("ok"),
+                ))
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1));
+    while let Some(result) = results.next().await {
+        match result? {
+            Some(true) => made += 1,
+            Some(false) => failed += 1,
+            None => {}
+        }
+    }
+    journal.finish()?;
+    eprintln!(
+        "replay: {made} replies made, {failed} failed; ${:.6} spent -> {}",
+        budget.spent(),
+        args.out.display()
+    );
+    if stop.load(Ordering::SeqCst) {
+        return Err(crate::cli::Interrupted.into());
+    }
+    if budget.exhausted() {
+        return Err(BudgetReached(budget.spent()).into());
+    }
+    Ok(())
+}
+
+fn key(window: &Window, arm: &Arm) -> String {
+    format!("{}|{}|0", window.id, arm.name)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reply(
+    window: &Window,
+    arm: &Arm,
+    client: &reqwest::Client,
+    token: Option<&str>,
+    facts: bool,
+    timeout_ms: u64,
+    retries: Retries,
+    spent: u32,
+    prices: &Prices,
+) -> Value {
+    let mut row = json!({
+        "kind": "reply", "key": key(window, arm), "window": window.id, "dialogue": window.dialogue,
+        "bucket": window.bucket, "arm": arm.name, "sample": 0,
+    });
+    let Source::Server { url, generation } = &arm.source else {
+        row["status"] = json!("ok");
+        row["attempts"] = json!(0);
+        row["text"] = json!(window.logged.text);
+        row["model"] = json!(window.logged_model);
+        return row;
+    };
+    let body = json!({
+        "messages": window.context, "user": window.user, "character": window.character,
+        "scenario": window.scenario, "generation": generation,
+        "retrieval": {"enabled": facts},
+    });
+    let started = Instant::now();
+    let (result, attempts) = retrying(retries, spent, &key(window, arm), || {
+        let mut request = client
+            .post(format!("{url}/generate"))
+            .header("x-request-timeout", timeout_ms.to_string())
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { generate(request).await }
+    })
+    .await;
+    row["attempts"] = json!(attempts);
+    row["latency_ms"] = json!(started.elapsed().as_millis() as u64);
+    match result {
+        Ok(response) => {
+            let usage = &response["usage"];
+            let model = response["model"].as_str().unwrap_or_default();
+            let cost = prices.cost(
+                model,
+                usage["prompt_tokens"].as_u64().unwrap_or(0),
+                usage["completion_tokens"].as_u64().unwrap_or(0),
+            );
+            row["status"] = json!("ok");
+            row["text"] = response["text"].clone();
+            row["model"] = json!(model);
+            row["facts"] = response["facts"].clone();
+            row["retrieval"] = response["retrieval"].clone();
+            row["usage"] = usage.clone();
+            row["cost_usd"] = json!(cost);
+        }
+        Err(failure) => {
+            row["status"] = json!(if failure.retryable {
+                "api_error"
+            } else {
+                "invalid"
+            });
+            row["error"] = json!(failure.message);
+        }
+    }
+    row
+}
+
+/// One `/generate` call, classified.
+async fn generate(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Failure::transient(format!("ragback: {e}"), None))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| Failure::transient(format!("ragback's answer: {e}"), None))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = format!(
+        "ragback answered {status}: {}",
+        body["error"]["message"].as_str().unwrap_or_default()
+    );
+    if status.as_u16() == 429 || status.is_server_error() {
+        Err(Failure::transient(message, retry_after))
+    } else {
+        Err(Failure::permanent(message))
+    }
+}
