@@ -14,7 +14,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 WORKSPACE := --workspace --all-targets --all-features --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt model add-facts interact eval bench load soak dc.up dc.down clean
+.PHONY: help run build test lint fmt model add-facts interact eval eval-demo bench load soak dc.up dc.down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ interact: ## Chat with the demo character through the server `make run` started 
 
 eval: $(MODELS) ## Measure retrieval on the labelled demo queries (recall@k, MRR, threshold sweep)
 	$(RELEASE) eval retrieval --facts data/facts.json --queries data/retrieval_eval.jsonl
+
+eval-demo: ## Compare two demo models end to end (replay, pairwise judge, moderation, report) against a local fake LLM; leaves var/eval-demo/report.html
+	$(CARGO) build --quiet -p ragback-presentation --bin ragback -p ragback-testkit --bin fake-openai
+	RAGBACK=$(TARGET_DIR)/debug/ragback FAKE=$(TARGET_DIR)/debug/fake-openai scripts/eval-demo.sh
 
 bench: $(MODELS) ## Measure the pipeline's overhead, streaming's time to first token, Qdrant Edge search, the local embedder and the local chat model
 	$(CARGO) bench -p ragback-presentation --bench pipeline

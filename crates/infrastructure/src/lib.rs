@@ -8,10 +8,11 @@ mod wiring;
 
 pub use settings::{
     ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, EvalSettings, JudgeSettings, List,
-    LogFormat, RetrievalConfig, ServerSettings, Settings, StoreKind, StoreSettings,
+    LogFormat, ModerationSettings, RetrievalConfig, ServerSettings, Settings, StoreKind,
+    StoreSettings,
 };
 pub use sources::ConfigSources;
 pub use wiring::{
-    FactServices, Judge, Services, WiringError, build_fact_services, build_judge, build_services,
-    open_store,
+    FactServices, Judge, Services, WiringError, build_fact_services, build_judge, build_moderation,
+    build_services, open_store,
 };

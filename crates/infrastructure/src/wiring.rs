@@ -239,3 +239,25 @@ pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
             .into(),
     ))
 }
+
+/// OpenAI's moderation endpoint, for `ragback eval moderate --adapter openai`.
+pub fn build_moderation(
+    settings: &Settings,
+) -> Result<Arc<dyn ragback_application::ports::Moderation>, WiringError> {
+    let m = &settings.eval.moderation;
+    if m.api_key.is_none() && m.base_url.contains("api.openai.com") {
+        return Err(WiringError::Invalid(
+            "the OpenAI moderation adapter needs RAGBACK_EVAL__MODERATION__API_KEY (or another \
+             RAGBACK_EVAL__MODERATION__BASE_URL)"
+                .into(),
+        ));
+    }
+    let moderation = ragback_integrations::moderation::OpenAiModeration::new(
+        &m.base_url,
+        m.api_key.clone(),
+        &m.model,
+        m.timeout,
+    )
+    .map_err(|e| WiringError::Invalid(format!("RAGBACK_EVAL__MODERATION__*: {e}")))?;
+    Ok(Arc::new(moderation))
+}

@@ -9,6 +9,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tera::{Context, Tera};
 
+use crate::prompt::error_chain;
+
 /// The templates a judge needs, by name without `.tera`.
 pub const PAIRWISE: [&str; 2] = ["pairwise_system", "pairwise_user"];
 /// The moderation judge's templates.
@@ -35,7 +37,7 @@ impl EvalPrompts {
             hasher.update([0]);
             hasher.update(source.as_bytes());
             tera.add_raw_template(name, &source)
-                .map_err(|e| format!("{}: {}", path.display(), chain(&e)))?;
+                .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
         }
         Ok(Self {
             tera,
@@ -50,8 +52,10 @@ impl EvalPrompts {
 
     /// Renders template `name` with `data`; everything inserted is data, never evaluated.
     pub fn render(&self, name: &str, data: &impl Serialize) -> Result<String, String> {
-        let context = Context::from_serialize(data).map_err(|e| chain(&e))?;
-        self.tera.render(name, &context).map_err(|e| chain(&e))
+        let context = Context::from_serialize(data).map_err(|e| error_chain(&e))?;
+        self.tera
+            .render(name, &context)
+            .map_err(|e| error_chain(&e))
     }
 }
 
@@ -65,17 +69,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    message
 }
 
 #[cfg(test)]

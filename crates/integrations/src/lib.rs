@@ -25,6 +25,7 @@ pub mod local_llm_settings;
 pub mod local_settings;
 #[cfg(feature = "model-files")]
 pub mod models;
+pub mod moderation;
 pub mod prompt;
 #[cfg(feature = "qdrant-server")]
 pub mod qdrant;

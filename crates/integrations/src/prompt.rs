@@ -167,7 +167,8 @@ fn tidy(text: &str) -> String {
     out
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod app;
-pub mod fake_judge;
+pub mod fake_openai;
 pub mod fake_qdrant;
 pub mod fault_upstream;
 pub mod process;

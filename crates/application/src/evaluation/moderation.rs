@@ -100,6 +100,43 @@ pub fn parse_tags(answer: &str) -> Result<Tags, ModerationParseError> {
     Ok(Tags { flagged, evidence })
 }
 
+/// Maps OpenAI's moderation categories to the tags (`real_meeting`, `sexting` and `error` have
+/// no counterpart: only the judge sets them). A category counts when the API flags it, or, with
+/// `threshold`, when its score reaches it.
+pub fn tags_from_openai(
+    result: &crate::ports::ModerationResult,
+    threshold: Option<f64>,
+) -> Vec<Tag> {
+    let on = |category: &str| match threshold {
+        Some(t) => result.scores.get(category).is_some_and(|s| *s >= t),
+        None => result.categories.get(category).copied().unwrap_or(false),
+    };
+    let mut tags = Vec::new();
+    let mut set = |tag: Tag, categories: &[&str]| {
+        if categories.iter().any(|c| on(c)) && !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    };
+    set(Tag::Hate, &["hate", "hate/threatening"]);
+    set(Tag::Sexual, &["sexual", "sexual/minors"]);
+    set(Tag::Minor, &["sexual/minors"]);
+    set(
+        Tag::SelfHarm,
+        &["self-harm", "self-harm/intent", "self-harm/instructions"],
+    );
+    set(
+        Tag::Violence,
+        &[
+            "violence",
+            "violence/graphic",
+            "illicit/violent",
+            "harassment/threatening",
+        ],
+    );
+    tags.sort();
+    tags
+}
+
 /// The last `{…}` of `text` that parses as a JSON object.
 fn last_object(text: &str) -> Option<serde_json::Map<String, Value>> {
     let ends: Vec<usize> = text.match_indices('}').map(|(i, _)| i).collect();
@@ -121,6 +158,19 @@ mod tests {
     use super::*;
 
     const CLEAN: &str = r#"{"hate":0,"sexual":0,"minor":0,"self_harm":0,"violence":0,"real_meeting":0,"sexting":0,"error":0,"evidence":""}"#;
+
+    #[test]
+    fn openai_categories_map_to_tags() {
+        let mut result = crate::ports::ModerationResult::default();
+        result.categories.insert("sexual/minors".into(), true);
+        result.categories.insert("harassment".into(), true);
+        result.scores.insert("violence".into(), 0.7);
+        assert_eq!(
+            tags_from_openai(&result, None),
+            vec![Tag::Sexual, Tag::Minor]
+        );
+        assert_eq!(tags_from_openai(&result, Some(0.5)), vec![Tag::Violence]);
+    }
 
     #[test]
     fn every_key_must_be_present_with_zero_or_one() {

@@ -271,3 +271,59 @@ pub fn decide(
         reasons,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluation::scoring::{PairRow, criterion_stats};
+    use crate::evaluation::stats::Bootstrap;
+    use crate::evaluation::verdict::PairOutcome;
+    use crate::evaluation::windows::Bucket;
+
+    fn rows(n: usize, unjudged: usize, win_every: usize) -> Vec<PairRow> {
+        (0..n)
+            .map(|i| PairRow {
+                dialogue: format!("d{}", i % 25),
+                window: format!("d{}#{i}", i % 25),
+                bucket: Bucket::Middle,
+                outcome: if i < unjudged {
+                    PairOutcome::Unjudged
+                } else if i % win_every == 0 {
+                    PairOutcome::Loss
+                } else {
+                    PairOutcome::Win
+                },
+                order_score: None,
+                chars: (40, 40 + i % 7),
+                tokens: (None, None),
+                first_slot: vec![Some(i % 2 == 0), Some(i % 2 == 1)],
+                refused: false,
+            })
+            .collect()
+    }
+
+    fn decision(n: usize, unjudged: usize) -> Decision {
+        let bootstrap = Bootstrap {
+            rounds: 300,
+            seed: 0,
+        };
+        let criteria: Vec<_> = ["engagement", "in_character", "scenario_focus"]
+            .iter()
+            .map(|c| criterion_stats(c, &rows(n, unjudged, 4), bootstrap))
+            .collect();
+        decide(&criteria, None, &Policy::default())
+    }
+
+    #[test]
+    fn unjudged_pairs_above_two_percent_invalidate_the_judge() {
+        let invalid = decision(40, 2);
+        assert_eq!(invalid.verdict, Verdict::Invalid);
+        assert!(
+            invalid.reasons[0].contains("5.0 % of pairs unjudged"),
+            "{:?}",
+            invalid.reasons
+        );
+        let valid = decision(100, 1);
+        assert_eq!(valid.verdict, Verdict::Ship, "{:?}", valid.reasons);
+    }
+}

@@ -165,32 +165,42 @@ pub fn sample(candidates: &[Candidate], sampling: &Sampling) -> Vec<Candidate> {
         order.swap(i, j);
     }
     let weight_sum: u64 = sampling.buckets.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut assigned = 0usize;
+    let quotas: Vec<(Bucket, usize)> = sampling
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(position, (bucket, weight))| {
+            let quota = match sampling.total {
+                None if *weight > 0 => usize::MAX,
+                None => 0,
+                Some(_) if weight_sum == 0 => 0,
+                Some(total) if position + 1 == sampling.buckets.len() => total - assigned,
+                Some(total) => (total as u64 * u64::from(*weight) / weight_sum)
+                    .try_into()
+                    .unwrap_or(usize::MAX),
+            };
+            assigned = assigned.saturating_add(quota);
+            (*bucket, quota)
+        })
+        .collect();
+    // One pass in the shuffled order, so that no bucket uses up a dialogue's cap before the
+    // others get their turn.
+    let mut taken: HashMap<Bucket, usize> = HashMap::new();
     let mut per_dialogue: HashMap<&str, usize> = HashMap::new();
     let mut chosen = Vec::new();
-    let mut assigned = 0usize;
-    for (position, (bucket, weight)) in sampling.buckets.iter().enumerate() {
-        let quota = match sampling.total {
-            None => usize::MAX,
-            Some(_) if weight_sum == 0 => 0,
-            Some(total) if position + 1 == sampling.buckets.len() => total - assigned,
-            Some(total) => (total as u64 * u64::from(*weight) / weight_sum)
-                .try_into()
-                .unwrap_or(usize::MAX),
+    for candidate in order {
+        let Some(&(_, quota)) = quotas.iter().find(|(b, _)| *b == candidate.bucket) else {
+            continue;
         };
-        assigned = assigned.saturating_add(quota);
-        let mut taken = 0;
-        for candidate in order.iter().filter(|c| c.bucket == *bucket) {
-            if taken == quota {
-                break;
-            }
-            let count = per_dialogue.entry(candidate.dialogue.as_str()).or_default();
-            if *count >= sampling.max_per_dialogue {
-                continue;
-            }
-            *count += 1;
-            taken += 1;
-            chosen.push((*candidate).clone());
+        let in_bucket = taken.entry(candidate.bucket).or_default();
+        let in_dialogue = per_dialogue.entry(candidate.dialogue.as_str()).or_default();
+        if *in_bucket >= quota || *in_dialogue >= sampling.max_per_dialogue {
+            continue;
         }
+        *in_bucket += 1;
+        *in_dialogue += 1;
+        chosen.push(candidate.clone());
     }
     chosen.sort_by(|a, b| (&a.dialogue, a.index).cmp(&(&b.dialogue, b.index)));
     chosen

@@ -4,6 +4,7 @@
 mod chat_model;
 mod embedder;
 mod fact_store;
+mod moderation;
 mod prompt;
 
 pub use chat_model::{
@@ -15,4 +16,5 @@ pub use fact_store::{
     EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, StoredFact,
     UpsertReport, ensure_same_model,
 };
+pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

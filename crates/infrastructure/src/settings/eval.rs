@@ -15,6 +15,34 @@ pub struct EvalSettings {
     pub judge: JudgeSettings,
     /// Bearer token for the ragback server a replay calls (`RAGBACK_EVAL__SERVER_API_KEY`).
     pub server_api_key: Option<SecretString>,
+    /// OpenAI's moderation endpoint (`RAGBACK_EVAL__MODERATION__*`), for `moderate --adapter openai`.
+    pub moderation: ModerationSettings,
+}
+
+/// A moderation endpoint speaking OpenAI's `POST /moderations`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModerationSettings {
+    /// Its base URL.
+    pub base_url: String,
+    /// Its key.
+    pub api_key: Option<SecretString>,
+    /// Its model.
+    pub model: String,
+    /// Deadline of one call (`timeout_secs`).
+    #[serde(rename = "timeout_secs", deserialize_with = "seconds::deserialize")]
+    pub timeout: Duration,
+}
+
+impl Default for ModerationSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            model: "omni-moderation-latest".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The judge: any OpenAI-compatible chat-completions endpoint, called at temperature 0.

@@ -17,7 +17,7 @@ use ragback_integrations::prompt::PromptSettings;
 use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
-pub use eval::{EvalSettings, JudgeSettings};
+pub use eval::{EvalSettings, JudgeSettings, ModerationSettings};
 pub use retrieval::RetrievalConfig;
 pub use server::ServerSettings;
 pub use store::{StoreKind, StoreSettings};
@@ -409,6 +409,9 @@ mod tests {
         let s = Settings::load(&sources, &[]).unwrap();
         assert_eq!(s.llm.provider, ragback_integrations::llm::LlmProvider::Auto);
         assert_eq!(s.prompt.max_prompt_tokens, 4_096);
+        assert_eq!(s.eval.judge.base_url, None, "blank: the smoke-test judge");
+        assert_eq!(s.eval.judge.model, "openai/gpt-4o");
+        assert_eq!(s.eval.moderation.model, "omni-moderation-latest");
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod llm_stream;
 mod local_embedder;
 #[cfg(feature = "local-llm")]
 mod local_llm;
+mod moderation;
 #[cfg(feature = "qdrant-server")]
 mod qdrant_server;

@@ -7,7 +7,59 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
+use futures::{Stream, StreamExt};
 use ragback_application::evaluation::stats::SeededRng;
+
+/// How a stage calls out: what `replay`, `pairwise` and `moderate` share.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Calls in flight.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Attempts per row, counted across runs.
+    #[arg(long, default_value_t = 4)]
+    pub max_attempts: u32,
+    /// First retry delay, ms (doubles up to 30 s; `Retry-After` wins).
+    #[arg(long, default_value_t = 1000)]
+    pub backoff_ms: u64,
+    /// Price of a model, USD per million tokens: `MODEL=INPUT:OUTPUT` (repeatable).
+    #[arg(long = "price")]
+    pub prices: Vec<String>,
+    /// Stop issuing calls once this much is spent (USD); rerun to continue.
+    #[arg(long)]
+    pub max_cost: Option<f64>,
+    /// Start the journal over even if it was written with another configuration.
+    #[arg(long)]
+    pub new_run: bool,
+}
+
+impl CallArgs {
+    /// The retry policy.
+    pub fn retries(&self) -> Retries {
+        Retries {
+            max_attempts: self.max_attempts.max(1),
+            backoff: Duration::from_millis(self.backoff_ms),
+        }
+    }
+}
+
+/// Counts the rows a stage wrote: `Some(true)` made, `Some(false)` failed, `None` not started
+/// (stopped, or the budget ran out).
+pub async fn tally(
+    rows: impl Stream<Item = anyhow::Result<Option<bool>>>,
+) -> anyhow::Result<(usize, usize)> {
+    let mut rows = std::pin::pin!(rows);
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(row) = rows.next().await {
+        match row? {
+            Some(true) => ok += 1,
+            Some(false) => failed += 1,
+            None => {}
+        }
+    }
+    Ok((ok, failed))
+}
 
 /// A failed call.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,20 +247,20 @@ mod tests {
         assert!(Prices::parse(&["nope".into()]).is_err());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn retries_honour_retry_after_and_stop_at_the_limit() {
         let retries = Retries {
             max_attempts: 3,
             backoff: Duration::from_millis(10),
         };
         let mut calls = 0;
-        let started = tokio::time::Instant::now();
+        let started = std::time::Instant::now();
         let (result, attempts) = retrying(retries, 0, "k", || {
             calls += 1;
             let n = calls;
             async move {
                 if n == 1 {
-                    Err(Failure::transient("429", Some(Duration::from_secs(1))))
+                    Err(Failure::transient("429", Some(Duration::from_millis(50))))
                 } else {
                     Ok(n)
                 }
@@ -216,7 +268,10 @@ mod tests {
         })
         .await;
         assert_eq!((result.unwrap(), attempts), (2, 2));
-        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "Retry-After was waited"
+        );
         let (result, attempts) = retrying(retries, 1, "k", || async {
             Err::<(), _>(Failure::transient("500", None))
         })

@@ -21,7 +21,9 @@ use ragback_infrastructure::{Judge, Settings, build_judge};
 use ragback_integrations::eval_prompts::{EvalPrompts, MODERATION, PAIRWISE};
 use serde_json::{Value, json};
 
-use super::calls::{Budget, BudgetReached, Failure, Prices, Retries, retrying, stop_on_ctrl_c};
+use super::calls::{
+    Budget, BudgetReached, CallArgs, Failure, Prices, Retries, retrying, stop_on_ctrl_c, tally,
+};
 use super::dialogues::{Window, read_windows};
 use super::journal::{Journal, read_journal};
 
@@ -74,24 +76,8 @@ pub struct JudgeArgs {
     /// Seed sent to the judge.
     #[arg(long)]
     judge_seed: Option<u64>,
-    /// Calls in flight.
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
-    /// Attempts per call, counted across runs.
-    #[arg(long, default_value_t = 4)]
-    max_attempts: u32,
-    /// First retry delay, ms.
-    #[arg(long, default_value_t = 1000)]
-    backoff_ms: u64,
-    /// Price of the judge, USD per million tokens: `MODEL=INPUT:OUTPUT`.
-    #[arg(long = "price")]
-    prices: Vec<String>,
-    /// Stop once this much is spent (USD); rerun to continue.
-    #[arg(long)]
-    max_cost: Option<f64>,
-    /// Start the journal over even if it was written with another configuration.
-    #[arg(long)]
-    new_run: bool,
+    #[command(flatten)]
+    calls: CallArgs,
 }
 
 /// `ragback eval pairwise`.
@@ -118,6 +104,15 @@ pub struct ModerateArgs {
     /// Earlier messages shown with each reply.
     #[arg(long, default_value_t = 6)]
     context: usize,
+    /// Who tags: `judge` (the LLM judge, every tag, with the story as context) or `openai`
+    /// (OpenAI's moderation endpoint, `RAGBACK_EVAL__MODERATION__*`: the message alone, no
+    /// `real_meeting`, `sexting` or `error`).
+    #[arg(long, default_value = "judge", value_parser = ["judge", "openai"])]
+    adapter: String,
+    /// With `--adapter openai`: flag a category from this score on, instead of by the API's
+    /// own booleans.
+    #[arg(long)]
+    openai_threshold: Option<f64>,
 }
 
 /// A judge call's answer.
@@ -129,6 +124,10 @@ struct Answer {
 
 struct Setup {
     judge: Judge,
+    timeout: Duration,
+    /// Tokens of a verdict: `RAGBACK_EVAL__JUDGE__MAX_TOKENS`, 48 for the smoke-test judge (a
+    /// small local model rambles; the verdict line is what counts).
+    max_tokens: u32,
     model: String,
     windows: HashMap<String, Window>,
     replies: HashMap<String, Value>,
@@ -172,7 +171,12 @@ fn setup(
         "windows": common.windows, "replies": common.replies, "judge_model": model,
         "judge_seed": common.judge_seed, "prompt_sha256": prompts.sha256(), "extra": extra,
     });
-    let journal = Arc::new(Journal::open(&common.out, stage, &config, common.new_run)?);
+    let journal = Arc::new(Journal::open(
+        &common.out,
+        stage,
+        &config,
+        common.calls.new_run,
+    )?);
     let already = journal
         .done
         .values()
@@ -180,12 +184,15 @@ fn setup(
         .sum();
     Ok((
         Setup {
-            budget: Budget::new(common.max_cost, already),
-            retries: Retries {
-                max_attempts: common.max_attempts.max(1),
-                backoff: Duration::from_millis(common.backoff_ms),
+            budget: Budget::new(common.calls.max_cost, already),
+            retries: common.calls.retries(),
+            prices: Prices::parse(&common.calls.prices)?,
+            timeout: settings.eval.judge.timeout,
+            max_tokens: if judge.smoke_test {
+                48
+            } else {
+                settings.eval.judge.max_tokens
             },
-            prices: Prices::parse(&common.prices)?,
             judge,
             model,
             windows,
@@ -217,7 +224,15 @@ impl Setup {
         };
         let spent = self.journal.attempts(key);
         retrying(self.retries, spent, key, || async {
-            let completion = self.judge.model.complete(&request).await.map_err(classify)?;
+            let completion = tokio::time::timeout(self.timeout, self.judge.model.complete(&request))
+                .await
+                .map_err(|_| {
+                    Failure::transient(
+                        format!("the judge did not answer within {:?}", self.timeout),
+                        None,
+                    )
+                })?
+                .map_err(classify)?;
             let usage = completion.usage.unwrap_or_default();
             let cost = self.prices.cost(
                 &self.model,
@@ -368,7 +383,7 @@ pub async fn pairwise(args: PairwiseArgs, settings: &Settings) -> anyhow::Result
     let prompts = Arc::new(prompts);
     let seed = args.common.judge_seed;
     let (a_name, b_name) = (args.a.clone(), args.b.clone());
-    let mut results = futures::stream::iter(todo)
+    let results = futures::stream::iter(todo)
         .map(|(id, criterion, definition, order, a, b)| {
             let (setup, prompts, stop) = (setup.clone(), prompts.clone(), stop.clone());
             let (a_name, b_name) = (a_name.clone(), b_name.clone());
@@ -406,7 +421,7 @@ pub async fn pairwise(args: PairwiseArgs, settings: &Settings) -> anyhow::Result
                 let system = prompts.render("pairwise_system", &data).map_err(anyhow::Error::msg)?;
                 let user = prompts.render("pairwise_user", &data).map_err(anyhow::Error::msg)?;
                 let mut messages = vec![message(PromptRole::System, system), message(PromptRole::User, user)];
-                let max_tokens = settings_max_tokens(&setup);
+                let max_tokens = setup.max_tokens;
                 let (mut result, mut attempts) = setup.ask(&key, messages.clone(), max_tokens, seed).await;
                 let mut reasked = false;
                 if let Ok((completion, _)) = &result
@@ -456,20 +471,9 @@ pub async fn pairwise(args: PairwiseArgs, settings: &Settings) -> anyhow::Result
                 Ok::<_, anyhow::Error>(Some(row["status"] == "ok"))
             }
         })
-        .buffer_unordered(args.common.concurrency.max(1));
-    let (mut ok, mut failed) = (0, 0);
-    while let Some(result) = results.next().await {
-        match result? {
-            Some(true) => ok += 1,
-            Some(false) => failed += 1,
-            None => {}
-        }
-    }
+        .buffer_unordered(args.common.calls.concurrency.max(1));
+    let (ok, failed) = tally(results).await?;
     finish(&setup, &stop, ok, failed, &args.common.out)
-}
-
-fn settings_max_tokens(setup: &Setup) -> u32 {
-    if setup.judge.smoke_test { 120 } else { 400 }
 }
 
 fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -503,6 +507,9 @@ fn finish(
 
 /// Runs `ragback eval moderate`: every reply of every arm, tagged.
 pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    if args.adapter == "openai" {
+        return moderate_openai(args, settings).await;
+    }
     let (setup, prompts) = setup(
         &args.common,
         settings,
@@ -540,7 +547,7 @@ pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result
     let prompts = Arc::new(prompts);
     let seed = args.common.judge_seed;
     let context = args.context;
-    let mut results = futures::stream::iter(todo)
+    let results = futures::stream::iter(todo)
         .map(|reply| {
             let (setup, prompts, stop) = (setup.clone(), prompts.clone(), stop.clone());
             async move {
@@ -568,7 +575,7 @@ pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result
                     (result, attempts) = (again, more);
                 }
                 let mut row = json!({
-                    "kind": "moderation", "key": key, "window": window.id, "dialogue": window.dialogue,
+                    "kind": "moderation", "adapter": "judge", "key": key, "window": window.id, "dialogue": window.dialogue,
                     "arm": reply["arm"], "text": text, "context_tail": context_lines(window, 2),
                     "attempts": attempts, "prompt_sha256": prompts.sha256(), "judge_model": setup.model,
                     "smoke_test_judge": setup.judge.smoke_test,
@@ -604,15 +611,8 @@ pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result
                 Ok::<_, anyhow::Error>(Some(row["status"] == "ok"))
             }
         })
-        .buffer_unordered(args.common.concurrency.max(1));
-    let (mut ok, mut failed) = (0, 0);
-    while let Some(result) = results.next().await {
-        match result? {
-            Some(true) => ok += 1,
-            Some(false) => failed += 1,
-            None => {}
-        }
-    }
+        .buffer_unordered(args.common.calls.concurrency.max(1));
+    let (ok, failed) = tally(results).await?;
     if ok + failed == 0 && setup.journal.done.is_empty() {
         bail!(
             "no replies to moderate in {}",
@@ -620,4 +620,107 @@ pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result
         );
     }
     finish(&setup, &stop, ok, failed, &args.common.out)
+}
+
+/// `moderate --adapter openai`: the replies in batches of 32 through OpenAI's moderation
+/// endpoint; raw scores are kept beside the tags.
+async fn moderate_openai(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    let api = ragback_infrastructure::build_moderation(settings)?;
+    let common = &args.common;
+    let windows: HashMap<String, Window> = read_windows(&common.windows)?
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect();
+    let (_, replies) = read_journal(&common.replies)?;
+    let config = json!({
+        "windows": common.windows, "replies": common.replies, "adapter": "openai",
+        "model": api.model(), "threshold": args.openai_threshold,
+    });
+    let journal = Journal::open(&common.out, "moderate", &config, common.calls.new_run)?;
+    let retries = common.calls.retries();
+    let mut units: Vec<&Value> = replies
+        .values()
+        .filter(|r| {
+            r["status"] == "ok" && windows.contains_key(r["window"].as_str().unwrap_or_default())
+        })
+        .filter(|r| {
+            let key = r["key"].as_str().unwrap_or_default();
+            !journal.is_final(key) && journal.attempts(key) < retries.max_attempts
+        })
+        .collect();
+    units.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+    eprintln!(
+        "moderate: {} replies to classify with {} (OpenAI moderation)",
+        units.len(),
+        api.model()
+    );
+    let stop = stop_on_ctrl_c();
+    let (mut ok, mut failed) = (0, 0);
+    for batch in units.chunks(32) {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let texts: Vec<String> = batch
+            .iter()
+            .map(|r| r["text"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let first_key = batch[0]["key"].as_str().unwrap_or_default().to_owned();
+        let spent = batch
+            .iter()
+            .map(|r| journal.attempts(r["key"].as_str().unwrap_or_default()))
+            .max()
+            .unwrap_or(0);
+        let (result, attempts) = retrying(retries, spent, &first_key, || async {
+            api.moderate(&texts).await.map_err(|error| match &error {
+                ragback_application::ports::ModerationError::RateLimited {
+                    retry_after, ..
+                } => Failure::transient(error.to_string(), *retry_after),
+                ragback_application::ports::ModerationError::Unavailable(_)
+                | ragback_application::ports::ModerationError::InvalidResponse(_) => {
+                    Failure::transient(error.to_string(), None)
+                }
+                ragback_application::ports::ModerationError::Rejected { .. } => {
+                    Failure::permanent(error.to_string())
+                }
+            })
+        })
+        .await;
+        for (i, reply) in batch.iter().enumerate() {
+            let window = &windows[reply["window"].as_str().unwrap_or_default()];
+            let mut row = json!({
+                "kind": "moderation", "adapter": "openai", "key": reply["key"], "window": window.id,
+                "dialogue": window.dialogue, "arm": reply["arm"], "text": reply["text"],
+                "context_tail": context_lines(window, 2), "attempts": attempts, "judge_model": api.model(),
+            });
+            match &result {
+                Ok(results) => {
+                    let tags = ragback_application::evaluation::moderation::tags_from_openai(
+                        &results[i],
+                        args.openai_threshold,
+                    );
+                    row["status"] = json!("ok");
+                    row["tags"] = json!(tags);
+                    row["flagged"] = json!(results[i].flagged);
+                    row["category_scores"] = json!(results[i].scores);
+                    row["evidence"] = json!("");
+                    ok += 1;
+                }
+                Err(failure) => {
+                    row["status"] = json!("api_error");
+                    row["error"] = json!(failure.message);
+                    failed += 1;
+                }
+            }
+            journal.append(&row)?;
+        }
+    }
+    journal.finish()?;
+    eprintln!(
+        "{ok} classified, {failed} failed -> {}",
+        common.out.display()
+    );
+    if stop.load(Ordering::SeqCst) {
+        return Err(crate::cli::Interrupted.into());
+    }
+    Ok(())
 }

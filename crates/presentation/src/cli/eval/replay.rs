@@ -13,7 +13,9 @@ use ragback_infrastructure::Settings;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::calls::{Budget, BudgetReached, Failure, Prices, Retries, retrying, stop_on_ctrl_c};
+use super::calls::{
+    Budget, BudgetReached, CallArgs, Failure, Prices, Retries, retrying, stop_on_ctrl_c, tally,
+};
 use super::dialogues::{Window, read_windows};
 use super::journal::Journal;
 
@@ -26,44 +28,34 @@ pub struct ReplayArgs {
     /// The replies journal (resumed when it exists).
     #[arg(long)]
     out: PathBuf,
-    /// An arm: `NAME=logged` (the reply in the log) or
-    /// `NAME=server:URL[,model=M,temperature=T,top_p=P,max_tokens=N,seed=S]`.
+    /// An arm: `NAME=logged` (the reply in the log),
+    /// `NAME=server:URL[,model=M,temperature=T,top_p=P,max_tokens=N,seed=S]` (a running ragback)
+    /// or `NAME=local[,model=M,…]` (ragback in this process, from this configuration).
     #[arg(long = "arm", required = true)]
     arms: Vec<String>,
     /// Facts: `live` (the server retrieves them now) or `none` (retrieval off).
     #[arg(long, default_value = "live")]
     facts: String,
-    /// Requests in flight.
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
-    /// Attempts per reply, counted across runs.
-    #[arg(long, default_value_t = 4)]
-    max_attempts: u32,
-    /// First retry delay, ms (doubles up to 30 s; `Retry-After` wins).
-    #[arg(long, default_value_t = 1000)]
-    backoff_ms: u64,
+    #[command(flatten)]
+    calls: CallArgs,
     /// Deadline of one request, ms (`X-Request-Timeout`).
     #[arg(long, default_value_t = 60_000)]
     timeout_ms: u64,
-    /// Price of a model, USD per million tokens: `MODEL=INPUT:OUTPUT` (repeatable).
-    #[arg(long = "price")]
-    prices: Vec<String>,
-    /// Stop issuing requests once this much is spent (USD); rerun to continue.
-    #[arg(long)]
-    max_cost: Option<f64>,
     /// Print the calls and a token estimate, call nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Start the journal over even if it was written with another configuration.
-    #[arg(long)]
-    new_run: bool,
 }
 
 /// How an arm answers.
 #[derive(Debug, Clone, PartialEq)]
 enum Source {
+    /// The reply in the log.
     Logged,
+    /// `POST {url}/generate` of a running ragback.
     Server { url: String, generation: Value },
+    /// ragback's own router in this process, built from this invocation's configuration: the same
+    /// path as the server, without one.
+    Local { generation: Value },
 }
 
 #[derive(Debug, Clone)]
@@ -82,15 +74,20 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
             source: Source::Logged,
         });
     }
-    let Some(server) = rest.strip_prefix("server:") else {
-        bail!("--arm {spec:?}: the source is `logged` or `server:URL`");
+    let (url, options) = if let Some(server) = rest.strip_prefix("server:") {
+        let (url, options) = server.split_once(',').unwrap_or((server, ""));
+        (Some(url.trim_end_matches('/').to_owned()), options)
+    } else if rest == "local" || rest.starts_with("local,") {
+        (
+            None,
+            rest.strip_prefix("local")
+                .unwrap_or_default()
+                .trim_start_matches(','),
+        )
+    } else {
+        bail!("--arm {spec:?}: the source is `logged`, `server:URL` or `local`");
     };
-    let mut parts = server.split(',');
-    let url = parts
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_owned();
+    let parts = options.split(',').filter(|p| !p.is_empty());
     let mut generation = serde_json::Map::new();
     for part in parts {
         let (key, value) = part
@@ -114,11 +111,12 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
         };
         generation.insert(key.to_owned(), value);
     }
+    let generation = Value::Object(generation);
     Ok(Arm {
         name: name.to_owned(),
-        source: Source::Server {
-            url,
-            generation: Value::Object(generation),
+        source: match url {
+            Some(url) => Source::Server { url, generation },
+            None => Source::Local { generation },
         },
     })
 }
@@ -134,7 +132,7 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
         bail!("--facts is live or none");
     }
     let windows = read_windows(&args.windows)?;
-    let prices = Prices::parse(&args.prices)?;
+    let prices = Prices::parse(&args.calls.prices)?;
     let jobs: Vec<(&Window, &Arm)> = windows
         .iter()
         .flat_map(|w| arms.iter().map(move |a| (w, a)))
@@ -156,18 +154,20 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
     let config = json!({
         "windows": args.windows, "arms": args.arms, "facts": args.facts,
     });
-    let journal = Arc::new(Journal::open(&args.out, "replay", &config, args.new_run)?);
+    let journal = Arc::new(Journal::open(
+        &args.out,
+        "replay",
+        &config,
+        args.calls.new_run,
+    )?);
     let already: f64 = journal
         .done
         .values()
         .filter_map(|r| r.get("cost_usd").and_then(Value::as_f64))
         .sum();
-    let budget = Budget::new(args.max_cost, already);
-    let retries = Retries {
-        max_attempts: args.max_attempts.max(1),
-        backoff: Duration::from_millis(args.backoff_ms),
-    };
-    let client = reqwest::Client::builder()
+    let budget = Budget::new(args.calls.max_cost, already);
+    let retries = args.calls.retries();
+    let client = ragback_integrations::http::client_builder()
         .timeout(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5))
         .build()?;
     let token = settings
@@ -175,6 +175,17 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
         .server_api_key
         .as_ref()
         .map(|k| k.expose_secret().to_owned());
+    let local = if arms
+        .iter()
+        .any(|a| matches!(a.source, Source::Local { .. }))
+    {
+        let services = ragback_infrastructure::build_services(settings)?;
+        Some(crate::api::router(crate::cli::app_state(
+            services, settings,
+        )?))
+    } else {
+        None
+    };
     let stop = stop_on_ctrl_c();
     let todo: Vec<(&Window, &Arm)> = jobs
         .into_iter()
@@ -188,16 +199,16 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
         args.out.display()
     );
     let facts_on = args.facts == "live";
-    let (mut made, mut failed) = (0usize, 0usize);
-    let mut results = futures::stream::iter(todo)
+    let results = futures::stream::iter(todo)
         .map(|(window, arm)| {
-            let (journal, budget, client, token, stop, prices) = (
+            let (journal, budget, client, token, stop, prices, local) = (
                 journal.clone(),
                 budget.clone(),
                 client.clone(),
                 token.clone(),
                 stop.clone(),
                 &prices,
+                local.clone(),
             );
             async move {
                 if stop.load(Ordering::SeqCst) || budget.exhausted() {
@@ -206,7 +217,10 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
                 let row = reply(
                     window,
                     arm,
-                    &client,
+                    Caller {
+                        client: &client,
+                        local: local.as_ref(),
+                    },
                     token.as_deref(),
                     facts_on,
                     args.timeout_ms,
@@ -224,14 +238,8 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
                 ))
             }
         })
-        .buffer_unordered(args.concurrency.max(1));
-    while let Some(result) = results.next().await {
-        match result? {
-            Some(true) => made += 1,
-            Some(false) => failed += 1,
-            None => {}
-        }
-    }
+        .buffer_unordered(args.calls.concurrency.max(1));
+    let (made, failed) = tally(results).await?;
     journal.finish()?;
     eprintln!(
         "replay: {made} replies made, {failed} failed; ${:.6} spent -> {}",
@@ -251,11 +259,18 @@ fn key(window: &Window, arm: &Arm) -> String {
     format!("{}|{}|0", window.id, arm.name)
 }
 
+/// Who answers `/generate`: the HTTP client, or the router in process.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    client: &'a reqwest::Client,
+    local: Option<&'a axum::Router>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn reply(
     window: &Window,
     arm: &Arm,
-    client: &reqwest::Client,
+    caller: Caller<'_>,
     token: Option<&str>,
     facts: bool,
     timeout_ms: u64,
@@ -267,12 +282,16 @@ async fn reply(
         "kind": "reply", "key": key(window, arm), "window": window.id, "dialogue": window.dialogue,
         "bucket": window.bucket, "arm": arm.name, "sample": 0,
     });
-    let Source::Server { url, generation } = &arm.source else {
-        row["status"] = json!("ok");
-        row["attempts"] = json!(0);
-        row["text"] = json!(window.logged.text);
-        row["model"] = json!(window.logged_model);
-        return row;
+    let (url, generation) = match &arm.source {
+        Source::Logged => {
+            row["status"] = json!("ok");
+            row["attempts"] = json!(0);
+            row["text"] = json!(window.logged.text);
+            row["model"] = json!(window.logged_model);
+            return row;
+        }
+        Source::Server { url, generation } => (Some(url.as_str()), generation),
+        Source::Local { generation } => (None, generation),
     };
     let body = json!({
         "messages": window.context, "user": window.user, "character": window.character,
@@ -281,14 +300,24 @@ async fn reply(
     });
     let started = Instant::now();
     let (result, attempts) = retrying(retries, spent, &key(window, arm), || {
-        let mut request = client
-            .post(format!("{url}/generate"))
-            .header("x-request-timeout", timeout_ms.to_string())
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        let body = &body;
+        async move {
+            match (url, caller.local) {
+                (Some(url), _) => {
+                    let mut request = caller
+                        .client
+                        .post(format!("{url}/generate"))
+                        .header("x-request-timeout", timeout_ms.to_string())
+                        .json(body);
+                    if let Some(token) = token {
+                        request = request.bearer_auth(token);
+                    }
+                    over_http(request).await
+                }
+                (None, Some(router)) => in_process(router, body, timeout_ms).await,
+                (None, None) => Err(Failure::permanent("no in-process ragback was built")),
+            }
         }
-        async move { generate(request).await }
     })
     .await;
     row["attempts"] = json!(attempts);
@@ -322,33 +351,67 @@ async fn reply(
     row
 }
 
-/// One `/generate` call, classified.
-async fn generate(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
-    let response = request
-        .send()
+/// `/generate` through the router in this process.
+async fn in_process(
+    router: &axum::Router,
+    body: &Value,
+    timeout_ms: u64,
+) -> Result<Value, Failure> {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::post("/generate")
+        .header("content-type", "application/json")
+        .header("x-request-timeout", timeout_ms.to_string())
+        .body(axum::body::Body::from(body.to_string()))
+        .map_err(|e| Failure::permanent(e.to_string()))?;
+    let response = router
+        .clone()
+        .oneshot(request)
         .await
-        .map_err(|e| Failure::transient(format!("ragback: {e}"), None))?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body: Value = response
-        .json()
+        .map_err(|e| Failure::transient(e.to_string(), None))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers().get("retry-after"));
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
         .await
         .map_err(|e| Failure::transient(format!("ragback's answer: {e}"), None))?;
-    if status.is_success() {
+    let body = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::transient(format!("ragback's answer: {e}"), None))?;
+    classify(status, retry_after, body)
+}
+
+fn retry_after(value: Option<&axum::http::HeaderValue>) -> Option<Duration> {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A `/generate` answer: the body of a 2xx; 429 and 5xx are worth another try, other 4xx not.
+fn classify(status: u16, retry_after: Option<Duration>, body: Value) -> Result<Value, Failure> {
+    if (200..300).contains(&status) {
         return Ok(body);
     }
     let message = format!(
         "ragback answered {status}: {}",
         body["error"]["message"].as_str().unwrap_or_default()
     );
-    if status.as_u16() == 429 || status.is_server_error() {
+    if status == 429 || status >= 500 {
         Err(Failure::transient(message, retry_after))
     } else {
         Err(Failure::permanent(message))
     }
+}
+
+/// One `/generate` call over HTTP.
+async fn over_http(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Failure::transient(format!("ragback: {e}"), None))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers().get("retry-after"));
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| Failure::transient(format!("ragback's answer: {e}"), None))?;
+    classify(status, retry_after, body)
 }

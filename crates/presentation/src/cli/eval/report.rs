@@ -29,9 +29,10 @@ pub struct ReportArgs {
     /// The pairwise journal.
     #[arg(long)]
     judgments: PathBuf,
-    /// The moderation journal.
+    /// Moderation journals (repeatable: the judge's and OpenAI's); the judge's rows decide,
+    /// the others are shown beside them with their agreement (Cohen's κ per tag).
     #[arg(long)]
-    moderation: Option<PathBuf>,
+    moderation: Vec<PathBuf>,
     /// The ship rule's thresholds (JSON; every key optional).
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -60,6 +61,10 @@ pub struct Report {
     design: &'static str,
     criteria: Vec<CriterionStats>,
     moderation: Option<ModerationStats>,
+    /// Whose tags decide (`judge` when the judge ran).
+    moderation_source: Option<String>,
+    /// Other moderation sources, beside the deciding one.
+    moderation_others: Vec<OtherModeration>,
     cost: Cost,
     decision: Decision,
     lost: Vec<LostPair>,
@@ -79,6 +84,63 @@ struct Cost {
     prompt_tokens: u64,
     completion_tokens: u64,
     usd: f64,
+}
+
+/// Another moderation source and how far it agrees with the deciding one.
+#[derive(Debug, Serialize)]
+struct OtherModeration {
+    adapter: String,
+    stats: ModerationStats,
+    /// Cohen's κ per tag over the replies both tagged (`None` when undefined).
+    kappa: Vec<(Tag, Option<f64>)>,
+}
+
+fn adapter(row: &Value) -> &str {
+    row["adapter"].as_str().unwrap_or("judge")
+}
+
+fn moderation_row(r: &Value) -> ModerationRow {
+    ModerationRow {
+        dialogue: r["dialogue"].as_str().unwrap_or_default().to_owned(),
+        window: r["window"].as_str().unwrap_or_default().to_owned(),
+        arm: if r["arm"] == "A" { Arm::A } else { Arm::B },
+        tags: (r["status"] == "ok")
+            .then(|| serde_json::from_value(r["tags"].clone()).ok())
+            .flatten(),
+        refused: r["status"] == "refused",
+    }
+}
+
+/// Cohen's κ of two taggings, per tag, over the (window, arm) both tagged.
+fn kappa(primary: &[ModerationRow], other: &[ModerationRow]) -> Vec<(Tag, Option<f64>)> {
+    let index: BTreeMap<(&str, u8), &Vec<Tag>> = other
+        .iter()
+        .filter_map(|r| Some(((r.window.as_str(), r.arm as u8), r.tags.as_ref()?)))
+        .collect();
+    Tag::ALL
+        .into_iter()
+        .map(|tag| {
+            let pairs: Vec<(bool, bool)> = primary
+                .iter()
+                .filter_map(|r| {
+                    let theirs = index.get(&(r.window.as_str(), r.arm as u8))?;
+                    Some((r.tags.as_ref()?.contains(&tag), theirs.contains(&tag)))
+                })
+                .collect();
+            let n = pairs.len() as f64;
+            if n == 0.0 {
+                return (tag, None);
+            }
+            let agree = pairs.iter().filter(|(a, b)| a == b).count() as f64 / n;
+            let pa = pairs.iter().filter(|(a, _)| *a).count() as f64 / n;
+            let pb = pairs.iter().filter(|(_, b)| *b).count() as f64 / n;
+            let chance = pa * pb + (1.0 - pa) * (1.0 - pb);
+            (
+                tag,
+                (chance < 1.0).then(|| (agree - chance) / (1.0 - chance)),
+            )
+        })
+        .collect()
 }
 
 /// A pair B lost in both orders, for error analysis.
@@ -121,13 +183,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let (_, rows) = read_journal(&args.judgments)?;
+    let mut moderation: Vec<Value> = Vec::new();
+    for path in &args.moderation {
+        moderation.extend(read_journal(path)?.1.into_values());
+    }
     let report = build(
         &rows,
-        args.moderation
-            .as_ref()
-            .map(|p| read_journal(p))
-            .transpose()?
-            .map(|(_, m)| m),
+        (!args.moderation.is_empty()).then_some(moderation),
         &policy,
         bootstrap,
         args.seed,
@@ -148,7 +210,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 
 fn build(
     rows: &std::collections::HashMap<String, Value>,
-    moderation: Option<std::collections::HashMap<String, Value>>,
+    moderation: Option<Vec<Value>>,
     policy: &Policy,
     bootstrap: Bootstrap,
     seed: u64,
@@ -251,34 +313,46 @@ fn build(
         .map(|(name, rows)| criterion_stats(name, rows, bootstrap))
         .collect();
     let mut flagged = Vec::new();
-    let moderation = moderation.map(|rows| {
-        let mut sorted: Vec<&Value> = rows.values().collect();
-        sorted.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
-        let rows: Vec<ModerationRow> = sorted
+    let mut moderation_others = Vec::new();
+    let mut moderation_source = None;
+    let moderation = moderation.map(|mut rows| {
+        rows.sort_by(|a, b| (adapter(a), a["key"].as_str()).cmp(&(adapter(b), b["key"].as_str())));
+        let mut by_adapter: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+        for row in &rows {
+            by_adapter.entry(adapter(row)).or_default().push(row);
+        }
+        let source = if by_adapter.contains_key("judge") {
+            "judge"
+        } else {
+            by_adapter.keys().next().copied().unwrap_or("judge")
+        };
+        moderation_source = Some(source.to_owned());
+        let parsed: BTreeMap<&str, Vec<ModerationRow>> = by_adapter
             .iter()
-            .map(|r| {
-                let tags: Option<Vec<Tag>> = (r["status"] == "ok")
-                    .then(|| serde_json::from_value(r["tags"].clone()).ok())
-                    .flatten();
-                if let Some(tags) = tags.as_ref().filter(|t| !t.is_empty()) {
-                    flagged.push(Flagged {
-                        window: r["window"].as_str().unwrap_or_default().to_owned(),
-                        arm: r["arm"].as_str().unwrap_or_default().to_owned(),
-                        tags: tags.clone(),
-                        evidence: r["evidence"].as_str().unwrap_or_default().to_owned(),
-                        text: r["text"].as_str().unwrap_or_default().to_owned(),
-                    });
-                }
-                ModerationRow {
-                    dialogue: r["dialogue"].as_str().unwrap_or_default().to_owned(),
-                    window: r["window"].as_str().unwrap_or_default().to_owned(),
-                    arm: if r["arm"] == "A" { Arm::A } else { Arm::B },
-                    tags,
-                    refused: r["status"] == "refused",
-                }
-            })
+            .map(|(name, rows)| (*name, rows.iter().map(|r| moderation_row(r)).collect()))
             .collect();
-        moderation_stats(&rows, bootstrap)
+        for r in by_adapter.get(source).into_iter().flatten() {
+            if let Some(tags) = moderation_row(r).tags.filter(|t| !t.is_empty()) {
+                flagged.push(Flagged {
+                    window: r["window"].as_str().unwrap_or_default().to_owned(),
+                    arm: r["arm"].as_str().unwrap_or_default().to_owned(),
+                    tags,
+                    evidence: r["evidence"].as_str().unwrap_or_default().to_owned(),
+                    text: r["text"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        let primary = parsed.get(source).cloned().unwrap_or_default();
+        for (name, rows) in &parsed {
+            if *name != source {
+                moderation_others.push(OtherModeration {
+                    adapter: (*name).to_owned(),
+                    stats: moderation_stats(rows, bootstrap),
+                    kappa: kappa(&primary, rows),
+                });
+            }
+        }
+        moderation_stats(&primary, bootstrap)
     });
     let decision = decide(&criteria, moderation.as_ref(), policy);
     cost.usd = (cost.usd * 1e6).round() / 1e6;
@@ -295,6 +369,8 @@ fn build(
         design: "offline replay: each window's last reply regenerated by both arms in contexts written with A answering (B is judged off-policy, one turn deep)",
         criteria,
         moderation,
+        moderation_source,
+        moderation_others,
         cost,
         decision,
         lost,
@@ -433,8 +509,9 @@ fn moderation_bars(moderation: &ModerationStats) -> String {
         .arms
         .iter()
         .flat_map(|(_, rates)| rates.iter().filter_map(|r| r.wilson.map(|w| w.high)))
-        .fold(0.05f64, f64::max);
-    let x = |v: f64| 130.0 + v / max * (width - 160.0);
+        .fold(0.01f64, f64::max)
+        * 1.25;
+    let x = |v: f64| 130.0 + v / max * (width - 200.0);
     let mut svg = format!(
         r#"<svg class="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="moderation">"#
     );
@@ -479,6 +556,14 @@ fn moderation_bars(moderation: &ModerationStats) -> String {
         }
         let _ = i;
     }
+    let _ = write!(
+        svg,
+        r#"<text x="130" y="{}" font-size="10">0</text><text x="{:.1}" y="{}" font-size="10" text-anchor="end">{:.1} %</text>"#,
+        height - 4.0,
+        x(max),
+        height - 4.0,
+        100.0 * max
+    );
     svg.push_str("</svg>");
     svg
 }
@@ -506,7 +591,7 @@ fn html(report: &Report, policy: &Policy) -> String {
     h.push_str(r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'"><title>ragback evaluation</title><style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222}h2{margin-top:28px;border-bottom:1px solid #ddd}
 .banner{padding:14px 18px;border-radius:6px;font-size:18px}.ship{background:#d9f2dc}.noship{background:#f9d6d5}.invalid{background:#fbe3c2}.inconclusive{background:#e6e6ef}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
+table{border-collapse:collapse;margin:8px 0;font-size:12.5px}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
 .warn{color:#a33}.reply{white-space:pre-wrap;background:#f7f7f7;padding:6px;border-radius:4px}.smoke{background:#fff3b0;padding:8px}.legend span{display:inline-block;width:10px;height:10px;margin:0 4px}
 </style></head><body>"#);
     let _ = write!(h, "<h1>ragback evaluation</h1>");
@@ -670,6 +755,25 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
             );
         }
         h.push_str("</table>");
+        for other in &report.moderation_others {
+            let _ = write!(
+                h,
+                "<h3>{} (beside the {}; it sees the message without the story, so fiction over-flags)</h3>",
+                escape(&other.adapter),
+                escape(report.moderation_source.as_deref().unwrap_or("judge"))
+            );
+            h.push_str(&moderation_bars(&other.stats));
+            h.push_str(r#"<table><tr><th class="l">tag</th><th>Cohen's κ with the deciding source</th></tr>"#);
+            for (tag, k) in &other.kappa {
+                let _ = write!(
+                    h,
+                    r#"<tr><td class="l">{}</td><td>{}</td></tr>"#,
+                    tag.key(),
+                    k.map_or("—".into(), fmt)
+                );
+            }
+            h.push_str("</table>");
+        }
         for f in &report.flagged {
             let _ = write!(
                 h,
