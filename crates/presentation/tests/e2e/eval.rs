@@ -216,6 +216,18 @@ async fn malformed_refusing_and_flaky_judges_are_counted_as_specified() {
     assert_eq!(judge.calls() - before, 240);
     let r = report(dir.path(), "refused.jsonl", None);
     assert_eq!(criterion(&r, "engagement")["refusal_rate"], 1.0);
+    // … and every refused pair is listed with what the judge said.
+    assert_eq!(r["unjudged"].as_array().unwrap().len(), 120);
+    assert!(
+        r["unjudged"][0]["statuses"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("order 1: refused"),
+        "{}",
+        r["unjudged"][0]
+    );
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("Without a verdict (120)"));
     // Flaky: a 429 with Retry-After, a 500 and a stall past the 1 s timeout, each retried.
     let (server, judge) = FakeJudge::start().await;
     assert!(pairwise(dir.path(), &server, "flaky", "flaky.jsonl").0);

@@ -68,6 +68,10 @@ pub struct Report {
     cost: Cost,
     decision: Decision,
     lost: Vec<LostPair>,
+    /// Pairs without a verdict, with what each order got: the judge's failures, listed.
+    unjudged: Vec<Unjudged>,
+    /// Moderated replies the judge refused or could not tag.
+    moderation_failures: Vec<Unjudged>,
     flagged: Vec<Flagged>,
 }
 
@@ -93,6 +97,26 @@ struct OtherModeration {
     stats: ModerationStats,
     /// Cohen's κ per tag over the replies both tagged (`None` when undefined).
     kappa: Vec<(Tag, Option<f64>)>,
+}
+
+/// `order 2: refused — …` for a list of failures.
+fn status_line(row: &Value) -> String {
+    let what = match row["order"].as_u64() {
+        Some(order) => format!("order {order}: "),
+        None => String::new(),
+    };
+    let detail = row["error"]
+        .as_str()
+        .or_else(|| row["reason"].as_str())
+        .or_else(|| row["answer"].as_str())
+        .unwrap_or_default();
+    let detail: String = detail.chars().take(160).collect();
+    format!(
+        "{what}{} {detail}",
+        row["status"].as_str().unwrap_or_default()
+    )
+    .trim_end()
+    .to_owned()
 }
 
 fn adapter(row: &Value) -> &str {
@@ -141,6 +165,15 @@ fn kappa(primary: &[ModerationRow], other: &[ModerationRow]) -> Vec<(Tag, Option
             )
         })
         .collect()
+}
+
+/// A pair (or a moderated reply) that got no verdict.
+#[derive(Debug, Serialize)]
+struct Unjudged {
+    criterion: String,
+    pair: String,
+    /// Per order (or the one moderation call): its status and error.
+    statuses: Vec<String>,
 }
 
 /// A pair B lost in both orders, for error analysis.
@@ -239,6 +272,7 @@ fn build(
     hashes.dedup();
     let mut per_criterion: BTreeMap<String, Vec<PairRow>> = BTreeMap::new();
     let mut lost = Vec::new();
+    let mut unjudged = Vec::new();
     for ((criterion, pair), mut judged) in by_pair {
         judged.sort_by_key(|r| r["order"].as_u64());
         let first = judged[0];
@@ -275,6 +309,13 @@ fn build(
                 },
             )
             .collect();
+        if outcome == PairOutcome::Unjudged {
+            unjudged.push(Unjudged {
+                criterion: criterion.clone(),
+                pair: pair.clone(),
+                statuses: judged.iter().map(|r| status_line(r)).collect(),
+            });
+        }
         if outcome == PairOutcome::Loss {
             lost.push(LostPair {
                 criterion: criterion.clone(),
@@ -313,6 +354,7 @@ fn build(
         .map(|(name, rows)| criterion_stats(name, rows, bootstrap))
         .collect();
     let mut flagged = Vec::new();
+    let mut moderation_failures = Vec::new();
     let mut moderation_others = Vec::new();
     let mut moderation_source = None;
     let moderation = moderation.map(|mut rows| {
@@ -332,6 +374,13 @@ fn build(
             .map(|(name, rows)| (*name, rows.iter().map(|r| moderation_row(r)).collect()))
             .collect();
         for r in by_adapter.get(source).into_iter().flatten() {
+            if r["status"] != "ok" {
+                moderation_failures.push(Unjudged {
+                    criterion: "moderation".into(),
+                    pair: r["key"].as_str().unwrap_or_default().to_owned(),
+                    statuses: vec![status_line(r)],
+                });
+            }
             if let Some(tags) = moderation_row(r).tags.filter(|t| !t.is_empty()) {
                 flagged.push(Flagged {
                     window: r["window"].as_str().unwrap_or_default().to_owned(),
@@ -374,6 +423,8 @@ fn build(
         cost,
         decision,
         lost,
+        unjudged,
+        moderation_failures,
         flagged,
     }
 }
@@ -791,6 +842,28 @@ table{border-collapse:collapse;margin:8px 0;font-size:12.5px}td,th{border:1px so
                 escape(&f.text)
             );
         }
+    }
+    let failures: Vec<&Unjudged> = report
+        .unjudged
+        .iter()
+        .chain(&report.moderation_failures)
+        .collect();
+    if !failures.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Without a verdict ({})</h2><table><tr><th class=\"l\">criterion</th><th class=\"l\">pair</th><th class=\"l\">what the judge did</th></tr>",
+            failures.len()
+        );
+        for f in failures.iter().take(200) {
+            let _ = write!(
+                h,
+                r#"<tr><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td></tr>"#,
+                escape(&f.criterion),
+                escape(&f.pair),
+                escape(&f.statuses.join(" · "))
+            );
+        }
+        h.push_str("</table>");
     }
     let _ = write!(
         h,
