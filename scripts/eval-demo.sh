@@ -11,18 +11,22 @@ fake=${FAKE:-target/debug/fake-openai}
 rm -rf "$out"
 mkdir -p "$out"
 
-"$fake" > "$out/fake.url" &
-fake_pid=$!
-trap 'kill $fake_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$out/fake.url" ] && break; sleep 0.1; done
-url=$(head -n 1 "$out/fake.url")
+if [ -n "${FAKE_URL:-}" ]; then
+    url=$FAKE_URL   # a fake already running (the test of this script starts one in process)
+else
+    "$fake" > "$out/fake.url" &
+    fake_pid=$!
+    trap 'kill $fake_pid 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do [ -s "$out/fake.url" ] && break; sleep 0.1; done
+    url=$(head -n 1 "$out/fake.url")
+fi
 
 # ragback in process answers with the fake's demo models; no embedder, no facts; the judge is
 # the fake too. No config files: only these variables.
 export RAGBACK_LLM__PROVIDER=openai RAGBACK_LLM__BASE_URL="$url/v1" \
     RAGBACK_EMBEDDER__PROVIDER=none RAGBACK_STORE__PATH="$out/store" \
     RAGBACK_EVAL__JUDGE__BASE_URL="$url/v1" RAGBACK_EVAL__JUDGE__API_KEY=demo RUST_LOG=warn
-run() { echo "\$ ragback $*" | sed "s#$out/#$out/#g"; "$ragback" --config /nonexistent --env-file /nonexistent "$@"; }
+run() { echo "\$ ragback $*"; "$ragback" --config /nonexistent --env-file /nonexistent "$@"; }
 
 cp data/eval/dialogues.jsonl "$out/dialogues.jsonl"
 run eval import --chat-log data/eval/saved-chat.jsonl --model-label A-2025-10 --id saved-1 \

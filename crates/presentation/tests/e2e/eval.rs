@@ -849,3 +849,23 @@ async fn without_a_judge_url_the_local_model_is_a_labelled_smoke_test_judge() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("Smoke-test judge"));
 }
+
+/// `make eval-demo`'s script, end to end, with the fake LLM in this process.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_script_runs_the_whole_chain_and_ships() {
+    let (server, _) = FakeJudge::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("bash")
+        .arg(ragback_testkit::repo_root().join("scripts/eval-demo.sh"))
+        .env("RAGBACK", BIN)
+        .env("FAKE_URL", server.uri())
+        .env("OUT", dir.path().join("demo"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("116 replies made, 0 failed"), "{stderr}");
+    assert!(stderr.contains("decision: SHIP"), "{stderr}");
+    let html = std::fs::read_to_string(dir.path().join("demo/report.html")).unwrap();
+    assert!(html.contains("SHIP</b> to 10 % of users"));
+}
