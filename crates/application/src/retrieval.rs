@@ -22,6 +22,9 @@ pub struct RetrievalSettings {
     pub top_k: usize,
     /// Minimum cosine similarity of a fact to be used.
     pub threshold: f32,
+    /// Facts after the best one must score within this of it (≥ 1: any): a message about one
+    /// fact does not drag in the next-best unrelated ones.
+    pub margin: f32,
     /// The query is the last user message plus this many messages before it, minus one
     /// (1 = only the last user message).
     pub query_messages: usize,
@@ -42,6 +45,8 @@ pub struct RetrievalOverrides {
     pub top_k: Option<usize>,
     /// Another threshold, -1 to 1.
     pub threshold: Option<f32>,
+    /// Another margin, 0 to 2 (2: any).
+    pub margin: Option<f32>,
 }
 
 impl RetrievalOverrides {
@@ -54,6 +59,9 @@ impl RetrievalOverrides {
             bounds::THRESHOLD
                 .check(threshold)
                 .map_err(|e| ("threshold", e))?;
+        }
+        if let Some(margin) = self.margin {
+            bounds::MARGIN.check(margin).map_err(|e| ("margin", e))?;
         }
         Ok(())
     }
@@ -256,7 +264,11 @@ impl FactRetriever {
         match found {
             Ok(facts) => Retrieval {
                 status: RetrievalStatus::Ok,
-                facts: keep_above(facts, threshold),
+                facts: keep_above(
+                    facts,
+                    threshold,
+                    overrides.margin.unwrap_or(self.settings.margin),
+                ),
                 embed,
                 search,
             },
@@ -267,7 +279,29 @@ impl FactRetriever {
         }
     }
 
-    /// Searches facts for an arbitrary text (operators tuning the threshold). Fails loudly.
+    /// Searches the facts for a chat turn as `/generate` does (the query built from the
+    /// history by [`Self::query_text`]), but failing loudly: for measuring retrieval.
+    pub async fn search_turn(
+        &self,
+        history: &[Message],
+        owners: Vec<FactOwner>,
+        top_k: usize,
+        threshold: f32,
+    ) -> Result<Vec<ScoredFact>, SearchError> {
+        let text = self.query_text(history).unwrap_or_default();
+        self.search(&text, owners, top_k, threshold).await
+    }
+
+    /// The same retriever with another query window (`query_messages`), for comparing them.
+    pub fn with_query_messages(&self, query_messages: usize) -> Self {
+        let mut other = self.clone();
+        other.settings.query_messages = query_messages.max(1);
+        other
+    }
+
+    /// Searches facts for an arbitrary text (operators tuning the threshold): every fact at or
+    /// above `threshold`, best first — the raw ranking, without the margin and deduplication of
+    /// what a reply gets. Fails loudly.
     pub async fn search(
         &self,
         text: &str,
@@ -289,7 +323,10 @@ impl FactRetriever {
                 model: embedder.model_id().to_owned(),
             })
             .await?;
-        Ok(keep_above(facts, threshold))
+        let mut facts = facts;
+        facts.retain(|f| f.score >= threshold);
+        facts.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(facts)
     }
 
     async fn embed_query(
@@ -316,11 +353,36 @@ impl FactRetriever {
     }
 }
 
-/// Keeps the facts scoring at least `threshold`, best first.
-fn keep_above(mut facts: Vec<ScoredFact>, threshold: f32) -> Vec<ScoredFact> {
-    facts.retain(|f| f.score >= threshold);
+/// The facts at or above `threshold` and within `margin` of the best, best first, without
+/// near-duplicates: a fact whose words are nearly those of a better one (Jaccard ≥ 0.8 over
+/// lowercase words) never takes a slot too.
+fn keep_above(mut facts: Vec<ScoredFact>, threshold: f32, margin: f32) -> Vec<ScoredFact> {
     facts.sort_by(|a, b| b.score.total_cmp(&a.score));
-    facts
+    let best = facts.first().map_or(f32::NEG_INFINITY, |f| f.score);
+    facts.retain(|f| f.score >= threshold && f.score >= best - margin);
+    let mut kept: Vec<(ScoredFact, std::collections::BTreeSet<String>)> = Vec::new();
+    for fact in facts {
+        let words = words(fact.fact.text.as_str());
+        if kept.iter().all(|(_, other)| jaccard(&words, other) < 0.8) {
+            kept.push((fact, words));
+        }
+    }
+    kept.into_iter().map(|(fact, _)| fact).collect()
+}
+
+fn words(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn jaccard(a: &std::collections::BTreeSet<String>, b: &std::collections::BTreeSet<String>) -> f64 {
+    let union = a.union(b).count();
+    if union == 0 {
+        return 1.0;
+    }
+    a.intersection(b).count() as f64 / union as f64
 }
 
 #[cfg(test)]
@@ -331,6 +393,38 @@ mod tests {
     use crate::testing::{
         FailingEmbedder, InMemoryFactStore, WordEmbedder, quick_retry, retrieval_settings, seed,
     };
+
+    #[test]
+    fn the_margin_and_deduplication_shape_what_a_reply_gets() {
+        let fact = |text: &str, score: f32| ScoredFact {
+            fact: ragback_domain::Fact::new(
+                FactOwner::User(UserId::parse("john").unwrap()),
+                ragback_domain::FactText::parse(text).unwrap(),
+            ),
+            score,
+        };
+        let got = keep_above(
+            vec![
+                fact("Ran a marathon in 2024", 0.2),
+                fact("Has a dog named Biscuit.", 0.58),
+                fact("Likes green tea", 0.5),
+                fact("Has a dog named Biscuit", 0.6),
+            ],
+            0.1,
+            0.15,
+        );
+        let texts: Vec<&str> = got.iter().map(|f| f.fact.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["Has a dog named Biscuit", "Likes green tea"],
+            "the near-duplicate and the fact 0.4 below the best are left out"
+        );
+        assert_eq!(
+            keep_above(vec![fact("Likes green tea", 0.5)], 0.6, 2.0),
+            vec![]
+        );
+        assert_eq!(keep_above(vec![], 0.0, 0.0), vec![]);
+    }
 
     fn settings() -> RetrievalSettings {
         retrieval_settings(Some(UserId::parse("john").unwrap()), quick_retry(2))

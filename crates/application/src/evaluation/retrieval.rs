@@ -1,9 +1,61 @@
 //! Measuring retrieval against labelled queries: recall@k, MRR and a threshold sweep, so the
 //! similarity threshold is chosen from numbers.
 
-use ragback_domain::{FactOwner, ScoredFact, UserId};
+use ragback_domain::{FactOwner, Message, ScoredFact, UserId};
 
 use crate::retrieval::{FactRetriever, SearchError};
+
+/// How many of an owner's best facts the gap of a cut-off is measured against.
+pub const GAP_DEPTH: usize = 10;
+
+/// A cut-off: which of a query's ranked facts are injected.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cutoff {
+    /// The least cosine similarity.
+    pub threshold: f32,
+    /// The best fact must stand this far above the mean of the next ones (up to
+    /// [`GAP_DEPTH`]): small talk scores flat, a message about a fact does not.
+    pub gap: f32,
+    /// Facts after the best must be within this of it.
+    pub margin: f32,
+}
+
+impl Cutoff {
+    /// A plain threshold: no gap, any margin.
+    pub fn threshold_only(threshold: f32) -> Self {
+        Self {
+            threshold,
+            gap: 0.0,
+            margin: 2.0,
+        }
+    }
+
+    /// The injected facts of `ranked` (best first), at most `top_k`.
+    pub fn apply<'a>(&self, ranked: &'a [ScoredFact], top_k: usize) -> Vec<&'a ScoredFact> {
+        let Some(best) = ranked.first() else {
+            return Vec::new();
+        };
+        let rest: Vec<f32> = ranked
+            .iter()
+            .skip(1)
+            .take(GAP_DEPTH - 1)
+            .map(|f| f.score)
+            .collect();
+        let mean_rest = if rest.is_empty() {
+            0.0
+        } else {
+            rest.iter().sum::<f32>() / rest.len() as f32
+        };
+        if best.score - mean_rest < self.gap {
+            return Vec::new();
+        }
+        ranked
+            .iter()
+            .take(top_k)
+            .filter(|f| f.score >= self.threshold && f.score >= best.score - self.margin)
+            .collect()
+    }
+}
 
 /// The ranks at which recall is reported.
 pub const RECALL_AT: [usize; 3] = [1, 3, 5];
@@ -15,6 +67,9 @@ pub struct LabelledQuery {
     pub user: UserId,
     /// The chat message.
     pub query: String,
+    /// The messages before it, oldest first (what "she" or "that trip" refers to); the query
+    /// is built from them as `/generate` builds it (`RAGBACK_RETRIEVAL__QUERY_MESSAGES`).
+    pub context: Vec<Message>,
     /// Exact texts of the relevant facts; empty when no fact should be used.
     pub relevant: Vec<String>,
 }
@@ -69,6 +124,10 @@ impl QueryOutcome {
 pub struct SweepRow {
     /// The similarity threshold.
     pub threshold: f32,
+    /// The gap the best fact needs over the next ones (0: none).
+    pub gap: f32,
+    /// How far below the best the others may be (≥ 1: any).
+    pub margin: f32,
     /// Share of injected facts that are relevant (1 when nothing is injected).
     pub precision: f64,
     /// Share of relevant facts that are injected.
@@ -77,6 +136,8 @@ pub struct SweepRow {
     pub f1: f64,
     /// Share of "nothing relevant" queries that get at least one fact.
     pub false_positive_share: f64,
+    /// Share of the queries with a relevant fact that get at least one relevant fact injected.
+    pub hit_rate: f64,
     /// Facts injected over all queries.
     pub injected: usize,
 }
@@ -100,6 +161,11 @@ pub struct EvalReport {
     pub recommended: SweepRow,
     /// Facts of another user returned for a query (must be 0).
     pub leaks: usize,
+    /// The cut-off that best meets the targets (its worst of hit rate, precision and
+    /// 1 − small-talk fed is the highest; ties: higher F1, then the simpler cut-off).
+    pub best_cutoff: SweepRow,
+    /// What the configured cut-off (threshold and margin) injects.
+    pub configured: SweepRow,
 }
 
 /// Thresholds swept: 0.00 to 0.80 in steps of 0.025.
@@ -116,6 +182,14 @@ pub enum EvalError {
     /// Nothing to measure recall on.
     #[error("no query has a relevant fact: recall cannot be measured")]
     NothingRelevant,
+    /// A query is not a valid chat message.
+    #[error("query {index} is not a valid message: {message}")]
+    InvalidQuery {
+        /// 1-based position in the set.
+        index: usize,
+        /// Why.
+        message: String,
+    },
     /// A search failed.
     #[error("query {index} ({query:?}) failed: {source}")]
     Search {
@@ -134,12 +208,20 @@ pub async fn evaluate(
     queries: Vec<LabelledQuery>,
     top_k: usize,
 ) -> Result<EvalReport, EvalError> {
-    let depth = top_k.max(RECALL_AT[RECALL_AT.len() - 1]);
+    let depth = top_k.max(RECALL_AT[RECALL_AT.len() - 1]).max(GAP_DEPTH);
     let mut outcomes = Vec::with_capacity(queries.len());
     for (i, query) in queries.into_iter().enumerate() {
         let owners = vec![FactOwner::User(query.user.clone())];
+        let mut turn = query.context.clone();
+        let text = ragback_domain::MessageText::parse(query.query.as_str()).map_err(|e| {
+            EvalError::InvalidQuery {
+                index: i + 1,
+                message: e.to_string(),
+            }
+        })?;
+        turn.push(Message::new(ragback_domain::Role::User, text));
         let ranked = retriever
-            .search(&query.query, owners, depth, -1.0)
+            .search_turn(&turn, owners, depth, -1.0)
             .await
             .map_err(|source| EvalError::Search {
                 index: i + 1,
@@ -148,11 +230,21 @@ pub async fn evaluate(
             })?;
         outcomes.push(QueryOutcome { query, ranked });
     }
-    score(&outcomes, top_k)
+    let settings = retriever.settings();
+    let configured = Cutoff {
+        threshold: settings.threshold,
+        gap: 0.0,
+        margin: settings.margin,
+    };
+    score(&outcomes, top_k, configured)
 }
 
 /// Scores ranked results against their labels.
-pub fn score(outcomes: &[QueryOutcome], top_k: usize) -> Result<EvalReport, EvalError> {
+pub fn score(
+    outcomes: &[QueryOutcome],
+    top_k: usize,
+    configured: Cutoff,
+) -> Result<EvalReport, EvalError> {
     if outcomes.is_empty() {
         return Err(EvalError::NoQueries);
     }
@@ -194,21 +286,56 @@ pub fn score(outcomes: &[QueryOutcome], top_k: usize) -> Result<EvalReport, Eval
         sweep,
         recommended,
         leaks: outcomes.iter().map(QueryOutcome::leaks).sum(),
+        best_cutoff: cutoffs()
+            .map(|c| cutoff_row(outcomes, top_k, c))
+            .max_by(|a, b| {
+                worst_target(a)
+                    .total_cmp(&worst_target(b))
+                    .then(a.f1.total_cmp(&b.f1))
+                    .then(b.gap.total_cmp(&a.gap))
+                    .then(a.margin.total_cmp(&b.margin))
+            })
+            .unwrap_or(recommended),
+        configured: cutoff_row(outcomes, top_k, configured),
     })
 }
 
 fn sweep_row(outcomes: &[QueryOutcome], top_k: usize, threshold: f32) -> SweepRow {
+    cutoff_row(outcomes, top_k, Cutoff::threshold_only(threshold))
+}
+
+/// The cut-offs compared: thresholds × gaps × margins.
+pub fn cutoffs() -> impl Iterator<Item = Cutoff> {
+    thresholds().flat_map(|threshold| {
+        (0..=10).flat_map(move |g| {
+            [2.0f32, 0.15, 0.10, 0.05]
+                .into_iter()
+                .map(move |margin| Cutoff {
+                    threshold,
+                    gap: g as f32 * 0.02,
+                    margin,
+                })
+        })
+    })
+}
+
+/// How a cut-off meets the targets: its worst of hit rate, precision and 1 − small-talk fed.
+pub fn worst_target(row: &SweepRow) -> f64 {
+    row.hit_rate
+        .min(row.precision)
+        .min(1.0 - row.false_positive_share)
+}
+
+fn cutoff_row(outcomes: &[QueryOutcome], top_k: usize, cutoff: Cutoff) -> SweepRow {
+    let threshold = cutoff.threshold;
     let (mut injected, mut hits, mut relevant) = (0, 0, 0);
-    let (mut empty, mut wrongly_fed) = (0, 0);
+    let (mut empty, mut wrongly_fed, mut hit_queries) = (0, 0, 0);
     for outcome in outcomes {
-        let used: Vec<&ScoredFact> = outcome
-            .ranked
-            .iter()
-            .take(top_k)
-            .filter(|f| f.score >= threshold)
-            .collect();
+        let used: Vec<&ScoredFact> = cutoff.apply(&outcome.ranked, top_k);
         injected += used.len();
-        hits += used.iter().filter(|f| outcome.is_relevant(f)).count();
+        let relevant_used = used.iter().filter(|f| outcome.is_relevant(f)).count();
+        hits += relevant_used;
+        hit_queries += usize::from(relevant_used > 0);
         relevant += outcome.query.relevant.len();
         if outcome.query.relevant.is_empty() {
             empty += 1;
@@ -232,6 +359,8 @@ fn sweep_row(outcomes: &[QueryOutcome], top_k: usize, threshold: f32) -> SweepRo
     };
     SweepRow {
         threshold,
+        gap: cutoff.gap,
+        margin: cutoff.margin,
         precision,
         recall,
         f1,
@@ -239,6 +368,10 @@ fn sweep_row(outcomes: &[QueryOutcome], top_k: usize, threshold: f32) -> SweepRo
             0.0
         } else {
             wrongly_fed as f64 / empty as f64
+        },
+        hit_rate: match outcomes.len() - empty {
+            0 => 0.0,
+            labelled => hit_queries as f64 / labelled as f64,
         },
         injected,
     }
@@ -266,6 +399,7 @@ mod tests {
     fn outcome(relevant: &[&str], ranked: Vec<ScoredFact>) -> QueryOutcome {
         QueryOutcome {
             query: LabelledQuery {
+                context: Vec::new(),
                 user: user("john"),
                 query: "q".into(),
                 relevant: relevant.iter().map(|s| (*s).to_owned()).collect(),
@@ -288,7 +422,7 @@ mod tests {
             outcome(&[], vec![scored("john", "a", 0.2)]),
         ];
 
-        let report = score(&outcomes, 3).unwrap();
+        let report = score(&outcomes, 3, Cutoff::threshold_only(0.3)).unwrap();
 
         assert_eq!(report.queries, 3);
         assert_eq!(report.with_relevant, 2);
@@ -329,7 +463,7 @@ mod tests {
                 scored("john", "c", 0.7),
             ],
         )];
-        let report = score(&outcomes, 2).unwrap();
+        let report = score(&outcomes, 2, Cutoff::threshold_only(0.3)).unwrap();
         assert_eq!(report.sweep[0].injected, 2);
         assert_eq!(report.sweep[0].recall, 0.0);
         assert_eq!(report.recall_at[1], (3, 1.0));
@@ -338,7 +472,7 @@ mod tests {
     #[test]
     fn another_users_fact_is_a_leak() {
         let outcomes = [outcome(&["a"], vec![scored("jane", "a", 0.9)])];
-        let report = score(&outcomes, 3).unwrap();
+        let report = score(&outcomes, 3, Cutoff::threshold_only(0.3)).unwrap();
         assert_eq!(report.leaks, 1);
         // Jane's fact does not count for John even with the same text.
         assert_eq!(report.recall_at[0], (1, 0.0));
@@ -346,9 +480,12 @@ mod tests {
 
     #[test]
     fn empty_sets_are_refused() {
-        assert!(matches!(score(&[], 3), Err(EvalError::NoQueries)));
         assert!(matches!(
-            score(&[outcome(&[], vec![])], 3),
+            score(&[], 3, Cutoff::threshold_only(0.3)),
+            Err(EvalError::NoQueries)
+        ));
+        assert!(matches!(
+            score(&[outcome(&[], vec![])], 3, Cutoff::threshold_only(0.3)),
             Err(EvalError::NothingRelevant)
         ));
     }

@@ -41,6 +41,7 @@ pub fn retrieval_settings(
         enabled: true,
         top_k: 3,
         threshold: 0.3,
+        margin: 2.0,
         query_messages: 1,
         default_user,
         embed_timeout: std::time::Duration::from_secs(1),

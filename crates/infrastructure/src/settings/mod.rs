@@ -135,6 +135,7 @@ impl Settings {
             enabled: r.enabled,
             top_k: r.top_k,
             threshold: r.threshold,
+            margin: r.margin,
             query_messages: r.query_messages,
             default_user: Some(r.default_user_id.clone()),
             embed_timeout: self.embedder.query_timeout,

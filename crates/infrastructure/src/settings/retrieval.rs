@@ -17,6 +17,8 @@ pub struct RetrievalConfig {
     pub top_k: usize,
     /// Minimum cosine similarity of a used fact.
     pub threshold: f32,
+    /// Facts after the best must score within this of it (2 = any).
+    pub margin: f32,
     /// The query: the last user message and the messages before it, this many in all.
     pub query_messages: usize,
     /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
@@ -30,7 +32,8 @@ impl Default for RetrievalConfig {
             enabled: true,
             top_k: 3,
             threshold: 0.275,
-            query_messages: 1,
+            margin: 0.15,
+            query_messages: 3,
             default_user_id: UserId::parse(DEFAULT_USER)
                 .unwrap_or_else(|_| unreachable!("`{DEFAULT_USER}` is a valid user id")),
         }
@@ -42,6 +45,7 @@ impl RetrievalConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         bounds::TOP_K.setting_count("top_k", self.top_k)?;
         bounds::THRESHOLD.setting("threshold", self.threshold)?;
+        bounds::MARGIN.setting("margin", self.margin)?;
         bounds::POSITIVE.setting_count("query_messages", self.query_messages)
     }
 }

@@ -68,6 +68,8 @@ pub(crate) struct RetrievalDto {
     top_k: Option<usize>,
     #[serde(default)]
     threshold: Option<f32>,
+    #[serde(default)]
+    margin: Option<f32>,
 }
 
 impl GenerateRequest {
@@ -101,6 +103,7 @@ impl GenerateRequest {
             enabled: r.enabled,
             top_k: r.top_k,
             threshold: r.threshold,
+            margin: r.margin,
         };
         retrieval.validate().map_err(|(field, e)| {
             ApiError::invalid_field(format!("retrieval.{field}"), e.to_string())

@@ -188,6 +188,37 @@ async fn eval_retrieval_meets_its_floors_and_recommends_the_default_threshold() 
     assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
 }
 
+/// The harder set (paraphrases, names, negations, references to earlier turns, small talk that
+/// shares words with facts): the numbers of the defaults (three-message query, margin 0.15),
+/// which must not fall, and the last-message-only query they improve on.
+#[tokio::test]
+async fn eval_retrieval_on_the_hard_set_holds_its_numbers() {
+    let store = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(ragback(store.path(), None).args([
+        "eval",
+        "retrieval",
+        "--json",
+        "--queries",
+        "data/retrieval_eval_hard.jsonl",
+        "--compare-query-messages",
+        "1,3",
+    ]));
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["leaks"], 0, "another user's facts came back");
+    let configured = &report["configured"];
+    let get = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap();
+    assert!(get(configured, "precision") >= 0.85, "{configured}");
+    assert!(get(configured, "hit_rate") >= 0.6, "{configured}");
+    assert!(get(configured, "small_talk_fed") <= 0.17, "{configured}");
+    let windows = report["query_windows"].as_array().unwrap();
+    let (one, three) = (&windows[0][1], &windows[1][1]);
+    assert!(
+        get(three, "hit_rate") > get(one, "hit_rate"),
+        "the context finds what the last message alone misses: {one} vs {three}"
+    );
+}
+
 #[tokio::test]
 async fn eval_refuses_labels_that_are_not_facts() {
     let dir = tempfile::tempdir().unwrap();

@@ -145,7 +145,7 @@ async fn another_users_facts_are_never_retrieved() {
     app.llm_replies("*nods* Respect.").await;
     let mut request = demo_request();
     request["user"] = json!({"id": "jane", "name": "Jane"});
-    request["retrieval"] = json!({"threshold": -1.0, "top_k": 50});
+    request["retrieval"] = json!({"threshold": -1.0, "margin": 2.0, "top_k": 50});
 
     let (status, body) = app.post_json("/generate", &request).await;
 
@@ -182,7 +182,7 @@ async fn the_threshold_filters_facts() {
     assert!(!system_prompt(&app.llm_requests().await[0]).contains("What you know about"));
 
     let mut lenient = demo_request();
-    lenient["retrieval"] = json!({"threshold": -1.0, "top_k": 10});
+    lenient["retrieval"] = json!({"threshold": -1.0, "margin": 2.0, "top_k": 10});
     let (_, body) = app.post_json("/generate", &lenient).await;
     assert_eq!(
         body["facts"].as_array().unwrap().len(),

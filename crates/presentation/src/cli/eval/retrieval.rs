@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ragback_application::evaluation::{EvalReport, LabelledQuery, evaluate};
 use ragback_application::retrieval::MAX_TOP_K;
-use ragback_domain::{FactOwner, UserId};
+use ragback_domain::{FactOwner, Message, MessageText, Role, UserId};
 use ragback_infrastructure::{Settings, StoreKind, build_fact_services};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,10 @@ pub struct RetrievalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Query windows to compare (`RAGBACK_RETRIEVAL__QUERY_MESSAGES` values): each is measured
+    /// at its own best threshold.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    compare_query_messages: Vec<usize>,
 }
 
 /// One line of the queries file.
@@ -37,8 +41,18 @@ pub struct RetrievalArgs {
 struct QueryLine {
     user_id: String,
     query: String,
+    /// The messages before it, oldest first: `{"role": "user" | "character", "text"}`.
+    #[serde(default)]
+    context: Vec<ContextLine>,
     #[serde(default)]
     relevant: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextLine {
+    role: String,
+    text: String,
 }
 
 /// Runs `ragback eval retrieval`.
@@ -48,6 +62,7 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
         queries,
         top_k,
         json,
+        compare_query_messages,
     } = args;
     let read = read_facts(&facts, None)?;
     let known: HashSet<(FactOwner, &str)> = read
@@ -73,14 +88,44 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
         .context("seeding the scratch store failed")?;
     eprintln!("running {} queries…", queries.len());
     let top_k = top_k.map_or(settings.retrieval.top_k, usize::from);
-    let report = evaluate(&services.retriever, queries, top_k).await?;
+    let report = evaluate(&services.retriever, queries.clone(), top_k).await?;
+    let mut windows = Vec::new();
+    for n in compare_query_messages {
+        let retriever = services.retriever.with_query_messages(n);
+        let compared = evaluate(&retriever, queries.clone(), top_k).await?;
+        windows.push((n, compared.configured, compared.best_cutoff));
+    }
 
     let configured = settings.retrieval.threshold;
     if json {
-        let out = JsonReport::new(&report, &model, configured);
+        let mut out = JsonReport::new(&report, &model, configured);
+        out.query_windows = windows
+            .iter()
+            .map(|(n, row, cutoff)| (*n, JsonRow::of(row), JsonRow::of(cutoff)))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", table(&report, &model, configured));
+        println!(
+            "\nquery window  cut-off                                   precision  recall  hit rate  small-talk fed"
+        );
+        for (n, row, cutoff) in &windows {
+            for (name, r) in [("configured", row), ("best cut-off", cutoff)] {
+                println!(
+                    "{n:<12}  {:<40}  {:<9.3}  {:<6.3}  {:<8.3}  {:.3}",
+                    format!(
+                        "{name} {:.3}, gap {:.2}, margin {}",
+                        r.threshold,
+                        r.gap,
+                        margin(r.margin)
+                    ),
+                    r.precision,
+                    r.recall,
+                    r.hit_rate,
+                    r.false_positive_share
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -120,13 +165,36 @@ fn read_queries(
                 user.as_str()
             );
         }
+        let mut context = Vec::new();
+        for (i, message) in parsed.context.iter().enumerate() {
+            let role = match message.role.as_str() {
+                "user" => Role::User,
+                "character" => Role::Character,
+                other => bail!(
+                    "{}: context {i} has the role {other:?} (user or character)",
+                    at()
+                ),
+            };
+            let text = MessageText::parse(message.text.as_str())
+                .with_context(|| format!("{}: context {i}", at()))?;
+            context.push(Message::new(role, text));
+        }
         queries.push(LabelledQuery {
             user,
             query: parsed.query,
+            context,
             relevant: parsed.relevant,
         });
     }
     Ok(queries)
+}
+
+fn margin(margin: f32) -> String {
+    if margin >= 1.0 {
+        "any".into()
+    } else {
+        format!("{margin:.2}")
+    }
 }
 
 fn table(report: &EvalReport, model: &str, configured: f32) -> String {
@@ -142,7 +210,7 @@ fn table(report: &EvalReport, model: &str, configured: f32) -> String {
     let _ = writeln!(out, "MRR {:.3}   leaks {}\n", report.mrr, report.leaks);
     let _ = writeln!(
         out,
-        "threshold  precision  recall  F1     small-talk fed  injected"
+        "threshold  precision  recall  F1     hit rate  small-talk fed  injected"
     );
     for row in report
         .sweep
@@ -156,11 +224,12 @@ fn table(report: &EvalReport, model: &str, configured: f32) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<9.3}  {:<9.3}  {:<6.3}  {:<5.3}  {:<14.3}  {}{mark}",
+            "{:<9.3}  {:<9.3}  {:<6.3}  {:<5.3}  {:<8.3}  {:<14.3}  {}{mark}",
             row.threshold,
             row.precision,
             row.recall,
             row.f1,
+            row.hit_rate,
             row.false_positive_share,
             row.injected
         );
@@ -188,28 +257,46 @@ struct JsonReport<'a> {
     configured_threshold: f32,
     recommended: JsonRow,
     sweep: Vec<JsonRow>,
+    /// The configured cut-off's row and the best cut-off of each query window compared.
+    query_windows: Vec<(usize, JsonRow, JsonRow)>,
+    /// The cut-off that best meets the targets, with the configured window.
+    best_cutoff: JsonRow,
+    /// What the configured threshold and margin inject, with the configured window.
+    configured: JsonRow,
 }
 
 #[derive(Debug, Serialize)]
 struct JsonRow {
     threshold: f32,
+    gap: f32,
+    margin: f32,
     precision: f64,
     recall: f64,
     f1: f64,
     small_talk_fed: f64,
+    hit_rate: f64,
     injected: usize,
 }
 
-impl<'a> JsonReport<'a> {
-    fn new(report: &EvalReport, embedder: &'a str, configured: f32) -> Self {
-        let row = |r: &ragback_application::evaluation::SweepRow| JsonRow {
+impl JsonRow {
+    fn of(r: &ragback_application::evaluation::SweepRow) -> Self {
+        Self {
             threshold: (r.threshold * 1000.0).round() / 1000.0,
+            gap: (r.gap * 1000.0).round() / 1000.0,
+            margin: (r.margin * 1000.0).round() / 1000.0,
             precision: r.precision,
             recall: r.recall,
             f1: r.f1,
             small_talk_fed: r.false_positive_share,
+            hit_rate: r.hit_rate,
             injected: r.injected,
-        };
+        }
+    }
+}
+
+impl<'a> JsonReport<'a> {
+    fn new(report: &EvalReport, embedder: &'a str, configured: f32) -> Self {
+        let row = JsonRow::of;
         let recall = |k: usize| {
             report
                 .recall_at
@@ -230,6 +317,9 @@ impl<'a> JsonReport<'a> {
             configured_threshold: configured,
             recommended: row(&report.recommended),
             sweep: report.sweep.iter().map(row).collect(),
+            query_windows: Vec::new(),
+            best_cutoff: row(&report.best_cutoff),
+            configured: row(&report.configured),
         }
     }
 }
