@@ -7,7 +7,10 @@ use ragback_domain::{FactOwner, Message, Role, ScoredFact, UserId, ValidationErr
 use tokio::time::Instant;
 
 use crate::bounds;
-use crate::ports::{EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError};
+use crate::ports::{
+    EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError, RerankError,
+    Reranker,
+};
 use crate::retry::{RetryError, RetryPolicy, retry};
 
 /// Largest `top_k` a request may ask for.
@@ -25,6 +28,11 @@ pub struct RetrievalSettings {
     /// Facts after the best one must score within this of it (≥ 1: any): a message about one
     /// fact does not drag in the next-best unrelated ones.
     pub margin: f32,
+    /// With a reranker: the least relevance score of a used fact (the reranker's scale, not
+    /// cosine).
+    pub rerank_threshold: f32,
+    /// With a reranker: how many of the vector search's best facts it scores.
+    pub rerank_candidates: usize,
     /// The query is the last user message plus this many messages before it, minus one
     /// (1 = only the last user message).
     pub query_messages: usize,
@@ -125,6 +133,9 @@ pub enum SearchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] FactStoreError),
+    /// The reranker failed.
+    #[error(transparent)]
+    Rerank(RerankError),
 }
 
 /// Finds the facts relevant to a chat turn.
@@ -132,6 +143,7 @@ pub enum SearchError {
 pub struct FactRetriever {
     embedder: Option<Arc<dyn Embedder>>,
     store: Arc<dyn FactStore>,
+    reranker: Option<Arc<dyn Reranker>>,
     settings: RetrievalSettings,
 }
 
@@ -145,8 +157,17 @@ impl FactRetriever {
         Self {
             embedder,
             store,
+            reranker: None,
             settings,
         }
+    }
+
+    /// The same retriever with a reranking stage after the vector search: it scores the best
+    /// `rerank_candidates` facts and those scores decide (with `rerank_threshold`). A failing
+    /// reranker keeps the vector search's order, and says so in the log.
+    pub fn with_reranker(mut self, reranker: Arc<dyn Reranker>) -> Self {
+        self.reranker = Some(reranker);
+        self
     }
 
     /// The defaults in use.
@@ -225,7 +246,7 @@ impl FactRetriever {
             return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
         }
         let top_k = overrides.top_k.unwrap_or(self.settings.top_k);
-        let threshold = overrides.threshold.unwrap_or(self.settings.threshold);
+        let query_text = query.clone();
 
         let started = Instant::now();
         let model = embedder.model_id().to_owned();
@@ -247,10 +268,14 @@ impl FactRetriever {
         let embed = started.elapsed();
 
         let started = Instant::now();
+        let limit = match self.reranker {
+            Some(_) => top_k.max(self.settings.rerank_candidates),
+            None => top_k,
+        };
         let query = FactQuery {
             vector,
             owners,
-            limit: top_k,
+            limit,
             model,
         };
         let found = tokio::time::timeout_at(deadline, self.store.search(query))
@@ -260,18 +285,43 @@ impl FactRetriever {
                     "no answer before the request's deadline".into(),
                 ))
             });
+        let found = match (found, &self.reranker) {
+            (Ok(facts), Some(reranker)) => {
+                match tokio::time::timeout_at(
+                    deadline,
+                    rerank(reranker.as_ref(), &query_text, &facts),
+                )
+                .await
+                {
+                    Ok(Ok(reranked)) => Ok((reranked, self.settings.rerank_threshold)),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "rerank failed: the vector search's order is kept");
+                        Ok((facts, self.settings.threshold))
+                    }
+                    Err(_) => {
+                        tracing::warn!("rerank ran out of time: the vector search's order is kept");
+                        Ok((facts, self.settings.threshold))
+                    }
+                }
+            }
+            (found, _) => found.map(|facts| (facts, self.settings.threshold)),
+        };
         let search = started.elapsed();
         match found {
-            Ok(facts) => Retrieval {
-                status: RetrievalStatus::Ok,
-                facts: keep_above(
+            Ok((facts, default_threshold)) => {
+                let mut facts = keep_above(
                     facts,
-                    threshold,
+                    overrides.threshold.unwrap_or(default_threshold),
                     overrides.margin.unwrap_or(self.settings.margin),
-                ),
-                embed,
-                search,
-            },
+                );
+                facts.truncate(top_k);
+                Retrieval {
+                    status: RetrievalStatus::Ok,
+                    facts,
+                    embed,
+                    search,
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "retrieval degraded: fact search failed");
                 Retrieval::without_facts(RetrievalStatus::Degraded, embed, search)
@@ -289,7 +339,21 @@ impl FactRetriever {
         threshold: f32,
     ) -> Result<Vec<ScoredFact>, SearchError> {
         let text = self.query_text(history).unwrap_or_default();
-        self.search(&text, owners, top_k, threshold).await
+        let depth = match self.reranker {
+            Some(_) => top_k.max(self.settings.rerank_candidates),
+            None => top_k,
+        };
+        let facts = self.search(&text, owners, depth, threshold).await?;
+        match &self.reranker {
+            None => Ok(facts),
+            Some(reranker) => {
+                let mut reranked = rerank(reranker.as_ref(), &text, &facts)
+                    .await
+                    .map_err(SearchError::Rerank)?;
+                reranked.truncate(top_k);
+                Ok(reranked)
+            }
+        }
     }
 
     /// The same retriever with another query window (`query_messages`), for comparing them.
@@ -351,6 +415,36 @@ impl FactRetriever {
             }),
         }
     }
+}
+
+/// `facts` scored by the reranker instead of by cosine, best first.
+async fn rerank(
+    reranker: &dyn Reranker,
+    query: &str,
+    facts: &[ScoredFact],
+) -> Result<Vec<ScoredFact>, RerankError> {
+    let documents: Vec<String> = facts
+        .iter()
+        .map(|f| f.fact.text.as_str().to_owned())
+        .collect();
+    let scores = reranker.rerank(query, &documents).await?;
+    if scores.len() != facts.len() {
+        return Err(RerankError::InvalidResponse(format!(
+            "{} scores for {} facts",
+            scores.len(),
+            facts.len()
+        )));
+    }
+    let mut reranked: Vec<ScoredFact> = facts
+        .iter()
+        .zip(scores)
+        .map(|(f, score)| ScoredFact {
+            fact: f.fact.clone(),
+            score,
+        })
+        .collect();
+    reranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(reranked)
 }
 
 /// The facts at or above `threshold` and within `margin` of the best, best first, without
@@ -514,6 +608,91 @@ mod tests {
         assert_eq!(found.status, RetrievalStatus::Ok);
         let texts: Vec<_> = found.facts.iter().map(|f| f.fact.text.as_str()).collect();
         assert_eq!(texts, ["ran the london marathon"]);
+    }
+
+    /// Scores a fact by whether its text holds the word it is told, ignoring the query; fails
+    /// when told to.
+    struct WordReranker(&'static str, bool);
+
+    #[async_trait::async_trait]
+    impl Reranker for WordReranker {
+        fn model(&self) -> &str {
+            "test/rerank"
+        }
+
+        async fn rerank(
+            &self,
+            _query: &str,
+            documents: &[String],
+        ) -> Result<Vec<f32>, RerankError> {
+            if self.1 {
+                return Err(RerankError::Unavailable("down".into()));
+            }
+            Ok(documents
+                .iter()
+                .map(|d| if d.contains(self.0) { 0.9 } else { 0.05 })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reranker_decides_and_a_failing_one_leaves_the_vector_order() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        seed(
+            &*embedder,
+            &*store,
+            &user("john"),
+            &[
+                "ran the london marathon",
+                "ran a relay in the park",
+                "owns a cat named Kit",
+            ],
+        )
+        .await;
+        let lenient = RetrievalSettings {
+            threshold: -1.0,
+            ..settings()
+        };
+        let history = [msg(Role::User, "I ran the marathon")];
+        let texts = |r: &Retrieval| {
+            r.facts
+                .iter()
+                .map(|f| f.fact.text.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+
+        // The reranker favours the cat: it comes first, alone above the rerank threshold.
+        let reranked = FactRetriever::new(Some(embedder.clone()), store.clone(), lenient.clone())
+            .with_reranker(Arc::new(WordReranker("cat", false)));
+        let got = reranked
+            .retrieve(
+                &history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(got.status, RetrievalStatus::Ok);
+        assert_eq!(texts(&got), ["owns a cat named Kit"]);
+        assert!(
+            (got.facts[0].score - 0.9).abs() < 1e-6,
+            "the reranker's score is reported"
+        );
+
+        // A failing reranker: the vector search's order and threshold.
+        let failing = FactRetriever::new(Some(embedder), store, lenient)
+            .with_reranker(Arc::new(WordReranker("cat", true)));
+        let got = failing
+            .retrieve(
+                &history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(got.status, RetrievalStatus::Ok);
+        assert_eq!(texts(&got)[0], "ran the london marathon");
     }
 
     #[tokio::test]

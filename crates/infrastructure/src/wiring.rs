@@ -133,11 +133,23 @@ fn embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, WiringErro
 pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringError> {
     let store = open_store(settings)?;
     let embedder = embedder(settings)?;
-    let retriever = FactRetriever::new(
+    let mut retriever = FactRetriever::new(
         embedder.clone(),
         Arc::clone(&store),
         settings.retrieval_settings(),
     );
+    if settings.retrieval.rerank == crate::settings::Rerank::Cohere {
+        let reranker = ragback_integrations::cohere::CohereReranker::new(
+            &settings.embedder.cohere,
+            &settings.retrieval.rerank_model,
+        )
+        .map_err(|e| {
+            WiringError::Invalid(format!(
+                "RAGBACK_RETRIEVAL__RERANK=cohere needs Cohere (RAGBACK_EMBEDDER__COHERE__*): {e}"
+            ))
+        })?;
+        retriever = retriever.with_reranker(Arc::new(reranker));
+    }
     let facts = FactLibrary::new(
         embedder.clone(),
         store,

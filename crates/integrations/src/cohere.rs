@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ragback_application::bounds::InvalidSetting;
-use ragback_application::ports::{EmbedError, Embedder, EmbeddingPurpose};
+use ragback_application::ports::{EmbedError, Embedder, EmbeddingPurpose, RerankError, Reranker};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -233,5 +233,128 @@ impl Embedder for CohereEmbedder {
             ));
         }
         Ok(vectors)
+    }
+}
+
+/// Cohere's rerank (`POST /v2/rerank`): scores candidate facts against the query.
+#[derive(Debug, Clone)]
+pub struct CohereReranker {
+    http: reqwest::Client,
+    endpoint: url::Url,
+    api_key: SecretString,
+    model: String,
+}
+
+#[derive(Serialize)]
+struct RerankRequest<'a> {
+    model: &'a str,
+    query: &'a str,
+    documents: &'a [String],
+    top_n: usize,
+}
+
+#[derive(Deserialize)]
+struct RerankResponse {
+    results: Vec<RerankResult>,
+}
+
+#[derive(Deserialize)]
+struct RerankResult {
+    index: usize,
+    relevance_score: f32,
+}
+
+impl CohereReranker {
+    /// A client of `{base_url}/v2/rerank` with the Cohere settings' key and timeout; calls
+    /// nothing yet.
+    pub fn new(settings: &CohereSettings, model: &str) -> Result<Self, CohereConfigError> {
+        let api_key = settings
+            .api_key()
+            .ok_or(CohereConfigError::MissingKey)?
+            .clone();
+        let endpoint = url::Url::parse(&format!(
+            "{}/v2/rerank",
+            settings.base_url.trim_end_matches('/')
+        ))
+        .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
+        let http = crate::http::client_builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| CohereConfigError::Client(e.to_string()))?;
+        Ok(Self {
+            http,
+            endpoint,
+            api_key,
+            model: model.to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl Reranker for CohereReranker {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn rerank(&self, query: &str, documents: &[String]) -> Result<Vec<f32>, RerankError> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = RerankRequest {
+            model: &self.model,
+            query,
+            documents,
+            top_n: documents.len(),
+        };
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .bearer_auth(self.api_key.expose_secret())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RerankError::Unavailable(http::describe_transport_error(&e)))?;
+        let status = response.status();
+        let retry_after = http::retry_after(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RerankError::Unavailable(http::describe_transport_error(&e)))?;
+        if !status.is_success() {
+            let message = http::error_message(&String::from_utf8_lossy(&bytes));
+            return Err(match status {
+                StatusCode::TOO_MANY_REQUESTS => RerankError::RateLimited {
+                    retry_after,
+                    message,
+                },
+                s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                    RerankError::Unavailable(format!("{status}: {message}"))
+                }
+                s => RerankError::Rejected {
+                    status: s.as_u16(),
+                    message,
+                },
+            });
+        }
+        let parsed: RerankResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| RerankError::InvalidResponse(format!("not a rerank response: {e}")))?;
+        let mut scores = vec![f32::NAN; documents.len()];
+        for result in parsed.results {
+            let slot = scores.get_mut(result.index).ok_or_else(|| {
+                RerankError::InvalidResponse(format!(
+                    "index {} for {} documents",
+                    result.index,
+                    documents.len()
+                ))
+            })?;
+            *slot = result.relevance_score;
+        }
+        if scores.iter().any(|s| s.is_nan()) {
+            return Err(RerankError::InvalidResponse(
+                "not every document was scored".into(),
+            ));
+        }
+        Ok(scores)
     }
 }

@@ -6,6 +6,7 @@ mod embedder;
 mod fact_store;
 mod moderation;
 mod prompt;
+mod reranker;
 
 pub use chat_model::{
     ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, GenerationParams,
@@ -18,3 +19,4 @@ pub use fact_store::{
 };
 pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};
+pub use reranker::{RerankError, Reranker};

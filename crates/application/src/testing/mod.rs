@@ -42,6 +42,8 @@ pub fn retrieval_settings(
         top_k: 3,
         threshold: 0.3,
         margin: 2.0,
+        rerank_threshold: 0.3,
+        rerank_candidates: 10,
         query_messages: 1,
         default_user,
         embed_timeout: std::time::Duration::from_secs(1),

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
 pub use eval::{EvalSettings, JudgeSettings, ModerationSettings};
-pub use retrieval::RetrievalConfig;
+pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;
 pub use store::{StoreKind, StoreSettings};
 pub use values::{ApiKeys, List, LogFormat};
@@ -136,6 +136,8 @@ impl Settings {
             top_k: r.top_k,
             threshold: r.threshold,
             margin: r.margin,
+            rerank_threshold: r.rerank_threshold,
+            rerank_candidates: r.rerank_candidates,
             query_messages: r.query_messages,
             default_user: Some(r.default_user_id.clone()),
             embed_timeout: self.embedder.query_timeout,

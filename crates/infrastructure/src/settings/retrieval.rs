@@ -7,6 +7,16 @@ use serde::{Deserialize, Deserializer};
 /// The user whose facts `/api/v1/chat` and requests without a user id use.
 const DEFAULT_USER: &str = "john";
 
+/// The optional reranking stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rerank {
+    /// The vector search's scores decide.
+    None,
+    /// Cohere's rerank endpoint scores the candidates.
+    Cohere,
+}
+
 /// Retrieval defaults (`RAGBACK_RETRIEVAL__*`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +29,15 @@ pub struct RetrievalConfig {
     pub threshold: f32,
     /// Facts after the best must score within this of it (2 = any).
     pub margin: f32,
+    /// A reranking stage after the vector search: `none` or `cohere` (Cohere's rerank, with the
+    /// Cohere key of `RAGBACK_EMBEDDER__COHERE__*`).
+    pub rerank: Rerank,
+    /// Cohere's rerank model.
+    pub rerank_model: String,
+    /// The least rerank relevance of a used fact (0–1).
+    pub rerank_threshold: f32,
+    /// How many of the vector search's best facts are reranked.
+    pub rerank_candidates: usize,
     /// The query: the last user message and the messages before it, this many in all.
     pub query_messages: usize,
     /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
@@ -33,6 +52,10 @@ impl Default for RetrievalConfig {
             top_k: 3,
             threshold: 0.275,
             margin: 0.15,
+            rerank: Rerank::None,
+            rerank_model: "rerank-v3.5".into(),
+            rerank_threshold: 0.3,
+            rerank_candidates: 20,
             query_messages: 3,
             default_user_id: UserId::parse(DEFAULT_USER)
                 .unwrap_or_else(|_| unreachable!("`{DEFAULT_USER}` is a valid user id")),
@@ -46,6 +69,8 @@ impl RetrievalConfig {
         bounds::TOP_K.setting_count("top_k", self.top_k)?;
         bounds::THRESHOLD.setting("threshold", self.threshold)?;
         bounds::MARGIN.setting("margin", self.margin)?;
+        bounds::THRESHOLD.setting("rerank_threshold", self.rerank_threshold)?;
+        bounds::TOP_K.setting_count("rerank_candidates", self.rerank_candidates)?;
         bounds::POSITIVE.setting_count("query_messages", self.query_messages)
     }
 }

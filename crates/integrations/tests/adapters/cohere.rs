@@ -183,3 +183,95 @@ fn settings_are_checked() {
     };
     assert!(CohereEmbedder::new(&big_batch).is_err());
 }
+
+fn reranker(server: &MockServer) -> ragback_integrations::cohere::CohereReranker {
+    ragback_integrations::cohere::CohereReranker::new(
+        &CohereSettings {
+            base_url: server.uri(),
+            api_key: Some(SecretString::from("co-test-key")),
+            model: "embed-multilingual-v3.0".into(),
+            request_timeout: Duration::from_millis(500),
+            batch_size: 96,
+        },
+        "rerank-v3.5",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rerank_scores_come_back_in_the_documents_order() {
+    use ragback_application::ports::Reranker;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/rerank"))
+        .and(bearer_token("co-test-key"))
+        .and(body_partial_json(json!({
+            "model": "rerank-v3.5", "query": "my dog", "documents": ["likes jazz", "has a dog"], "top_n": 2
+        })))
+        // Cohere answers best first, with each document's index.
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "r-1",
+            "results": [{"index": 1, "relevance_score": 0.93}, {"index": 0, "relevance_score": 0.01}],
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
+        })))
+        .mount(&server)
+        .await;
+    let scores = reranker(&server)
+        .rerank("my dog", &texts(&["likes jazz", "has a dog"]))
+        .await
+        .unwrap();
+    assert_eq!(scores, vec![0.01, 0.93]);
+}
+
+#[tokio::test]
+async fn rerank_failures_are_classified() {
+    use ragback_application::ports::{RerankError, Reranker};
+    let server = MockServer::start().await;
+    let answer =
+        |status: u16, body: serde_json::Value| ResponseTemplate::new(status).set_body_json(body);
+    Mock::given(body_partial_json(json!({"query": "limited"})))
+        .respond_with(
+            answer(429, json!({"message": "trial key limit"})).insert_header("retry-after", "3"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(body_partial_json(json!({"query": "bad key"})))
+        .respond_with(answer(401, json!({"message": "invalid api token"})))
+        .mount(&server)
+        .await;
+    Mock::given(body_partial_json(json!({"query": "partial"})))
+        .respond_with(answer(
+            200,
+            json!({"results": [{"index": 0, "relevance_score": 0.5}]}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(body_partial_json(json!({"query": "down"})))
+        .respond_with(answer(503, json!({"message": "overloaded"})))
+        .mount(&server)
+        .await;
+    let reranker = reranker(&server);
+    let docs = texts(&["a", "b"]);
+    assert_eq!(
+        reranker.rerank("limited", &docs).await.unwrap_err(),
+        RerankError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+            message: "trial key limit".into()
+        }
+    );
+    assert!(matches!(
+        reranker.rerank("bad key", &docs).await.unwrap_err(),
+        RerankError::Rejected { status: 401, .. }
+    ));
+    assert!(
+        matches!(reranker.rerank("partial", &docs).await.unwrap_err(), RerankError::InvalidResponse(m) if m.contains("not every document"))
+    );
+    assert!(matches!(
+        reranker.rerank("down", &docs).await.unwrap_err(),
+        RerankError::Unavailable(_)
+    ));
+    assert_eq!(
+        reranker.rerank("anything", &[]).await.unwrap(),
+        Vec::<f32>::new()
+    );
+}

@@ -349,6 +349,12 @@ impl From<SearchError> for ApiError {
             )
             .because(source),
             SearchError::Store(source) => source.into(),
+            // Only measurement runs rerank a direct search; the API's search does not.
+            SearchError::Rerank(source) => Self::new(
+                ErrorCode::EmbedderUnavailable,
+                "the reranker failed; try again later",
+            )
+            .because(source),
         }
     }
 }

@@ -568,3 +568,73 @@ async fn the_server_stops_gracefully() {
     let app = TestApp::spawn().await;
     app.stop().await;
 }
+
+/// With `RAGBACK_RETRIEVAL__RERANK=cohere`, Cohere's rerank scores the vector search's
+/// candidates and its scores decide; when it fails, the reply still comes, with the vector
+/// search's facts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohere_rerank_decides_which_facts_a_reply_gets_and_its_failure_degrades_nothing() {
+    let app = TestApp::spawn_with(Setup {
+        facts: demo_facts(),
+        vars: vec![
+            ("RAGBACK_RETRIEVAL__RERANK".into(), "cohere".into()),
+            ("RAGBACK_RETRIEVAL__THRESHOLD".into(), "-1".into()),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    app.llm_replies("*nods* Respect.").await;
+    // The fake rerank: the Biscuit fact is relevant, nothing else is.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v2/rerank"))
+        .respond_with(|request: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let mut results: Vec<Value> = body["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let score = if d.as_str().unwrap().contains("Biscuit") {
+                        0.91
+                    } else {
+                        0.02
+                    };
+                    json!({"index": i, "relevance_score": score})
+                })
+                .collect();
+            results.sort_by(|a, b| {
+                b["relevance_score"]
+                    .as_f64()
+                    .partial_cmp(&a["relevance_score"].as_f64())
+                    .unwrap()
+            });
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "r", "results": results}))
+        })
+        .up_to_n_times(1)
+        .mount(&app.cohere)
+        .await;
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+    assert_eq!(status, 200, "{body}");
+    let facts = body["facts"].as_array().unwrap();
+    assert_eq!(
+        facts.len(),
+        1,
+        "only what the reranker finds relevant: {body}"
+    );
+    assert!(facts[0]["text"].as_str().unwrap().contains("Biscuit"));
+    assert!((facts[0]["score"].as_f64().unwrap() - 0.91).abs() < 1e-6);
+    // The rerank endpoint is gone now (404): the vector search's facts, and a reply.
+    let (status, body) = app.post_json("/generate", &demo_request()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retrieval"], "ok");
+    assert!(
+        body["facts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("marathon"),
+        "{body}"
+    );
+    app.stop().await;
+}
