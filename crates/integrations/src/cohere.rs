@@ -188,20 +188,13 @@ impl Embedder for CohereEmbedder {
             embedding_types: ["float"],
             truncate: "END",
         };
-        let response = self
-            .http
-            .post(self.endpoint.clone())
-            .bearer_auth(self.api_key.expose_secret())
-            .json(&body)
-            .send()
+        let Answer {
+            status,
+            retry_after,
+            bytes,
+        } = post(&self.http, &self.endpoint, &self.api_key, &body)
             .await
-            .map_err(|e| EmbedError::Unavailable(http::describe_transport_error(&e)))?;
-        let status = response.status();
-        let retry_after = http::retry_after(response.headers());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| EmbedError::Unavailable(http::describe_transport_error(&e)))?;
+            .map_err(EmbedError::Unavailable)?;
         if !status.is_success() {
             let message = http::error_message(&String::from_utf8_lossy(&bytes));
             return Err(match status {
@@ -234,6 +227,41 @@ impl Embedder for CohereEmbedder {
         }
         Ok(vectors)
     }
+}
+
+/// What Cohere answered, before it is read.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: Vec<u8>,
+}
+
+/// POSTs `body` to `endpoint` with the key; a transport failure is described without the URL.
+async fn post(
+    client: &reqwest::Client,
+    endpoint: &url::Url,
+    api_key: &SecretString,
+    body: &impl Serialize,
+) -> Result<Answer, String> {
+    let response = client
+        .post(endpoint.clone())
+        .bearer_auth(api_key.expose_secret())
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| http::describe_transport_error(&e))?;
+    let status = response.status();
+    let retry_after = http::retry_after(response.headers());
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| http::describe_transport_error(&e))?
+        .to_vec();
+    Ok(Answer {
+        status,
+        retry_after,
+        bytes,
+    })
 }
 
 /// Cohere's rerank (`POST /v2/rerank`): scores candidate facts against the query.
@@ -307,20 +335,13 @@ impl Reranker for CohereReranker {
             documents,
             top_n: documents.len(),
         };
-        let response = self
-            .http
-            .post(self.endpoint.clone())
-            .bearer_auth(self.api_key.expose_secret())
-            .json(&body)
-            .send()
+        let Answer {
+            status,
+            retry_after,
+            bytes,
+        } = post(&self.http, &self.endpoint, &self.api_key, &body)
             .await
-            .map_err(|e| RerankError::Unavailable(http::describe_transport_error(&e)))?;
-        let status = response.status();
-        let retry_after = http::retry_after(response.headers());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| RerankError::Unavailable(http::describe_transport_error(&e)))?;
+            .map_err(RerankError::Unavailable)?;
         if !status.is_success() {
             let message = http::error_message(&String::from_utf8_lossy(&bytes));
             return Err(match status {
