@@ -135,6 +135,8 @@ pub const MAX_TOKENS: Bound = Bound::between(1.0, crate::chat::MAX_TOKENS_LIMIT 
 pub const TOP_K: Bound = Bound::between(1.0, crate::retrieval::MAX_TOP_K as f64);
 /// A cosine similarity threshold.
 pub const THRESHOLD: Bound = Bound::between(-1.0, 1.0);
+/// A share or a weight.
+pub const UNIT: Bound = Bound::between(0.0, 1.0);
 /// How far below the best fact the others may score (2: any, cosines being in −1…1).
 pub const MARGIN: Bound = Bound::between(0.0, 2.0);
 /// Anything that must be there at least once: attempts, batch sizes, concurrency, timeouts.

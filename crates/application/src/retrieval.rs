@@ -33,6 +33,10 @@ pub struct RetrievalSettings {
     pub rerank_threshold: f32,
     /// With a reranker: how many of the vector search's best facts it scores.
     pub rerank_candidates: usize,
+    /// How much the messages before the last user message weigh in the query (0 to 1): 0 embeds
+    /// the window as one text; above, the last user message and the earlier ones are embedded
+    /// apart and their unit vectors mixed `(1 − w)·last + w·earlier`.
+    pub query_context_weight: f32,
     /// The query is the last user message plus this many messages before it, minus one
     /// (1 = only the last user message).
     pub query_messages: usize,
@@ -201,6 +205,25 @@ impl FactRetriever {
         Some(texts.join("\n"))
     }
 
+    /// The texts to embed for a turn: the window as one text, or — with a context weight — the
+    /// last user message and the messages before it in the window, apart.
+    fn query_texts(&self, history: &[Message]) -> Option<Vec<String>> {
+        let joined = self.query_text(history)?;
+        let last_user = history.iter().rposition(|m| m.role == Role::User)?;
+        let first = (last_user + 1).saturating_sub(self.settings.query_messages.max(1));
+        if self.settings.query_context_weight <= 0.0 || first == last_user {
+            return Some(vec![joined]);
+        }
+        let context: Vec<&str> = history[first..last_user]
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect();
+        Some(vec![
+            history[last_user].text.as_str().to_owned(),
+            context.join("\n"),
+        ])
+    }
+
     /// Retrieves the facts for a chat turn within the turn's `deadline`: embedding gets its own
     /// timeout or what is left of the turn, whichever is shorter, and the search what is left
     /// after it. Never fails: failures, running out of time included, degrade to no facts and are
@@ -239,20 +262,21 @@ impl FactRetriever {
         let (Some(embedder), true) = (self.embedder.as_ref(), enabled) else {
             return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
         };
-        let Some(query) = self.query_text(history) else {
+        let (Some(query), Some(texts)) = (self.query_text(history), self.query_texts(history))
+        else {
             return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
         };
         if owners.is_empty() {
             return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
         }
         let top_k = overrides.top_k.unwrap_or(self.settings.top_k);
-        let query_text = query.clone();
+        let query_text = query;
 
         let started = Instant::now();
         let model = embedder.model_id().to_owned();
         let embed_deadline = deadline.min(started + self.settings.embed_timeout);
         let vector = match self
-            .embed_query(embedder.as_ref(), query, embed_deadline)
+            .embed_query(embedder.as_ref(), texts, embed_deadline)
             .await
         {
             Ok(vector) => vector,
@@ -339,11 +363,14 @@ impl FactRetriever {
         threshold: f32,
     ) -> Result<Vec<ScoredFact>, SearchError> {
         let text = self.query_text(history).unwrap_or_default();
+        let texts = self
+            .query_texts(history)
+            .unwrap_or_else(|| vec![text.clone()]);
         let depth = match self.reranker {
             Some(_) => top_k.max(self.settings.rerank_candidates),
             None => top_k,
         };
-        let facts = self.search(&text, owners, depth, threshold).await?;
+        let facts = self.search_texts(texts, owners, depth, threshold).await?;
         match &self.reranker {
             None => Ok(facts),
             Some(reranker) => {
@@ -356,10 +383,12 @@ impl FactRetriever {
         }
     }
 
-    /// The same retriever with another query window (`query_messages`), for comparing them.
-    pub fn with_query_messages(&self, query_messages: usize) -> Self {
+    /// The same retriever with another query window (`query_messages`) and context weight,
+    /// for comparing them.
+    pub fn with_query(&self, query_messages: usize, context_weight: f32) -> Self {
         let mut other = self.clone();
         other.settings.query_messages = query_messages.max(1);
+        other.settings.query_context_weight = context_weight.clamp(0.0, 1.0);
         other
     }
 
@@ -373,11 +402,20 @@ impl FactRetriever {
         top_k: usize,
         threshold: f32,
     ) -> Result<Vec<ScoredFact>, SearchError> {
+        self.search_texts(vec![text.to_owned()], owners, top_k, threshold)
+            .await
+    }
+
+    async fn search_texts(
+        &self,
+        texts: Vec<String>,
+        owners: Vec<FactOwner>,
+        top_k: usize,
+        threshold: f32,
+    ) -> Result<Vec<ScoredFact>, SearchError> {
         let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
         let deadline = Instant::now() + self.settings.embed_timeout;
-        let vector = self
-            .embed_query(embedder.as_ref(), text.to_owned(), deadline)
-            .await?;
+        let vector = self.embed_query(embedder.as_ref(), texts, deadline).await?;
         let facts = self
             .store
             .search(FactQuery {
@@ -393,28 +431,47 @@ impl FactRetriever {
         Ok(facts)
     }
 
+    /// Embeds the query texts in one call: one text is the query; two (the last message and
+    /// its context) are mixed by the context weight.
     async fn embed_query(
         &self,
         embedder: &dyn Embedder,
-        query: String,
+        texts: Vec<String>,
         deadline: Instant,
     ) -> Result<Vec<f32>, RetryError<EmbedError>> {
-        let texts = [query];
-        let mut vectors = retry(
+        let vectors = retry(
             &self.settings.embed_retry,
             deadline,
             "query embedding",
             || embedder.embed(&texts, EmbeddingPurpose::Query),
         )
         .await?;
-        match vectors.pop() {
-            Some(vector) if vectors.is_empty() => Ok(vector),
+        match vectors.as_slice() {
+            [one] if texts.len() == 1 => Ok(one.clone()),
+            [last, context] if texts.len() == 2 && last.len() == context.len() => {
+                let w = self.settings.query_context_weight.clamp(0.0, 1.0);
+                let mixed: Vec<f32> = unit(last)
+                    .iter()
+                    .zip(unit(context))
+                    .map(|(a, b)| (1.0 - w) * a + w * b)
+                    .collect();
+                Ok(unit(&mixed))
+            }
             _ => Err(RetryError::Failed {
                 attempts: 1,
-                last: EmbedError::InvalidResponse("expected exactly one vector".into()),
+                last: EmbedError::InvalidResponse("expected one vector per query text".into()),
             }),
         }
     }
+}
+
+/// `v` scaled to length 1 (unchanged when zero).
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        return v.to_vec();
+    }
+    v.iter().map(|x| x / norm).collect()
 }
 
 /// `facts` scored by the reranker instead of by cosine, best first.
@@ -565,6 +622,59 @@ mod tests {
             Some("hi\nyo\nI ran a marathon")
         );
         assert_eq!(three.query_text(&[msg(Role::Character, "hello")]), None);
+    }
+
+    #[tokio::test]
+    async fn with_a_context_weight_the_last_message_and_its_context_are_embedded_apart() {
+        let history = vec![
+            msg(Role::User, "my sister turns eighteen"),
+            msg(Role::Character, "the little one?"),
+            msg(Role::User, "yeah she wants a party"),
+        ];
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        seed(
+            &*embedder,
+            &*store,
+            &user("john"),
+            &["has a sister who turns eighteen"],
+        )
+        .await;
+        let weighted = FactRetriever::new(
+            Some(embedder.clone()),
+            store,
+            RetrievalSettings {
+                query_messages: 3,
+                query_context_weight: 0.5,
+                threshold: 0.1,
+                ..settings()
+            },
+        );
+        assert_eq!(
+            weighted.query_texts(&history),
+            Some(vec![
+                "yeah she wants a party".to_owned(),
+                "my sister turns eighteen\nthe little one?".to_owned()
+            ])
+        );
+        assert_eq!(
+            weighted
+                .with_query(3, 0.0)
+                .query_texts(&history)
+                .map(|t| t.len()),
+            Some(1),
+            "no weight: the window is one text"
+        );
+        let found = weighted
+            .retrieve(
+                &history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(found.status, RetrievalStatus::Ok);
+        assert_eq!(found.facts.len(), 1, "the context finds the sister");
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub fn retrieval_settings(
         margin: 2.0,
         rerank_threshold: 0.3,
         rerank_candidates: 10,
+        query_context_weight: 0.0,
         query_messages: 1,
         default_user,
         embed_timeout: std::time::Duration::from_secs(1),

@@ -40,6 +40,9 @@ pub struct RetrievalConfig {
     pub rerank_candidates: usize,
     /// The query: the last user message and the messages before it, this many in all.
     pub query_messages: usize,
+    /// How much the earlier messages of the query weigh against the last user message (0 to 1;
+    /// 0 embeds the window as one text).
+    pub query_context_weight: f32,
     /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
     #[serde(deserialize_with = "user_id")]
     pub default_user_id: UserId,
@@ -57,6 +60,7 @@ impl Default for RetrievalConfig {
             rerank_threshold: 0.3,
             rerank_candidates: 20,
             query_messages: 3,
+            query_context_weight: 0.0,
             default_user_id: UserId::parse(DEFAULT_USER)
                 .unwrap_or_else(|_| unreachable!("`{DEFAULT_USER}` is a valid user id")),
         }
@@ -69,6 +73,7 @@ impl RetrievalConfig {
         bounds::TOP_K.setting_count("top_k", self.top_k)?;
         bounds::THRESHOLD.setting("threshold", self.threshold)?;
         bounds::MARGIN.setting("margin", self.margin)?;
+        bounds::UNIT.setting("query_context_weight", self.query_context_weight)?;
         bounds::THRESHOLD.setting("rerank_threshold", self.rerank_threshold)?;
         bounds::TOP_K.setting_count("rerank_candidates", self.rerank_candidates)?;
         bounds::POSITIVE.setting_count("query_messages", self.query_messages)

@@ -33,6 +33,10 @@ pub struct RetrievalArgs {
     /// at its own best threshold.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     compare_query_messages: Vec<usize>,
+    /// Context weights to compare for windows of more than one message (0: the window as one
+    /// text).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.3,0.5")]
+    compare_context_weights: Vec<f32>,
 }
 
 /// One line of the queries file.
@@ -63,6 +67,7 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
         top_k,
         json,
         compare_query_messages,
+        compare_context_weights,
     } = args;
     let read = read_facts(&facts, None)?;
     let known: HashSet<(FactOwner, &str)> = read
@@ -91,9 +96,16 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
     let report = evaluate(&services.retriever, queries.clone(), top_k).await?;
     let mut windows = Vec::new();
     for n in compare_query_messages {
-        let retriever = services.retriever.with_query_messages(n);
-        let compared = evaluate(&retriever, queries.clone(), top_k).await?;
-        windows.push((n, compared.configured, compared.best_cutoff));
+        let weights = if n > 1 {
+            compare_context_weights.clone()
+        } else {
+            vec![0.0]
+        };
+        for w in weights {
+            let retriever = services.retriever.with_query(n, w);
+            let compared = evaluate(&retriever, queries.clone(), top_k).await?;
+            windows.push((n, w, compared.configured, compared.best_cutoff));
+        }
     }
 
     let configured = settings.retrieval.threshold;
@@ -101,18 +113,19 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
         let mut out = JsonReport::new(&report, &model, configured);
         out.query_windows = windows
             .iter()
-            .map(|(n, row, cutoff)| (*n, JsonRow::of(row), JsonRow::of(cutoff)))
+            .map(|(n, w, row, cutoff)| (*n, *w, JsonRow::of(row), JsonRow::of(cutoff)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", table(&report, &model, configured));
         println!(
-            "\nquery window  cut-off                                   precision  recall  hit rate  small-talk fed"
+            "\nquery window, context weight  cut-off                                   precision  recall  hit rate  small-talk fed"
         );
-        for (n, row, cutoff) in &windows {
+        for (n, w, row, cutoff) in &windows {
             for (name, r) in [("configured", row), ("best cut-off", cutoff)] {
                 println!(
-                    "{n:<12}  {:<40}  {:<9.3}  {:<6.3}  {:<8.3}  {:.3}",
+                    "{:<28}  {:<40}  {:<9.3}  {:<6.3}  {:<8.3}  {:.3}",
+                    format!("{n}, {w}"),
                     format!(
                         "{name} {:.3}, gap {:.2}, margin {}",
                         r.threshold,
@@ -258,7 +271,7 @@ struct JsonReport<'a> {
     recommended: JsonRow,
     sweep: Vec<JsonRow>,
     /// The configured cut-off's row and the best cut-off of each query window compared.
-    query_windows: Vec<(usize, JsonRow, JsonRow)>,
+    query_windows: Vec<(usize, f32, JsonRow, JsonRow)>,
     /// The cut-off that best meets the targets, with the configured window.
     best_cutoff: JsonRow,
     /// What the configured threshold and margin inject, with the configured window.
