@@ -193,11 +193,26 @@ impl FactRetriever {
             .collect()
     }
 
+    /// How many facts the vector search returns for `top_k` injected: more when a reranker
+    /// picks among them.
+    fn candidates(&self, top_k: usize) -> usize {
+        match self.reranker {
+            Some(_) => top_k.max(self.settings.rerank_candidates),
+            None => top_k,
+        }
+    }
+
+    /// The query window of a turn: the first index and the last user message's index.
+    fn query_window(&self, history: &[Message]) -> Option<(usize, usize)> {
+        let last_user = history.iter().rposition(|m| m.role == Role::User)?;
+        let first = (last_user + 1).saturating_sub(self.settings.query_messages.max(1));
+        Some((first, last_user))
+    }
+
     /// The text to embed for a turn: the last user message, preceded by up to
     /// `query_messages - 1` earlier messages. `None` when no user message exists.
     pub fn query_text(&self, history: &[Message]) -> Option<String> {
-        let last_user = history.iter().rposition(|m| m.role == Role::User)?;
-        let first = (last_user + 1).saturating_sub(self.settings.query_messages.max(1));
+        let (first, last_user) = self.query_window(history)?;
         let texts: Vec<&str> = history[first..=last_user]
             .iter()
             .map(|m| m.text.as_str())
@@ -208,11 +223,9 @@ impl FactRetriever {
     /// The texts to embed for a turn: the window as one text, or — with a context weight — the
     /// last user message and the messages before it in the window, apart.
     fn query_texts(&self, history: &[Message]) -> Option<Vec<String>> {
-        let joined = self.query_text(history)?;
-        let last_user = history.iter().rposition(|m| m.role == Role::User)?;
-        let first = (last_user + 1).saturating_sub(self.settings.query_messages.max(1));
+        let (first, last_user) = self.query_window(history)?;
         if self.settings.query_context_weight <= 0.0 || first == last_user {
-            return Some(vec![joined]);
+            return self.query_text(history).map(|joined| vec![joined]);
         }
         let context: Vec<&str> = history[first..last_user]
             .iter()
@@ -292,14 +305,10 @@ impl FactRetriever {
         let embed = started.elapsed();
 
         let started = Instant::now();
-        let limit = match self.reranker {
-            Some(_) => top_k.max(self.settings.rerank_candidates),
-            None => top_k,
-        };
         let query = FactQuery {
             vector,
             owners,
-            limit,
+            limit: self.candidates(top_k),
             model,
         };
         let found = tokio::time::timeout_at(deadline, self.store.search(query))
@@ -366,11 +375,9 @@ impl FactRetriever {
         let texts = self
             .query_texts(history)
             .unwrap_or_else(|| vec![text.clone()]);
-        let depth = match self.reranker {
-            Some(_) => top_k.max(self.settings.rerank_candidates),
-            None => top_k,
-        };
-        let facts = self.search_texts(texts, owners, depth, threshold).await?;
+        let facts = self
+            .search_texts(texts, owners, self.candidates(top_k), threshold)
+            .await?;
         match &self.reranker {
             None => Ok(facts),
             Some(reranker) => {

@@ -117,31 +117,10 @@ struct Embeddings {
 impl CohereEmbedder {
     /// Builds the client; does not call Cohere.
     pub fn new(settings: &CohereSettings) -> Result<Self, CohereConfigError> {
-        let api_key = settings
-            .api_key()
-            .ok_or(CohereConfigError::MissingKey)?
-            .clone();
-        let base = url::Url::parse(&settings.base_url)
-            .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(CohereConfigError::BaseUrl(format!(
-                "scheme must be http or https, not `{}`",
-                base.scheme()
-            )));
-        }
-        let endpoint = url::Url::parse(&format!(
-            "{}/v2/embed",
-            settings.base_url.trim_end_matches('/')
-        ))
-        .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
+        let (http, endpoint, api_key) = connect(settings, "embed")?;
         if !(1..=MAX_TEXTS_PER_CALL).contains(&settings.batch_size) {
             return Err(CohereConfigError::BatchSize(settings.batch_size));
         }
-        let http = crate::http::client_builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| CohereConfigError::Client(e.to_string()))?;
         Ok(Self {
             http,
             endpoint,
@@ -229,6 +208,37 @@ impl Embedder for CohereEmbedder {
     }
 }
 
+/// The client, the endpoint `{base_url}/v2/{path}` and the key of a Cohere API, checked; calls
+/// nothing yet.
+fn connect(
+    settings: &CohereSettings,
+    path: &str,
+) -> Result<(reqwest::Client, url::Url, SecretString), CohereConfigError> {
+    let api_key = settings
+        .api_key()
+        .ok_or(CohereConfigError::MissingKey)?
+        .clone();
+    let base = url::Url::parse(&settings.base_url)
+        .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(CohereConfigError::BaseUrl(format!(
+            "scheme must be http or https, not `{}`",
+            base.scheme()
+        )));
+    }
+    let endpoint = url::Url::parse(&format!(
+        "{}/v2/{path}",
+        settings.base_url.trim_end_matches('/')
+    ))
+    .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
+    let http = crate::http::client_builder()
+        .timeout(settings.request_timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| CohereConfigError::Client(e.to_string()))?;
+    Ok((http, endpoint, api_key))
+}
+
 /// What Cohere answered, before it is read.
 struct Answer {
     status: StatusCode,
@@ -296,20 +306,7 @@ impl CohereReranker {
     /// A client of `{base_url}/v2/rerank` with the Cohere settings' key and timeout; calls
     /// nothing yet.
     pub fn new(settings: &CohereSettings, model: &str) -> Result<Self, CohereConfigError> {
-        let api_key = settings
-            .api_key()
-            .ok_or(CohereConfigError::MissingKey)?
-            .clone();
-        let endpoint = url::Url::parse(&format!(
-            "{}/v2/rerank",
-            settings.base_url.trim_end_matches('/')
-        ))
-        .map_err(|e| CohereConfigError::BaseUrl(e.to_string()))?;
-        let http = crate::http::client_builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| CohereConfigError::Client(e.to_string()))?;
+        let (http, endpoint, api_key) = connect(settings, "rerank")?;
         Ok(Self {
             http,
             endpoint,

@@ -125,11 +125,7 @@ pub fn sha256_of(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::eval_prompts::hex(&hasher.finalize()))
 }
 
 /// Checks one file in `dir` (size first, then content).
