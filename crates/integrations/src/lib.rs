@@ -16,6 +16,7 @@ pub mod edge;
 pub mod eval_prompts;
 mod fact_payload;
 pub mod http;
+mod lexical;
 pub mod llm;
 #[cfg(feature = "local-embedder")]
 pub mod local;

@@ -28,6 +28,18 @@ pub struct FactQuery {
     pub model: String,
 }
 
+/// A fact found by words: its cosine similarity to the query vector (in `fact.score`, as in
+/// [`FactStore::search`]) and its lexical score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalHit {
+    /// The fact, scored by cosine similarity to the query vector.
+    pub fact: ScoredFact,
+    /// Its BM25 score for the query text (term frequency, document length, and the inverse
+    /// document frequency of each shared word over the whole store); above 0, since it shares a
+    /// word with the query.
+    pub lexical: f32,
+}
+
 /// A stored fact, with its vector when it was asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFact {
@@ -128,6 +140,15 @@ pub trait FactStore: Send + Sync {
 
     /// The `limit` facts most similar to the query vector among the given owners, best first.
     async fn search(&self, query: FactQuery) -> Result<Vec<ScoredFact>, FactStoreError>;
+
+    /// The `query.limit` facts of the given owners that best match `text` by words (BM25, after
+    /// the store's tokenizer: lowercase, stop words removed, stemmed), best first, each with its
+    /// cosine similarity to `query.vector` too. Facts sharing no word are never returned.
+    async fn search_lexical(
+        &self,
+        query: FactQuery,
+        text: &str,
+    ) -> Result<Vec<LexicalHit>, FactStoreError>;
 
     /// Which of `ids` are already stored.
     async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError>;

@@ -14,8 +14,8 @@ pub use chat_model::{
 };
 pub use embedder::{EmbedError, Embedder, EmbeddingPurpose};
 pub use fact_store::{
-    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, StoredFact,
-    UpsertReport, ensure_same_model,
+    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, LexicalHit, StoreStatus,
+    StoredFact, UpsertReport, ensure_same_model,
 };
 pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

@@ -8,7 +8,7 @@
 
 pub mod store_contract;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -19,8 +19,8 @@ use ragback_domain::{Fact, FactOwner, FactText, ScoredFact};
 use crate::ports::{
     ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, EmbedError,
     EmbeddedFact, Embedder, EmbeddingPurpose, FactPage, FactQuery, FactStore, FactStoreError,
-    PromptContext, PromptError, PromptRenderer, RenderedPrompt, StoreStatus, StoredFact,
-    UpsertReport,
+    LexicalHit, PromptContext, PromptError, PromptRenderer, RenderedPrompt, StoreStatus,
+    StoredFact, UpsertReport,
 };
 
 /// A retry policy with millisecond backoff, for tests.
@@ -220,6 +220,53 @@ impl FactStore for InMemoryFactStore {
             })
             .collect();
         found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    /// Scores shared lowercase words of three letters or more by `ln(1 + N / df)` over the
+    /// whole store: BM25's inverse document frequency without its length normalisation.
+    async fn search_lexical(
+        &self,
+        query: FactQuery,
+        text: &str,
+    ) -> Result<Vec<LexicalHit>, FactStoreError> {
+        let stored = self.facts()?;
+        Self::check_dimension(&stored, query.vector.len())?;
+        let words = |t: &str| -> BTreeSet<String> {
+            t.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.chars().count() >= 3)
+                .map(str::to_lowercase)
+                .collect()
+        };
+        let asked = words(text);
+        let documents: Vec<(&EmbeddedFact, BTreeSet<String>)> = stored
+            .values()
+            .map(|f| (f, words(f.fact.text.as_str())))
+            .collect();
+        let total = documents.len() as f32;
+        let idf = |word: &String| {
+            let df = documents.iter().filter(|(_, w)| w.contains(word)).count() as f32;
+            (1.0 + total / df.max(1.0)).ln()
+        };
+        let mut found = Vec::new();
+        for (f, words) in &documents {
+            if !query.owners.contains(&f.fact.owner) {
+                continue;
+            }
+            crate::ports::ensure_same_model(Some(&f.model), &query.model)?;
+            let lexical: f32 = words.intersection(&asked).map(idf).sum();
+            if lexical > 0.0 {
+                found.push(LexicalHit {
+                    fact: ScoredFact {
+                        fact: f.fact.clone(),
+                        score: cosine(&f.vector, &query.vector),
+                    },
+                    lexical,
+                });
+            }
+        }
+        found.sort_by(|a, b| b.lexical.total_cmp(&a.lexical));
         found.truncate(query.limit);
         Ok(found)
     }

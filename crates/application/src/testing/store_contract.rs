@@ -8,7 +8,7 @@ use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
 use crate::ports::{EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus};
 
 /// The names of all checks, for adapters to run in a loop and report.
-pub const CHECKS: [&str; 11] = [
+pub const CHECKS: [&str; 12] = [
     "empty_store",
     "search_is_best_first_with_cosine_scores",
     "owners_are_isolated",
@@ -20,6 +20,7 @@ pub const CHECKS: [&str; 11] = [
     "deletes_respect_owners",
     "an_emptied_store_keeps_working",
     "models_are_enforced",
+    "words_find_facts_rare_words_first",
 ];
 
 /// Runs the check called `name` on an empty store.
@@ -36,6 +37,7 @@ pub async fn run(name: &str, store: &dyn FactStore) {
         "deletes_respect_owners" => deletes_respect_owners(store).await,
         "an_emptied_store_keeps_working" => an_emptied_store_keeps_working(store).await,
         "models_are_enforced" => models_are_enforced(store).await,
+        "words_find_facts_rare_words_first" => words_find_facts(store).await,
         other => panic!("unknown store check `{other}`"),
     }
 }
@@ -66,6 +68,16 @@ fn query(vector: [f32; 3], owners: &[FactOwner], limit: usize) -> FactQuery {
         owners: owners.to_vec(),
         limit,
     }
+}
+
+async fn lexical_texts(store: &dyn FactStore, q: FactQuery, text: &str) -> Vec<String> {
+    store
+        .search_lexical(q, text)
+        .await
+        .expect("lexical search works")
+        .into_iter()
+        .map(|f| f.fact.fact.text.as_str().to_owned())
+        .collect()
 }
 
 async fn texts(store: &dyn FactStore, q: FactQuery) -> Vec<String> {
@@ -415,4 +427,75 @@ mod tests {
             run(check, &InMemoryFactStore::default()).await;
         }
     }
+}
+
+async fn words_find_facts(store: &dyn FactStore) {
+    let (john, jane) = (user("john"), user("jane"));
+    store
+        .upsert(vec![
+            fact(&john, "Has a dog named Biscuit", [0.0, 1.0, 0.0]),
+            fact(&john, "Walks the dog every morning", [0.0, 0.0, 1.0]),
+            fact(&john, "Plays the violin", [1.0, 0.0, 0.0]),
+            fact(&jane, "Bakes biscuits for her dog", [1.0, 0.0, 0.0]),
+        ])
+        .await
+        .expect("upsert works");
+    let v = [1.0, 0.0, 0.0];
+    let john_only = || query(v, std::slice::from_ref(&john), 10);
+
+    let hits = store
+        .search_lexical(john_only(), "Biscuit ate my dog's dinner")
+        .await
+        .expect("lexical search works");
+    let got: Vec<(&str, f32, f32)> = hits
+        .iter()
+        .map(|h| (h.fact.fact.text.as_str(), h.fact.score, h.lexical))
+        .collect();
+    assert_eq!(got.len(), 2, "only john's facts sharing a word: {got:?}");
+    assert_eq!(
+        got[0].0, "Has a dog named Biscuit",
+        "two shared words, one rare, come first: {got:?}"
+    );
+    assert_eq!(got[1].0, "Walks the dog every morning", "{got:?}");
+    assert!(
+        got[0].2 > got[1].2 && got[1].2 > 0.0,
+        "lexical scores: {got:?}"
+    );
+    for (text, cosine, _) in &got {
+        assert!(
+            cosine.abs() < 1e-4,
+            "the cosine of {text} to the query vector: {cosine}"
+        );
+    }
+
+    assert_eq!(
+        lexical_texts(store, john_only(), "biscuit").await,
+        ["Has a dog named Biscuit"],
+        "case does not matter"
+    );
+    assert_eq!(
+        lexical_texts(store, query(v, std::slice::from_ref(&jane), 10), "biscuit").await,
+        ["Bakes biscuits for her dog"],
+        "another owner's fact only for that owner"
+    );
+    assert_eq!(
+        lexical_texts(store, john_only(), "violin lessons").await,
+        ["Plays the violin"]
+    );
+    let nothing: Vec<String> = Vec::new();
+    assert_eq!(
+        lexical_texts(store, john_only(), "quantum chromodynamics").await,
+        nothing
+    );
+    assert_eq!(
+        lexical_texts(store, query(v, &[], 10), "biscuit").await,
+        nothing
+    );
+    assert_eq!(
+        lexical_texts(store, query(v, std::slice::from_ref(&john), 1), "dog")
+            .await
+            .len(),
+        1,
+        "the limit holds"
+    );
 }

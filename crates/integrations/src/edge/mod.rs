@@ -8,7 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use ragback_application::ports::{
-    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, UpsertReport,
+    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, LexicalHit, StoreStatus,
+    UpsertReport,
 };
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
@@ -137,15 +138,19 @@ impl EdgeFactStore {
         .await
     }
 
-    /// The search on this thread, when it is sure to be short: no writer holds the shard now,
+    /// A search on this thread, when it is sure to be short: no writer holds the shard now,
     /// and the owners have few facts. `None` sends it to the blocking pool.
-    fn search_inline(&self, query: &FactQuery) -> Option<Result<Vec<ScoredFact>, FactStoreError>> {
+    fn search_inline<T: Default>(
+        &self,
+        query: &FactQuery,
+        search: impl FnOnce(&Shard) -> Result<T, FactStoreError>,
+    ) -> Option<Result<T, FactStoreError>> {
         let guard = self.inner.shard.try_read().ok()?;
         let Some(shard) = guard.as_ref() else {
-            return Some(Ok(Vec::new()));
+            return Some(Ok(T::default()));
         };
         match shard.estimate(&query.owners) {
-            Ok(facts) if facts <= INLINE_SEARCH_MAX_FACTS => Some(shard.search(query)),
+            Ok(facts) if facts <= INLINE_SEARCH_MAX_FACTS => Some(search(shard)),
             // Many facts, or an error the blocking pool's attempt reports.
             _ => None,
         }
@@ -183,10 +188,27 @@ impl FactStore for EdgeFactStore {
         if query.owners.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
         }
-        if let Some(found) = self.search_inline(&query) {
+        if let Some(found) = self.search_inline(&query, |shard| shard.search(&query)) {
             return found;
         }
         self.read(Vec::new, move |shard| shard.search(&query)).await
+    }
+
+    async fn search_lexical(
+        &self,
+        query: FactQuery,
+        text: &str,
+    ) -> Result<Vec<LexicalHit>, FactStoreError> {
+        if query.owners.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(found) = self.search_inline(&query, |shard| shard.search_lexical(&query, text))
+        {
+            return found;
+        }
+        let text = text.to_owned();
+        self.read(Vec::new, move |shard| shard.search_lexical(&query, &text))
+            .await
     }
 
     async fn known(&self, ids: &[FactId]) -> Result<Vec<FactId>, FactStoreError> {

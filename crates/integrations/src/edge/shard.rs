@@ -5,24 +5,33 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use qdrant_edge::{
-    Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
-    NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStruct, QueryEnum, QueryRequest, Record, ScoringQuery, ScrollRequest,
-    UpdateOperation, VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface,
-    WithVector,
+    Condition, CountRequest, CreateIndex, CreateVectorName, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations,
+    Filter, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, PointVectorsPersisted, QueryEnum,
+    QueryRequest, Record, ScoredPoint, ScoringQuery, ScrollRequest, SparseVectorConfig,
+    UpdateOperation, UpdateVectorsOp, Vector, VectorInternal, VectorNameConfig,
+    VectorNameOperations, VectorOperations, VectorPersisted, VectorStructInternal,
+    VectorStructPersisted, Vectors, WithPayloadInterface, WithVector,
 };
 use ragback_application::ports::{
-    EmbeddedFact, FactPage, FactQuery, FactStoreError, StoredFact, UpsertReport, ensure_same_model,
+    EmbeddedFact, FactPage, FactQuery, FactStoreError, LexicalHit, StoredFact, UpsertReport,
+    ensure_same_model,
 };
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
 use crate::fact_payload::{OWNER_KEY, from_payload, model_of, to_payload};
+use crate::lexical::{self, LEXICAL};
 
 /// The name of the one dense vector of each point.
 const VECTOR: &str = "fact";
 /// The file Qdrant Edge writes its configuration to; its presence means a shard exists.
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
+/// Written once every fact has its lexical vector: a store from before them (or a migration
+/// cut short by a crash) lacks it, and is migrated when opened.
+const LEXICAL_READY_FILE: &str = "lexical-v1.ready";
+/// Facts migrated per update.
+const MIGRATION_BATCH: usize = 256;
 
 /// An open shard and its vector dimension.
 pub(super) struct Shard {
@@ -53,7 +62,67 @@ impl Shard {
                     path.display()
                 ))
             })?;
-        Ok(Some(Self { shard, dimension }))
+        let shard = Self { shard, dimension };
+        if !path.join(LEXICAL_READY_FILE).exists() {
+            shard.add_lexical_vectors(path)?;
+        }
+        Ok(Some(shard))
+    }
+
+    /// Gives every stored fact its lexical vector (a store written before they existed, or a
+    /// migration a crash cut short: rewriting a vector is harmless), then marks the store ready.
+    fn add_lexical_vectors(&self, path: &Path) -> Result<(), FactStoreError> {
+        if !self.shard.config().sparse_vectors.contains_key(LEXICAL) {
+            self.shard
+                .update(UpdateOperation::VectorNameOperation(
+                    VectorNameOperations::CreateVectorName(CreateVectorName {
+                        vector_name: LEXICAL.into(),
+                        config: VectorNameConfig::sparse(SparseVectorConfig {
+                            modifier: Some(Modifier::Idf),
+                            datatype: None,
+                        }),
+                    }),
+                ))
+                .map_err(unavailable("cannot add the lexical index"))?;
+        }
+        let mut start = None;
+        let mut migrated = 0;
+        loop {
+            let page = self.list(None, start, MIGRATION_BATCH, false)?;
+            let points: Vec<PointVectorsPersisted> = page
+                .facts
+                .iter()
+                .map(|stored| PointVectorsPersisted {
+                    id: point_id(stored.fact.id),
+                    vector: VectorStructPersisted::Named(
+                        [(
+                            LEXICAL.into(),
+                            VectorPersisted::Sparse(lexical::document(stored.fact.text.as_str())),
+                        )]
+                        .into(),
+                    ),
+                })
+                .collect();
+            migrated += points.len();
+            if !points.is_empty() {
+                self.shard
+                    .update(UpdateOperation::VectorOperation(
+                        VectorOperations::UpdateVectors(UpdateVectorsOp {
+                            points,
+                            update_filter: None,
+                        }),
+                    ))
+                    .map_err(unavailable("cannot index the facts' words"))?;
+            }
+            match page.next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+        }
+        self.shard.flush();
+        mark_lexical_ready(path)?;
+        tracing::info!(path = %path.display(), facts = migrated, "added lexical vectors to the facts of a store written before them");
+        Ok(())
     }
 
     /// Creates a shard for `dimension`-dimensional cosine vectors, with the owner index.
@@ -63,6 +132,12 @@ impl Shard {
             .vector(
                 VECTOR,
                 EdgeVectorParamsBuilder::new(dimension, Distance::Cosine).build(),
+            )
+            .sparse_vector(
+                LEXICAL,
+                EdgeSparseVectorParamsBuilder::new()
+                    .modifier(Modifier::Idf)
+                    .build(),
             )
             .build();
         let shard = EdgeShard::new(path, config).map_err(unavailable("cannot create the store"))?;
@@ -75,6 +150,7 @@ impl Shard {
             ))
             .map_err(unavailable("cannot index the owner field"))?;
         shard.flush();
+        mark_lexical_ready(path)?;
         tracing::info!(path = %path.display(), dimension, "created the Qdrant Edge fact store");
         Ok(Self { shard, dimension })
     }
@@ -125,7 +201,15 @@ impl Shard {
                 continue;
             }
             report.added += 1;
-            let vectors = Vectors::new_named([(VECTOR, vector)]);
+            let vectors = Vectors::new_named([
+                (VECTOR, Vector::new_dense(vector)),
+                (
+                    LEXICAL,
+                    Vector(VectorInternal::Sparse(lexical::document(
+                        fact.text.as_str(),
+                    ))),
+                ),
+            ]);
             points.push(
                 PointStruct::new(point_id(fact.id), vectors, to_payload(&fact, &model)).into(),
             );
@@ -150,29 +234,78 @@ impl Shard {
     /// The `limit` nearest facts of the query's owners, best first, cosine scores.
     pub(super) fn search(&self, query: &FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
         self.check_dimension(query.vector.len())?;
+        let nearest = NamedQuery::new(VectorInternal::Dense(query.vector.clone()), VECTOR);
+        self.query(query, nearest, WithVector::Bool(false))?
+            .into_iter()
+            .map(|(fact, _)| Ok(fact))
+            .collect()
+    }
+
+    /// The `limit` facts of the query's owners that best match `text` by words, best first,
+    /// with their cosine similarity to the query vector.
+    pub(super) fn search_lexical(
+        &self,
+        query: &FactQuery,
+        text: &str,
+    ) -> Result<Vec<LexicalHit>, FactStoreError> {
+        self.check_dimension(query.vector.len())?;
+        let words = lexical::query(text);
+        if words.indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let matching = NamedQuery::new(VectorInternal::Sparse(words), LEXICAL);
+        self.query(query, matching, WithVector::Selector(vec![VECTOR.into()]))?
+            .into_iter()
+            .map(|(found, point)| {
+                let cosine = match point.vector {
+                    Some(VectorStructInternal::Named(mut vectors)) => {
+                        match vectors.remove(VECTOR) {
+                            Some(VectorInternal::Dense(vector)) => {
+                                lexical::cosine(&vector, &query.vector)
+                            }
+                            _ => 0.0,
+                        }
+                    }
+                    _ => 0.0,
+                };
+                Ok(LexicalHit {
+                    lexical: found.score,
+                    fact: ScoredFact {
+                        fact: found.fact,
+                        score: cosine,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `nearest` among the query's owners: the facts with the query's score, and the points.
+    fn query(
+        &self,
+        query: &FactQuery,
+        nearest: NamedQuery<VectorInternal>,
+        with_vector: WithVector,
+    ) -> Result<Vec<(ScoredFact, ScoredPoint)>, FactStoreError> {
         let request = QueryRequest {
             prefetches: Vec::new(),
-            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-                VectorInternal::Dense(query.vector.clone()),
-                VECTOR,
-            )))),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(nearest))),
             filter: Some(owners_filter(&query.owners)?),
             score_threshold: None,
             limit: query.limit,
             offset: 0,
             params: None,
-            with_vector: WithVector::Bool(false),
+            with_vector,
             with_payload: WithPayloadInterface::Bool(true),
         };
-        let points = self
+        let mut points = self
             .shard
             .query(request)
             .map_err(unavailable("search failed"))?;
         points
-            .into_iter()
+            .iter_mut()
             .map(|point| {
                 let id = fact_id(point.id)?;
-                let payload = point.payload.map(|p| p.0).unwrap_or_default();
+                let payload = point.payload.take().map(|p| p.0).unwrap_or_default();
                 ensure_same_model(model_of(&payload).as_deref(), &query.model)?;
                 let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
                 if !query.owners.contains(&fact.owner) {
@@ -187,7 +320,8 @@ impl Shard {
                     score: point.score,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|facts| facts.into_iter().zip(points).collect())
     }
 
     /// Which of `ids` are stored.
@@ -307,6 +441,13 @@ impl Shard {
             .count(CountRequest { filter, exact })
             .map_err(unavailable("count failed"))
     }
+}
+
+/// Marks the store's facts as all having their lexical vector.
+fn mark_lexical_ready(path: &Path) -> Result<(), FactStoreError> {
+    std::fs::write(path.join(LEXICAL_READY_FILE), b"").map_err(|e| {
+        FactStoreError::Unavailable(format!("cannot write to {}: {e}", path.display()))
+    })
 }
 
 /// The payload path of the owner key.

@@ -9,25 +9,33 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use qdrant_client::qdrant::create_vector_name_request::VectorConfig as NewVectorConfig;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::vector_output::Vector as OutputVector;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, GetPointsBuilder, KeywordIndexParamsBuilder,
-    PointId, PointStruct, PointsIdsList, QueryPointsBuilder, ScrollPointsBuilder,
-    UpsertPointsBuilder, Value as QdrantValue, VectorParamsBuilder, VectorsConfigBuilder,
+    CreateVectorNameRequestBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
+    GetPointsBuilder, KeywordIndexParamsBuilder, Modifier, PointId, PointStruct, PointVectors,
+    PointsIdsList, Query, QueryPointsBuilder, ScoredPoint, ScrollPointsBuilder, SparseVectorConfig,
+    SparseVectorCreationConfig, SparseVectorParams, UpdatePointVectorsBuilder, UpsertPointsBuilder,
+    Value as QdrantValue, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
+    VectorsOutput, VectorsSelector,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use ragback_application::ports::{
-    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus, StoredFact,
-    UpsertReport, ensure_same_model,
+    EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, LexicalHit, StoreStatus,
+    StoredFact, UpsertReport, ensure_same_model,
 };
 use ragback_domain::{Fact, FactId, FactOwner, ScoredFact};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Map;
 
 use crate::fact_payload::{OWNER_KEY, from_payload, model_of, to_payload};
+use crate::lexical::{self, LEXICAL};
+
+/// Facts given their lexical vector per call when a collection from before them is migrated.
+const MIGRATION_BATCH: u32 = 256;
 
 /// The name of the one dense vector of each point (as in the Edge store).
 const VECTOR: &str = "fact";
@@ -126,12 +134,12 @@ impl QdrantFactStore {
             .collection_info(&self.collection)
             .await
             .map_err(self.unavailable("reading the collection"))?;
-        let config = info
-            .result
-            .and_then(|r| r.config)
-            .and_then(|c| c.params)
-            .and_then(|p| p.vectors_config)
-            .and_then(|v| v.config);
+        let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+        let has_lexical = params
+            .as_ref()
+            .and_then(|p| p.sparse_vectors_config.as_ref())
+            .is_some_and(|s| s.map.contains_key(LEXICAL));
+        let config = params.and_then(|p| p.vectors_config).and_then(|v| v.config);
         let size = match config {
             Some(VectorsConfigKind::ParamsMap(map)) => map.map.get(VECTOR).map(|p| p.size),
             _ => None,
@@ -144,8 +152,78 @@ impl QdrantFactStore {
             )));
         };
         let dimension = usize::try_from(size).unwrap_or(usize::MAX);
+        self.add_lexical_vectors(has_lexical).await?;
         self.remember(dimension);
         Ok(Some(dimension))
+    }
+
+    /// Gives the facts stored without a lexical vector (a collection written before them, or a
+    /// migration cut short) theirs, adding the sparse vector to the collection first when it
+    /// lacks it. Runs once per process, when the collection is first looked at; rewriting a
+    /// vector another ragback wrote meanwhile is harmless.
+    async fn add_lexical_vectors(&self, has_lexical: bool) -> Result<(), FactStoreError> {
+        if !has_lexical {
+            let config = NewVectorConfig::SparseConfig(SparseVectorCreationConfig {
+                modifier: Some(Modifier::Idf.into()),
+                datatype: None,
+            });
+            self.client
+                .create_vector_name(
+                    CreateVectorNameRequestBuilder::new(&self.collection, LEXICAL, config)
+                        .wait(true),
+                )
+                .await
+                .map_err(self.unavailable("adding the lexical vector"))?;
+        }
+        let without = Filter::must_not([Condition::has_vector(LEXICAL)]);
+        let mut start: Option<PointId> = None;
+        let mut migrated = 0;
+        loop {
+            let mut request = ScrollPointsBuilder::new(&self.collection)
+                .filter(without.clone())
+                .limit(MIGRATION_BATCH)
+                .with_payload(true)
+                .with_vectors(false);
+            if let Some(start) = start.take() {
+                request = request.offset(start);
+            }
+            let page = self
+                .client
+                .scroll(request)
+                .await
+                .map_err(self.unavailable("listing facts to migrate"))?;
+            let points = page
+                .result
+                .into_iter()
+                .map(|point| {
+                    let id = fact_id(point.id)?;
+                    let (fact, _) = fact_of(id, point.payload)?;
+                    Ok(PointVectors {
+                        id: Some(point_id(id)),
+                        vectors: Some(
+                            HashMap::from([(LEXICAL.to_owned(), lexical_vector(&fact))]).into(),
+                        ),
+                    })
+                })
+                .collect::<Result<Vec<_>, FactStoreError>>()?;
+            migrated += points.len();
+            if !points.is_empty() {
+                self.client
+                    .update_vectors(
+                        UpdatePointVectorsBuilder::new(&self.collection, points).wait(true),
+                    )
+                    .await
+                    .map_err(self.unavailable("migrating facts"))?;
+            }
+            match page.next_page_offset {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+        }
+        if migrated > 0 || !has_lexical {
+            tracing::info!(url = %self.url, collection = %self.collection, facts = migrated, "added lexical vectors to facts stored before them");
+        }
+        Ok(())
     }
 
     /// The dimension, creating the collection for `dimension` when it does not exist.
@@ -161,7 +239,17 @@ impl QdrantFactStore {
         let created = self
             .client
             .create_collection(
-                CreateCollectionBuilder::new(&self.collection).vectors_config(vectors),
+                CreateCollectionBuilder::new(&self.collection)
+                    .vectors_config(vectors)
+                    .sparse_vectors_config(SparseVectorConfig {
+                        map: HashMap::from([(
+                            LEXICAL.to_owned(),
+                            SparseVectorParams {
+                                index: None,
+                                modifier: Some(Modifier::Idf.into()),
+                            },
+                        )]),
+                    }),
             )
             .await;
         if let Err(error) = created {
@@ -228,6 +316,38 @@ impl QdrantFactStore {
             })
             .collect()
     }
+}
+
+/// A fact's text as its BM25 sparse vector.
+fn lexical_vector(fact: &Fact) -> Vector {
+    let words = lexical::document(fact.text.as_str());
+    Vector::new_sparse(words.indices, words.values)
+}
+
+/// The dense vector among a point's vectors.
+fn dense_of(vectors: Option<VectorsOutput>) -> Option<Vec<f32>> {
+    vectors
+        .and_then(|v| v.get_vector_by_name(VECTOR))
+        .and_then(|v| match v {
+            OutputVector::Dense(dense) => Some(dense.data),
+            _ => None,
+        })
+}
+
+/// A found point as a fact of one of the query's owners, with the point's score.
+fn scored_fact(point: ScoredPoint, query: &FactQuery) -> Result<ScoredFact, FactStoreError> {
+    let id = fact_id(point.id)?;
+    let (fact, model) = fact_of(id, point.payload)?;
+    ensure_same_model(model.as_deref(), &query.model)?;
+    if !query.owners.contains(&fact.owner) {
+        return Err(FactStoreError::Corrupted(format!(
+            "fact {id} does not belong to the owners searched"
+        )));
+    }
+    Ok(ScoredFact {
+        fact,
+        score: point.score,
+    })
 }
 
 /// Matches points of any of `owners`.
@@ -311,7 +431,10 @@ impl FactStore for QdrantFactStore {
             report.added += 1;
             let payload = Payload::try_from(to_payload(&fact, &model))
                 .map_err(|e| FactStoreError::Corrupted(format!("payload of {}: {e}", fact.id)))?;
-            let vectors = HashMap::from([(VECTOR.to_owned(), vector)]);
+            let vectors = HashMap::from([
+                (VECTOR.to_owned(), Vector::new_dense(vector)),
+                (LEXICAL.to_owned(), lexical_vector(&fact)),
+            ]);
             points.push(PointStruct::new(point_id(fact.id), vectors, payload));
         }
         if !points.is_empty() {
@@ -346,18 +469,54 @@ impl FactStore for QdrantFactStore {
         found
             .result
             .into_iter()
-            .map(|point| {
-                let id = fact_id(point.id)?;
-                let (fact, model) = fact_of(id, point.payload)?;
-                ensure_same_model(model.as_deref(), &query.model)?;
-                if !query.owners.contains(&fact.owner) {
-                    return Err(FactStoreError::Corrupted(format!(
-                        "fact {id} does not belong to the owners searched"
-                    )));
-                }
-                Ok(ScoredFact {
-                    fact,
-                    score: point.score,
+            .map(|point| scored_fact(point, &query))
+            .collect()
+    }
+
+    async fn search_lexical(
+        &self,
+        query: FactQuery,
+        text: &str,
+    ) -> Result<Vec<LexicalHit>, FactStoreError> {
+        let words = lexical::query(text);
+        if query.owners.is_empty() || query.limit == 0 || words.indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(dimension) = self.dimension().await? else {
+            return Ok(Vec::new());
+        };
+        Self::check(dimension, query.vector.len())?;
+        let found = self
+            .client
+            .query(
+                QueryPointsBuilder::new(&self.collection)
+                    .query(Query::new_nearest(VectorInput::new_sparse(
+                        words.indices,
+                        words.values,
+                    )))
+                    .using(LEXICAL)
+                    .filter(owners_filter(&query.owners))
+                    .limit(query.limit as u64)
+                    .with_payload(true)
+                    .with_vectors(VectorsSelector {
+                        names: vec![VECTOR.to_owned()],
+                    }),
+            )
+            .await
+            .map_err(self.unavailable("searching by words"))?;
+        found
+            .result
+            .into_iter()
+            .map(|mut point| {
+                let cosine = dense_of(point.vectors.take())
+                    .map_or(0.0, |v| lexical::cosine(&v, &query.vector));
+                let found = scored_fact(point, &query)?;
+                Ok(LexicalHit {
+                    lexical: found.score,
+                    fact: ScoredFact {
+                        fact: found.fact,
+                        score: cosine,
+                    },
                 })
             })
             .collect()
@@ -409,13 +568,7 @@ impl FactStore for QdrantFactStore {
             .into_iter()
             .map(|point| {
                 let id = fact_id(point.id)?;
-                let vector = point
-                    .vectors
-                    .and_then(|v| v.get_vector_by_name(VECTOR))
-                    .and_then(|v| match v {
-                        OutputVector::Dense(dense) => Some(dense.data),
-                        _ => None,
-                    });
+                let vector = dense_of(point.vectors);
                 let (fact, model) = fact_of(id, point.payload)?;
                 Ok(StoredFact {
                     fact,

@@ -177,3 +177,91 @@ async fn searches_on_either_side_of_the_inline_limit_find_the_nearest_facts() {
     let found = search(vec![john, ann], 201.0).await.unwrap();
     assert_eq!(texts(found)[0], "ann 0");
 }
+
+/// The payload ragback has always written for a fact of John's.
+fn old_payload(text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "owner": "user:john",
+        "owner_kind": "user",
+        "owner_id": "john",
+        "text": text,
+        "model": "test/model",
+    })
+}
+
+#[tokio::test]
+async fn a_store_written_before_lexical_vectors_gets_them_when_opened() {
+    use qdrant_edge::{
+        Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, PointId,
+        PointInsertOperations, PointOperations, PointStruct, UpdateOperation, Vectors,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A store as ragback wrote it before: one dense vector per point, no sparse one.
+    {
+        let config = EdgeConfigBuilder::new()
+            .on_disk_payload(true)
+            .vector(
+                "fact",
+                EdgeVectorParamsBuilder::new(2, Distance::Cosine).build(),
+            )
+            .build();
+        let shard = EdgeShard::new(dir.path(), config).unwrap();
+        let points = (0..300)
+            .map(|i| {
+                let text = if i == 123 {
+                    "Has a dog named Biscuit".to_owned()
+                } else {
+                    format!("Old fact number {i}")
+                };
+                PointStruct::new(
+                    PointId::Uuid(uuid::Uuid::new_v4()),
+                    Vectors::new_named([("fact", vec![1.0, 0.0])]),
+                    old_payload(&text),
+                )
+                .into()
+            })
+            .collect();
+        shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+            ))
+            .unwrap();
+        shard.flush();
+    }
+    let john = FactOwner::User(UserId::parse("john").unwrap());
+    let query = || FactQuery {
+        model: "test/model".into(),
+        vector: vec![0.0, 1.0],
+        owners: vec![john.clone()],
+        limit: 3,
+    };
+
+    let store = EdgeFactStore::open(dir.path()).unwrap();
+    let found = store.search_lexical(query(), "biscuit").await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].fact.fact.text.as_str(), "Has a dog named Biscuit");
+    assert_eq!(store.count(None).await.unwrap(), 300, "nothing lost");
+    // Beyond the first migration batch too, and new facts alike.
+    store
+        .upsert(vec![john_fact("Learns the banjo", vec![0.0, 1.0])])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .search_lexical(query(), "number 299")
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    drop(store);
+
+    let reopened = EdgeFactStore::open(dir.path()).unwrap();
+    let found = reopened.search_lexical(query(), "banjo").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(
+        (found[0].fact.score - 1.0).abs() < 1e-4,
+        "its cosine: {found:?}"
+    );
+    assert_eq!(reopened.count(None).await.unwrap(), 301);
+}

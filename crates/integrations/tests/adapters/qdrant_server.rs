@@ -93,3 +93,81 @@ async fn an_unreachable_server_is_unavailable_and_names_the_url() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
+    use qdrant_client::qdrant::{
+        CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder,
+        VectorsConfigBuilder,
+    };
+    let url = ragback_testkit::fake_qdrant::start().await;
+    // A collection as ragback created it before: one dense vector per point, no sparse one.
+    let client = qdrant_client::Qdrant::from_url(&url)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let mut vectors = VectorsConfigBuilder::default();
+    vectors.add_named_vector_params("fact", VectorParamsBuilder::new(2, Distance::Cosine));
+    client
+        .create_collection(CreateCollectionBuilder::new("facts").vectors_config(vectors))
+        .await
+        .unwrap();
+    let points: Vec<PointStruct> = (0..300)
+        .map(|i| {
+            let text = if i == 123 {
+                "Has a dog named Biscuit".to_owned()
+            } else {
+                format!("Old fact number {i}")
+            };
+            let payload = serde_json::json!({
+                "owner": "user:john", "owner_kind": "user", "owner_id": "john",
+                "text": text, "model": "test/model",
+            });
+            PointStruct::new(
+                uuid::Uuid::new_v4().to_string(),
+                std::collections::HashMap::from([("fact".to_owned(), vec![1.0_f32, 0.0])]),
+                qdrant_client::Payload::try_from(payload).unwrap(),
+            )
+        })
+        .collect();
+    client
+        .upsert_points(UpsertPointsBuilder::new("facts", points).wait(true))
+        .await
+        .unwrap();
+    let john = FactOwner::User(UserId::parse("john").unwrap());
+    let query = || ragback_application::ports::FactQuery {
+        model: "test/model".into(),
+        vector: vec![0.0, 1.0],
+        owners: vec![john.clone()],
+        limit: 3,
+    };
+
+    let adapter = store(&url, "facts");
+    let found = adapter.search_lexical(query(), "biscuit").await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].fact.fact.text.as_str(), "Has a dog named Biscuit");
+    assert!(found[0].fact.score.abs() < 1e-4, "its cosine: {found:?}");
+    assert_eq!(
+        adapter
+            .search_lexical(query(), "number 299")
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "beyond the first migration batch too"
+    );
+    assert_eq!(adapter.count(None).await.unwrap(), 300, "nothing lost");
+    // A second process finds nothing left to migrate, and its new facts have words too.
+    let second = store(&url, "facts");
+    second
+        .upsert(vec![EmbeddedFact {
+            model: "test/model".into(),
+            fact: Fact::new(john.clone(), FactText::parse("Learns the banjo").unwrap()),
+            vector: vec![0.0, 1.0],
+        }])
+        .await
+        .unwrap();
+    let found = second.search_lexical(query(), "banjo").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!((found[0].fact.score - 1.0).abs() < 1e-4, "{found:?}");
+}

@@ -2,8 +2,9 @@
 //! over tonic) in front of Qdrant's own engine (qdrant-edge), so that the server adapter is
 //! exercised over the wire with real filtering, scoring and paging semantics.
 //!
-//! It implements the RPCs ragback uses, for collections with named dense cosine vectors and
-//! keyword filters; anything else answers `UNIMPLEMENTED`.
+//! It implements the RPCs ragback uses, for collections with named dense cosine vectors, named
+//! sparse vectors (with or without the IDF modifier), keyword and has-vector filters; anything
+//! else answers `UNIMPLEMENTED`.
 
 mod rpc;
 
@@ -15,19 +16,21 @@ use qdrant_client::Payload;
 use qdrant_client::qdrant::{
     self, CollectionConfig, CollectionExists, CollectionExistsRequest, CollectionExistsResponse,
     CollectionInfo, CollectionOperationResponse, CollectionParams, CountPoints, CountResponse,
-    CountResult, CreateCollection, CreateFieldIndexCollection, DeletePoints,
-    GetCollectionInfoRequest, GetCollectionInfoResponse, GetPoints, GetResponse,
+    CountResult, CreateCollection, CreateFieldIndexCollection, CreateVectorNameRequest,
+    DeletePoints, GetCollectionInfoRequest, GetCollectionInfoResponse, GetPoints, GetResponse,
     PointsOperationResponse, QueryPoints, QueryResponse, RetrievedPoint, ScrollPoints,
-    ScrollResponse, UpdateResult, UpdateStatus, UpsertPoints, VectorParams, VectorParamsMap,
-    VectorsConfig,
+    ScrollResponse, SparseVectorConfig, SparseVectorParams, UpdatePointVectors, UpdateResult,
+    UpdateStatus, UpsertPoints, VectorParams, VectorParamsMap, VectorsConfig,
 };
 use qdrant_edge::{
-    Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
-    NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStruct, QueryEnum, QueryRequest, Record, ScoringQuery, ScrollRequest,
-    UpdateOperation, VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface,
-    WithVector,
+    Condition, CountRequest, CreateIndex, CreateVectorName, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations,
+    Filter, HasVectorCondition, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    PointVectorsPersisted, QueryEnum, QueryRequest, Record, ScoringQuery, ScrollRequest,
+    SparseVector, UpdateOperation, UpdateVectorsOp, Vector, VectorInternal, VectorNameConfig,
+    VectorNameOperations, VectorOperations, VectorStructInternal, VectorStructPersisted, Vectors,
+    WithPayloadInterface, WithVector,
 };
 use tonic::Status;
 
@@ -35,6 +38,8 @@ use tonic::Status;
 struct Collection {
     shard: EdgeShard,
     vectors: HashMap<String, u64>,
+    /// Sparse vector names, and whether each has the IDF modifier.
+    sparse: HashMap<String, bool>,
     _dir: tempfile::TempDir,
 }
 
@@ -76,13 +81,14 @@ fn grpc_id(id: PointId) -> qdrant::PointId {
     }
 }
 
-/// Keyword-match `should`/`must` filters, the only kind ragback sends.
+/// Keyword-match and has-vector `should`/`must`/`must_not` filters, the only kinds ragback
+/// sends.
 fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filter>, Status> {
     let Some(filter) = filter else {
         return Ok(None);
     };
-    if !filter.must_not.is_empty() || filter.min_should.is_some() {
-        return Err(Status::unimplemented("only should/must keyword filters"));
+    if filter.min_should.is_some() {
+        return Err(Status::unimplemented("only should/must/must_not filters"));
     }
     let convert = |conditions: Vec<qdrant::Condition>| -> Result<Option<Vec<Condition>>, Status> {
         if conditions.is_empty() {
@@ -106,7 +112,12 @@ fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filter>, Status>
                         _ => Err(Status::unimplemented("only keyword matches")),
                     }
                 }
-                _ => Err(Status::unimplemented("only field conditions")),
+                Some(qdrant::condition::ConditionOneOf::HasVector(has)) => Ok(
+                    Condition::HasVector(HasVectorCondition::from(has.has_vector)),
+                ),
+                _ => Err(Status::unimplemented(
+                    "only field and has-vector conditions",
+                )),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -114,6 +125,7 @@ fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filter>, Status>
     Ok(Some(Filter {
         should: convert(filter.should)?,
         must: convert(filter.must)?,
+        must_not: convert(filter.must_not)?,
         ..Filter::new()
     }))
 }
@@ -125,11 +137,14 @@ fn enabled_payload(selector: Option<qdrant::WithPayloadSelector>) -> bool {
     )
 }
 
-fn enabled_vectors(selector: Option<qdrant::WithVectorsSelector>) -> bool {
-    matches!(
-        selector.and_then(|s| s.selector_options),
-        Some(qdrant::with_vectors_selector::SelectorOptions::Enable(true))
-    )
+fn enabled_vectors(selector: Option<qdrant::WithVectorsSelector>) -> WithVector {
+    match selector.and_then(|s| s.selector_options) {
+        Some(qdrant::with_vectors_selector::SelectorOptions::Enable(on)) => WithVector::Bool(on),
+        Some(qdrant::with_vectors_selector::SelectorOptions::Include(names)) => {
+            WithVector::Selector(names.names.into_iter().map(Into::into).collect())
+        }
+        None => WithVector::Bool(false),
+    }
 }
 
 fn grpc_payload(payload: Option<qdrant_edge::Payload>) -> HashMap<String, qdrant::Value> {
@@ -161,7 +176,19 @@ fn grpc_vectors(vectors: Option<VectorStructInternal>) -> Option<qdrant::Vectors
                     ..Default::default()
                 },
             )),
-            _ => None,
+            VectorInternal::Sparse(sparse) => Some((
+                name,
+                qdrant::VectorOutput {
+                    vector: Some(qdrant::vector_output::Vector::Sparse(
+                        qdrant::SparseVector {
+                            values: sparse.values,
+                            indices: sparse.indices,
+                        },
+                    )),
+                    ..Default::default()
+                },
+            )),
+            VectorInternal::MultiDense(_) => None,
         })
         .collect();
     Some(qdrant::VectorsOutput {
@@ -180,14 +207,78 @@ fn retrieved(record: Record) -> RetrievedPoint {
     }
 }
 
-/// The dense data of an input vector, old (`data`) or new (`vector`) encoding.
+/// An input vector, dense or sparse, in the old (`data`, `indices`) or new (`vector`)
+/// encoding.
 #[allow(deprecated)]
-fn dense(vector: qdrant::Vector) -> Result<Vec<f32>, Status> {
+fn input_vector(vector: qdrant::Vector) -> Result<VectorInternal, Status> {
     match vector.vector {
-        Some(qdrant::vector::Vector::Dense(d)) => Ok(d.data),
-        Some(_) => Err(Status::unimplemented("only dense vectors")),
-        None => Ok(vector.data),
+        Some(qdrant::vector::Vector::Dense(d)) => Ok(VectorInternal::Dense(d.data)),
+        Some(qdrant::vector::Vector::Sparse(s)) => sparse(s.indices, s.values),
+        Some(_) => Err(Status::unimplemented("only dense and sparse vectors")),
+        None => match vector.indices {
+            Some(indices) => sparse(indices.data, vector.data),
+            None => Ok(VectorInternal::Dense(vector.data)),
+        },
     }
+}
+
+fn sparse(indices: Vec<u32>, values: Vec<f32>) -> Result<VectorInternal, Status> {
+    SparseVector::new(indices, values)
+        .map(VectorInternal::Sparse)
+        .map_err(|e| Status::invalid_argument(format!("Wrong input: {e}")))
+}
+
+impl Collection {
+    /// Checks a named vector against the collection's configuration.
+    fn check(&self, name: &str, vector: &VectorInternal) -> Result<(), Status> {
+        let fits = match vector {
+            VectorInternal::Dense(data) => self
+                .vectors
+                .get(name)
+                .is_some_and(|size| *size as usize == data.len()),
+            VectorInternal::Sparse(_) => self.sparse.contains_key(name),
+            VectorInternal::MultiDense(_) => false,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(Status::invalid_argument(format!(
+                "Wrong input: Vector dimension error or no vector named `{name}`"
+            )))
+        }
+    }
+
+    /// The named vectors of a point, checked.
+    fn named(
+        &self,
+        vectors: Option<qdrant::Vectors>,
+    ) -> Result<HashMap<String, VectorInternal>, Status> {
+        let Some(qdrant::vectors::VectorsOptions::Vectors(named)) =
+            vectors.and_then(|v| v.vectors_options)
+        else {
+            return Err(Status::unimplemented("only named vectors"));
+        };
+        let mut vectors = HashMap::new();
+        for (name, vector) in named.vectors {
+            let vector = input_vector(vector)?;
+            self.check(&name, &vector)?;
+            vectors.insert(name, vector);
+        }
+        Ok(vectors)
+    }
+}
+
+fn sparse_params(idf: bool) -> qdrant_edge::EdgeSparseVectorParams {
+    let params = EdgeSparseVectorParamsBuilder::new();
+    if idf {
+        params.modifier(Modifier::Idf).build()
+    } else {
+        params.build()
+    }
+}
+
+fn is_idf(modifier: Option<i32>) -> bool {
+    modifier == Some(qdrant::Modifier::Idf as i32)
 }
 
 impl FakeQdrant {
@@ -246,6 +337,12 @@ impl FakeQdrant {
             );
             vectors.insert(name, params.size);
         }
+        let mut sparse = HashMap::new();
+        for (name, params) in r.sparse_vectors_config.map(|c| c.map).unwrap_or_default() {
+            let idf = is_idf(params.modifier);
+            builder = builder.sparse_vector(name.clone(), sparse_params(idf));
+            sparse.insert(name, idf);
+        }
         let dir = tempfile::tempdir().map_err(internal)?;
         let shard = EdgeShard::new(dir.path(), builder.build()).map_err(internal)?;
         collections.insert(
@@ -253,6 +350,7 @@ impl FakeQdrant {
             Collection {
                 shard,
                 vectors,
+                sparse,
                 _dir: dir,
             },
         );
@@ -281,6 +379,18 @@ impl FakeQdrant {
                     )
                 })
                 .collect();
+            let sparse = c
+                .sparse
+                .iter()
+                .map(|(name, idf)| {
+                    let modifier = idf.then_some(qdrant::Modifier::Idf as i32);
+                    let params = SparseVectorParams {
+                        index: None,
+                        modifier,
+                    };
+                    (name.clone(), params)
+                })
+                .collect();
             Ok(GetCollectionInfoResponse {
                 result: Some(CollectionInfo {
                     config: Some(CollectionConfig {
@@ -290,6 +400,7 @@ impl FakeQdrant {
                                     VectorParamsMap { map },
                                 )),
                             }),
+                            sparse_vectors_config: Some(SparseVectorConfig { map: sparse }),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -332,24 +443,10 @@ impl FakeQdrant {
             let mut points = Vec::new();
             for point in r.points {
                 let id = edge_id(&point.id.ok_or_else(|| Status::invalid_argument("no id"))?)?;
-                let Some(qdrant::vectors::VectorsOptions::Vectors(named)) =
-                    point.vectors.and_then(|v| v.vectors_options)
-                else {
-                    return Err(Status::unimplemented("only named vectors"));
-                };
-                let mut vectors = Vec::new();
-                for (name, vector) in named.vectors {
-                    let data = dense(vector)?;
-                    if c.vectors
-                        .get(&name)
-                        .is_none_or(|size| *size as usize != data.len())
-                    {
-                        return Err(Status::invalid_argument(format!(
-                            "Wrong input: Vector dimension error for `{name}`"
-                        )));
-                    }
-                    vectors.push((name, data));
-                }
+                let vectors = c
+                    .named(point.vectors)?
+                    .into_iter()
+                    .map(|(name, v)| (name, Vector(v)));
                 let payload: serde_json::Value = serde_json::Value::Object(
                     point
                         .payload
@@ -376,7 +473,7 @@ impl FakeQdrant {
                 .retrieve(
                     &ids,
                     Some(WithPayloadInterface::Bool(enabled_payload(r.with_payload))),
-                    Some(WithVector::Bool(enabled_vectors(r.with_vectors))),
+                    Some(enabled_vectors(r.with_vectors)),
                 )
                 .map_err(internal)?;
             Ok(GetResponse {
@@ -389,8 +486,13 @@ impl FakeQdrant {
     pub(crate) fn points_query(&self, r: QueryPoints) -> Result<QueryResponse, Status> {
         let vector = match r.query.and_then(|q| q.variant) {
             Some(qdrant::query::Variant::Nearest(input)) => match input.variant {
-                Some(qdrant::vector_input::Variant::Dense(d)) => d.data,
-                _ => return Err(Status::unimplemented("only dense nearest queries")),
+                Some(qdrant::vector_input::Variant::Dense(d)) => VectorInternal::Dense(d.data),
+                Some(qdrant::vector_input::Variant::Sparse(s)) => sparse(s.indices, s.values)?,
+                _ => {
+                    return Err(Status::unimplemented(
+                        "only dense and sparse nearest queries",
+                    ));
+                }
             },
             _ => return Err(Status::unimplemented("only nearest queries")),
         };
@@ -399,29 +501,22 @@ impl FakeQdrant {
             .ok_or_else(|| Status::invalid_argument("`using` is required here"))?;
         let filter = edge_filter(r.filter)?;
         let with_payload = enabled_payload(r.with_payload);
+        let with_vector = enabled_vectors(r.with_vectors);
         self.with(&r.collection_name, |c| {
-            if c.vectors
-                .get(&using)
-                .is_none_or(|size| *size as usize != vector.len())
-            {
-                return Err(Status::invalid_argument(
-                    "Wrong input: Vector dimension error",
-                ));
-            }
+            c.check(&using, &vector)?;
             let found = c
                 .shard
                 .query(QueryRequest {
                     prefetches: Vec::new(),
                     query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-                        VectorInternal::Dense(vector),
-                        using,
+                        vector, using,
                     )))),
                     filter,
                     score_threshold: None,
                     limit: r.limit.unwrap_or(10) as usize,
                     offset: r.offset.unwrap_or(0) as usize,
                     params: None,
-                    with_vector: WithVector::Bool(false),
+                    with_vector,
                     with_payload: WithPayloadInterface::Bool(with_payload),
                 })
                 .map_err(internal)?;
@@ -431,6 +526,7 @@ impl FakeQdrant {
                     id: Some(grpc_id(p.id)),
                     payload: grpc_payload(p.payload),
                     score: p.score,
+                    vectors: grpc_vectors(p.vector),
                     ..Default::default()
                 })
                 .collect();
@@ -452,7 +548,7 @@ impl FakeQdrant {
                     limit: Some(r.limit.unwrap_or(10) as usize),
                     filter,
                     with_payload: Some(WithPayloadInterface::Bool(enabled_payload(r.with_payload))),
-                    with_vector: WithVector::Bool(enabled_vectors(r.with_vectors)),
+                    with_vector: enabled_vectors(r.with_vectors),
                     order_by: None,
                 })
                 .map_err(internal)?;
@@ -480,6 +576,71 @@ impl FakeQdrant {
                 }),
                 ..Default::default()
             })
+        })
+    }
+
+    pub(crate) fn points_create_vector_name(
+        &self,
+        r: CreateVectorNameRequest,
+    ) -> Result<PointsOperationResponse, Status> {
+        let Some(qdrant::create_vector_name_request::VectorConfig::SparseConfig(config)) =
+            r.vector_config
+        else {
+            return Err(Status::unimplemented("only sparse vector names"));
+        };
+        self.with(&r.collection_name, |c| {
+            if c.sparse.contains_key(&r.vector_name) || c.vectors.contains_key(&r.vector_name) {
+                return Err(Status::invalid_argument(format!(
+                    "Wrong input: Vector with name `{}` already exists",
+                    r.vector_name
+                )));
+            }
+            let idf = is_idf(config.modifier);
+            c.shard
+                .update(UpdateOperation::VectorNameOperation(
+                    VectorNameOperations::CreateVectorName(CreateVectorName {
+                        vector_name: r.vector_name.clone(),
+                        config: VectorNameConfig::sparse(qdrant_edge::SparseVectorConfig {
+                            modifier: idf.then_some(Modifier::Idf),
+                            datatype: None,
+                        }),
+                    }),
+                ))
+                .map_err(internal)?;
+            c.sparse.insert(r.vector_name, idf);
+            Ok(done())
+        })
+    }
+
+    pub(crate) fn points_update_vectors(
+        &self,
+        r: UpdatePointVectors,
+    ) -> Result<PointsOperationResponse, Status> {
+        if r.update_filter.is_some() {
+            return Err(Status::unimplemented("no update filters"));
+        }
+        self.with(&r.collection_name, |c| {
+            let points = r
+                .points
+                .into_iter()
+                .map(|point| {
+                    let id = edge_id(&point.id.ok_or_else(|| Status::invalid_argument("no id"))?)?;
+                    let vectors = c.named(point.vectors)?;
+                    Ok(PointVectorsPersisted {
+                        id,
+                        vector: VectorStructPersisted::from(VectorStructInternal::Named(vectors)),
+                    })
+                })
+                .collect::<Result<Vec<_>, Status>>()?;
+            c.shard
+                .update(UpdateOperation::VectorOperation(
+                    VectorOperations::UpdateVectors(UpdateVectorsOp {
+                        points,
+                        update_filter: None,
+                    }),
+                ))
+                .map_err(internal)?;
+            Ok(done())
         })
     }
 

@@ -33,9 +33,10 @@ impl Points for FakeQdrant {
 
     async fn update_vectors(
         &self,
-        _request: Request<qdrant::UpdatePointVectors>,
+        request: Request<qdrant::UpdatePointVectors>,
     ) -> Result<Response<qdrant::PointsOperationResponse>, Status> {
-        Err(Status::unimplemented("Points/update_vectors"))
+        self.points_update_vectors(request.into_inner())
+            .map(Response::new)
     }
 
     async fn delete_vectors(
@@ -90,9 +91,10 @@ impl Points for FakeQdrant {
 
     async fn create_vector_name(
         &self,
-        _request: Request<qdrant::CreateVectorNameRequest>,
+        request: Request<qdrant::CreateVectorNameRequest>,
     ) -> Result<Response<qdrant::PointsOperationResponse>, Status> {
-        Err(Status::unimplemented("Points/create_vector_name"))
+        self.points_create_vector_name(request.into_inner())
+            .map(Response::new)
     }
 
     async fn delete_vector_name(
