@@ -8,13 +8,18 @@ use tokio::time::Instant;
 
 use crate::bounds;
 use crate::ports::{
-    EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError, RerankError,
-    Reranker,
+    EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError, LexicalHit,
+    RerankError, Reranker,
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
 
 /// Largest `top_k` a request may ask for.
 pub const MAX_TOP_K: usize = 50;
+
+/// Each search of a turn (by vector, by words) returns at least this many facts for the
+/// cut-off to choose from: the margin, the fusion and the deduplication see the same pool
+/// whatever `top_k` is, and `ragback eval retrieval` measures exactly what a reply gets.
+pub const CANDIDATE_POOL: usize = 10;
 
 /// Retrieval defaults, from configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +45,11 @@ pub struct RetrievalSettings {
     /// The query is the last user message plus this many messages before it, minus one
     /// (1 = only the last user message).
     pub query_messages: usize,
+    /// Hybrid search: with an allowance, the store is also searched by the last user
+    /// message's words (BM25), the two rankings are fused, and a fact found by its words is
+    /// used at this much below the threshold (a request's threshold included), whatever the
+    /// margin. `None`: the vector search alone.
+    pub lexical_allowance: Option<f32>,
     /// Whose facts to search when the request names no user.
     pub default_user: Option<UserId>,
     /// Time allowed for embedding the query, retries included.
@@ -77,6 +87,83 @@ impl RetrievalOverrides {
         }
         Ok(())
     }
+}
+
+/// A fact a search found: its cosine similarity (in `fact.score`), and its BM25 score when its
+/// words matched the last user message's too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The fact and its cosine similarity to the query.
+    pub fact: ScoredFact,
+    /// Its lexical score, when the lexical search found it.
+    pub lexical: Option<f32>,
+}
+
+/// Reciprocal rank fusion's constant: a fact's fused score is the sum of `1 / (k + rank)` over
+/// the rankings it is in (Cormack et al., 2009, and Qdrant's default).
+const RRF_K: f32 = 60.0;
+
+/// The vector search's facts (best first) and the lexical search's (best first) as one
+/// ranking, by reciprocal rank fusion; a fact in both appears once, with its lexical score.
+/// Ties (and a ranking without lexical hits) keep the cosine order.
+pub fn fuse(dense: Vec<ScoredFact>, lexical: Vec<LexicalHit>) -> Vec<Candidate> {
+    let rrf = |rank: usize| 1.0 / (RRF_K + rank as f32 + 1.0);
+    let mut fused: Vec<(Candidate, f32)> = dense
+        .into_iter()
+        .enumerate()
+        .map(|(rank, fact)| {
+            let candidate = Candidate {
+                fact,
+                lexical: None,
+            };
+            (candidate, rrf(rank))
+        })
+        .collect();
+    for (rank, hit) in lexical.into_iter().enumerate() {
+        match fused
+            .iter_mut()
+            .find(|(c, _)| c.fact.fact.id == hit.fact.fact.id)
+        {
+            Some((candidate, score)) => {
+                candidate.lexical = Some(hit.lexical);
+                *score += rrf(rank);
+            }
+            None => fused.push((
+                Candidate {
+                    fact: hit.fact,
+                    lexical: Some(hit.lexical),
+                },
+                rrf(rank),
+            )),
+        }
+    }
+    fused.sort_by(|(a, x), (b, y)| y.total_cmp(x).then(b.fact.score.total_cmp(&a.fact.score)));
+    fused.into_iter().map(|(candidate, _)| candidate).collect()
+}
+
+/// Whether a turn uses `candidate`, when the best cosine among its candidates is `best`: at or
+/// above the threshold and within the margin of the best, or — found by its words, with a
+/// lexical allowance — at or above the threshold less the allowance.
+pub fn admits(
+    candidate: &Candidate,
+    best: f32,
+    threshold: f32,
+    margin: f32,
+    lexical_allowance: Option<f32>,
+) -> bool {
+    let cosine = candidate.fact.score;
+    let by_vector = cosine >= threshold && cosine >= best - margin;
+    let by_words =
+        candidate.lexical.is_some() && lexical_allowance.is_some_and(|a| cosine >= threshold - a);
+    by_vector || by_words
+}
+
+/// The best cosine similarity among `candidates`.
+pub fn best_cosine(candidates: &[Candidate]) -> f32 {
+    candidates
+        .iter()
+        .map(|c| c.fact.score)
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// How retrieval went for one turn.
@@ -193,12 +280,12 @@ impl FactRetriever {
             .collect()
     }
 
-    /// How many facts the vector search returns for `top_k` injected: more when a reranker
-    /// picks among them.
+    /// How many facts each search returns for `top_k` injected: at least [`CANDIDATE_POOL`],
+    /// more when a reranker picks among them.
     fn candidates(&self, top_k: usize) -> usize {
         match self.reranker {
             Some(_) => top_k.max(self.settings.rerank_candidates),
-            None => top_k,
+            None => top_k.max(CANDIDATE_POOL),
         }
     }
 
@@ -311,7 +398,8 @@ impl FactRetriever {
             limit: self.candidates(top_k),
             model,
         };
-        let found = tokio::time::timeout_at(deadline, self.store.search(query))
+        let words = self.lexical_text(history);
+        let found = tokio::time::timeout_at(deadline, self.search_candidates(query, words))
             .await
             .unwrap_or_else(|_elapsed| {
                 Err(FactStoreError::Unavailable(
@@ -319,33 +407,44 @@ impl FactRetriever {
                 ))
             });
         let found = match (found, &self.reranker) {
-            (Ok(facts), Some(reranker)) => {
+            (Ok(candidates), Some(reranker)) => {
                 match tokio::time::timeout_at(
                     deadline,
-                    rerank(reranker.as_ref(), &query_text, &facts),
+                    rerank(reranker.as_ref(), &query_text, &candidates),
                 )
                 .await
                 {
-                    Ok(Ok(reranked)) => Ok((reranked, self.settings.rerank_threshold)),
+                    Ok(Ok(reranked)) => Ok((reranked, self.settings.rerank_threshold, None)),
                     Ok(Err(error)) => {
-                        tracing::warn!(%error, "rerank failed: the vector search's order is kept");
-                        Ok((facts, self.settings.threshold))
+                        tracing::warn!(%error, "rerank failed: the search's order is kept");
+                        Ok((
+                            candidates,
+                            self.settings.threshold,
+                            self.settings.lexical_allowance,
+                        ))
                     }
                     Err(_) => {
-                        tracing::warn!("rerank ran out of time: the vector search's order is kept");
-                        Ok((facts, self.settings.threshold))
+                        tracing::warn!("rerank ran out of time: the search's order is kept");
+                        Ok((
+                            candidates,
+                            self.settings.threshold,
+                            self.settings.lexical_allowance,
+                        ))
                     }
                 }
             }
-            (found, _) => found.map(|facts| (facts, self.settings.threshold)),
+            (found, _) => {
+                found.map(|c| (c, self.settings.threshold, self.settings.lexical_allowance))
+            }
         };
         let search = started.elapsed();
         match found {
-            Ok((facts, default_threshold)) => {
+            Ok((candidates, default_threshold, lexical_allowance)) => {
                 let mut facts = keep_above(
-                    facts,
+                    candidates,
                     overrides.threshold.unwrap_or(default_threshold),
                     overrides.margin.unwrap_or(self.settings.margin),
+                    lexical_allowance,
                 );
                 facts.truncate(top_k);
                 Retrieval {
@@ -362,32 +461,80 @@ impl FactRetriever {
         }
     }
 
+    /// The text the lexical search gets: the last user message, with hybrid search on. Only
+    /// the user's words: the character's lines share words with facts they are not about.
+    fn lexical_text<'h>(&self, history: &'h [Message]) -> Option<&'h str> {
+        self.settings.lexical_allowance?;
+        let (_, last_user) = self.query_window(history)?;
+        Some(history[last_user].text.as_str())
+    }
+
+    /// The vector search's facts, fused with the lexical search's when there are `words`. A
+    /// failing lexical search leaves the vector search's facts, and says so in the log.
+    async fn search_candidates(
+        &self,
+        query: FactQuery,
+        words: Option<&str>,
+    ) -> Result<Vec<Candidate>, FactStoreError> {
+        let Some(words) = words else {
+            let facts = self.store.search(query).await?;
+            return Ok(fuse(facts, Vec::new()));
+        };
+        let (dense, lexical) = tokio::join!(
+            self.store.search(query.clone()),
+            self.store.search_lexical(query, words)
+        );
+        let lexical = lexical.unwrap_or_else(|error| {
+            tracing::warn!(%error, "lexical search failed: the vector search's facts alone");
+            Vec::new()
+        });
+        Ok(fuse(dense?, lexical))
+    }
+
     /// Searches the facts for a chat turn as `/generate` does (the query built from the
-    /// history by [`Self::query_text`]), but failing loudly: for measuring retrieval.
+    /// history by [`Self::query_text`], the lexical search when hybrid search is on, the
+    /// reranker when there is one), but failing loudly and without a cut-off: for measuring
+    /// retrieval. Candidates come in the order a reply would use them.
     pub async fn search_turn(
         &self,
         history: &[Message],
         owners: Vec<FactOwner>,
         top_k: usize,
-        threshold: f32,
-    ) -> Result<Vec<ScoredFact>, SearchError> {
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
         let text = self.query_text(history).unwrap_or_default();
         let texts = self
             .query_texts(history)
             .unwrap_or_else(|| vec![text.clone()]);
-        let facts = self
-            .search_texts(texts, owners, self.candidates(top_k), threshold)
+        let deadline = Instant::now() + self.settings.embed_timeout;
+        let vector = self.embed_query(embedder.as_ref(), texts, deadline).await?;
+        let query = FactQuery {
+            vector,
+            owners,
+            limit: self.candidates(top_k),
+            model: embedder.model_id().to_owned(),
+        };
+        let candidates = self
+            .search_candidates(query, self.lexical_text(history))
             .await?;
         match &self.reranker {
-            None => Ok(facts),
+            None => Ok(candidates),
             Some(reranker) => {
-                let mut reranked = rerank(reranker.as_ref(), &text, &facts)
+                let mut reranked = rerank(reranker.as_ref(), &text, &candidates)
                     .await
                     .map_err(SearchError::Rerank)?;
                 reranked.truncate(top_k);
                 Ok(reranked)
             }
         }
+    }
+
+    /// The same retriever with hybrid search at another lexical allowance (`None`: off), for
+    /// comparing them.
+    pub fn with_lexical_allowance(&self, lexical_allowance: Option<f32>) -> Self {
+        let mut other = self.clone();
+        other.settings.lexical_allowance = lexical_allowance;
+        other
     }
 
     /// The same retriever with another query window (`query_messages`) and context weight,
@@ -481,12 +628,14 @@ fn unit(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / norm).collect()
 }
 
-/// `facts` scored by the reranker instead of by cosine, best first.
+/// `candidates` scored by the reranker instead of by cosine, best first (the reranker's score
+/// alone decides: none keeps a lexical score).
 async fn rerank(
     reranker: &dyn Reranker,
     query: &str,
-    facts: &[ScoredFact],
-) -> Result<Vec<ScoredFact>, RerankError> {
+    candidates: &[Candidate],
+) -> Result<Vec<Candidate>, RerankError> {
+    let facts: Vec<&ScoredFact> = candidates.iter().map(|c| &c.fact).collect();
     let documents: Vec<String> = facts
         .iter()
         .map(|f| f.fact.text.as_str().to_owned())
@@ -508,24 +657,43 @@ async fn rerank(
         })
         .collect();
     reranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok(reranked)
+    Ok(fuse(reranked, Vec::new()))
 }
 
-/// The facts at or above `threshold` and within `margin` of the best, best first, without
-/// near-duplicates: a fact whose words are nearly those of a better one (Jaccard ≥ 0.8 over
-/// lowercase words) never takes a slot too.
-fn keep_above(mut facts: Vec<ScoredFact>, threshold: f32, margin: f32) -> Vec<ScoredFact> {
-    facts.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let best = facts.first().map_or(f32::NEG_INFINITY, |f| f.score);
-    facts.retain(|f| f.score >= threshold && f.score >= best - margin);
-    let mut kept: Vec<(ScoredFact, std::collections::BTreeSet<String>)> = Vec::new();
-    for fact in facts {
-        let words = words(fact.fact.text.as_str());
+/// The candidates a turn uses ([`admits`]), in their order, without near-duplicates: a fact
+/// whose words are nearly those of an earlier one (Jaccard ≥ 0.8 over lowercase words) never
+/// takes a slot too.
+pub fn used(
+    candidates: &[Candidate],
+    threshold: f32,
+    margin: f32,
+    lexical_allowance: Option<f32>,
+) -> Vec<&Candidate> {
+    let best = best_cosine(candidates);
+    let mut kept: Vec<(&Candidate, std::collections::BTreeSet<String>)> = Vec::new();
+    for candidate in candidates
+        .iter()
+        .filter(|c| admits(c, best, threshold, margin, lexical_allowance))
+    {
+        let words = words(candidate.fact.fact.text.as_str());
         if kept.iter().all(|(_, other)| jaccard(&words, other) < 0.8) {
-            kept.push((fact, words));
+            kept.push((candidate, words));
         }
     }
-    kept.into_iter().map(|(fact, _)| fact).collect()
+    kept.into_iter().map(|(candidate, _)| candidate).collect()
+}
+
+/// [`used`], as the facts a reply gets.
+fn keep_above(
+    candidates: Vec<Candidate>,
+    threshold: f32,
+    margin: f32,
+    lexical_allowance: Option<f32>,
+) -> Vec<ScoredFact> {
+    used(&candidates, threshold, margin, lexical_allowance)
+        .into_iter()
+        .map(|c| c.fact.clone())
+        .collect()
 }
 
 fn words(text: &str) -> std::collections::BTreeSet<String> {
@@ -552,36 +720,146 @@ mod tests {
         FailingEmbedder, InMemoryFactStore, WordEmbedder, quick_retry, retrieval_settings, seed,
     };
 
-    #[test]
-    fn the_margin_and_deduplication_shape_what_a_reply_gets() {
-        let fact = |text: &str, score: f32| ScoredFact {
+    fn scored(text: &str, score: f32) -> ScoredFact {
+        ScoredFact {
             fact: ragback_domain::Fact::new(
                 FactOwner::User(UserId::parse("john").unwrap()),
                 ragback_domain::FactText::parse(text).unwrap(),
             ),
             score,
-        };
-        let got = keep_above(
+        }
+    }
+
+    fn texts_of(facts: &[ScoredFact]) -> Vec<&str> {
+        facts.iter().map(|f| f.fact.text.as_str()).collect()
+    }
+
+    #[test]
+    fn the_margin_and_deduplication_shape_what_a_reply_gets() {
+        let ranked = fuse(
             vec![
-                fact("Ran a marathon in 2024", 0.2),
-                fact("Has a dog named Biscuit.", 0.58),
-                fact("Likes green tea", 0.5),
-                fact("Has a dog named Biscuit", 0.6),
+                scored("Has a dog named Biscuit", 0.6),
+                scored("Has a dog named Biscuit.", 0.58),
+                scored("Likes green tea", 0.5),
+                scored("Ran a marathon in 2024", 0.2),
             ],
-            0.1,
-            0.15,
+            Vec::new(),
         );
-        let texts: Vec<&str> = got.iter().map(|f| f.fact.text.as_str()).collect();
+        let got = keep_above(ranked, 0.1, 0.15, None);
         assert_eq!(
-            texts,
+            texts_of(&got),
             ["Has a dog named Biscuit", "Likes green tea"],
             "the near-duplicate and the fact 0.4 below the best are left out"
         );
-        assert_eq!(
-            keep_above(vec![fact("Likes green tea", 0.5)], 0.6, 2.0),
-            vec![]
+        let tea = fuse(vec![scored("Likes green tea", 0.5)], Vec::new());
+        assert_eq!(keep_above(tea, 0.6, 2.0, None), vec![]);
+        assert_eq!(keep_above(vec![], 0.0, 0.0, None), vec![]);
+    }
+
+    #[test]
+    fn fusion_ranks_by_both_searches_and_the_allowance_admits_facts_found_by_words() {
+        let hit = |fact: &ScoredFact, lexical: f32| LexicalHit {
+            fact: fact.clone(),
+            lexical,
+        };
+        let (a, b, c, d) = (
+            scored("Likes green tea", 0.6),
+            scored("Lives in Leeds", 0.5),
+            scored("Has a dog named Biscuit", 0.2),
+            scored("Bakes biscuits on Sundays", 0.1),
         );
-        assert_eq!(keep_above(vec![], 0.0, 0.0), vec![]);
+        let ranked = fuse(
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![hit(&c, 3.0), hit(&d, 2.0)],
+        );
+        let order: Vec<(&str, Option<f32>)> = ranked
+            .iter()
+            .map(|r| (r.fact.fact.text.as_str(), r.lexical))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("Has a dog named Biscuit", Some(3.0)),
+                ("Likes green tea", None),
+                ("Lives in Leeds", None),
+                ("Bakes biscuits on Sundays", Some(2.0)),
+            ],
+            "in both rankings first; a tie of ranks goes to the higher cosine"
+        );
+        assert_eq!(
+            texts_of(&keep_above(ranked.clone(), 0.3, 2.0, Some(0.15))),
+            [
+                "Has a dog named Biscuit",
+                "Likes green tea",
+                "Lives in Leeds"
+            ],
+            "found by its words at 0.15 below the threshold; 0.1 is further"
+        );
+        assert_eq!(
+            texts_of(&keep_above(ranked.clone(), 0.3, 0.05, Some(0.15))),
+            ["Has a dog named Biscuit", "Likes green tea"],
+            "the margin holds for facts found by the vector alone"
+        );
+        assert_eq!(
+            texts_of(&keep_above(ranked.clone(), 0.99, 2.0, Some(0.15))),
+            Vec::<&str>::new(),
+            "the allowance is relative to the threshold in use"
+        );
+        assert_eq!(
+            texts_of(&keep_above(ranked, 0.3, 2.0, None)),
+            ["Likes green tea", "Lives in Leeds"],
+            "no allowance: the threshold decides"
+        );
+    }
+
+    #[tokio::test]
+    async fn hybrid_search_finds_a_name_the_vector_leaves_below_the_threshold() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        let long = "owns a cat named Kit, two dogs, a parrot, four goldfish, one old tortoise, \
+                    three hamsters, six chickens and a very grumpy goat called Bill";
+        seed(&*embedder, &*store, &user("john"), &[long, "likes jazz"]).await;
+        let history = [msg(Role::User, "Kit")];
+        let strict = RetrievalSettings {
+            threshold: 0.35,
+            ..settings()
+        };
+        let vector_only = FactRetriever::new(Some(embedder), store, strict);
+        let got = vector_only
+            .retrieve(
+                &history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(
+            got.facts,
+            vec![],
+            "one shared word of twenty-three: below the threshold"
+        );
+
+        let hybrid = vector_only.with_lexical_allowance(Some(0.15));
+        let got = hybrid
+            .retrieve(
+                &history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(got.status, RetrievalStatus::Ok);
+        assert_eq!(texts_of(&got.facts), [long]);
+        assert!(
+            got.facts[0].score < 0.35 && got.facts[0].score > 0.2,
+            "the reply sees the cosine: {}",
+            got.facts[0].score
+        );
+        let turn = hybrid
+            .search_turn(&history, vec![user("john")], 3)
+            .await
+            .unwrap();
+        assert!(turn[0].lexical.is_some(), "{turn:?}");
     }
 
     fn settings() -> RetrievalSettings {

@@ -3,10 +3,10 @@
 
 use ragback_domain::{FactOwner, Message, ScoredFact, UserId};
 
-use crate::retrieval::{FactRetriever, SearchError};
+use crate::retrieval::{CANDIDATE_POOL, Candidate, FactRetriever, SearchError, used};
 
 /// How many of an owner's best facts the gap of a cut-off is measured against.
-pub const GAP_DEPTH: usize = 10;
+pub const GAP_DEPTH: usize = CANDIDATE_POOL;
 
 /// A cut-off: which of a query's ranked facts are injected.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,6 +18,8 @@ pub struct Cutoff {
     pub gap: f32,
     /// Facts after the best must be within this of it.
     pub margin: f32,
+    /// Hybrid search's allowance for facts found by their words (`None`: the vector alone).
+    pub lexical_allowance: Option<f32>,
 }
 
 impl Cutoff {
@@ -27,32 +29,31 @@ impl Cutoff {
             threshold,
             gap: 0.0,
             margin: 2.0,
+            lexical_allowance: None,
         }
     }
 
-    /// The injected facts of `ranked` (best first), at most `top_k`.
-    pub fn apply<'a>(&self, ranked: &'a [ScoredFact], top_k: usize) -> Vec<&'a ScoredFact> {
-        let Some(best) = ranked.first() else {
+    /// The injected facts of `ranked` (in the order a reply uses them), at most `top_k`: what
+    /// [`used`] keeps, when the best cosine stands the gap above the next ones'.
+    pub fn apply<'a>(&self, ranked: &'a [Candidate], top_k: usize) -> Vec<&'a ScoredFact> {
+        let mut cosines: Vec<f32> = ranked.iter().map(|c| c.fact.score).collect();
+        cosines.sort_by(|a, b| b.total_cmp(a));
+        let Some(best) = cosines.first() else {
             return Vec::new();
         };
-        let rest: Vec<f32> = ranked
-            .iter()
-            .skip(1)
-            .take(GAP_DEPTH - 1)
-            .map(|f| f.score)
-            .collect();
+        let rest = &cosines[1..cosines.len().min(GAP_DEPTH)];
         let mean_rest = if rest.is_empty() {
             0.0
         } else {
             rest.iter().sum::<f32>() / rest.len() as f32
         };
-        if best.score - mean_rest < self.gap {
+        if best - mean_rest < self.gap {
             return Vec::new();
         }
-        ranked
-            .iter()
+        used(ranked, self.threshold, self.margin, self.lexical_allowance)
+            .into_iter()
             .take(top_k)
-            .filter(|f| f.score >= self.threshold && f.score >= best.score - self.margin)
+            .map(|c| &c.fact)
             .collect()
     }
 }
@@ -79,8 +80,9 @@ pub struct LabelledQuery {
 pub struct QueryOutcome {
     /// The query.
     pub query: LabelledQuery,
-    /// The ranked facts (at least `max(5, top_k)` of them when the user has that many).
-    pub ranked: Vec<ScoredFact>,
+    /// The ranked facts, in the order a reply would use them (at least `max(10, top_k)` of
+    /// them, and the lexical search's, when the user has that many).
+    pub ranked: Vec<Candidate>,
 }
 
 impl QueryOutcome {
@@ -98,7 +100,7 @@ impl QueryOutcome {
     fn first_relevant_rank(&self) -> Option<usize> {
         self.ranked
             .iter()
-            .position(|f| self.is_relevant(f))
+            .position(|c| self.is_relevant(&c.fact))
             .map(|i| i + 1)
     }
 
@@ -107,7 +109,7 @@ impl QueryOutcome {
             .ranked
             .iter()
             .take(k)
-            .filter(|f| self.is_relevant(f))
+            .filter(|c| self.is_relevant(&c.fact))
             .count();
         found as f64 / self.query.relevant.len() as f64
     }
@@ -115,7 +117,10 @@ impl QueryOutcome {
     /// Facts of anyone but the query's user.
     fn leaks(&self) -> usize {
         let user = FactOwner::User(self.query.user.clone());
-        self.ranked.iter().filter(|f| f.fact.owner != user).count()
+        self.ranked
+            .iter()
+            .filter(|c| c.fact.fact.owner != user)
+            .count()
     }
 }
 
@@ -128,6 +133,8 @@ pub struct SweepRow {
     pub gap: f32,
     /// How far below the best the others may be (≥ 1: any).
     pub margin: f32,
+    /// Hybrid search's allowance for facts found by their words (`None`: the vector alone).
+    pub lexical_allowance: Option<f32>,
     /// Share of injected facts that are relevant (1 when nothing is injected).
     pub precision: f64,
     /// Share of relevant facts that are injected.
@@ -221,7 +228,7 @@ pub async fn evaluate(
         })?;
         turn.push(Message::new(ragback_domain::Role::User, text));
         let ranked = retriever
-            .search_turn(&turn, owners, depth, -1.0)
+            .search_turn(&turn, owners, depth)
             .await
             .map_err(|source| EvalError::Search {
                 index: i + 1,
@@ -235,6 +242,7 @@ pub async fn evaluate(
         threshold: settings.threshold,
         gap: 0.0,
         margin: settings.margin,
+        lexical_allowance: settings.lexical_allowance,
     };
     score(&outcomes, top_k, configured)
 }
@@ -286,16 +294,20 @@ pub fn score(
         sweep,
         recommended,
         leaks: outcomes.iter().map(QueryOutcome::leaks).sum(),
-        best_cutoff: cutoffs()
-            .map(|c| cutoff_row(outcomes, top_k, c))
-            .max_by(|a, b| {
-                worst_target(a)
-                    .total_cmp(&worst_target(b))
-                    .then(a.f1.total_cmp(&b.f1))
-                    .then(b.gap.total_cmp(&a.gap))
-                    .then(a.margin.total_cmp(&b.margin))
-            })
-            .unwrap_or(recommended),
+        best_cutoff: cutoffs(
+            outcomes
+                .iter()
+                .any(|o| o.ranked.iter().any(|c| c.lexical.is_some())),
+        )
+        .map(|c| cutoff_row(outcomes, top_k, c))
+        .max_by(|a, b| {
+            worst_target(a)
+                .total_cmp(&worst_target(b))
+                .then(a.f1.total_cmp(&b.f1))
+                .then(b.gap.total_cmp(&a.gap))
+                .then(a.margin.total_cmp(&b.margin))
+        })
+        .unwrap_or(recommended),
         configured: cutoff_row(outcomes, top_k, configured),
     })
 }
@@ -304,16 +316,32 @@ fn sweep_row(outcomes: &[QueryOutcome], top_k: usize, threshold: f32) -> SweepRo
     cutoff_row(outcomes, top_k, Cutoff::threshold_only(threshold))
 }
 
-/// The cut-offs compared: thresholds × gaps × margins.
-pub fn cutoffs() -> impl Iterator<Item = Cutoff> {
-    thresholds().flat_map(|threshold| {
+/// The cut-offs compared: thresholds × gaps × margins, × lexical allowances when the searches found
+/// facts by their words.
+pub fn cutoffs(lexical: bool) -> impl Iterator<Item = Cutoff> {
+    let allowances: &'static [Option<f32>] = if lexical {
+        &[
+            None,
+            Some(0.025),
+            Some(0.05),
+            Some(0.075),
+            Some(0.1),
+            Some(0.125),
+        ]
+    } else {
+        &[None]
+    };
+    thresholds().flat_map(move |threshold| {
         (0..=10).flat_map(move |g| {
             [2.0f32, 0.15, 0.10, 0.05]
                 .into_iter()
-                .map(move |margin| Cutoff {
-                    threshold,
-                    gap: g as f32 * 0.02,
-                    margin,
+                .flat_map(move |margin| {
+                    allowances.iter().map(move |&lexical_allowance| Cutoff {
+                        threshold,
+                        gap: g as f32 * 0.02,
+                        margin,
+                        lexical_allowance,
+                    })
                 })
         })
     })
@@ -361,6 +389,7 @@ fn cutoff_row(outcomes: &[QueryOutcome], top_k: usize, cutoff: Cutoff) -> SweepR
         threshold,
         gap: cutoff.gap,
         margin: cutoff.margin,
+        lexical_allowance: cutoff.lexical_allowance,
         precision,
         recall,
         f1,
@@ -397,6 +426,7 @@ mod tests {
     }
 
     fn outcome(relevant: &[&str], ranked: Vec<ScoredFact>) -> QueryOutcome {
+        let ranked = crate::retrieval::fuse(ranked, Vec::new());
         QueryOutcome {
             query: LabelledQuery {
                 context: Vec::new(),

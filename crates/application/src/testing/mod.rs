@@ -46,6 +46,7 @@ pub fn retrieval_settings(
         rerank_candidates: 10,
         query_context_weight: 0.0,
         query_messages: 1,
+        lexical_allowance: None,
         default_user,
         embed_timeout: std::time::Duration::from_secs(1),
         embed_retry,
@@ -224,8 +225,8 @@ impl FactStore for InMemoryFactStore {
         Ok(found)
     }
 
-    /// Scores shared lowercase words of three letters or more by `ln(1 + N / df)` over the
-    /// whole store: BM25's inverse document frequency without its length normalisation.
+    /// Scores shared words by `ln(1 + N / df)` over the whole store: BM25's inverse document
+    /// frequency without its length normalisation.
     async fn search_lexical(
         &self,
         query: FactQuery,
@@ -233,10 +234,17 @@ impl FactStore for InMemoryFactStore {
     ) -> Result<Vec<LexicalHit>, FactStoreError> {
         let stored = self.facts()?;
         Self::check_dimension(&stored, query.vector.len())?;
+        // Lowercase words of three letters or more, a plural's `s` cut: a crude stemmer.
         let words = |t: &str| -> BTreeSet<String> {
             t.split(|c: char| !c.is_alphanumeric())
                 .filter(|w| w.chars().count() >= 3)
-                .map(str::to_lowercase)
+                .map(|w| {
+                    let w = w.to_lowercase();
+                    match w.strip_suffix('s') {
+                        Some(stem) if stem.chars().count() >= 3 => stem.to_owned(),
+                        _ => w,
+                    }
+                })
                 .collect()
         };
         let asked = words(text);

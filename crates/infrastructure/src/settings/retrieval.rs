@@ -43,6 +43,11 @@ pub struct RetrievalConfig {
     /// How much the earlier messages of the query weigh against the last user message (0 to 1;
     /// 0 embeds the window as one text).
     pub query_context_weight: f32,
+    /// Hybrid search: the last user message's words (BM25) searched beside its embedding.
+    pub hybrid: bool,
+    /// With hybrid search, a fact found by its words is used at this much below the threshold
+    /// (whatever the margin).
+    pub lexical_allowance: f32,
     /// Whose facts to use when a request names no user (and for `/api/v1/chat`).
     #[serde(deserialize_with = "user_id")]
     pub default_user_id: UserId,
@@ -61,6 +66,8 @@ impl Default for RetrievalConfig {
             rerank_candidates: 20,
             query_messages: 3,
             query_context_weight: 0.0,
+            hybrid: true,
+            lexical_allowance: 0.025,
             default_user_id: UserId::parse(DEFAULT_USER)
                 .unwrap_or_else(|_| unreachable!("`{DEFAULT_USER}` is a valid user id")),
         }
@@ -74,6 +81,7 @@ impl RetrievalConfig {
         bounds::THRESHOLD.setting("threshold", self.threshold)?;
         bounds::MARGIN.setting("margin", self.margin)?;
         bounds::UNIT.setting("query_context_weight", self.query_context_weight)?;
+        bounds::MARGIN.setting("lexical_allowance", self.lexical_allowance)?;
         bounds::THRESHOLD.setting("rerank_threshold", self.rerank_threshold)?;
         bounds::TOP_K.setting_count("rerank_candidates", self.rerank_candidates)?;
         bounds::POSITIVE.setting_count("query_messages", self.query_messages)

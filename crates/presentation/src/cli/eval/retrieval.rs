@@ -37,6 +37,37 @@ pub struct RetrievalArgs {
     /// text).
     #[arg(long, value_delimiter = ',', default_value = "0,0.3,0.5")]
     compare_context_weights: Vec<f32>,
+    /// Hybrid search's lexical allowances to compare (`RAGBACK_RETRIEVAL__LEXICAL_ALLOWANCE`
+    /// values; `off`: the vector search alone), with the configured query window.
+    #[arg(long, value_delimiter = ',', default_value = "off,0.025,0.05,0.1")]
+    compare_lexical_allowances: Vec<LexicalAllowance>,
+}
+
+/// A lexical allowance to compare, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct LexicalAllowance(Option<f32>);
+
+impl std::str::FromStr for LexicalAllowance {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(Self(None));
+        }
+        match s.parse::<f32>() {
+            Ok(allowance) if (0.0..=2.0).contains(&allowance) => Ok(Self(Some(allowance))),
+            _ => Err(format!("`{s}` is neither `off` nor a number from 0 to 2")),
+        }
+    }
+}
+
+impl std::fmt::Display for LexicalAllowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(allowance) => write!(f, "{allowance}"),
+        }
+    }
 }
 
 /// One line of the queries file.
@@ -68,6 +99,7 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
         json,
         compare_query_messages,
         compare_context_weights,
+        compare_lexical_allowances,
     } = args;
     let read = read_facts(&facts, None)?;
     let known: HashSet<(FactOwner, &str)> = read
@@ -107,6 +139,12 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
             windows.push((n, w, compared.configured, compared.best_cutoff));
         }
     }
+    let mut allowances = Vec::new();
+    for allowance in compare_lexical_allowances {
+        let retriever = services.retriever.with_lexical_allowance(allowance.0);
+        let compared = evaluate(&retriever, queries.clone(), top_k).await?;
+        allowances.push((allowance, compared.configured, compared.best_cutoff));
+    }
 
     let configured = settings.retrieval.threshold;
     if json {
@@ -114,6 +152,10 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
         out.query_windows = windows
             .iter()
             .map(|(n, w, row, cutoff)| (*n, *w, JsonRow::of(row), JsonRow::of(cutoff)))
+            .collect();
+        out.lexical_allowances = allowances
+            .iter()
+            .map(|(a, row, cutoff)| (a.0, JsonRow::of(row), JsonRow::of(cutoff)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -131,6 +173,28 @@ pub async fn run(args: RetrievalArgs, settings: &Settings) -> anyhow::Result<()>
                         r.threshold,
                         r.gap,
                         margin(r.margin)
+                    ),
+                    r.precision,
+                    r.recall,
+                    r.hit_rate,
+                    r.false_positive_share
+                );
+            }
+        }
+        println!(
+            "\nlexical allowance  cut-off                                                      precision  recall  hit rate  small-talk fed"
+        );
+        for (allowance, row, cutoff) in &allowances {
+            for (name, r) in [("configured", row), ("best cut-off", cutoff)] {
+                println!(
+                    "{:<17}  {:<59}  {:<9.3}  {:<6.3}  {:<8.3}  {:.3}",
+                    allowance.to_string(),
+                    format!(
+                        "{name} {:.3}, gap {:.2}, margin {}, allowance {}",
+                        r.threshold,
+                        r.gap,
+                        margin(r.margin),
+                        LexicalAllowance(r.lexical_allowance)
                     ),
                     r.precision,
                     r.recall,
@@ -272,6 +336,9 @@ struct JsonReport<'a> {
     sweep: Vec<JsonRow>,
     /// The configured cut-off's row and the best cut-off of each query window compared.
     query_windows: Vec<(usize, f32, JsonRow, JsonRow)>,
+    /// The configured cut-off's row and the best cut-off at each lexical allowance compared
+    /// (`null`: hybrid search off).
+    lexical_allowances: Vec<(Option<f32>, JsonRow, JsonRow)>,
     /// The cut-off that best meets the targets, with the configured window.
     best_cutoff: JsonRow,
     /// What the configured threshold and margin inject, with the configured window.
@@ -283,6 +350,7 @@ struct JsonRow {
     threshold: f32,
     gap: f32,
     margin: f32,
+    lexical_allowance: Option<f32>,
     precision: f64,
     recall: f64,
     f1: f64,
@@ -297,6 +365,7 @@ impl JsonRow {
             threshold: (r.threshold * 1000.0).round() / 1000.0,
             gap: (r.gap * 1000.0).round() / 1000.0,
             margin: (r.margin * 1000.0).round() / 1000.0,
+            lexical_allowance: r.lexical_allowance.map(|f| (f * 1000.0).round() / 1000.0),
             precision: r.precision,
             recall: r.recall,
             f1: r.f1,
@@ -331,6 +400,7 @@ impl<'a> JsonReport<'a> {
             recommended: row(&report.recommended),
             sweep: report.sweep.iter().map(row).collect(),
             query_windows: Vec::new(),
+            lexical_allowances: Vec::new(),
             best_cutoff: row(&report.best_cutoff),
             configured: row(&report.configured),
         }
