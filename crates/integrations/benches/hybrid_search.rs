@@ -150,7 +150,8 @@ fn main() {
         let (mut dense_us, mut hybrid_us) = (Vec::new(), Vec::new());
         let (mut dense_facts, mut hybrid_facts) = (0, 0);
         for i in 0..queries {
-            let text = rng.sentence(8 + (rng.next() % 5) as usize);
+            let words = 8 + (rng.next() % 5) as usize;
+            let text = rng.sentence(words);
             let history = [Message::new(Role::User, MessageText::parse(text).unwrap())];
             let owners = vec![users[i % users.len()].clone()];
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

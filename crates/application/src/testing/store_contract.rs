@@ -415,20 +415,6 @@ async fn models_are_enforced(store: &dyn FactStore) {
     assert!(mismatch.to_string().contains("re-seed"), "{mismatch}");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::InMemoryFactStore;
-
-    /// The fake must honour the contract it stands in for.
-    #[tokio::test]
-    async fn the_in_memory_fake_passes_the_store_contract() {
-        for check in CHECKS {
-            run(check, &InMemoryFactStore::default()).await;
-        }
-    }
-}
-
 async fn words_find_facts(store: &dyn FactStore) {
     let (john, jane) = (user("john"), user("jane"));
     store
@@ -498,4 +484,18 @@ async fn words_find_facts(store: &dyn FactStore) {
         1,
         "the limit holds"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::InMemoryFactStore;
+
+    /// The fake must honour the contract it stands in for.
+    #[tokio::test]
+    async fn the_in_memory_fake_passes_the_store_contract() {
+        for check in CHECKS {
+            run(check, &InMemoryFactStore::default()).await;
+        }
+    }
 }

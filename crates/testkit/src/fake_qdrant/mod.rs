@@ -141,7 +141,7 @@ fn enabled_vectors(selector: Option<qdrant::WithVectorsSelector>) -> WithVector 
     match selector.and_then(|s| s.selector_options) {
         Some(qdrant::with_vectors_selector::SelectorOptions::Enable(on)) => WithVector::Bool(on),
         Some(qdrant::with_vectors_selector::SelectorOptions::Include(names)) => {
-            WithVector::Selector(names.names.into_iter().map(Into::into).collect())
+            WithVector::Selector(names.names)
         }
         None => WithVector::Bool(false),
     }
