@@ -824,7 +824,7 @@ mod tests {
             threshold: 0.35,
             ..settings()
         };
-        let vector_only = FactRetriever::new(Some(embedder), store, strict);
+        let vector_only = FactRetriever::new(Some(embedder), store.clone(), strict);
         let got = vector_only
             .retrieve(
                 &history,
@@ -860,6 +860,33 @@ mod tests {
             .await
             .unwrap();
         assert!(turn[0].lexical.is_some(), "{turn:?}");
+
+        // The lexical search failing: the vector search's facts, not a degraded turn.
+        store.set_lexical_down(true);
+        let jazz = [msg(Role::User, "likes jazz")];
+        let got = hybrid
+            .retrieve(
+                &jazz,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(got.status, RetrievalStatus::Ok);
+        assert_eq!(texts_of(&got.facts), ["likes jazz"]);
+        let got = hybrid
+            .retrieve(
+                &history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await;
+        assert_eq!(
+            got.facts,
+            vec![],
+            "without the words, Kit stays below the threshold"
+        );
     }
 
     fn settings() -> RetrievalSettings {

@@ -142,6 +142,7 @@ impl Embedder for FailingEmbedder {
 #[derive(Debug, Default)]
 pub struct InMemoryFactStore {
     facts: Mutex<BTreeMap<ragback_domain::FactId, EmbeddedFact>>,
+    lexical_down: AtomicBool,
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -156,6 +157,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl InMemoryFactStore {
+    /// Makes the lexical search fail (`true`) or work again, the rest working.
+    pub fn set_lexical_down(&self, down: bool) {
+        self.lexical_down.store(down, Ordering::SeqCst);
+    }
+
     fn facts(
         &self,
     ) -> Result<
@@ -232,6 +238,11 @@ impl FactStore for InMemoryFactStore {
         query: FactQuery,
         text: &str,
     ) -> Result<Vec<LexicalHit>, FactStoreError> {
+        if self.lexical_down.load(Ordering::SeqCst) {
+            return Err(FactStoreError::Unavailable(
+                "the lexical index is down".into(),
+            ));
+        }
         let stored = self.facts()?;
         Self::check_dimension(&stored, query.vector.len())?;
         // Lowercase words of three letters or more, a plural's `s` cut: a crude stemmer.
