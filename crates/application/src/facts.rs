@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_domain::{Fact, FactId, FactOwner};
+use ragback_domain::{Fact, FactId, FactOwner, FactSource, Provenance, Timestamp};
 use tokio::time::Instant;
 
 use crate::ports::{
@@ -13,6 +13,27 @@ use crate::ports::{
     StoreStatus,
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
+
+/// The time now, from the system clock.
+pub fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_unix_millis(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `facts`, those without a provenance stored now from `source` (a fact already stored keeps
+/// the provenance it was stored with: adding it again changes nothing).
+pub fn stamped(facts: Vec<Fact>, source: FactSource) -> Vec<Fact> {
+    let now = now();
+    facts
+        .into_iter()
+        .map(|f| match f.provenance {
+            Some(_) => f,
+            None => f.with_provenance(Provenance::new(source, now)),
+        })
+        .collect()
+}
 
 /// What adding facts did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::Provenance;
 use crate::text::check_required_text;
 use crate::{CharacterId, UserId, ValidationError, limits};
 
@@ -160,16 +161,25 @@ pub struct Fact {
     pub owner: FactOwner,
     /// The statement itself.
     pub text: FactText,
+    /// Where it came from and when; `None` for facts stored before ragback recorded it.
+    pub provenance: Option<Provenance>,
 }
 
 impl Fact {
-    /// A fact with its derived id.
+    /// A fact with its derived id, its provenance not (yet) known.
     pub fn new(owner: FactOwner, text: FactText) -> Self {
         Self {
             id: FactId::derive(&owner, &text),
             owner,
             text,
+            provenance: None,
         }
+    }
+
+    /// The same fact with `provenance`.
+    pub fn with_provenance(mut self, provenance: Provenance) -> Self {
+        self.provenance = Some(provenance);
+        self
     }
 }
 

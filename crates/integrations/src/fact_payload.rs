@@ -1,7 +1,9 @@
 //! How a fact is laid out in a Qdrant point's payload, shared by the Qdrant Edge and Qdrant
 //! server adapters: the same layout lets facts move between them.
 
-use ragback_domain::{Fact, FactId, FactOwner, FactText, OwnerKind};
+use ragback_domain::{
+    Fact, FactId, FactOwner, FactSource, FactText, OwnerKind, Provenance, Timestamp,
+};
 use serde_json::{Map, Value, json};
 
 /// The indexed payload field every search filters on: `user:john`, `character:blaze`.
@@ -10,16 +12,35 @@ const OWNER_KIND: &str = "owner_kind";
 const OWNER_ID: &str = "owner_id";
 const TEXT: &str = "text";
 const MODEL: &str = "model";
+const SOURCE: &str = "source";
+const CREATED_AT: &str = "created_at";
+const UPDATED_AT: &str = "updated_at";
+const REQUEST_ID: &str = "request_id";
+const MESSAGE_HASH: &str = "message_hash";
 
 /// The payload of a fact embedded by `model`.
+/// The payload of a fact embedded by `model`, with its provenance when known (RFC 3339 times,
+/// which Qdrant's datetime index reads).
 pub(crate) fn to_payload(fact: &Fact, model: &str) -> Value {
-    json!({
+    let mut payload = json!({
         OWNER_KEY: fact.owner.key(),
         OWNER_KIND: fact.owner.kind().as_str(),
         OWNER_ID: fact.owner.id(),
         TEXT: fact.text.as_str(),
         MODEL: model,
-    })
+    });
+    if let (Some(p), Some(map)) = (&fact.provenance, payload.as_object_mut()) {
+        map.insert(SOURCE.into(), p.source.as_str().into());
+        map.insert(CREATED_AT.into(), p.created_at.to_string().into());
+        map.insert(UPDATED_AT.into(), p.updated_at.to_string().into());
+        if let Some(id) = &p.request_id {
+            map.insert(REQUEST_ID.into(), id.as_str().into());
+        }
+        if let Some(hash) = &p.message_hash {
+            map.insert(MESSAGE_HASH.into(), hash.as_str().into());
+        }
+    }
+    payload
 }
 
 /// The embedding model recorded in a payload (absent in stores written before it was recorded).
@@ -42,7 +63,24 @@ pub(crate) fn from_payload(id: FactId, payload: &Map<String, Value>) -> Result<F
     let owner = FactOwner::from_parts(kind, field(OWNER_ID)?)
         .map_err(|e| format!("fact {id} has an invalid owner id: {e}"))?;
     let text = FactText::parse(field(TEXT)?).map_err(|e| format!("fact {id} text {e}"))?;
-    Ok(Fact { id, owner, text })
+    let fact = Fact {
+        id,
+        ..Fact::new(owner, text)
+    };
+    // Stores written before provenance was recorded have none: the fact reads as before.
+    if payload.get(SOURCE).is_none() {
+        return Ok(fact);
+    }
+    let time = |name: &str| field(name).and_then(Timestamp::parse_rfc3339);
+    let optional = |name: &str| payload.get(name).and_then(Value::as_str).map(str::to_owned);
+    let provenance = Provenance {
+        source: field(SOURCE)?.parse::<FactSource>()?,
+        created_at: time(CREATED_AT)?,
+        updated_at: time(UPDATED_AT)?,
+        request_id: optional(REQUEST_ID),
+        message_hash: optional(MESSAGE_HASH),
+    };
+    Ok(fact.with_provenance(provenance))
 }
 
 #[cfg(test)]
@@ -64,7 +102,36 @@ mod tests {
             Some("local/all-MiniLM-L6-v2")
         );
         let back = from_payload(fact.id, payload.as_object().unwrap()).unwrap();
+        assert_eq!(back, fact, "no provenance: none written, none read");
+        assert!(payload.get(SOURCE).is_none());
+
+        let mut provenance =
+            Provenance::new(FactSource::Extracted, Timestamp::from_unix_millis(1_000));
+        provenance.updated_at = Timestamp::from_unix_millis(2_000);
+        provenance.request_id = Some("req-1".into());
+        provenance.message_hash = Some("ab12".into());
+        let fact = fact.with_provenance(provenance);
+        let payload = to_payload(&fact, "m");
+        assert_eq!(payload[CREATED_AT], "1970-01-01T00:00:01.000Z");
+        assert_eq!(payload[SOURCE], "extracted");
+        let back = from_payload(fact.id, payload.as_object().unwrap()).unwrap();
         assert_eq!(back, fact);
+    }
+
+    #[test]
+    fn a_bad_provenance_is_explained() {
+        let fact = Fact::new(
+            FactOwner::User(UserId::parse("john").unwrap()),
+            FactText::parse("Likes jazz").unwrap(),
+        )
+        .with_provenance(Provenance::new(
+            FactSource::Api,
+            Timestamp::from_unix_millis(0),
+        ));
+        let mut payload = to_payload(&fact, "m");
+        payload[CREATED_AT] = "yesterday".into();
+        let err = from_payload(fact.id, payload.as_object().unwrap()).unwrap_err();
+        assert!(err.contains("yesterday"), "{err}");
     }
 
     #[test]

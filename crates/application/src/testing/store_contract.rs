@@ -8,7 +8,7 @@ use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
 use crate::ports::{EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus};
 
 /// The names of all checks, for adapters to run in a loop and report.
-pub const CHECKS: [&str; 12] = [
+pub const CHECKS: [&str; 13] = [
     "empty_store",
     "search_is_best_first_with_cosine_scores",
     "owners_are_isolated",
@@ -21,6 +21,7 @@ pub const CHECKS: [&str; 12] = [
     "an_emptied_store_keeps_working",
     "models_are_enforced",
     "words_find_facts_rare_words_first",
+    "provenance_is_kept",
 ];
 
 /// Runs the check called `name` on an empty store.
@@ -38,6 +39,7 @@ pub async fn run(name: &str, store: &dyn FactStore) {
         "an_emptied_store_keeps_working" => an_emptied_store_keeps_working(store).await,
         "models_are_enforced" => models_are_enforced(store).await,
         "words_find_facts_rare_words_first" => words_find_facts(store).await,
+        "provenance_is_kept" => provenance_is_kept(store).await,
         other => panic!("unknown store check `{other}`"),
     }
 }
@@ -484,6 +486,57 @@ async fn words_find_facts(store: &dyn FactStore) {
         1,
         "the limit holds"
     );
+}
+
+async fn provenance_is_kept(store: &dyn FactStore) {
+    use ragback_domain::{FactSource, Provenance, Timestamp};
+    let john = user("john");
+    let mut extracted = Provenance::new(FactSource::Extracted, Timestamp::from_unix_millis(1_000));
+    extracted.updated_at = Timestamp::from_unix_millis(2_500);
+    extracted.request_id = Some("req-42".into());
+    extracted.message_hash = Some("9f86d081".into());
+    let mut with = fact(&john, "Moved to Berlin", [1.0, 0.0, 0.0]);
+    with.fact = with.fact.with_provenance(extracted.clone());
+    let without = fact(&john, "Likes jazz", [0.0, 1.0, 0.0]);
+    store
+        .upsert(vec![with.clone(), without.clone()])
+        .await
+        .expect("upsert works");
+    let listed = store
+        .list(Some(&john), None, 10, false)
+        .await
+        .expect("listing works")
+        .facts;
+    let of = |text: &str| {
+        listed
+            .iter()
+            .find(|s| s.fact.text.as_str() == text)
+            .map(|s| s.fact.provenance.clone())
+    };
+    assert_eq!(of("Moved to Berlin"), Some(Some(extracted.clone())));
+    assert_eq!(
+        of("Likes jazz"),
+        Some(None),
+        "a fact without provenance reads as one"
+    );
+    let found = store
+        .search(query([1.0, 0.0, 0.0], std::slice::from_ref(&john), 1))
+        .await
+        .expect("search works");
+    assert_eq!(found[0].fact.provenance, Some(extracted.clone()));
+
+    // Stored again with another provenance: the first is kept, as the fact is.
+    let mut again = with.clone();
+    again.fact = again.fact.with_provenance(Provenance::new(
+        FactSource::Api,
+        Timestamp::from_unix_millis(9_000),
+    ));
+    store.upsert(vec![again]).await.expect("upsert works");
+    let found = store
+        .search(query([1.0, 0.0, 0.0], std::slice::from_ref(&john), 1))
+        .await
+        .expect("search works");
+    assert_eq!(found[0].fact.provenance, Some(extracted));
 }
 
 #[cfg(test)]

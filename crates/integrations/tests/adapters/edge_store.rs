@@ -240,6 +240,10 @@ async fn a_store_written_before_lexical_vectors_gets_them_when_opened() {
     let found = store.search_lexical(query(), "biscuit").await.unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].fact.fact.text.as_str(), "Has a dog named Biscuit");
+    assert_eq!(
+        found[0].fact.fact.provenance, None,
+        "written before provenance was recorded: read as before"
+    );
     assert_eq!(store.count(None).await.unwrap(), 300, "nothing lost");
     // Beyond the first migration batch too, and new facts alike.
     store

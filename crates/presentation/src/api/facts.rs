@@ -5,7 +5,8 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use ragback_application::bounds;
-use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactText, UserId};
+use ragback_application::facts::stamped;
+use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactSource, FactText, UserId};
 use serde::Deserialize;
 
 use super::dto::at;
@@ -14,7 +15,7 @@ use super::json::ApiJson;
 use super::query;
 use super::state::SharedState;
 use crate::wire::{
-    AddFactsRequest, AddFactsResponse, DeleteFactsResponse, ErrorBody, FactRecord,
+    AddFactsRequest, AddFactsResponse, DeleteFactsResponse, ErrorBody, FactRecord, FactSourceDto,
     ListFactsResponse, SearchFactsRequest, SearchFactsResponse,
 };
 
@@ -73,6 +74,16 @@ pub(crate) async fn add(
             ),
         ));
     }
+    let source = match request.source {
+        None => FactSource::Api,
+        Some(FactSourceDto::Extracted) => {
+            return Err(ApiError::invalid_field(
+                "source",
+                "`extracted` is recorded by memory extraction only: use `api` or `seeded`",
+            ));
+        }
+        Some(source) => source.into(),
+    };
     let facts = request
         .facts
         .into_iter()
@@ -83,7 +94,7 @@ pub(crate) async fn add(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let ids = facts.iter().map(|f| f.id.to_string()).collect();
-    let report = state.facts.add(facts, |_| {}).await?;
+    let report = state.facts.add(stamped(facts, source), |_| {}).await?;
     Ok(Json(AddFactsResponse {
         ids,
         added: report.added,

@@ -8,6 +8,8 @@ use ragback_application::ports::{EmbeddedFact, StoredFact};
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactText, OwnerKind, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::wire::ProvenanceFields;
+
 /// `{"users": [{"id", "facts": […]}], "characters": [{"id", "facts": […]}]}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +41,9 @@ pub enum ImportedFact {
     Text(Fact),
 }
 
-/// One line of `ragback facts export`: a fact, its owner and (when known) its vector.
+/// One line of `ragback facts export`: a fact, its owner, its provenance and (when known) its
+/// vector.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExportedFact {
     /// The fact id (checked against owner and text on import).
     pub id: String,
@@ -51,6 +53,9 @@ pub struct ExportedFact {
     pub owner_id: String,
     /// The fact.
     pub text: String,
+    /// Where it came from and when (kept on import).
+    #[serde(flatten)]
+    pub provenance: ProvenanceFields,
     /// The document embedding; without it (or without `model`), import embeds the text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
@@ -67,6 +72,7 @@ impl From<&StoredFact> for ExportedFact {
             owner: fact.owner.kind().as_str().to_owned(),
             owner_id: fact.owner.id().to_owned(),
             text: fact.text.as_str().to_owned(),
+            provenance: ProvenanceFields::of(fact.provenance.as_ref()),
             vector: stored.vector.clone(),
             model: stored.model.clone(),
         }
@@ -79,7 +85,11 @@ impl ExportedFact {
     pub fn into_fact(self) -> anyhow::Result<ImportedFact> {
         let kind: OwnerKind = self.owner.parse().map_err(anyhow::Error::msg)?;
         let owner = FactOwner::from_parts(kind, &self.owner_id).context("owner_id")?;
-        let fact = Fact::new(owner, FactText::parse(self.text).context("text")?);
+        let mut fact = Fact::new(owner, FactText::parse(self.text).context("text")?);
+        fact.provenance = self
+            .provenance
+            .to_provenance()
+            .map_err(anyhow::Error::msg)?;
         let id: FactId = self.id.parse().context("id")?;
         if id != fact.id {
             bail!(

@@ -1,6 +1,8 @@
 //! The facts API's bodies: adding, listing, searching and deleting facts.
 
-use ragback_domain::{Fact, FactId, FactOwner, FactText, OwnerKind, ScoredFact};
+use ragback_domain::{
+    Fact, FactId, FactOwner, FactSource, FactText, OwnerKind, Provenance, ScoredFact, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// Whose fact: a user's or a character's.
@@ -32,6 +34,93 @@ impl From<OwnerKindDto> for OwnerKind {
     }
 }
 
+/// How a fact came to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = FactSource)]
+pub enum FactSourceDto {
+    /// From a seeding file (`ragback facts add`).
+    Seeded,
+    /// Through the facts API.
+    Api,
+    /// Extracted from a dialogue.
+    Extracted,
+}
+
+impl From<FactSource> for FactSourceDto {
+    fn from(source: FactSource) -> Self {
+        match source {
+            FactSource::Seeded => Self::Seeded,
+            FactSource::Api => Self::Api,
+            FactSource::Extracted => Self::Extracted,
+        }
+    }
+}
+
+impl From<FactSourceDto> for FactSource {
+    fn from(source: FactSourceDto) -> Self {
+        match source {
+            FactSourceDto::Seeded => Self::Seeded,
+            FactSourceDto::Api => Self::Api,
+            FactSourceDto::Extracted => Self::Extracted,
+        }
+    }
+}
+
+/// Where a fact came from and when, as listed and exported; every field absent for facts
+/// stored before ragback recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProvenanceFields {
+    /// How it came to be stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<FactSourceDto>,
+    /// When it was first stored (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// When its text last changed (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// For an extracted fact: the request whose dialogue it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// For an extracted fact: a hash of the message it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_hash: Option<String>,
+}
+
+impl ProvenanceFields {
+    /// The fields of `provenance`.
+    pub fn of(provenance: Option<&Provenance>) -> Self {
+        provenance.map_or_else(Self::default, |p| Self {
+            source: Some(p.source.into()),
+            created_at: Some(p.created_at.to_string()),
+            updated_at: Some(p.updated_at.to_string()),
+            request_id: p.request_id.clone(),
+            message_hash: p.message_hash.clone(),
+        })
+    }
+
+    /// The provenance again: `None` without a source; times must be RFC 3339.
+    pub fn to_provenance(&self) -> Result<Option<Provenance>, String> {
+        let Some(source) = self.source else {
+            return Ok(None);
+        };
+        let time = |value: &Option<String>, name: &str| {
+            value
+                .as_deref()
+                .ok_or_else(|| format!("`{name}` is required with `source`"))
+                .and_then(Timestamp::parse_rfc3339)
+        };
+        Ok(Some(Provenance {
+            source: source.into(),
+            created_at: time(&self.created_at, "created_at")?,
+            updated_at: time(&self.updated_at, "updated_at")?,
+            request_id: self.request_id.clone(),
+            message_hash: self.message_hash.clone(),
+        }))
+    }
+}
+
 /// A stored fact, as listed or found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FactRecord {
@@ -43,6 +132,9 @@ pub struct FactRecord {
     pub owner_id: String,
     /// The fact.
     pub text: String,
+    /// Where it came from and when.
+    #[serde(flatten)]
+    pub provenance: ProvenanceFields,
     /// Its cosine similarity to the query (search only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f32>,
@@ -59,6 +151,7 @@ impl FactRecord {
             owner: fact.owner.kind().into(),
             owner_id: fact.owner.id().to_owned(),
             text: fact.text.as_str().to_owned(),
+            provenance: ProvenanceFields::of(fact.provenance.as_ref()),
             score,
             vector,
         }
@@ -73,7 +166,12 @@ impl FactRecord {
             .parse()
             .map_err(|_| format!("`{}` is not a fact id", self.id))?;
         let text = FactText::parse(self.text.as_str()).map_err(|e| format!("text: {e}"))?;
-        Ok(Fact { id, owner, text })
+        Ok(Fact {
+            id,
+            owner,
+            text,
+            provenance: self.provenance.to_provenance()?,
+        })
     }
 }
 
@@ -89,6 +187,10 @@ impl From<ScoredFact> for FactRecord {
 pub struct AddFactsRequest {
     /// The facts' texts.
     pub facts: Vec<String>,
+    /// What to record as their source: `api` (the default) or `seeded` (`ragback facts add`
+    /// through a running server); `extracted` is the memory extractor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<FactSourceDto>,
 }
 
 /// `{"ids": […], "added": n, "unchanged": m}`: an id per input fact, in input order.

@@ -8,8 +8,8 @@ mod generate;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use facts::{
-    AddFactsRequest, AddFactsResponse, DeleteFactsResponse, FactRecord, ListFactsResponse,
-    OwnerKindDto, SearchFactsRequest, SearchFactsResponse,
+    AddFactsRequest, AddFactsResponse, DeleteFactsResponse, FactRecord, FactSourceDto,
+    ListFactsResponse, OwnerKindDto, ProvenanceFields, SearchFactsRequest, SearchFactsResponse,
 };
 pub use generate::{
     DeltaEvent, FactsEvent, GenerateResponse, PromptDto, RetrievalReport, RetrievalStatusDto,

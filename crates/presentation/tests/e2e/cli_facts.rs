@@ -290,6 +290,8 @@ async fn facts_move_between_stores_with_their_vectors() {
         first["vector"].as_array().is_some_and(|v| !v.is_empty()),
         "{first}"
     );
+    assert_eq!(first["source"], "seeded", "{first}");
+    assert!(first["created_at"].as_str().is_some(), "{first}");
 
     // No embedder in the target: the vectors come from the export.
     let (ok, out, err) =
@@ -301,7 +303,11 @@ async fn facts_move_between_stores_with_their_vectors() {
     );
     let (_, source_list, _) = run(ragback(source.path(), None).args(["facts", "list", "--json"]));
     let (_, target_list, _) = run(ragback(target.path(), None).args(["facts", "list", "--json"]));
-    assert_eq!(source_list, target_list);
+    assert_eq!(source_list, target_list, "texts, ids and provenance alike");
+    assert!(
+        source_list.contains("\"source\":\"seeded\""),
+        "{source_list}"
+    );
 
     let (ok, found, err) = run(ragback(target.path(), Some(&cohere)).args([
         "facts",

@@ -44,6 +44,56 @@ async fn added_facts_are_idempotent_and_used_by_generate_at_once() {
     );
     assert_eq!(second["ids"], first["ids"]);
 
+    // Provenance: stored through the API, now; adding again keeps the first record.
+    let (_, listed) = get(&app, "/users/john/facts").await;
+    let facts = listed["facts"].as_array().unwrap();
+    assert_eq!(facts.len(), 2, "{listed}");
+    for fact in facts {
+        assert_eq!(fact["source"], "api", "{fact}");
+        let created = fact["created_at"].as_str().unwrap();
+        assert!(
+            created.starts_with("20") && created.ends_with('Z'),
+            "{fact}"
+        );
+        assert_eq!(fact["updated_at"], fact["created_at"]);
+        assert!(fact.get("request_id").is_none(), "{fact}");
+    }
+    let (status, seeded) = app
+        .post_json(
+            "/users/john/facts",
+            &json!({"facts": ["Plays the drums", "Hates olives"], "source": "seeded"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{seeded}");
+    let (_, again) = get(&app, "/users/john/facts").await;
+    let source_of = |text: &str| {
+        again["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["text"] == text)
+            .map(|f| (f["source"].clone(), f["created_at"].clone()))
+    };
+    let drums = facts
+        .iter()
+        .find(|f| f["text"] == "Plays the drums")
+        .unwrap();
+    assert_eq!(
+        source_of("Plays the drums"),
+        Some((json!("api"), drums["created_at"].clone()))
+    );
+    assert_eq!(source_of("Hates olives").unwrap().0, "seeded");
+    let (status, refused) = app
+        .post_json(
+            "/users/john/facts",
+            &json!({"facts": ["Lives in Berlin"], "source": "extracted"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "source", "{refused}");
+    let (_, after) = get(&app, "/users/john/facts").await;
+    assert_eq!(after["facts"].as_array().unwrap().len(), 3, "nothing added");
+
     let mut request = demo_request();
     request["messages"] = json!([{"role": "user", "text": "my cat Kit says hi"}]);
     let (status, reply) = app.post_json("/generate", &request).await;

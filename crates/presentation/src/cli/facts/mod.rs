@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ragback_application::AddFactsReport;
+use ragback_application::facts::stamped;
 use ragback_application::ports::StoredFact;
-use ragback_domain::{CharacterId, Fact, FactId, FactOwner, ScoredFact, UserId};
+use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactSource, ScoredFact, UserId};
 use ragback_infrastructure::{Services, Settings, WiringError, build_fact_services};
 use secrecy::SecretString;
 
@@ -269,9 +270,13 @@ pub async fn run(command: FactsCommand, settings: &Settings) -> anyhow::Result<(
                     let record = FactRecord::new(f.clone(), None, None);
                     writeln!(out, "{}", serde_json::to_string(&record)?)?;
                 } else {
+                    let source = f.provenance.as_ref().map_or_else(
+                        || format!("{:<33}", "-"),
+                        |p| format!("{:<9} {}", p.source.as_str(), p.updated_at),
+                    );
                     writeln!(
                         out,
-                        "{}  {:<20} {}",
+                        "{}  {:<20} {source}  {}",
                         f.id,
                         f.owner.to_string(),
                         f.text.as_str()
@@ -513,6 +518,7 @@ async fn add(
     let stored = backend.stored(&facts).await?;
     let (old, new): (Vec<Fact>, Vec<Fact>) =
         facts.into_iter().partition(|f| stored.contains(&f.id));
+    let new = stamped(new, FactSource::Seeded);
     let outcome =
         with_progress(async |progress, stop| backend.add(new, progress, stop).await).await;
     let location = backend.location().await;
@@ -624,7 +630,11 @@ pub async fn seed_at_startup(services: &Services, file: &std::path::Path) {
             return;
         }
     };
-    match services.facts.add(read.facts, |_| {}).await {
+    match services
+        .facts
+        .add(stamped(read.facts, FactSource::Seeded), |_| {})
+        .await
+    {
         Ok(report) => tracing::info!(
             file = %file.display(),
             added = report.added,

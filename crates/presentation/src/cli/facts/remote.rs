@@ -126,6 +126,7 @@ impl RemoteFacts {
             }
             let request = AddFactsRequest {
                 facts: chunk.iter().map(|f| f.text.as_str().to_owned()).collect(),
+                source: Some(crate::wire::FactSourceDto::Seeded),
             };
             let response = self
                 .http
