@@ -80,6 +80,21 @@ pub enum AddFactsError {
         /// What was stored before stopping.
         done: AddFactsReport,
     },
+    /// An owner would hold more facts than the cap: nothing was stored.
+    #[error(
+        "{owner} has {stored} facts and the cap is {cap}: {adding} more would pass it; delete \
+         some first (RAGBACK_STORE__MAX_FACTS_PER_OWNER sets the cap)"
+    )]
+    OwnerFull {
+        /// The owner.
+        owner: FactOwner,
+        /// Facts it holds.
+        stored: usize,
+        /// New facts of this call.
+        adding: usize,
+        /// The cap.
+        cap: usize,
+    },
     /// The store failed.
     #[error("storing failed after {} facts were stored: {source}", done.added)]
     Store {
@@ -97,6 +112,7 @@ pub struct FactLibrary {
     store: Arc<dyn FactStore>,
     retry: RetryPolicy,
     batch_timeout: Duration,
+    owner_cap: Option<usize>,
 }
 
 impl FactLibrary {
@@ -113,7 +129,47 @@ impl FactLibrary {
             store,
             retry,
             batch_timeout,
+            owner_cap: None,
         }
+    }
+
+    /// The same library, refusing to let an owner hold more than `cap` facts.
+    pub fn with_owner_cap(mut self, cap: usize) -> Self {
+        self.owner_cap = Some(cap);
+        self
+    }
+
+    /// Refuses the plan when it would take an owner past the cap.
+    async fn check_cap(&self, new: &[Fact]) -> Result<(), AddFactsError> {
+        let Some(cap) = self.owner_cap else {
+            return Ok(());
+        };
+        let mut owners: Vec<(&FactOwner, usize)> = Vec::new();
+        for fact in new {
+            match owners.iter_mut().find(|(o, _)| *o == &fact.owner) {
+                Some((_, adding)) => *adding += 1,
+                None => owners.push((&fact.owner, 1)),
+            }
+        }
+        for (owner, adding) in owners {
+            let stored =
+                self.store
+                    .count(Some(owner))
+                    .await
+                    .map_err(|source| AddFactsError::Store {
+                        done: AddFactsReport::default(),
+                        source,
+                    })?;
+            if stored + adding > cap {
+                return Err(AddFactsError::OwnerFull {
+                    owner: owner.clone(),
+                    stored,
+                    adding,
+                    cap,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether facts can be added (an embedder is configured).
@@ -215,6 +271,7 @@ impl FactLibrary {
         if plan.new.is_empty() {
             return Ok(report);
         }
+        self.check_cap(&plan.new).await?;
         let embedder = self.embedder.as_ref().ok_or(AddFactsError::NoEmbedder)?;
         for batch in plan.new.chunks(embedder.max_batch().max(1)) {
             if stop() {
@@ -329,6 +386,44 @@ mod tests {
             quick_retry(2),
             Duration::from_secs(5),
         )
+    }
+
+    #[tokio::test]
+    async fn the_owner_cap_refuses_a_call_that_would_pass_it_and_stores_nothing() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        let lib = library(embedder.clone(), store.clone()).with_owner_cap(3);
+        lib.add(facts("john", &["a", "b"]), |_| {}).await.unwrap();
+        lib.add(facts("jane", &["a", "b", "c"]), |_| {})
+            .await
+            .unwrap();
+
+        let err = lib
+            .add(facts("john", &["a", "c", "d"]), |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                AddFactsError::OwnerFull {
+                    stored: 2,
+                    adding: 2,
+                    cap: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("MAX_FACTS_PER_OWNER"), "{err}");
+        assert_eq!(store.count(None).await.unwrap(), 5, "nothing stored");
+        let calls = embedder.calls();
+        // Up to the cap, and facts stored already, are fine.
+        lib.add(facts("john", &["a", "c"]), |_| {}).await.unwrap();
+        lib.add(facts("john", &["a", "b", "c"]), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(embedder.calls(), calls + 1, "only `c` was embedded");
+        assert_eq!(store.count(None).await.unwrap(), 6);
     }
 
     #[tokio::test]

@@ -155,7 +155,8 @@ pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringEr
         store,
         settings.embedder.retry(),
         settings.embedder.batch_timeout,
-    );
+    )
+    .with_owner_cap(settings.store.max_facts_per_owner);
     Ok(FactServices {
         facts,
         retriever,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ragback_application::bounds::{InvalidSetting, nonzero};
+use ragback_application::bounds::{self, InvalidSetting, nonzero};
 use ragback_integrations::config::seconds;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -35,6 +35,8 @@ pub struct StoreSettings {
     /// Timeout of one call to the Qdrant server (`timeout_secs`).
     #[serde(rename = "timeout_secs", deserialize_with = "seconds::deserialize")]
     pub timeout: Duration,
+    /// The most facts one user or character may hold: adding past it is refused.
+    pub max_facts_per_owner: usize,
 }
 
 impl Default for StoreSettings {
@@ -46,6 +48,7 @@ impl Default for StoreSettings {
             api_key: None,
             collection: "ragback_facts".into(),
             timeout: Duration::from_secs(10),
+            max_facts_per_owner: 10_000,
         }
     }
 }
@@ -54,6 +57,7 @@ impl StoreSettings {
     /// Checks what parses but cannot be used; keys are relative to the section. The server's
     /// keys matter only for the server store.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        bounds::POSITIVE.setting_count("max_facts_per_owner", self.max_facts_per_owner)?;
         if self.kind != StoreKind::Qdrant {
             return Ok(());
         }

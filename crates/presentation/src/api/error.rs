@@ -333,6 +333,9 @@ impl From<AddFactsError> for ApiError {
                 "adding facts was interrupted after {} were stored",
                 done.added
             )),
+            AddFactsError::OwnerFull { .. } => {
+                Self::new(ErrorCode::FactLimitReached, error.to_string())
+            }
             AddFactsError::Store { source, .. } => source.into(),
         }
     }

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     StoreDimensionMismatch,
     /// 409: the store holds facts of another embedding model.
     StoreModelMismatch,
+    /// 409: an owner would hold more facts than `RAGBACK_STORE__MAX_FACTS_PER_OWNER`.
+    FactLimitReached,
     /// 500: ragback failed; the cause is in its log.
     InternalError,
     /// 500: the store holds data ragback cannot read.
@@ -68,7 +70,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::InvalidField => 422,
-            Self::StoreDimensionMismatch | Self::StoreModelMismatch => 409,
+            Self::StoreDimensionMismatch | Self::StoreModelMismatch | Self::FactLimitReached => 409,
             Self::InternalError | Self::StoreCorrupted => 500,
             Self::EmbedderUnavailable
             | Self::LlmRejected
@@ -98,6 +100,7 @@ impl ErrorCode {
             Self::InvalidField => "invalid_field",
             Self::StoreDimensionMismatch => "store_dimension_mismatch",
             Self::StoreModelMismatch => "store_model_mismatch",
+            Self::FactLimitReached => "fact_limit_reached",
             Self::InternalError => "internal_error",
             Self::StoreCorrupted => "store_corrupted",
             Self::EmbedderUnavailable => "embedder_unavailable",

@@ -102,6 +102,45 @@ async fn added_facts_are_idempotent_and_used_by_generate_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_at_the_cap_gets_409_and_nothing_changes() {
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_STORE__MAX_FACTS_PER_OWNER".into(), "3".into())],
+        ..Setup::default()
+    })
+    .await;
+    let (status, body) = app
+        .post_json("/users/john/facts", &json!({"facts": ["one", "two"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post_json(
+            "/users/john/facts",
+            &json!({"facts": ["two", "three", "four"]}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "fact_limit_reached", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("user:john has 2 facts and the cap is 3"),
+        "{message}"
+    );
+    let (_, listed) = get(&app, "/users/john/facts").await;
+    assert_eq!(listed["facts"].as_array().unwrap().len(), 2, "{listed}");
+    let (status, _) = app
+        .post_json(
+            "/characters/blaze/facts",
+            &json!({"facts": ["a", "b", "c"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "another owner has its own cap");
+    let (status, _) = app
+        .post_json("/users/john/facts", &json!({"facts": ["three"]}))
+        .await;
+    assert_eq!(status, 200, "up to the cap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facts_are_listed_in_pages_and_deleted_per_owner() {
     let app = TestApp::spawn().await;
     let texts: Vec<String> = (0..5).map(|i| format!("fact number {i}")).collect();

@@ -140,6 +140,10 @@ fn stopped(error: AddFactsError) -> AddStopped {
             done,
             StopReason::Failed(format!("storing failed: {source}")),
         ),
+        full @ AddFactsError::OwnerFull { .. } => (
+            AddFactsReport::default(),
+            StopReason::Failed(full.to_string()),
+        ),
     };
     AddStopped { done, reason }
 }
