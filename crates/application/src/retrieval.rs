@@ -825,14 +825,7 @@ mod tests {
             ..settings()
         };
         let vector_only = FactRetriever::new(Some(embedder), store.clone(), strict);
-        let got = vector_only
-            .retrieve(
-                &history,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let got = for_john(&vector_only, &history).await;
         assert_eq!(
             got.facts,
             vec![],
@@ -840,14 +833,7 @@ mod tests {
         );
 
         let hybrid = vector_only.with_lexical_allowance(Some(0.15));
-        let got = hybrid
-            .retrieve(
-                &history,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let got = for_john(&hybrid, &history).await;
         assert_eq!(got.status, RetrievalStatus::Ok);
         assert_eq!(texts_of(&got.facts), [long]);
         assert!(
@@ -864,29 +850,27 @@ mod tests {
         // The lexical search failing: the vector search's facts, not a degraded turn.
         store.set_lexical_down(true);
         let jazz = [msg(Role::User, "likes jazz")];
-        let got = hybrid
-            .retrieve(
-                &jazz,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let got = for_john(&hybrid, &jazz).await;
         assert_eq!(got.status, RetrievalStatus::Ok);
         assert_eq!(texts_of(&got.facts), ["likes jazz"]);
-        let got = hybrid
-            .retrieve(
-                &history,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let got = for_john(&hybrid, &history).await;
         assert_eq!(
             got.facts,
             vec![],
             "without the words, Kit stays below the threshold"
         );
+    }
+
+    /// A turn of John's with the default overrides.
+    async fn for_john(retriever: &FactRetriever, history: &[Message]) -> Retrieval {
+        retriever
+            .retrieve(
+                history,
+                vec![user("john")],
+                &RetrievalOverrides::default(),
+                soon(),
+            )
+            .await
     }
 
     fn settings() -> RetrievalSettings {
@@ -977,14 +961,7 @@ mod tests {
             Some(1),
             "no weight: the window is one text"
         );
-        let found = weighted
-            .retrieve(
-                &history,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let found = for_john(&weighted, &history).await;
         assert_eq!(found.status, RetrievalStatus::Ok);
         assert_eq!(found.facts.len(), 1, "the context finds the sister");
     }
@@ -1087,14 +1064,7 @@ mod tests {
         // The reranker favours the cat: it comes first, alone above the rerank threshold.
         let reranked = FactRetriever::new(Some(embedder.clone()), store.clone(), lenient.clone())
             .with_reranker(Arc::new(WordReranker("cat", false)));
-        let got = reranked
-            .retrieve(
-                &history,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let got = for_john(&reranked, &history).await;
         assert_eq!(got.status, RetrievalStatus::Ok);
         assert_eq!(texts(&got), ["owns a cat named Kit"]);
         assert!(
@@ -1105,14 +1075,7 @@ mod tests {
         // A failing reranker: the vector search's order and threshold.
         let failing = FactRetriever::new(Some(embedder), store, lenient)
             .with_reranker(Arc::new(WordReranker("cat", true)));
-        let got = failing
-            .retrieve(
-                &history,
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let got = for_john(&failing, &history).await;
         assert_eq!(got.status, RetrievalStatus::Ok);
         assert_eq!(texts(&got)[0], "ran the london marathon");
     }

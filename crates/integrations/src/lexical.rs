@@ -10,6 +10,8 @@ use std::sync::LazyLock;
 
 use qdrant_edge::SparseVector;
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
+use ragback_application::ports::LexicalHit;
+use ragback_domain::ScoredFact;
 
 /// The name of the sparse vector of each point.
 pub(crate) const LEXICAL: &str = "lexical";
@@ -40,6 +42,18 @@ pub(crate) fn document(text: &str) -> SparseVector {
 pub(crate) fn query(text: &str) -> SparseVector {
     BM25.as_ref()
         .map_or_else(SparseVector::default, |bm25| bm25.embed_query(text))
+}
+
+/// A fact the lexical search found (`found.score` is its BM25 score), scored by cosine
+/// similarity of its dense vector (`None`: not returned, 0) to the query's.
+pub(crate) fn hit(found: ScoredFact, dense: Option<&[f32]>, query: &[f32]) -> LexicalHit {
+    LexicalHit {
+        lexical: found.score,
+        fact: ScoredFact {
+            fact: found.fact,
+            score: dense.map_or(0.0, |v| cosine(v, query)),
+        },
+    }
 }
 
 /// Cosine similarity; 0 when either vector is zero or their lengths differ.

@@ -257,24 +257,8 @@ impl Shard {
         self.query(query, matching, WithVector::Selector(vec![VECTOR.into()]))?
             .into_iter()
             .map(|(found, point)| {
-                let cosine = match point.vector {
-                    Some(VectorStructInternal::Named(mut vectors)) => {
-                        match vectors.remove(VECTOR) {
-                            Some(VectorInternal::Dense(vector)) => {
-                                lexical::cosine(&vector, &query.vector)
-                            }
-                            _ => 0.0,
-                        }
-                    }
-                    _ => 0.0,
-                };
-                Ok(LexicalHit {
-                    lexical: found.score,
-                    fact: ScoredFact {
-                        fact: found.fact,
-                        score: cosine,
-                    },
-                })
+                let dense = dense_of(point.vector);
+                Ok(lexical::hit(found, dense.as_deref(), &query.vector))
             })
             .collect()
     }
@@ -481,18 +465,22 @@ fn stored_fact(record: Record) -> Result<StoredFact, FactStoreError> {
     let payload = record.payload.map(|p| p.0).unwrap_or_default();
     let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
     let model = model_of(&payload);
-    let vector = match record.vector {
+    Ok(StoredFact {
+        fact,
+        vector: dense_of(record.vector),
+        model,
+    })
+}
+
+/// The dense vector among a point's vectors.
+fn dense_of(vectors: Option<VectorStructInternal>) -> Option<Vec<f32>> {
+    match vectors {
         Some(VectorStructInternal::Named(mut vectors)) => match vectors.remove(VECTOR) {
             Some(VectorInternal::Dense(vector)) => Some(vector),
             _ => None,
         },
         _ => None,
-    };
-    Ok(StoredFact {
-        fact,
-        vector,
-        model,
-    })
+    }
 }
 
 fn point_id(id: FactId) -> PointId {

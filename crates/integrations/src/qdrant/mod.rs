@@ -176,36 +176,22 @@ impl QdrantFactStore {
                 .map_err(self.unavailable("adding the lexical vector"))?;
         }
         let without = Filter::must_not([Condition::has_vector(LEXICAL)]);
-        let mut start: Option<PointId> = None;
+        let mut start = None;
         let mut migrated = 0;
         loop {
-            let mut request = ScrollPointsBuilder::new(&self.collection)
-                .filter(without.clone())
-                .limit(MIGRATION_BATCH)
-                .with_payload(true)
-                .with_vectors(false);
-            if let Some(start) = start.take() {
-                request = request.offset(start);
-            }
             let page = self
-                .client
-                .scroll(request)
-                .await
-                .map_err(self.unavailable("listing facts to migrate"))?;
-            let points = page
-                .result
-                .into_iter()
-                .map(|point| {
-                    let id = fact_id(point.id)?;
-                    let (fact, _) = fact_of(id, point.payload)?;
-                    Ok(PointVectors {
-                        id: Some(point_id(id)),
-                        vectors: Some(
-                            HashMap::from([(LEXICAL.to_owned(), lexical_vector(&fact))]).into(),
-                        ),
-                    })
+                .page(Some(without.clone()), start, MIGRATION_BATCH, false)
+                .await?;
+            let points: Vec<PointVectors> = page
+                .facts
+                .iter()
+                .map(|stored| PointVectors {
+                    id: Some(point_id(stored.fact.id)),
+                    vectors: Some(
+                        HashMap::from([(LEXICAL.to_owned(), lexical_vector(&stored.fact))]).into(),
+                    ),
                 })
-                .collect::<Result<Vec<_>, FactStoreError>>()?;
+                .collect();
             migrated += points.len();
             if !points.is_empty() {
                 self.client
@@ -215,7 +201,7 @@ impl QdrantFactStore {
                     .await
                     .map_err(self.unavailable("migrating facts"))?;
             }
-            match page.next_page_offset {
+            match page.next {
                 Some(next) => start = Some(next),
                 None => break,
             }
@@ -282,6 +268,78 @@ impl QdrantFactStore {
         } else {
             Err(FactStoreError::DimensionMismatch { store, given })
         }
+    }
+
+    /// The points `nearest` (a query and the vector it uses) finds among the query's owners,
+    /// best first; none when there is nothing to search.
+    async fn nearest(
+        &self,
+        query: &FactQuery,
+        nearest: QueryPointsBuilder,
+        what: &str,
+    ) -> Result<Vec<ScoredPoint>, FactStoreError> {
+        if query.owners.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(dimension) = self.dimension().await? else {
+            return Ok(Vec::new());
+        };
+        Self::check(dimension, query.vector.len())?;
+        let found = self
+            .client
+            .query(
+                nearest
+                    .filter(owners_filter(&query.owners))
+                    .limit(query.limit as u64)
+                    .with_payload(true),
+            )
+            .await
+            .map_err(self.unavailable(what))?;
+        Ok(found.result)
+    }
+
+    /// A page of the facts `filter` matches (all without one), in id order from `start`.
+    async fn page(
+        &self,
+        filter: Option<Filter>,
+        start: Option<FactId>,
+        limit: u32,
+        with_vectors: bool,
+    ) -> Result<FactPage, FactStoreError> {
+        let mut request = ScrollPointsBuilder::new(&self.collection)
+            .limit(limit)
+            .with_payload(true)
+            .with_vectors(with_vectors);
+        if let Some(filter) = filter {
+            request = request.filter(filter);
+        }
+        if let Some(start) = start {
+            request = request.offset(point_id(start));
+        }
+        let page = self
+            .client
+            .scroll(request)
+            .await
+            .map_err(self.unavailable("listing facts"))?;
+        let facts = page
+            .result
+            .into_iter()
+            .map(|point| {
+                let id = fact_id(point.id)?;
+                let vector = dense_of(point.vectors);
+                let (fact, model) = fact_of(id, point.payload)?;
+                Ok(StoredFact {
+                    fact,
+                    vector,
+                    model,
+                })
+            })
+            .collect::<Result<_, FactStoreError>>()?;
+        let next = page
+            .next_page_offset
+            .map(|p| fact_id(Some(p)))
+            .transpose()?;
+        Ok(FactPage { facts, next })
     }
 
     /// Stored points among `ids`, with payloads.
@@ -447,27 +505,11 @@ impl FactStore for QdrantFactStore {
     }
 
     async fn search(&self, query: FactQuery) -> Result<Vec<ScoredFact>, FactStoreError> {
-        if query.owners.is_empty() || query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let Some(dimension) = self.dimension().await? else {
-            return Ok(Vec::new());
-        };
-        Self::check(dimension, query.vector.len())?;
-        let found = self
-            .client
-            .query(
-                QueryPointsBuilder::new(&self.collection)
-                    .query(query.vector.clone())
-                    .using(VECTOR)
-                    .filter(owners_filter(&query.owners))
-                    .limit(query.limit as u64)
-                    .with_payload(true),
-            )
-            .await
-            .map_err(self.unavailable("searching"))?;
-        found
-            .result
+        let nearest = QueryPointsBuilder::new(&self.collection)
+            .query(query.vector.clone())
+            .using(VECTOR);
+        self.nearest(&query, nearest, "searching")
+            .await?
             .into_iter()
             .map(|point| scored_fact(point, &query))
             .collect()
@@ -479,45 +521,25 @@ impl FactStore for QdrantFactStore {
         text: &str,
     ) -> Result<Vec<LexicalHit>, FactStoreError> {
         let words = lexical::query(text);
-        if query.owners.is_empty() || query.limit == 0 || words.indices.is_empty() {
+        if words.indices.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(dimension) = self.dimension().await? else {
-            return Ok(Vec::new());
-        };
-        Self::check(dimension, query.vector.len())?;
-        let found = self
-            .client
-            .query(
-                QueryPointsBuilder::new(&self.collection)
-                    .query(Query::new_nearest(VectorInput::new_sparse(
-                        words.indices,
-                        words.values,
-                    )))
-                    .using(LEXICAL)
-                    .filter(owners_filter(&query.owners))
-                    .limit(query.limit as u64)
-                    .with_payload(true)
-                    .with_vectors(VectorsSelector {
-                        names: vec![VECTOR.to_owned()],
-                    }),
-            )
-            .await
-            .map_err(self.unavailable("searching by words"))?;
-        found
-            .result
+        let nearest = QueryPointsBuilder::new(&self.collection)
+            .query(Query::new_nearest(VectorInput::new_sparse(
+                words.indices,
+                words.values,
+            )))
+            .using(LEXICAL)
+            .with_vectors(VectorsSelector {
+                names: vec![VECTOR.to_owned()],
+            });
+        self.nearest(&query, nearest, "searching by words")
+            .await?
             .into_iter()
             .map(|mut point| {
-                let cosine = dense_of(point.vectors.take())
-                    .map_or(0.0, |v| lexical::cosine(&v, &query.vector));
+                let dense = dense_of(point.vectors.take());
                 let found = scored_fact(point, &query)?;
-                Ok(LexicalHit {
-                    lexical: found.score,
-                    fact: ScoredFact {
-                        fact: found.fact,
-                        score: cosine,
-                    },
-                })
+                Ok(lexical::hit(found, dense.as_deref(), &query.vector))
             })
             .collect()
     }
@@ -548,40 +570,9 @@ impl FactStore for QdrantFactStore {
         if self.dimension().await?.is_none() {
             return Ok(empty);
         }
-        let mut request = ScrollPointsBuilder::new(&self.collection)
-            .limit(u32::try_from(limit.max(1)).unwrap_or(u32::MAX))
-            .with_payload(true)
-            .with_vectors(with_vectors);
-        if let Some(owner) = owner {
-            request = request.filter(owners_filter(std::slice::from_ref(owner)));
-        }
-        if let Some(start) = start {
-            request = request.offset(point_id(start));
-        }
-        let page = self
-            .client
-            .scroll(request)
-            .await
-            .map_err(self.unavailable("listing facts"))?;
-        let facts = page
-            .result
-            .into_iter()
-            .map(|point| {
-                let id = fact_id(point.id)?;
-                let vector = dense_of(point.vectors);
-                let (fact, model) = fact_of(id, point.payload)?;
-                Ok(StoredFact {
-                    fact,
-                    vector,
-                    model,
-                })
-            })
-            .collect::<Result<_, FactStoreError>>()?;
-        let next = page
-            .next_page_offset
-            .map(|p| fact_id(Some(p)))
-            .transpose()?;
-        Ok(FactPage { facts, next })
+        let filter = owner.map(|o| owners_filter(std::slice::from_ref(o)));
+        let limit = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
+        self.page(filter, start, limit, with_vectors).await
     }
 
     async fn delete(&self, owner: &FactOwner, ids: &[FactId]) -> Result<usize, FactStoreError> {
