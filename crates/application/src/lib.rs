@@ -12,6 +12,7 @@ pub mod bounds;
 pub mod chat;
 pub mod evaluation;
 pub mod facts;
+pub mod memory;
 pub mod ports;
 pub mod retrieval;
 pub mod retry;

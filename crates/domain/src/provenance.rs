@@ -169,6 +169,8 @@ pub struct Provenance {
     pub request_id: Option<String>,
     /// For an extracted fact: a hash of the message it came from.
     pub message_hash: Option<String>,
+    /// The texts it replaced, oldest first (a fact updated from the dialogue).
+    pub history: Vec<String>,
 }
 
 impl Provenance {
@@ -180,6 +182,7 @@ impl Provenance {
             updated_at: now,
             request_id: None,
             message_hash: None,
+            history: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ const CREATED_AT: &str = "created_at";
 const UPDATED_AT: &str = "updated_at";
 const REQUEST_ID: &str = "request_id";
 const MESSAGE_HASH: &str = "message_hash";
+const HISTORY: &str = "history";
 
 /// The payload of a fact embedded by `model`.
 /// The payload of a fact embedded by `model`, with its provenance when known (RFC 3339 times,
@@ -38,6 +39,9 @@ pub(crate) fn to_payload(fact: &Fact, model: &str) -> Value {
         }
         if let Some(hash) = &p.message_hash {
             map.insert(MESSAGE_HASH.into(), hash.as_str().into());
+        }
+        if !p.history.is_empty() {
+            map.insert(HISTORY.into(), p.history.clone().into());
         }
     }
     payload
@@ -79,6 +83,17 @@ pub(crate) fn from_payload(id: FactId, payload: &Map<String, Value>) -> Result<F
         updated_at: time(UPDATED_AT)?,
         request_id: optional(REQUEST_ID),
         message_hash: optional(MESSAGE_HASH),
+        history: payload
+            .get(HISTORY)
+            .and_then(Value::as_array)
+            .map(|texts| {
+                texts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     Ok(fact.with_provenance(provenance))
 }
@@ -110,6 +125,7 @@ mod tests {
         provenance.updated_at = Timestamp::from_unix_millis(2_000);
         provenance.request_id = Some("req-1".into());
         provenance.message_hash = Some("ab12".into());
+        provenance.history = vec!["Lives in London".into()];
         let fact = fact.with_provenance(provenance);
         let payload = to_payload(&fact, "m");
         assert_eq!(payload[CREATED_AT], "1970-01-01T00:00:01.000Z");

@@ -86,6 +86,9 @@ pub struct ProvenanceFields {
     /// For an extracted fact: a hash of the message it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_hash: Option<String>,
+    /// The texts it replaced, oldest first (a fact updated from the dialogue).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<String>,
 }
 
 impl ProvenanceFields {
@@ -97,6 +100,7 @@ impl ProvenanceFields {
             updated_at: Some(p.updated_at.to_string()),
             request_id: p.request_id.clone(),
             message_hash: p.message_hash.clone(),
+            history: p.history.clone(),
         })
     }
 
@@ -117,6 +121,7 @@ impl ProvenanceFields {
             updated_at: time(&self.updated_at, "updated_at")?,
             request_id: self.request_id.clone(),
             message_hash: self.message_hash.clone(),
+            history: self.history.clone(),
         }))
     }
 }

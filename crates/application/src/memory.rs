@@ -1,0 +1,876 @@
+//! Memory that grows from the dialogue: the model reads the latest user message (with a little
+//! context) and proposes facts; each is compared with the owner's nearest stored facts and the
+//! store changes by ADD / UPDATE / DELETE / NOOP decisions, the contested ones decided by a
+//! second, small prompt.
+
+use std::sync::Arc;
+
+use ragback_domain::{
+    CharacterId, Fact, FactId, FactOwner, FactSource, FactText, Message, Provenance, Role, UserId,
+};
+use serde::Deserialize;
+
+use crate::facts::{AddFactsError, FactLibrary, now};
+use crate::ports::{
+    ChatModel, ChatModelError, ChatRequest, Embedder, EmbeddingPurpose, FactQuery, FactStore,
+    FactStoreError, GenerationParams, PromptError, PromptMessage,
+};
+
+/// What a candidate fact is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CandidateKind {
+    /// Something the speaker states about themselves.
+    Fact,
+    /// The speaker takes back something said before ("I don't have a dog any more").
+    Retraction,
+}
+
+/// Whose fact a candidate is, as the model says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CandidateOwner {
+    /// The user's, about themselves.
+    User,
+    /// The character's own canon.
+    Character,
+}
+
+/// One fact the model proposes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Candidate {
+    /// Whose.
+    pub owner: CandidateOwner,
+    /// The fact, third person, one sentence.
+    pub text: String,
+    /// A statement or a retraction.
+    #[serde(default = "fact_kind")]
+    pub kind: CandidateKind,
+}
+
+fn fact_kind() -> CandidateKind {
+    CandidateKind::Fact
+}
+
+/// What happened to a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stored as a new fact.
+    Add,
+    /// Replaced a stored fact, whose text is kept in the new one's history.
+    Update,
+    /// Removed a stored fact.
+    Delete,
+    /// Nothing changed (already known, nothing to retract, or not the user's).
+    Noop,
+}
+
+impl Action {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Noop => "noop",
+        }
+    }
+}
+
+/// The decision about one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What was (or, in a dry run, would be) done.
+    pub action: Action,
+    /// The candidate's text.
+    pub text: String,
+    /// Whose fact.
+    pub owner: FactOwner,
+    /// The stored fact it was compared with and acted on (updated, deleted, or the duplicate).
+    pub target: Option<Fact>,
+    /// The new fact's id (add, update).
+    pub fact_id: Option<FactId>,
+    /// Why, in a few words.
+    pub reason: &'static str,
+}
+
+/// One extraction's input.
+#[derive(Debug, Clone)]
+pub struct ExtractRequest {
+    /// Whose dialogue.
+    pub user: UserId,
+    /// The character of the dialogue (its canon may become its facts).
+    pub character: Option<CharacterId>,
+    /// The dialogue, oldest first; the last user message is the one extracted from.
+    pub messages: Vec<Message>,
+    /// The request's id, recorded on extracted facts.
+    pub request_id: String,
+    /// Decide, but change nothing.
+    pub dry_run: bool,
+}
+
+/// The outcome of one extraction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extraction {
+    /// One per candidate the model proposed, in its order.
+    pub decisions: Vec<Decision>,
+    /// The hash of the message extracted from.
+    pub message_hash: String,
+    /// True when that message had been extracted from before: nothing was asked or changed.
+    pub already_extracted: bool,
+}
+
+/// Memory settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySettings {
+    /// The model that extracts and decides, and how (temperature 0 is right).
+    pub params: GenerationParams,
+    /// Messages before the last user message shown as context.
+    pub context_messages: usize,
+    /// Whether the character's own new canon becomes character facts.
+    pub character_canon: bool,
+    /// A candidate this close (cosine) to a stored fact is that fact: NOOP.
+    pub duplicate_threshold: f32,
+    /// A candidate this close to a stored fact may update or retract it: the model decides.
+    pub related_threshold: f32,
+    /// Stored facts shown to the model for a contested candidate.
+    pub neighbours: usize,
+}
+
+/// The prompts of extraction and reconciliation.
+pub trait MemoryPrompts: Send + Sync {
+    /// Asks for the facts in `context` (oldest first; the last is the user message to read).
+    fn extract(
+        &self,
+        user_name: &str,
+        context: &[Message],
+        character_canon: bool,
+    ) -> Result<Vec<PromptMessage>, PromptError>;
+
+    /// Asks what to do with `candidate` given the owner's nearest `stored` facts.
+    fn reconcile(
+        &self,
+        candidate: &Candidate,
+        stored: &[Fact],
+    ) -> Result<Vec<PromptMessage>, PromptError>;
+}
+
+/// Why an extraction failed; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// No chat model to extract with.
+    #[error("no chat model is configured for memory extraction")]
+    NoModel,
+    /// No embedder to compare candidates with.
+    #[error("no embedder is configured, so candidates cannot be compared with stored facts")]
+    NoEmbedder,
+    /// The model failed.
+    #[error("the memory model failed: {0}")]
+    Model(#[from] ChatModelError),
+    /// The model's answer was not the JSON asked for.
+    #[error("the memory model's answer is not the JSON asked for: {0}")]
+    InvalidOutput(String),
+    /// A prompt template failed.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// Embedding a candidate failed.
+    #[error("embedding a candidate failed: {0}")]
+    Embed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] FactStoreError),
+    /// Storing a fact failed (the owner's cap included).
+    #[error(transparent)]
+    Add(#[from] AddFactsError),
+}
+
+impl MemoryError {
+    /// The metric label of the failure.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::NoModel | Self::NoEmbedder => "not_configured",
+            Self::Model(_) => "model_failed",
+            Self::InvalidOutput(_) => "invalid_output",
+            Self::Prompt(_) => "prompt_failed",
+            Self::Embed(_) | Self::Store(_) | Self::Add(_) => "store_failed",
+        }
+    }
+}
+
+/// Extracts facts from dialogues and reconciles them with the stored ones.
+#[derive(Clone)]
+pub struct MemoryExtractor {
+    model: Arc<dyn ChatModel>,
+    prompts: Arc<dyn MemoryPrompts>,
+    embedder: Option<Arc<dyn Embedder>>,
+    store: Arc<dyn FactStore>,
+    library: FactLibrary,
+    settings: MemorySettings,
+}
+
+/// The most of an owner's facts looked through for an earlier extraction of the same message.
+const IDEMPOTENCY_SCAN: usize = 10_000;
+
+impl MemoryExtractor {
+    /// An extractor writing through `library` (which enforces the per-owner cap).
+    pub fn new(
+        model: Arc<dyn ChatModel>,
+        prompts: Arc<dyn MemoryPrompts>,
+        embedder: Option<Arc<dyn Embedder>>,
+        store: Arc<dyn FactStore>,
+        library: FactLibrary,
+        settings: MemorySettings,
+    ) -> Self {
+        Self {
+            model,
+            prompts,
+            embedder,
+            store,
+            library,
+            settings,
+        }
+    }
+
+    /// Extracts from the last user message of `request.messages`, reconciles, and (unless a
+    /// dry run) changes the store. Counts its outcome in `ragback_memory_extractions_total`.
+    #[tracing::instrument(skip_all, fields(request_id = %request.request_id))]
+    pub async fn extract(&self, request: ExtractRequest) -> Result<Extraction, MemoryError> {
+        let result = self.run(request).await;
+        let outcome = match &result {
+            Ok(e) if e.already_extracted => "already_extracted",
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!("ragback_memory_extractions_total", "outcome" => outcome).increment(1);
+        if let Ok(extraction) = &result {
+            for decision in &extraction.decisions {
+                metrics::counter!("ragback_memory_decisions_total", "action" => decision.action.as_str())
+                    .increment(1);
+            }
+        }
+        result
+    }
+
+    async fn run(&self, request: ExtractRequest) -> Result<Extraction, MemoryError> {
+        if !self.model.is_configured() {
+            return Err(MemoryError::NoModel);
+        }
+        let embedder = self.embedder.as_ref().ok_or(MemoryError::NoEmbedder)?;
+        let Some(last_user) = request.messages.iter().rposition(|m| m.role == Role::User) else {
+            return Ok(Extraction {
+                decisions: Vec::new(),
+                message_hash: String::new(),
+                already_extracted: false,
+            });
+        };
+        let said = request.messages[last_user].text.as_str();
+        let message_hash = message_hash(&request.user, said);
+        let user_owner = FactOwner::User(request.user.clone());
+        if self.extracted_before(&user_owner, &message_hash).await? {
+            return Ok(Extraction {
+                decisions: Vec::new(),
+                message_hash,
+                already_extracted: true,
+            });
+        }
+        let first = (last_user + 1).saturating_sub(self.settings.context_messages + 1);
+        let context = &request.messages[first..=last_user];
+        let prompt = self.prompts.extract(
+            request.user.as_str(),
+            context,
+            self.settings.character_canon,
+        )?;
+        let answer = self.ask(prompt).await?;
+        let candidates = parse_candidates(&answer)?;
+        let user_words = words(
+            &context
+                .iter()
+                .filter(|m| m.role == Role::User)
+                .map(|m| m.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+
+        let mut decisions = Vec::new();
+        for candidate in candidates {
+            let owner = match (candidate.owner, &request.character) {
+                (CandidateOwner::User, _) => user_owner.clone(),
+                (CandidateOwner::Character, Some(c)) if self.settings.character_canon => {
+                    FactOwner::Character(c.clone())
+                }
+                (CandidateOwner::Character, _) => {
+                    decisions.push(noop(candidate.text, user_owner.clone(), "not the user's"));
+                    continue;
+                }
+            };
+            let Ok(text) = FactText::parse(candidate.text.as_str()) else {
+                decisions.push(noop(candidate.text, owner, "not a valid fact text"));
+                continue;
+            };
+            if owner == user_owner && words(text.as_str()).is_disjoint(&user_words) {
+                // The model read the character's line as the user's: "I love skating" said by
+                // the character is not the user's fact.
+                decisions.push(noop(candidate.text, owner, "not in the user's words"));
+                continue;
+            }
+            let provenance = Provenance {
+                request_id: Some(request.request_id.clone()),
+                message_hash: Some(message_hash.clone()),
+                ..Provenance::new(FactSource::Extracted, now())
+            };
+            let decision = self
+                .decide(
+                    embedder.as_ref(),
+                    &candidate,
+                    owner,
+                    text,
+                    provenance,
+                    request.dry_run,
+                )
+                .await?;
+            decisions.push(decision);
+        }
+        Ok(Extraction {
+            decisions,
+            message_hash,
+            already_extracted: false,
+        })
+    }
+
+    /// Whether a stored fact of `owner` was extracted from the message with `hash`.
+    async fn extracted_before(&self, owner: &FactOwner, hash: &str) -> Result<bool, MemoryError> {
+        let page = self
+            .store
+            .list(Some(owner), None, IDEMPOTENCY_SCAN, false)
+            .await?;
+        Ok(page.facts.iter().any(|stored| {
+            stored
+                .fact
+                .provenance
+                .as_ref()
+                .and_then(|p| p.message_hash.as_deref())
+                == Some(hash)
+        }))
+    }
+
+    async fn ask(&self, messages: Vec<PromptMessage>) -> Result<String, MemoryError> {
+        let completion = self
+            .model
+            .complete(&ChatRequest {
+                messages,
+                params: self.settings.params.clone(),
+            })
+            .await?;
+        Ok(completion.text)
+    }
+
+    /// Compares one candidate with the owner's nearest facts, decides, and applies.
+    async fn decide(
+        &self,
+        embedder: &dyn Embedder,
+        candidate: &Candidate,
+        owner: FactOwner,
+        text: FactText,
+        provenance: Provenance,
+        dry_run: bool,
+    ) -> Result<Decision, MemoryError> {
+        let vector = embedder
+            .embed(&[text.as_str().to_owned()], EmbeddingPurpose::Document)
+            .await
+            .map_err(|e| MemoryError::Embed(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MemoryError::Embed("no vector for the candidate".into()))?;
+        let nearest = self
+            .store
+            .search(FactQuery {
+                vector,
+                owners: vec![owner.clone()],
+                limit: self.settings.neighbours.max(1),
+                model: embedder.model_id().to_owned(),
+            })
+            .await?;
+        let best = nearest.first().map_or(f32::NEG_INFINITY, |f| f.score);
+        let retraction = candidate.kind == CandidateKind::Retraction;
+        let decision = |action, target: Option<Fact>, fact_id, reason| Decision {
+            action,
+            text: text.as_str().to_owned(),
+            owner: owner.clone(),
+            target,
+            fact_id,
+            reason,
+        };
+        if best >= self.settings.duplicate_threshold && !retraction {
+            let known = nearest.into_iter().next().map(|f| f.fact);
+            return Ok(decision(Action::Noop, known, None, "already known"));
+        }
+        let related: Vec<Fact> = nearest
+            .into_iter()
+            .filter(|f| f.score >= self.settings.related_threshold)
+            .map(|f| f.fact)
+            .collect();
+        let new_fact = Fact::new(owner.clone(), text.clone());
+        if related.is_empty() {
+            if retraction {
+                return Ok(decision(Action::Noop, None, None, "nothing to retract"));
+            }
+            if !dry_run {
+                self.library
+                    .add(vec![new_fact.clone().with_provenance(provenance)], |_| {})
+                    .await?;
+            }
+            return Ok(decision(Action::Add, None, Some(new_fact.id), "new"));
+        }
+        let prompt = self.prompts.reconcile(candidate, &related)?;
+        let verdict = parse_verdict(&self.ask(prompt).await?, related.len())?;
+        match verdict {
+            Verdict::Add if !retraction => {
+                if !dry_run {
+                    self.library
+                        .add(vec![new_fact.clone().with_provenance(provenance)], |_| {})
+                        .await?;
+                }
+                Ok(decision(
+                    Action::Add,
+                    None,
+                    Some(new_fact.id),
+                    "the model: new",
+                ))
+            }
+            Verdict::Update(i) if !retraction => {
+                let old = related[i].clone();
+                if !dry_run {
+                    let mut history = old
+                        .provenance
+                        .as_ref()
+                        .map(|p| p.history.clone())
+                        .unwrap_or_default();
+                    history.push(old.text.as_str().to_owned());
+                    let updated = Provenance {
+                        created_at: old
+                            .provenance
+                            .as_ref()
+                            .map_or(provenance.created_at, |p| p.created_at),
+                        history,
+                        ..provenance
+                    };
+                    // The new text first: a crash between the two leaves both, never neither.
+                    self.library
+                        .add(vec![new_fact.clone().with_provenance(updated)], |_| {})
+                        .await?;
+                    if old.id != new_fact.id {
+                        self.store.delete(&owner, &[old.id]).await?;
+                    }
+                }
+                Ok(decision(
+                    Action::Update,
+                    Some(old),
+                    Some(new_fact.id),
+                    "the model: refines or contradicts it",
+                ))
+            }
+            Verdict::Delete(i) => {
+                let old = related[i].clone();
+                if !dry_run {
+                    self.store.delete(&owner, &[old.id]).await?;
+                }
+                Ok(decision(
+                    Action::Delete,
+                    Some(old),
+                    None,
+                    "the model: retracted",
+                ))
+            }
+            _ => Ok(decision(
+                Action::Noop,
+                related.into_iter().next(),
+                None,
+                "the model: nothing to change",
+            )),
+        }
+    }
+}
+
+fn noop(text: String, owner: FactOwner, reason: &'static str) -> Decision {
+    Decision {
+        action: Action::Noop,
+        text,
+        owner,
+        target: None,
+        fact_id: None,
+        reason,
+    }
+}
+
+/// A stable hash of what a user said (FNV-1a, 64 bits, hex): the same message of the same user
+/// always has the same hash.
+pub fn message_hash(user: &UserId, text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user.as_str().bytes().chain([0]).chain(text.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Lowercase words of three letters or more.
+fn words(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The last JSON object in `answer` (models may write before it, or fence it).
+fn last_json_object(answer: &str) -> Option<serde_json::Value> {
+    let end = answer.rfind('}')?;
+    answer[..=end]
+        .match_indices('{')
+        .map(|(start, _)| start)
+        .find_map(|start| serde_json::from_str::<serde_json::Value>(&answer[start..=end]).ok())
+}
+
+/// `{"facts": [{"owner", "text", "kind"}]}`, the extraction's answer.
+pub fn parse_candidates(answer: &str) -> Result<Vec<Candidate>, MemoryError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        facts: Vec<Candidate>,
+    }
+    let value = last_json_object(answer)
+        .ok_or_else(|| MemoryError::InvalidOutput(format!("no JSON object in {answer:?}")))?;
+    serde_json::from_value::<Answer>(value)
+        .map(|a| a.facts)
+        .map_err(|e| MemoryError::InvalidOutput(e.to_string()))
+}
+
+/// The reconciliation's decision, with the index of the stored fact it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Add,
+    Update(usize),
+    Delete(usize),
+    Noop,
+}
+
+/// `{"action": "add" | "update" | "delete" | "noop", "fact": n}` (n from 1 over `stored`).
+fn parse_verdict(answer: &str, stored: usize) -> Result<Verdict, MemoryError> {
+    let invalid = |why: &str| MemoryError::InvalidOutput(format!("{why}: {answer:?}"));
+    let value = last_json_object(answer).ok_or_else(|| invalid("no JSON object"))?;
+    let target = || {
+        value
+            .get("fact")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=stored).contains(n))
+            .map(|n| n - 1)
+            .ok_or_else(|| invalid("`fact` must be the number of a listed fact"))
+    };
+    match value.get("action").and_then(serde_json::Value::as_str) {
+        Some("add") => Ok(Verdict::Add),
+        Some("update") => Ok(Verdict::Update(target()?)),
+        Some("delete") => Ok(Verdict::Delete(target()?)),
+        Some("noop") => Ok(Verdict::Noop),
+        _ => Err(invalid("`action` must be add, update, delete or noop")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ragback_domain::MessageText;
+
+    use super::*;
+    use crate::ports::PromptRole;
+    use crate::testing::{InMemoryFactStore, ScriptedChatModel, WordEmbedder, quick_retry, seed};
+
+    /// Renders the messages plainly: the scripted model ignores them.
+    struct PlainPrompts;
+
+    impl MemoryPrompts for PlainPrompts {
+        fn extract(
+            &self,
+            user_name: &str,
+            context: &[Message],
+            _character_canon: bool,
+        ) -> Result<Vec<PromptMessage>, PromptError> {
+            let lines: Vec<String> = context
+                .iter()
+                .map(|m| format!("{:?}: {}", m.role, m.text.as_str()))
+                .collect();
+            Ok(vec![PromptMessage {
+                role: PromptRole::User,
+                content: format!("{user_name}\n{}", lines.join("\n")),
+            }])
+        }
+
+        fn reconcile(
+            &self,
+            candidate: &Candidate,
+            stored: &[Fact],
+        ) -> Result<Vec<PromptMessage>, PromptError> {
+            let stored: Vec<&str> = stored.iter().map(|f| f.text.as_str()).collect();
+            Ok(vec![PromptMessage {
+                role: PromptRole::User,
+                content: format!("{} vs {}", candidate.text, stored.join("; ")),
+            }])
+        }
+    }
+
+    struct Setup {
+        store: Arc<InMemoryFactStore>,
+        model: Arc<ScriptedChatModel>,
+        extractor: MemoryExtractor,
+    }
+
+    fn setup(answers: &[&str]) -> Setup {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        let model = Arc::new(ScriptedChatModel::new(
+            answers.iter().map(|a| ScriptedChatModel::reply(a)),
+        ));
+        let library = FactLibrary::new(
+            Some(embedder.clone()),
+            store.clone(),
+            quick_retry(1),
+            Duration::from_secs(5),
+        );
+        let settings = MemorySettings {
+            params: GenerationParams {
+                model: "test/model".into(),
+                temperature: Some(0.0),
+                top_p: None,
+                max_tokens: Some(300),
+                seed: None,
+            },
+            context_messages: 2,
+            character_canon: false,
+            duplicate_threshold: 0.9,
+            related_threshold: 0.4,
+            neighbours: 3,
+        };
+        let extractor = MemoryExtractor::new(
+            model.clone(),
+            Arc::new(PlainPrompts),
+            Some(embedder),
+            store.clone(),
+            library,
+            settings,
+        );
+        Setup {
+            store,
+            model,
+            extractor,
+        }
+    }
+
+    fn john() -> FactOwner {
+        FactOwner::User(UserId::parse("john").unwrap())
+    }
+
+    fn said(turns: &[(Role, &str)], dry_run: bool) -> ExtractRequest {
+        ExtractRequest {
+            user: UserId::parse("john").unwrap(),
+            character: Some(CharacterId::parse("blaze").unwrap()),
+            messages: turns
+                .iter()
+                .map(|(role, text)| Message::new(*role, MessageText::parse(*text).unwrap()))
+                .collect(),
+            request_id: "req-1".into(),
+            dry_run,
+        }
+    }
+
+    async fn texts(store: &InMemoryFactStore) -> Vec<String> {
+        let mut texts: Vec<String> = store
+            .list(Some(&john()), None, 100, false)
+            .await
+            .unwrap()
+            .facts
+            .into_iter()
+            .map(|s| s.fact.text.as_str().to_owned())
+            .collect();
+        texts.sort();
+        texts
+    }
+
+    fn actions(extraction: &Extraction) -> Vec<(Action, &str)> {
+        extraction
+            .decisions
+            .iter()
+            .map(|d| (d.action, d.reason))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_fact_is_added_once_with_its_provenance() {
+        let s = setup(&[
+            r#"Sure. {"facts": [{"owner": "user", "text": "Has a sister called Mia", "kind": "fact"}]}"#,
+        ]);
+        let turn = [(Role::User, "my sister Mia is visiting")];
+        let first = s.extractor.extract(said(&turn, false)).await.unwrap();
+        assert_eq!(actions(&first), [(Action::Add, "new")]);
+        assert_eq!(texts(&s.store).await, ["Has a sister called Mia"]);
+        let stored = s.store.list(None, None, 10, false).await.unwrap().facts;
+        let provenance = stored[0].fact.provenance.clone().unwrap();
+        assert_eq!(provenance.source, FactSource::Extracted);
+        assert_eq!(provenance.request_id.as_deref(), Some("req-1"));
+        assert_eq!(provenance.message_hash, Some(first.message_hash.clone()));
+
+        // The same message again (a retried request): nothing asked, nothing changed.
+        let again = s.extractor.extract(said(&turn, false)).await.unwrap();
+        assert!(again.already_extracted && again.decisions.is_empty());
+        assert_eq!(s.model.requests().len(), 1, "the model was not asked again");
+        assert_eq!(texts(&s.store).await, ["Has a sister called Mia"]);
+    }
+
+    #[tokio::test]
+    async fn a_statement_already_known_is_a_noop() {
+        let s = setup(&[r#"{"facts": [{"owner": "user", "text": "has a sister called mia"}]}"#]);
+        seed(
+            &WordEmbedder::default(),
+            &*s.store,
+            &john(),
+            &["Has a sister called Mia"],
+        )
+        .await;
+        let got = s
+            .extractor
+            .extract(said(&[(Role::User, "Mia my sister says hi")], false))
+            .await
+            .unwrap();
+        assert_eq!(actions(&got), [(Action::Noop, "already known")]);
+        assert_eq!(texts(&s.store).await, ["Has a sister called Mia"]);
+    }
+
+    #[tokio::test]
+    async fn a_move_updates_the_old_fact_and_keeps_its_text_as_history() {
+        let s = setup(&[
+            r#"{"facts": [{"owner": "user", "text": "Lives in Berlin", "kind": "fact"}]}"#,
+            r#"The new city replaces the old one. {"action": "update", "fact": 1}"#,
+        ]);
+        seed(
+            &WordEmbedder::default(),
+            &*s.store,
+            &john(),
+            &["Lives in London"],
+        )
+        .await;
+        let got = s
+            .extractor
+            .extract(said(
+                &[(Role::User, "I moved from London to Berlin")],
+                false,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(got.decisions[0].action, Action::Update);
+        assert_eq!(
+            got.decisions[0].target.as_ref().map(|f| f.text.as_str()),
+            Some("Lives in London")
+        );
+        assert_eq!(texts(&s.store).await, ["Lives in Berlin"]);
+        let stored = s.store.list(None, None, 10, false).await.unwrap().facts;
+        let provenance = stored[0].fact.provenance.clone().unwrap();
+        assert_eq!(provenance.history, ["Lives in London"]);
+        assert_eq!(provenance.source, FactSource::Extracted);
+        assert!(
+            s.model.requests()[1].messages[0]
+                .content
+                .contains("Lives in London")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retraction_deletes_the_fact_when_the_model_says_so() {
+        let s = setup(&[
+            r#"{"facts": [{"owner": "user", "text": "His dog Biscuit passed away", "kind": "retraction"}]}"#,
+            r#"{"action": "delete", "fact": 1}"#,
+        ]);
+        seed(
+            &WordEmbedder::default(),
+            &*s.store,
+            &john(),
+            &["Has a dog named Biscuit", "Likes jazz"],
+        )
+        .await;
+        let got = s
+            .extractor
+            .extract(said(
+                &[(Role::User, "Biscuit passed away last night")],
+                false,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(actions(&got), [(Action::Delete, "the model: retracted")]);
+        assert_eq!(texts(&s.store).await, ["Likes jazz"]);
+    }
+
+    #[tokio::test]
+    async fn the_characters_lines_never_become_user_facts() {
+        let s = setup(&[r#"{"facts": [
+            {"owner": "user", "text": "Loves skating"},
+            {"owner": "character", "text": "Loves skating"}
+        ]}"#]);
+        let got = s
+            .extractor
+            .extract(said(
+                &[
+                    (Role::Character, "I love skating, I go every Sunday"),
+                    (Role::User, "haha nice"),
+                ],
+                false,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            actions(&got),
+            [
+                (Action::Noop, "not in the user's words"),
+                (Action::Noop, "not the user's")
+            ]
+        );
+        assert!(texts(&s.store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_output_changes_nothing_and_a_dry_run_only_decides() {
+        let s = setup(&[
+            "I think the user likes cats!",
+            r#"{"facts": [{"owner": "user"}]}"#,
+        ]);
+        let turn = [(Role::User, "I adopted a cat named Kit")];
+        for _ in 0..2 {
+            let err = s.extractor.extract(said(&turn, false)).await.unwrap_err();
+            assert_eq!(err.outcome(), "invalid_output", "{err}");
+        }
+        assert!(texts(&s.store).await.is_empty());
+
+        let s = setup(&[r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#]);
+        let got = s.extractor.extract(said(&turn, true)).await.unwrap();
+        assert_eq!(actions(&got), [(Action::Add, "new")]);
+        assert!(texts(&s.store).await.is_empty(), "a dry run stores nothing");
+    }
+
+    #[test]
+    fn verdicts_name_a_listed_fact() {
+        assert_eq!(
+            parse_verdict(r#"{"action": "update", "fact": 2}"#, 2).unwrap(),
+            Verdict::Update(1)
+        );
+        assert_eq!(
+            parse_verdict(r#"{"action": "noop"}"#, 0).unwrap(),
+            Verdict::Noop
+        );
+        assert!(parse_verdict(r#"{"action": "delete", "fact": 3}"#, 2).is_err());
+        assert!(parse_verdict(r#"{"action": "merge", "fact": 1}"#, 2).is_err());
+        assert!(parse_verdict("delete it", 2).is_err());
+        assert_eq!(
+            message_hash(&UserId::parse("john").unwrap(), "hi"),
+            message_hash(&UserId::parse("john").unwrap(), "hi")
+        );
+        assert_ne!(
+            message_hash(&UserId::parse("john").unwrap(), "hi"),
+            message_hash(&UserId::parse("jane").unwrap(), "hi")
+        );
+    }
+}
