@@ -15,6 +15,7 @@ use crate::ports::{
     ChatModel, ChatModelError, ChatRequest, Embedder, EmbeddingPurpose, FactQuery, FactStore,
     FactStoreError, GenerationParams, PromptError, PromptMessage,
 };
+use crate::retry::{RetryError, RetryPolicy, retry};
 
 /// What a candidate fact is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -135,6 +136,10 @@ pub struct MemorySettings {
     pub related_threshold: f32,
     /// Stored facts shown to the model for a contested candidate.
     pub neighbours: usize,
+    /// Retries of each model and embedder call.
+    pub retry: RetryPolicy,
+    /// Time allowed for each model call, retries included.
+    pub timeout: std::time::Duration,
 }
 
 /// The prompts of extraction and reconciliation.
@@ -164,9 +169,9 @@ pub enum MemoryError {
     /// No embedder to compare candidates with.
     #[error("no embedder is configured, so candidates cannot be compared with stored facts")]
     NoEmbedder,
-    /// The model failed.
+    /// The model failed, after retries.
     #[error("the memory model failed: {0}")]
-    Model(#[from] ChatModelError),
+    Model(#[from] RetryError<ChatModelError>),
     /// The model's answer was not the JSON asked for.
     #[error("the memory model's answer is not the JSON asked for: {0}")]
     InvalidOutput(String),
@@ -354,13 +359,15 @@ impl MemoryExtractor {
     }
 
     async fn ask(&self, messages: Vec<PromptMessage>) -> Result<String, MemoryError> {
-        let completion = self
-            .model
-            .complete(&ChatRequest {
-                messages,
-                params: self.settings.params.clone(),
-            })
-            .await?;
+        let request = ChatRequest {
+            messages,
+            params: self.settings.params.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let completion = retry(&self.settings.retry, deadline, "memory model", || {
+            self.model.complete(&request)
+        })
+        .await?;
         Ok(completion.text)
     }
 
@@ -374,13 +381,19 @@ impl MemoryExtractor {
         provenance: Provenance,
         dry_run: bool,
     ) -> Result<Decision, MemoryError> {
-        let vector = embedder
-            .embed(&[text.as_str().to_owned()], EmbeddingPurpose::Document)
-            .await
-            .map_err(|e| MemoryError::Embed(e.to_string()))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| MemoryError::Embed("no vector for the candidate".into()))?;
+        let input = [text.as_str().to_owned()];
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let vector = retry(
+            &self.settings.retry,
+            deadline,
+            "candidate embedding",
+            || embedder.embed(&input, EmbeddingPurpose::Document),
+        )
+        .await
+        .map_err(|e| MemoryError::Embed(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| MemoryError::Embed("no vector for the candidate".into()))?;
         let nearest = self
             .store
             .search(FactQuery {
@@ -491,6 +504,53 @@ impl MemoryExtractor {
     }
 }
 
+/// Extractions after replies, off their path: a bounded queue drained by one worker task.
+#[derive(Clone)]
+pub struct MemoryQueue {
+    sender: tokio::sync::mpsc::Sender<ExtractRequest>,
+}
+
+impl MemoryQueue {
+    /// Starts the worker on the current Tokio runtime; it stops when every handle is dropped.
+    pub fn start(extractor: MemoryExtractor, capacity: usize) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<ExtractRequest>(capacity.max(1));
+        tokio::spawn(async move {
+            while let Some(request) = receiver.recv().await {
+                let request_id = request.request_id.clone();
+                match extractor.extract(request).await {
+                    Ok(extraction) => tracing::info!(
+                        %request_id,
+                        decisions = extraction.decisions.len(),
+                        already_extracted = extraction.already_extracted,
+                        "memory extracted after the reply"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(%request_id, %error, "memory extraction after the reply failed");
+                    }
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    /// Queues an extraction; never waits. A full queue drops it, counted in
+    /// `ragback_memory_queue_dropped_total`: `false`.
+    pub fn submit(&self, request: ExtractRequest) -> bool {
+        match self.sender.try_send(request) {
+            Ok(()) => true,
+            Err(error) => {
+                let request_id = match &error {
+                    tokio::sync::mpsc::error::TrySendError::Full(r)
+                    | tokio::sync::mpsc::error::TrySendError::Closed(r) => r.request_id.clone(),
+                };
+                metrics::counter!("ragback_memory_queue_dropped_total").increment(1);
+                tracing::warn!(%request_id, "memory queue full: this turn's extraction is dropped");
+                false
+            }
+        }
+    }
+}
+
 fn noop(text: String, owner: FactOwner, reason: &'static str) -> Decision {
     Decision {
         action: Action::Noop,
@@ -583,6 +643,34 @@ mod tests {
     use crate::ports::PromptRole;
     use crate::testing::{InMemoryFactStore, ScriptedChatModel, WordEmbedder, quick_retry, seed};
 
+    /// A model whose calls never end.
+    struct Hangs;
+
+    #[async_trait::async_trait]
+    impl ChatModel for Hangs {
+        fn is_configured(&self) -> bool {
+            true
+        }
+
+        fn describe(&self) -> String {
+            "hangs".into()
+        }
+
+        async fn complete(
+            &self,
+            _: &ChatRequest,
+        ) -> Result<crate::ports::Completion, ChatModelError> {
+            futures::future::pending().await
+        }
+
+        async fn stream(
+            &self,
+            _: &ChatRequest,
+        ) -> Result<crate::ports::ChatStream, ChatModelError> {
+            futures::future::pending().await
+        }
+    }
+
     /// Renders the messages plainly: the scripted model ignores them.
     struct PlainPrompts;
 
@@ -647,6 +735,8 @@ mod tests {
             duplicate_threshold: 0.9,
             related_threshold: 0.4,
             neighbours: 3,
+            retry: quick_retry(2),
+            timeout: Duration::from_secs(5),
         };
         let extractor = MemoryExtractor::new(
             model.clone(),
@@ -849,6 +939,44 @@ mod tests {
         let got = s.extractor.extract(said(&turn, true)).await.unwrap();
         assert_eq!(actions(&got), [(Action::Add, "new")]);
         assert!(texts(&s.store).await.is_empty(), "a dry run stores nothing");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_without_waiting_and_a_free_one_extracts() {
+        let stalled = {
+            let s = setup(&[]);
+            MemoryExtractor {
+                model: Arc::new(Hangs),
+                ..s.extractor
+            }
+        };
+        let queue = MemoryQueue::start(stalled, 1);
+        let turn = [(Role::User, "I adopted a cat named Kit")];
+        assert!(queue.submit(said(&turn, false)));
+        // The worker takes it, and hangs on the model.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        let accepted: Vec<bool> = (0..3).map(|_| queue.submit(said(&turn, false))).collect();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "submit never waits"
+        );
+        assert_eq!(
+            accepted,
+            [true, false, false],
+            "one queued, the rest dropped"
+        );
+
+        let s = setup(&[r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#]);
+        let queue = MemoryQueue::start(s.extractor.clone(), 4);
+        assert!(queue.submit(said(&turn, false)));
+        for _ in 0..200 {
+            if !texts(&s.store).await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(texts(&s.store).await, ["Has a cat named Kit"]);
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use ragback_application::memory::MemoryExtractor;
 use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
 use ragback_integrations::edge::EdgeFactStore;
 use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
+use ragback_integrations::memory_prompts::TeraMemoryPrompts;
 use ragback_integrations::prompt::TeraPromptRenderer;
 
 use crate::{EmbedderProvider, Settings, StoreKind};
@@ -31,6 +33,10 @@ pub struct FactServices {
     pub retriever: FactRetriever,
     /// The embedder's model id, when one is configured.
     pub embedder: Option<String>,
+    /// The store itself.
+    pub store: Arc<dyn FactStore>,
+    /// The embedder itself.
+    pub embedder_port: Option<Arc<dyn Embedder>>,
 }
 
 /// The use cases, wired.
@@ -38,6 +44,8 @@ pub struct FactServices {
 pub struct Services {
     /// Writes replies.
     pub chat: ChatService,
+    /// Extracts facts from dialogues.
+    pub memory: MemoryExtractor,
     /// Adds, lists and deletes facts; says how the store is.
     pub facts: FactLibrary,
     /// The embedder's model id, when one is configured.
@@ -152,7 +160,7 @@ pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringEr
     }
     let facts = FactLibrary::new(
         embedder.clone(),
-        store,
+        Arc::clone(&store),
         settings.embedder.retry(),
         settings.embedder.batch_timeout,
     )
@@ -160,7 +168,9 @@ pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringEr
     Ok(FactServices {
         facts,
         retriever,
-        embedder: embedder.map(|e| e.model_id().to_owned()),
+        embedder: embedder.as_ref().map(|e| e.model_id().to_owned()),
+        store,
+        embedder_port: embedder,
     })
 }
 
@@ -171,8 +181,20 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         facts,
         retriever,
         embedder,
+        store,
+        embedder_port,
     } = build_fact_services(settings)?;
     let model = chat_model(settings)?;
+    let prompts = TeraMemoryPrompts::load(&settings.memory.prompts)
+        .map_err(|e| WiringError::Invalid(format!("RAGBACK_MEMORY__PROMPTS: {e}")))?;
+    let memory = MemoryExtractor::new(
+        Arc::clone(&model),
+        Arc::new(prompts),
+        embedder_port,
+        store,
+        facts.clone(),
+        settings.memory_settings(),
+    );
     let renderer: Arc<dyn PromptRenderer> = Arc::new(
         TeraPromptRenderer::from_file(&settings.prompt.template)
             .map_err(|e| WiringError::Invalid(format!("RAGBACK_PROMPT__TEMPLATE: {e}")))?,
@@ -195,6 +217,7 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
     }
     Ok(Services {
         chat: ChatService::new(retriever, renderer, model, settings.chat_settings()),
+        memory,
         facts,
         embedder,
     })

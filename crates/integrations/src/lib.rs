@@ -24,6 +24,7 @@ pub mod local;
 pub mod local_llm;
 pub mod local_llm_settings;
 pub mod local_settings;
+pub mod memory_prompts;
 #[cfg(feature = "model-files")]
 pub mod models;
 pub mod moderation;

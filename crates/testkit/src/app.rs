@@ -94,6 +94,10 @@ impl TestApp {
                 "RAGBACK_PROMPT__TEMPLATE".into(),
                 root.join("prompts/chat.tera").display().to_string(),
             ),
+            (
+                "RAGBACK_MEMORY__PROMPTS".into(),
+                root.join("prompts/memory").display().to_string(),
+            ),
             ("RAGBACK_RETRIEVAL__THRESHOLD".into(), "0.3".into()),
             (
                 "RAGBACK_EMBEDDER__LOCAL__MODEL_DIR".into(),

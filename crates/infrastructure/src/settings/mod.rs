@@ -4,6 +4,7 @@
 
 mod embedder;
 mod eval;
+mod memory;
 mod retrieval;
 mod server;
 mod store;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
 pub use eval::{EvalSettings, JudgeSettings, ModerationSettings};
+pub use memory::MemoryConfig;
 pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;
 pub use store::{StoreKind, StoreSettings};
@@ -45,6 +47,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Evaluation (`ragback eval`).
     pub eval: EvalSettings,
+    /// Memory extraction.
+    pub memory: MemoryConfig,
 }
 
 /// Configuration that cannot be used; the message names the variable to fix.
@@ -101,6 +105,7 @@ impl Settings {
         self.embedder.validate().map_err(at("embedder"))?;
         self.store.validate().map_err(at("store"))?;
         self.retrieval.validate().map_err(at("retrieval"))?;
+        self.memory.validate().map_err(at("memory"))?;
         self.prompt.validate().map_err(at("prompt"))
     }
 
@@ -125,6 +130,27 @@ impl Settings {
             },
             timeout: l.timeout,
             request_timeout: self.server.request_timeout,
+        }
+    }
+
+    /// The use case's view of the memory settings.
+    pub fn memory_settings(&self) -> ragback_application::memory::MemorySettings {
+        let m = &self.memory;
+        ragback_application::memory::MemorySettings {
+            params: ragback_application::ports::GenerationParams {
+                model: m.model.clone().unwrap_or_else(|| self.llm.model.clone()),
+                temperature: Some(0.0),
+                top_p: None,
+                max_tokens: Some(m.max_tokens),
+                seed: Some(0),
+            },
+            context_messages: m.context_messages,
+            character_canon: m.character_canon,
+            duplicate_threshold: m.duplicate_threshold,
+            related_threshold: m.related_threshold,
+            neighbours: m.neighbours,
+            retry: self.chat_settings().retry,
+            timeout: self.llm.timeout,
         }
     }
 

@@ -11,8 +11,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use ragback_application::memory::MemoryError;
 use ragback_application::ports::{ChatModelError, FactStoreError};
 use ragback_application::retrieval::SearchError;
+use ragback_application::retry::RetryError;
 use ragback_application::{AddFactsError, GenerateError};
 use ragback_domain::{FactId, FactOwner, OwnerKind};
 
@@ -380,6 +382,57 @@ pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
     ApiError::internal(format!("a request handler panicked: {detail}")).into_response()
+}
+
+impl From<MemoryError> for ApiError {
+    /// The mapping of memory extraction failures.
+    fn from(error: MemoryError) -> Self {
+        let cause = error.to_string();
+        let mapped = match error {
+            MemoryError::NoModel => {
+                return Self::new(
+                    ErrorCode::LlmNotConfigured,
+                    "no language model is configured for memory extraction",
+                );
+            }
+            MemoryError::NoEmbedder => {
+                return Self::new(
+                    ErrorCode::EmbedderNotConfigured,
+                    "no embedder is configured, so proposed facts cannot be compared",
+                );
+            }
+            MemoryError::Model(RetryError::DeadlineExceeded { attempts }) => Self::new(
+                ErrorCode::LlmTimeout,
+                format!("the memory model did not answer in time ({attempts} attempt(s))"),
+            ),
+            MemoryError::Model(RetryError::Failed { attempts, last }) => {
+                let code = match last {
+                    ChatModelError::Rejected { .. } => ErrorCode::LlmRejected,
+                    ChatModelError::RateLimited { .. } => ErrorCode::LlmRateLimited,
+                    ChatModelError::NotConfigured(_) => ErrorCode::LlmNotConfigured,
+                    ChatModelError::Unavailable { .. } | ChatModelError::InvalidResponse(_) => {
+                        ErrorCode::LlmUnavailable
+                    }
+                };
+                Self::new(
+                    code,
+                    format!("the memory model failed after {attempts} attempt(s); try again later"),
+                )
+            }
+            MemoryError::InvalidOutput(_) => Self::new(
+                ErrorCode::LlmInvalidOutput,
+                "the memory model did not answer with the JSON asked for; nothing was changed",
+            ),
+            MemoryError::Embed(_) => Self::new(
+                ErrorCode::EmbedderUnavailable,
+                "embedding a proposed fact failed; nothing more was changed",
+            ),
+            MemoryError::Prompt(_) => return Self::internal(cause),
+            MemoryError::Store(e) => return e.into(),
+            MemoryError::Add(e) => return e.into(),
+        };
+        mapped.because(cause)
+    }
 }
 
 #[cfg(test)]

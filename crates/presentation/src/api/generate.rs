@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use ragback_application::memory::ExtractRequest;
 use ragback_application::{
     GenerateCommand, GenerateFailure, GenerationOverrides, ReplyEvent, RetrievalOverrides,
 };
@@ -21,7 +22,7 @@ use super::dto::{self, CharacterDto, MessageDto, UserDto, at};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::request_id;
-use super::state::{Limits, SharedState};
+use super::state::{AppState, Limits, SharedState};
 use crate::wire::{DeltaEvent, ErrorBody, FactsEvent, GenerateResponse, UsedFact};
 
 /// The request body.
@@ -39,6 +40,18 @@ pub(crate) struct GenerateRequest {
     /// Answer with Server-Sent Events as the reply is written.
     #[serde(default)]
     stream: bool,
+    /// Memory: `{"extract": true}` learns facts from the user's last message after the reply.
+    #[serde(default)]
+    memory: Option<MemoryDto>,
+}
+
+/// Per-request memory: whether to extract facts from this turn, off the reply's path.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MemoryDto {
+    /// Extract after the reply (default: `RAGBACK_MEMORY__AUTO`).
+    #[serde(default)]
+    extract: Option<bool>,
 }
 
 /// Per-request generation parameters.
@@ -149,16 +162,47 @@ pub(crate) async fn generate(
     ApiJson(request): ApiJson<GenerateRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream;
+    let extract = request
+        .memory
+        .as_ref()
+        .and_then(|m| m.extract)
+        .unwrap_or(state.memory_auto);
     let command = request.into_command(&state.limits, timeout)?;
+    let memory = extract.then(|| memory_request(&state, &command)).flatten();
     if stream {
         let request_id = request_id::current();
-        return Ok(stream_reply(
-            state.chat.generate_stream(command),
-            request_id,
-        ));
+        let events = state.chat.generate_stream(command);
+        // Queued as the stream starts: extraction reads the user's message, not the reply, and
+        // runs on its own task.
+        submit(&state, memory);
+        return Ok(stream_reply(events, request_id));
     }
     let generation = state.chat.generate(command).await.map_err(failure)?;
+    submit(&state, memory);
     Ok(Json(GenerateResponse::from(generation)).into_response())
+}
+
+/// The extraction a turn asks for: the user's (or the default user's) last message.
+fn memory_request(state: &AppState, command: &GenerateCommand) -> Option<ExtractRequest> {
+    state.memory_queue.as_ref()?;
+    Some(ExtractRequest {
+        user: command
+            .user
+            .id
+            .clone()
+            .unwrap_or_else(|| state.default_user.clone()),
+        character: command.character.id.clone(),
+        messages: command.messages.clone(),
+        request_id: request_id::current().map_or_else(String::new, |id| id.to_string()),
+        dry_run: false,
+    })
+}
+
+/// Queues `memory`'s extraction; a full queue drops it (counted), never delaying the reply.
+fn submit(state: &AppState, memory: Option<ExtractRequest>) {
+    if let (Some(queue), Some(request)) = (&state.memory_queue, memory) {
+        queue.submit(request);
+    }
 }
 
 /// How often an idle stream sends a comment, so proxies do not close it.

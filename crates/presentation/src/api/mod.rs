@@ -22,6 +22,7 @@ mod generate;
 mod health;
 mod json;
 mod legacy;
+mod memory;
 mod observe;
 mod openapi;
 mod query;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(facts::add, facts::list, facts::delete_all))
         .routes(routes!(facts::delete_one))
         .routes(routes!(facts::search))
+        .routes(routes!(memory::extract))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(observe::metrics))

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ragback_application::memory::{MemoryExtractor, MemoryQueue};
 use ragback_application::{ChatService, FactLibrary};
 use ragback_domain::UserId;
 use ragback_infrastructure::telemetry::Metrics;
@@ -35,6 +36,12 @@ pub struct AppState {
     pub chat: ChatService,
     /// Adds, lists and deletes facts; says how the store is.
     pub facts: FactLibrary,
+    /// Extracts facts from dialogues (`None`: not offered, 503).
+    pub memory: Option<MemoryExtractor>,
+    /// Extractions after `/generate` replies (`None`: not offered).
+    pub memory_queue: Option<MemoryQueue>,
+    /// Whether `/generate` extracts when the request does not say.
+    pub memory_auto: bool,
     /// Whose facts `/api/v1/chat` uses.
     pub default_user: UserId,
     /// Request limits.

@@ -107,11 +107,17 @@ fn load_settings(config: &Path, env_file: &Path) -> anyhow::Result<Settings> {
     Ok(Settings::load(&sources, &[])?)
 }
 
-/// The API state for `services` under `settings`.
+/// The API state for `services` under `settings`; starts the memory worker on the current runtime.
 pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppState> {
     Ok(AppState {
         chat: services.chat,
         facts: services.facts,
+        memory_queue: Some(ragback_application::memory::MemoryQueue::start(
+            services.memory.clone(),
+            settings.memory.queue_capacity,
+        )),
+        memory: Some(services.memory),
+        memory_auto: settings.memory.auto,
         default_user: settings.retrieval.default_user_id.clone(),
         limits: Limits {
             body_bytes: settings.server.body_limit_bytes,

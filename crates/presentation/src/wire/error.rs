@@ -32,6 +32,8 @@ pub enum ErrorCode {
     StoreModelMismatch,
     /// 409: an owner would hold more facts than `RAGBACK_STORE__MAX_FACTS_PER_OWNER`.
     FactLimitReached,
+    /// 502: the model's answer was not the JSON asked for (memory extraction).
+    LlmInvalidOutput,
     /// 500: ragback failed; the cause is in its log.
     InternalError,
     /// 500: the store holds data ragback cannot read.
@@ -76,7 +78,8 @@ impl ErrorCode {
             | Self::LlmRejected
             | Self::LlmRateLimited
             | Self::LlmUnavailable
-            | Self::LlmEmptyReply => 502,
+            | Self::LlmEmptyReply
+            | Self::LlmInvalidOutput => 502,
             Self::EmbedderNotConfigured
             | Self::LlmNotConfigured
             | Self::Overloaded
@@ -108,6 +111,7 @@ impl ErrorCode {
             Self::LlmRateLimited => "llm_rate_limited",
             Self::LlmUnavailable => "llm_unavailable",
             Self::LlmEmptyReply => "llm_empty_reply",
+            Self::LlmInvalidOutput => "llm_invalid_output",
             Self::EmbedderNotConfigured => "embedder_not_configured",
             Self::LlmNotConfigured => "llm_not_configured",
             Self::Overloaded => "overloaded",

@@ -5,6 +5,7 @@
 mod error;
 mod facts;
 mod generate;
+mod memory;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use facts::{
@@ -15,3 +16,4 @@ pub use generate::{
     DeltaEvent, FactsEvent, GenerateResponse, PromptDto, RetrievalReport, RetrievalStatusDto,
     TimingsDto, UsageDto, UsedFact,
 };
+pub use memory::{ActionDto, DecisionDto, ExtractResponse};

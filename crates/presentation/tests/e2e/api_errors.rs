@@ -50,6 +50,9 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
     AppState {
         chat,
         facts: FactLibrary::new(Some(embedder), store, retry, Duration::from_secs(1)),
+        memory: None,
+        memory_queue: None,
+        memory_auto: false,
         default_user: UserId::parse("john").unwrap(),
         limits: Limits {
             body_bytes: BODY_LIMIT,

@@ -19,6 +19,7 @@ mod faults;
 mod generate;
 #[cfg(feature = "local-llm")]
 mod local_model;
+mod memory;
 mod openapi;
 mod operations;
 #[cfg(feature = "qdrant-server")]

@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/{kind}/{id}/facts"),
     ("delete", "/{kind}/{id}/facts/{fact_id}"),
     ("post", "/facts/search"),
+    ("post", "/users/{id}/memories:extract"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
