@@ -13,7 +13,9 @@
 use std::time::Instant;
 
 use ragback_domain::{CharacterId, FactOwner, UserId};
-use ragback_testkit::{Setup, TestApp, demo_request};
+use ragback_testkit::{Setup, TestApp, completion, demo_request};
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, ResponseTemplate};
 
 fn report(name: &str, values: Vec<f64>) {
     ragback_testkit::stats::report(name, 28, "ms", &values);
@@ -94,6 +96,46 @@ fn main() {
         }
         report("overhead: total-embed-llm", overhead);
         report("client latency-embed-llm", client_overhead);
+
+        // Memory extraction after the reply, side by side with none: turns alternate, each with
+        // its own message, so every extraction asks the model, embeds and searches.
+        Mock::given(method("POST"))
+            .and(path("/api/v1/chat/completions"))
+            .and(body_string_contains("What should be remembered?"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(
+                r#"{"facts": [{"owner": "user", "text": "Ran a marathon", "kind": "fact"}]}"#,
+            )))
+            .with_priority(1)
+            .mount(&app.llm)
+            .await;
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for i in 0..requests {
+            let extract = i % 2 == 1;
+            let mut turn = request.clone();
+            turn["messages"] =
+                serde_json::json!([{"role": "user", "text": format!("I ran a marathon, day {i}")}]);
+            turn["memory"] = serde_json::json!({"extract": extract});
+            let started = Instant::now();
+            let (status, body) = app.post_json("/generate", &turn).await;
+            let observed = started.elapsed().as_secs_f64() * 1_000.0;
+            assert_eq!(status, 200, "{body}");
+            if extract {
+                with.push(observed)
+            } else {
+                without.push(observed)
+            }
+        }
+        println!("{requests} more, alternating: client latency of a reply");
+        report("without memory.extract", without);
+        report("with memory.extract", with);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let extractions = app
+            .llm_requests()
+            .await
+            .iter()
+            .filter(|r| r.to_string().contains("What should be remembered?"))
+            .count();
+        println!("  extractions that asked the model after their reply: {extractions}");
         app.stop().await;
     });
 }
