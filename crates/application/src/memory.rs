@@ -236,6 +236,11 @@ impl MemoryExtractor {
         }
     }
 
+    /// The model that extracts: its name, and where it runs.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.settings.params.model, self.model.describe())
+    }
+
     /// Extracts from the last user message of `request.messages`, reconciles, and (unless a
     /// dry run) changes the store. Counts its outcome in `ragback_memory_extractions_total`.
     #[tracing::instrument(skip_all, fields(request_id = %request.request_id))]

@@ -8,6 +8,7 @@
 //! sizes; [`policy`] turns the numbers into a ship decision. The command line (`ragback eval`)
 //! reads and writes the files and calls the judges.
 
+pub mod memory;
 pub mod moderation;
 pub mod policy;
 pub mod retrieval;

@@ -205,3 +205,130 @@ async fn generate_with_memory_extract_learns_after_the_reply() {
         .await;
     assert_eq!(status, 422, "{bad}");
 }
+
+/// A fake OpenRouter answering each dialogue of `data/memory_eval.jsonl` as a labeller would;
+/// `wrong` makes it store the joke of m12 as a fact and miss m10's.
+async fn memory_oracle(wrong: bool) -> wiremock::MockServer {
+    let llm = wiremock::MockServer::start().await;
+    let facts = |facts: Value| json!({ "facts": facts }).to_string();
+    let mut extraction: Vec<(&str, String)> = vec![
+        (
+            "rescue greyhound",
+            facts(json!([{"owner": "user", "text": "Has a rescue greyhound named Pixel"}])),
+        ),
+        (
+            "from London to Berlin",
+            facts(json!([{"owner": "user", "text": "Lives in Berlin"}])),
+        ),
+        (
+            "still can't believe it",
+            facts(
+                json!([{"owner": "user", "text": "Dog Biscuit passed away", "kind": "retraction"}]),
+            ),
+        ),
+        ("learn the guitar", facts(json!([]))),
+        ("million dollars", facts(json!([]))),
+        ("sounds cold", facts(json!([]))),
+        (
+            "night shift as a nurse",
+            facts(json!([{"owner": "user", "text": "Works as a nurse"}])),
+        ),
+        (
+            "sister Mia",
+            facts(json!([{"owner": "user", "text": "Has a sister named Mia"}])),
+        ),
+        (
+            "senior developer",
+            facts(json!([{"owner": "user", "text": "Works as a senior developer"}])),
+        ),
+        (
+            "sold my car",
+            facts(json!([
+                {"owner": "user", "text": "Sold the car", "kind": "retraction"},
+                {"owner": "user", "text": "Cycles everywhere"}
+            ])),
+        ),
+    ];
+    if wrong {
+        extraction.push(("vegetarian", facts(json!([]))));
+        extraction.push((
+            "napper",
+            facts(json!([{"owner": "user", "text": "Is a professional napper"}])),
+        ));
+    } else {
+        extraction.push((
+            "vegetarian",
+            facts(json!([{"owner": "user", "text": "Is vegetarian"}])),
+        ));
+        extraction.push(("napper", facts(json!([]))));
+    }
+    // Reconciliation: the new statement is in the prompt; the first stored fact is the one.
+    let reconcile = [
+        (
+            "<<<Lives in Berlin>>>",
+            json!({"action": "update", "fact": 1}),
+        ),
+        (
+            "<<<Dog Biscuit passed away>>>",
+            json!({"action": "delete", "fact": 1}),
+        ),
+        (
+            "<<<Works as a senior developer>>>",
+            json!({"action": "update", "fact": 1}),
+        ),
+        ("<<<Sold the car>>>", json!({"action": "delete", "fact": 1})),
+        ("<<<Works as a nurse>>>", json!({"action": "noop"})),
+        ("<<<Cycles everywhere>>>", json!({"action": "add"})),
+    ];
+    for (needle, answer) in reconcile {
+        Mock::given(method("POST"))
+            .and(body_string_contains("[Stored facts]"))
+            .and(body_string_contains(needle))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(&answer.to_string())))
+            .with_priority(1)
+            .mount(&llm)
+            .await;
+    }
+    for (needle, answer) in extraction {
+        Mock::given(method("POST"))
+            .and(body_string_contains("What should be remembered?"))
+            .and(body_string_contains(needle))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(&answer)))
+            .mount(&llm)
+            .await;
+    }
+    llm
+}
+
+fn eval_memory(llm: &wiremock::MockServer) -> (bool, Value, String) {
+    let store = tempfile::tempdir().unwrap();
+    let (ok, out, err) = ragback_testkit::process::run(
+        crate::ragback(store.path(), None)
+            .args(["eval", "memory", "--json"])
+            .env("RAGBACK_LLM__BASE_URL", format!("{}/api/v1", llm.uri()))
+            .env("RAGBACK_LLM__API_KEY", "sk-or-test-key")
+            .env("RAGBACK_LLM__PROVIDER", "openai"),
+    );
+    (ok, serde_json::from_str(&out).unwrap_or(Value::Null), err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_memory_scores_a_labeller_fully_and_a_careless_model_less() {
+    let (ok, report, err) = eval_memory(&memory_oracle(false).await);
+    assert!(ok, "{err}");
+    assert_eq!(report["dialogues"], 12, "{report}");
+    assert_eq!(report["failed"], 0, "{err}");
+    assert_eq!(report["precision"], 1.0, "{report}\n{err}");
+    assert_eq!(report["recall"], 1.0, "{report}\n{err}");
+    assert_eq!(report["decision_accuracy"], 1.0, "{report}\n{err}");
+    assert_eq!(report["false_memory_rate"], 0.0, "{report}\n{err}");
+
+    let (ok, report, err) = eval_memory(&memory_oracle(true).await);
+    assert!(ok, "{err}");
+    assert_eq!(
+        report["false_memory_rate"], 0.2,
+        "one of five quiet dialogues: {report}"
+    );
+    assert_eq!(report["recall"], 5.0 / 6.0, "m10 missed: {report}");
+    assert_eq!(report["precision"], 5.0 / 6.0, "the nap stored: {report}");
+}

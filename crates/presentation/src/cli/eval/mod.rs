@@ -6,6 +6,7 @@ mod calls;
 mod dialogues;
 mod journal;
 mod judge;
+mod memory;
 mod replay;
 mod report;
 mod retrieval;
@@ -21,6 +22,9 @@ pub enum EvalCommand {
     /// Seeds a throw-away store with a facts file, runs labelled queries and reports recall@k,
     /// MRR and a threshold sweep with the recommended threshold.
     Retrieval(retrieval::RetrievalArgs),
+    /// Runs memory extraction on labelled dialogues in a throw-away store and reports the
+    /// precision and recall of the facts stored and the accuracy of updates and deletes.
+    Memory(memory::MemoryArgs),
     /// Wraps a chat saved by `ragback chat` (`/save`) into one line of a dialogue log.
     Import(dialogues::ImportArgs),
     /// Cuts dialogues into replay windows and samples them (seeded, capped per dialogue).
@@ -41,6 +45,7 @@ pub enum EvalCommand {
 pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
         EvalCommand::Retrieval(args) => retrieval::run(args, settings).await,
+        EvalCommand::Memory(args) => memory::run(args, settings).await,
         EvalCommand::Import(args) => dialogues::import(args),
         EvalCommand::Windows(args) => dialogues::windows(args),
         EvalCommand::Replay(args) => replay::run(args, settings).await,
