@@ -758,6 +758,18 @@ mod tests {
         }
     }
 
+    impl Setup {
+        /// Stores John's `texts` first.
+        async fn seed(&self, texts: &[&str]) {
+            seed(&WordEmbedder::default(), &*self.store, &john(), texts).await;
+        }
+
+        /// Extracts from John's `turns`, for real.
+        async fn run(&self, turns: &[(Role, &str)]) -> Extraction {
+            self.extractor.extract(said(turns, false)).await.unwrap()
+        }
+    }
+
     fn john() -> FactOwner {
         FactOwner::User(UserId::parse("john").unwrap())
     }
@@ -821,18 +833,8 @@ mod tests {
     #[tokio::test]
     async fn a_statement_already_known_is_a_noop() {
         let s = setup(&[r#"{"facts": [{"owner": "user", "text": "has a sister called mia"}]}"#]);
-        seed(
-            &WordEmbedder::default(),
-            &*s.store,
-            &john(),
-            &["Has a sister called Mia"],
-        )
-        .await;
-        let got = s
-            .extractor
-            .extract(said(&[(Role::User, "Mia my sister says hi")], false))
-            .await
-            .unwrap();
+        s.seed(&["Has a sister called Mia"]).await;
+        let got = s.run(&[(Role::User, "Mia my sister says hi")]).await;
         assert_eq!(actions(&got), [(Action::Noop, "already known")]);
         assert_eq!(texts(&s.store).await, ["Has a sister called Mia"]);
     }
@@ -843,21 +845,10 @@ mod tests {
             r#"{"facts": [{"owner": "user", "text": "Lives in Berlin", "kind": "fact"}]}"#,
             r#"The new city replaces the old one. {"action": "update", "fact": 1}"#,
         ]);
-        seed(
-            &WordEmbedder::default(),
-            &*s.store,
-            &john(),
-            &["Lives in London"],
-        )
-        .await;
+        s.seed(&["Lives in London"]).await;
         let got = s
-            .extractor
-            .extract(said(
-                &[(Role::User, "I moved from London to Berlin")],
-                false,
-            ))
-            .await
-            .unwrap();
+            .run(&[(Role::User, "I moved from London to Berlin")])
+            .await;
         assert_eq!(got.decisions[0].action, Action::Update);
         assert_eq!(
             got.decisions[0].target.as_ref().map(|f| f.text.as_str()),
@@ -881,21 +872,10 @@ mod tests {
             r#"{"facts": [{"owner": "user", "text": "His dog Biscuit passed away", "kind": "retraction"}]}"#,
             r#"{"action": "delete", "fact": 1}"#,
         ]);
-        seed(
-            &WordEmbedder::default(),
-            &*s.store,
-            &john(),
-            &["Has a dog named Biscuit", "Likes jazz"],
-        )
-        .await;
+        s.seed(&["Has a dog named Biscuit", "Likes jazz"]).await;
         let got = s
-            .extractor
-            .extract(said(
-                &[(Role::User, "Biscuit passed away last night")],
-                false,
-            ))
-            .await
-            .unwrap();
+            .run(&[(Role::User, "Biscuit passed away last night")])
+            .await;
         assert_eq!(actions(&got), [(Action::Delete, "the model: retracted")]);
         assert_eq!(texts(&s.store).await, ["Likes jazz"]);
     }
@@ -907,16 +887,11 @@ mod tests {
             {"owner": "character", "text": "Loves skating"}
         ]}"#]);
         let got = s
-            .extractor
-            .extract(said(
-                &[
-                    (Role::Character, "I love skating, I go every Sunday"),
-                    (Role::User, "haha nice"),
-                ],
-                false,
-            ))
-            .await
-            .unwrap();
+            .run(&[
+                (Role::Character, "I love skating, I go every Sunday"),
+                (Role::User, "haha nice"),
+            ])
+            .await;
         assert_eq!(
             actions(&got),
             [

@@ -7,9 +7,7 @@ use clap::Args;
 use ragback_application::evaluation::memory::{ExpectedChange, MemoryOutcome, MemoryReport, score};
 use ragback_application::facts::stamped;
 use ragback_application::memory::{Action, ExtractRequest};
-use ragback_domain::{
-    CharacterId, Fact, FactOwner, FactSource, FactText, Message, MessageText, Role, UserId,
-};
+use ragback_domain::{CharacterId, Fact, FactOwner, FactSource, FactText, Message, UserId};
 use ragback_infrastructure::{Settings, StoreKind, build_services};
 use serde::Deserialize;
 
@@ -35,16 +33,9 @@ struct DialogueLine {
     /// The user's facts before the dialogue.
     #[serde(default)]
     stored: Vec<String>,
-    messages: Vec<MessageLine>,
+    messages: Vec<super::MessageLine>,
     /// What the dialogue should do: `{"action": "add" | "update" | "delete", "text"?, "target"?}`.
     expected: Vec<ExpectedLine>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageLine {
-    role: String,
-    text: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,20 +81,7 @@ fn read_cases(path: &std::path::Path) -> anyhow::Result<Vec<Case>> {
             .map(|t| FactText::parse(t.as_str()).map(|text| Fact::new(owner.clone(), text)))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("{}: stored", at()))?;
-        let mut messages = Vec::new();
-        for (i, m) in parsed.messages.iter().enumerate() {
-            let role = match m.role.as_str() {
-                "user" => Role::User,
-                "character" => Role::Character,
-                other => bail!(
-                    "{}: messages[{i}] has the role {other:?} (user or character)",
-                    at()
-                ),
-            };
-            let text = MessageText::parse(m.text.as_str())
-                .with_context(|| format!("{}: messages[{i}]", at()))?;
-            messages.push(Message::new(role, text));
-        }
+        let messages = super::messages_of(&parsed.messages, &at(), "messages")?;
         let mut expected = Vec::new();
         for (i, e) in parsed.expected.into_iter().enumerate() {
             let action = match e.action.as_str() {

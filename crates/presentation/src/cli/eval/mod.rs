@@ -55,3 +55,37 @@ pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()
         EvalCommand::Power(args) => report::power(args),
     }
 }
+
+/// A chat message as labelled files write it: `{"role": "user" | "character", "text"}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageLine {
+    role: String,
+    text: String,
+}
+
+/// The messages of a labelled line; errors name `at` (file and line) and `field`.
+fn messages_of(
+    lines: &[MessageLine],
+    at: &str,
+    field: &str,
+) -> anyhow::Result<Vec<ragback_domain::Message>> {
+    use anyhow::Context as _;
+    use ragback_domain::{Message, MessageText, Role};
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "user" => Role::User,
+                "character" => Role::Character,
+                other => {
+                    anyhow::bail!("{at}: {field}[{i}] has the role {other:?} (user or character)")
+                }
+            };
+            let text = MessageText::parse(m.text.as_str())
+                .with_context(|| format!("{at}: {field}[{i}]"))?;
+            Ok(Message::new(role, text))
+        })
+        .collect()
+}

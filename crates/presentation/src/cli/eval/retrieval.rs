@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ragback_application::evaluation::{EvalReport, LabelledQuery, evaluate};
 use ragback_application::retrieval::MAX_TOP_K;
-use ragback_domain::{FactOwner, Message, MessageText, Role, UserId};
+use ragback_domain::{FactOwner, UserId};
 use ragback_infrastructure::{Settings, StoreKind, build_fact_services};
 use serde::{Deserialize, Serialize};
 
@@ -78,16 +78,9 @@ struct QueryLine {
     query: String,
     /// The messages before it, oldest first: `{"role": "user" | "character", "text"}`.
     #[serde(default)]
-    context: Vec<ContextLine>,
+    context: Vec<super::MessageLine>,
     #[serde(default)]
     relevant: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContextLine {
-    role: String,
-    text: String,
 }
 
 /// Runs `ragback eval retrieval`.
@@ -242,20 +235,7 @@ fn read_queries(
                 user.as_str()
             );
         }
-        let mut context = Vec::new();
-        for (i, message) in parsed.context.iter().enumerate() {
-            let role = match message.role.as_str() {
-                "user" => Role::User,
-                "character" => Role::Character,
-                other => bail!(
-                    "{}: context {i} has the role {other:?} (user or character)",
-                    at()
-                ),
-            };
-            let text = MessageText::parse(message.text.as_str())
-                .with_context(|| format!("{}: context {i}", at()))?;
-            context.push(Message::new(role, text));
-        }
+        let context = super::messages_of(&parsed.context, &at(), "context")?;
         queries.push(LabelledQuery {
             user,
             query: parsed.query,
