@@ -60,6 +60,9 @@ pub struct QdrantFactStore {
     collection: String,
     /// The collection's dimension once known (it never changes).
     dimension: RwLock<Option<usize>>,
+    /// Whether the collection has the lexical vector (false: a server too old to add it to a
+    /// collection created before it; the vector search alone then).
+    lexical: std::sync::atomic::AtomicBool,
 }
 
 /// Why the settings cannot be used.
@@ -93,6 +96,7 @@ impl QdrantFactStore {
             url: settings.url.clone(),
             collection: settings.collection.clone(),
             dimension: RwLock::new(None),
+            lexical: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -104,6 +108,10 @@ impl QdrantFactStore {
                 self.url, self.collection
             ))
         }
+    }
+
+    fn has_lexical(&self) -> bool {
+        self.lexical.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn cached_dimension(&self) -> Option<usize> {
@@ -152,7 +160,9 @@ impl QdrantFactStore {
             )));
         };
         let dimension = usize::try_from(size).unwrap_or(usize::MAX);
-        self.add_lexical_vectors(has_lexical).await?;
+        let lexical = self.add_lexical_vectors(has_lexical).await?;
+        self.lexical
+            .store(lexical, std::sync::atomic::Ordering::Relaxed);
         self.remember(dimension);
         Ok(Some(dimension))
     }
@@ -160,20 +170,34 @@ impl QdrantFactStore {
     /// Gives the facts stored without a lexical vector (a collection written before them, or a
     /// migration cut short) theirs, adding the sparse vector to the collection first when it
     /// lacks it. Runs once per process, when the collection is first looked at; rewriting a
-    /// vector another ragback wrote meanwhile is harmless.
-    async fn add_lexical_vectors(&self, has_lexical: bool) -> Result<(), FactStoreError> {
+    /// vector another ragback wrote meanwhile is harmless. A server that cannot add a vector to
+    /// a collection (Qdrant before 1.18) leaves it without: `false`, and a warning saying what
+    /// to do.
+    async fn add_lexical_vectors(&self, has_lexical: bool) -> Result<bool, FactStoreError> {
         if !has_lexical {
             let config = NewVectorConfig::SparseConfig(SparseVectorCreationConfig {
                 modifier: Some(Modifier::Idf.into()),
                 datatype: None,
             });
-            self.client
+            let created = self
+                .client
                 .create_vector_name(
                     CreateVectorNameRequestBuilder::new(&self.collection, LEXICAL, config)
                         .wait(true),
                 )
-                .await
-                .map_err(self.unavailable("adding the lexical vector"))?;
+                .await;
+            if let Err(error) = created {
+                tracing::warn!(
+                    url = %self.url,
+                    collection = %self.collection,
+                    %error,
+                    "this collection has no lexical vector and the server cannot add one (it \
+                     needs Qdrant 1.18 or later): retrieval uses the vector search alone; \
+                     upgrade the server, or move the facts to a new collection \
+                     (`ragback facts export`, then `import` with another RAGBACK_STORE__COLLECTION)"
+                );
+                return Ok(false);
+            }
         }
         let without = Filter::must_not([Condition::has_vector(LEXICAL)]);
         let mut start = None;
@@ -209,7 +233,7 @@ impl QdrantFactStore {
         if migrated > 0 || !has_lexical {
             tracing::info!(url = %self.url, collection = %self.collection, facts = migrated, "added lexical vectors to facts stored before them");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The dimension, creating the collection for `dimension` when it does not exist.
@@ -489,10 +513,10 @@ impl FactStore for QdrantFactStore {
             report.added += 1;
             let payload = Payload::try_from(to_payload(&fact, &model))
                 .map_err(|e| FactStoreError::Corrupted(format!("payload of {}: {e}", fact.id)))?;
-            let vectors = HashMap::from([
-                (VECTOR.to_owned(), Vector::new_dense(vector)),
-                (LEXICAL.to_owned(), lexical_vector(&fact)),
-            ]);
+            let mut vectors = HashMap::from([(VECTOR.to_owned(), Vector::new_dense(vector))]);
+            if self.has_lexical() {
+                vectors.insert(LEXICAL.to_owned(), lexical_vector(&fact));
+            }
             points.push(PointStruct::new(point_id(fact.id), vectors, payload));
         }
         if !points.is_empty() {
@@ -521,7 +545,8 @@ impl FactStore for QdrantFactStore {
         text: &str,
     ) -> Result<Vec<LexicalHit>, FactStoreError> {
         let words = lexical::query(text);
-        if words.indices.is_empty() {
+        // The dimension first: it settles whether the collection has the lexical vector.
+        if words.indices.is_empty() || self.dimension().await?.is_none() || !self.has_lexical() {
             return Ok(Vec::new());
         }
         let nearest = QueryPointsBuilder::new(&self.collection)

@@ -94,15 +94,13 @@ async fn an_unreachable_server_is_unavailable_and_names_the_url() {
     );
 }
 
-#[tokio::test]
-async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
+/// A collection as ragback created it before lexical vectors: one dense vector per point.
+async fn old_collection(url: &str, texts: &[&str]) {
     use qdrant_client::qdrant::{
         CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder,
         VectorsConfigBuilder,
     };
-    let url = ragback_testkit::fake_qdrant::start().await;
-    // A collection as ragback created it before: one dense vector per point, no sparse one.
-    let client = qdrant_client::Qdrant::from_url(&url)
+    let client = qdrant_client::Qdrant::from_url(url)
         .skip_compatibility_check()
         .build()
         .unwrap();
@@ -112,13 +110,9 @@ async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
         .create_collection(CreateCollectionBuilder::new("facts").vectors_config(vectors))
         .await
         .unwrap();
-    let points: Vec<PointStruct> = (0..300)
-        .map(|i| {
-            let text = if i == 123 {
-                "Has a dog named Biscuit".to_owned()
-            } else {
-                format!("Old fact number {i}")
-            };
+    let points: Vec<PointStruct> = texts
+        .iter()
+        .map(|text| {
             let payload = serde_json::json!({
                 "owner": "user:john", "owner_kind": "user", "owner_id": "john",
                 "text": text, "model": "test/model",
@@ -134,6 +128,47 @@ async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
         .upsert_points(UpsertPointsBuilder::new("facts", points).wait(true))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn on_a_server_that_cannot_add_the_lexical_vector_an_old_collection_keeps_working() {
+    let url = ragback_testkit::fake_qdrant::start_before_vector_names().await;
+    old_collection(&url, &["Has a dog named Biscuit"]).await;
+    let john = FactOwner::User(UserId::parse("john").unwrap());
+    let query = || ragback_application::ports::FactQuery {
+        model: "test/model".into(),
+        vector: vec![1.0, 0.0],
+        owners: vec![john.clone()],
+        limit: 3,
+    };
+    let adapter = store(&url, "facts");
+    assert_eq!(
+        adapter.search_lexical(query(), "biscuit").await.unwrap(),
+        vec![]
+    );
+    adapter
+        .upsert(vec![EmbeddedFact {
+            model: "test/model".into(),
+            fact: Fact::new(john.clone(), FactText::parse("Learns the banjo").unwrap()),
+            vector: vec![0.0, 1.0],
+        }])
+        .await
+        .expect("stored without a lexical vector");
+    let found = adapter.search(query()).await.unwrap();
+    assert_eq!(found.len(), 2, "the vector search works: {found:?}");
+    assert_eq!(adapter.count(None).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
+    let url = ragback_testkit::fake_qdrant::start().await;
+    let texts: Vec<String> = (0..300)
+        .map(|i| match i {
+            123 => "Has a dog named Biscuit".to_owned(),
+            _ => format!("Old fact number {i}"),
+        })
+        .collect();
+    old_collection(&url, &texts.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let john = FactOwner::User(UserId::parse("john").unwrap());
     let query = || ragback_application::ports::FactQuery {
         model: "test/model".into(),

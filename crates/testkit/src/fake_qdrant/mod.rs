@@ -47,6 +47,8 @@ struct Collection {
 #[derive(Default)]
 pub(crate) struct FakeQdrant {
     collections: Mutex<HashMap<String, Collection>>,
+    /// Answers `create_vector_name` as a server before 1.18 does: `UNIMPLEMENTED`.
+    before_vector_names: bool,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -583,6 +585,9 @@ impl FakeQdrant {
         &self,
         r: CreateVectorNameRequest,
     ) -> Result<PointsOperationResponse, Status> {
+        if self.before_vector_names {
+            return Err(Status::unimplemented("Points/create_vector_name"));
+        }
         let Some(qdrant::create_vector_name_request::VectorConfig::SparseConfig(config)) =
             r.vector_config
         else {
@@ -670,11 +675,24 @@ impl FakeQdrant {
 
 /// Serves a fresh fake on a free port; returns its gRPC URL.
 pub async fn start() -> String {
+    serve(FakeQdrant::default()).await
+}
+
+/// Serves a fake that cannot add a vector to a collection, as Qdrant before 1.18.
+pub async fn start_before_vector_names() -> String {
+    serve(FakeQdrant {
+        before_vector_names: true,
+        ..FakeQdrant::default()
+    })
+    .await
+}
+
+async fn serve(fake: FakeQdrant) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
-    let fake = std::sync::Arc::new(FakeQdrant::default());
+    let fake = std::sync::Arc::new(fake);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(async move {
         tonic::transport::Server::builder()
