@@ -326,8 +326,9 @@ impl FactLibrary {
         Ok(report)
     }
 
-    /// Stores facts that come with their vectors (an export), without embedding them, `batch` at
-    /// a time, checking `stop` before each batch like [`add_until`](Self::add_until).
+    /// Stores facts that come with their vectors (an export, or facts embedded already), without
+    /// embedding them, `batch` at a time, checking `stop` before each batch like
+    /// [`add_until`](Self::add_until). The owner cap holds as for [`add`](Self::add).
     pub async fn import(
         &self,
         facts: Vec<EmbeddedFact>,
@@ -339,6 +340,25 @@ impl FactLibrary {
             to_add: facts.len(),
             ..AddFactsReport::default()
         };
+        if self.owner_cap.is_some() {
+            let ids: Vec<FactId> = facts.iter().map(|f| f.fact.id).collect();
+            let mut seen: HashSet<FactId> = self
+                .store
+                .known(&ids)
+                .await
+                .map_err(|source| AddFactsError::Store {
+                    done: report,
+                    source,
+                })?
+                .into_iter()
+                .collect();
+            let new: Vec<Fact> = facts
+                .iter()
+                .filter(|f| seen.insert(f.fact.id))
+                .map(|f| f.fact.clone())
+                .collect();
+            self.check_cap(&new).await?;
+        }
         for chunk in facts.chunks(batch.max(1)) {
             if stop() {
                 return Err(AddFactsError::Interrupted { done: report });
@@ -424,6 +444,45 @@ mod tests {
             .unwrap();
         assert_eq!(embedder.calls(), calls + 1, "only `c` was embedded");
         assert_eq!(store.count(None).await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn the_owner_cap_holds_for_imported_facts_too() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        let lib = library(embedder, store.clone()).with_owner_cap(3);
+        lib.add(facts("john", &["a", "b"]), |_| {}).await.unwrap();
+        let embedded = |texts: &[&str]| -> Vec<EmbeddedFact> {
+            facts("john", texts)
+                .into_iter()
+                .map(|fact| EmbeddedFact {
+                    vector: WordEmbedder::vector(fact.text.as_str()),
+                    fact,
+                    model: "test/words".into(),
+                })
+                .collect()
+        };
+        let err = lib
+            .import(embedded(&["a", "c", "d"]), 10, |_| {}, || false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                AddFactsError::OwnerFull {
+                    stored: 2,
+                    adding: 2,
+                    cap: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(store.count(None).await.unwrap(), 2, "nothing stored");
+        lib.import(embedded(&["a", "b", "c", "c"]), 10, |_| {}, || false)
+            .await
+            .unwrap();
+        assert_eq!(store.count(None).await.unwrap(), 3, "up to the cap");
     }
 
     #[tokio::test]

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::facts::{AddFactsError, FactLibrary, now};
 use crate::ports::{
-    ChatModel, ChatModelError, ChatRequest, Embedder, EmbeddingPurpose, FactQuery, FactStore,
-    FactStoreError, GenerationParams, PromptError, PromptMessage,
+    ChatModel, ChatModelError, ChatRequest, EmbeddedFact, Embedder, EmbeddingPurpose, FactQuery,
+    FactStore, FactStoreError, GenerationParams, PromptError, PromptMessage,
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
 
@@ -399,15 +399,25 @@ impl MemoryExtractor {
         .into_iter()
         .next()
         .ok_or_else(|| MemoryError::Embed("no vector for the candidate".into()))?;
+        let model = embedder.model_id().to_owned();
         let nearest = self
             .store
             .search(FactQuery {
-                vector,
+                vector: vector.clone(),
                 owners: vec![owner.clone()],
                 limit: self.settings.neighbours.max(1),
-                model: embedder.model_id().to_owned(),
+                model: model.clone(),
             })
             .await?;
+        // Stores the candidate with the vector it was compared by: embedded once.
+        let store = |provenance: Provenance| {
+            let fact = EmbeddedFact {
+                fact: Fact::new(owner.clone(), text.clone()).with_provenance(provenance),
+                vector: vector.clone(),
+                model: model.clone(),
+            };
+            self.library.import(vec![fact], 1, |_| {}, || false)
+        };
         let best = nearest.first().map_or(f32::NEG_INFINITY, |f| f.score);
         let retraction = candidate.kind == CandidateKind::Retraction;
         let decision = |action, target: Option<Fact>, fact_id, reason| Decision {
@@ -433,9 +443,7 @@ impl MemoryExtractor {
                 return Ok(decision(Action::Noop, None, None, "nothing to retract"));
             }
             if !dry_run {
-                self.library
-                    .add(vec![new_fact.clone().with_provenance(provenance)], |_| {})
-                    .await?;
+                store(provenance).await?;
             }
             return Ok(decision(Action::Add, None, Some(new_fact.id), "new"));
         }
@@ -444,9 +452,7 @@ impl MemoryExtractor {
         match verdict {
             Verdict::Add if !retraction => {
                 if !dry_run {
-                    self.library
-                        .add(vec![new_fact.clone().with_provenance(provenance)], |_| {})
-                        .await?;
+                    store(provenance).await?;
                 }
                 Ok(decision(
                     Action::Add,
@@ -473,9 +479,7 @@ impl MemoryExtractor {
                         ..provenance
                     };
                     // The new text first: a crash between the two leaves both, never neither.
-                    self.library
-                        .add(vec![new_fact.clone().with_provenance(updated)], |_| {})
-                        .await?;
+                    store(updated).await?;
                     if old.id != new_fact.id {
                         self.store.delete(&owner, &[old.id]).await?;
                     }
@@ -579,9 +583,9 @@ pub fn message_hash(user: &UserId, text: &str) -> String {
 
 /// Lowercase words of three letters or more.
 fn words(text: &str) -> std::collections::BTreeSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
+    crate::retrieval::words(text)
+        .into_iter()
         .filter(|w| w.chars().count() >= 3)
-        .map(str::to_lowercase)
         .collect()
 }
 
