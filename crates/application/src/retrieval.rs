@@ -696,14 +696,19 @@ fn keep_above(
         .collect()
 }
 
-fn words(text: &str) -> std::collections::BTreeSet<String> {
+/// The lowercase words of `text` (runs of letters and digits).
+pub(crate) fn words(text: &str) -> std::collections::BTreeSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect()
 }
 
-fn jaccard(a: &std::collections::BTreeSet<String>, b: &std::collections::BTreeSet<String>) -> f64 {
+/// The share of words two sets have in common (1 for two empty sets).
+pub(crate) fn jaccard(
+    a: &std::collections::BTreeSet<String>,
+    b: &std::collections::BTreeSet<String>,
+) -> f64 {
     let union = a.union(b).count();
     if union == 0 {
         return 1.0;
@@ -995,14 +1000,7 @@ mod tests {
         seed(&*embedder, &*store, &user("jane"), &["ran a marathon too"]).await;
         let retriever = FactRetriever::new(Some(embedder), store, settings());
 
-        let found = retriever
-            .retrieve(
-                &[msg(Role::User, "I ran the marathon")],
-                vec![user("john")],
-                &RetrievalOverrides::default(),
-                soon(),
-            )
-            .await;
+        let found = for_john(&retriever, &[msg(Role::User, "I ran the marathon")]).await;
 
         assert_eq!(found.status, RetrievalStatus::Ok);
         let texts: Vec<_> = found.facts.iter().map(|f| f.fact.text.as_str()).collect();

@@ -1,9 +1,8 @@
 //! Measuring memory extraction against labelled dialogues: precision and recall of the facts it
 //! stores, the accuracy of its UPDATE and DELETE decisions, and how often it invents a memory.
 
-use std::collections::BTreeSet;
-
 use crate::memory::{Action, Decision};
+use crate::retrieval::{jaccard, words};
 
 /// What a dialogue should do to the user's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,18 +51,11 @@ pub struct MemoryReport {
 /// Two texts say the same fact when their word sets overlap by at least this (Jaccard).
 pub const SAME_FACT: f64 = 0.5;
 
-fn words(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// Whether two texts state the same fact (word overlap of [`SAME_FACT`] or more).
+/// Whether two texts state the same fact (word overlap of [`SAME_FACT`] or more; two texts
+/// without words never do).
 pub fn same_fact(a: &str, b: &str) -> bool {
     let (a, b) = (words(a), words(b));
-    let union = a.union(&b).count();
-    union > 0 && a.intersection(&b).count() as f64 / union as f64 >= SAME_FACT
+    !(a.is_empty() && b.is_empty()) && jaccard(&a, &b) >= SAME_FACT
 }
 
 fn stores(action: Action) -> bool {

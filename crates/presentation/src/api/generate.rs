@@ -193,7 +193,7 @@ fn memory_request(state: &AppState, command: &GenerateCommand) -> Option<Extract
             .unwrap_or_else(|| state.default_user.clone()),
         character: command.character.id.clone(),
         messages: command.messages.clone(),
-        request_id: request_id::current().map_or_else(String::new, |id| id.to_string()),
+        request_id: request_id::current_text(),
         dry_run: false,
     })
 }

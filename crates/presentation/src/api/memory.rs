@@ -63,7 +63,7 @@ pub(crate) async fn extract(
             user,
             character,
             messages,
-            request_id: request_id::current().map_or_else(String::new, |id| id.to_string()),
+            request_id: request_id::current_text(),
             dry_run: request.dry_run,
         })
         .await

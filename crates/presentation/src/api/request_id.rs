@@ -33,3 +33,9 @@ pub(crate) async fn scope(request: Request, next: Next) -> Response {
 pub(crate) fn current() -> Option<Arc<str>> {
     CURRENT.try_with(Arc::clone).ok()
 }
+
+/// The id of the request being handled on this task, empty outside one: what extracted facts
+/// record.
+pub(crate) fn current_text() -> String {
+    current().map_or_else(String::new, |id| id.to_string())
+}
