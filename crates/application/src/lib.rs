@@ -16,8 +16,10 @@ pub mod memory;
 pub mod ports;
 pub mod retrieval;
 pub mod retry;
+mod stable_hash;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+pub mod variants;
 
 pub use chat::{
     ChatService, ChatSettings, GenerateCommand, GenerateError, GenerateFailure, Generation,

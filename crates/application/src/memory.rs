@@ -574,10 +574,7 @@ fn noop(text: String, owner: FactOwner, reason: &'static str) -> Decision {
 /// A stable hash of what a user said (FNV-1a, 64 bits, hex): the same message of the same user
 /// always has the same hash.
 pub fn message_hash(user: &UserId, text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user.as_str().bytes().chain([0]).chain(text.bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::stable_hash::fnv1a(&[user.as_str().as_bytes(), text.as_bytes()]);
     format!("{hash:016x}")
 }
 
@@ -738,6 +735,7 @@ mod tests {
                 top_p: None,
                 max_tokens: Some(300),
                 seed: None,
+                routing: Default::default(),
             },
             context_messages: 2,
             character_canon: false,

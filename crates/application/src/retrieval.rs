@@ -72,6 +72,17 @@ pub struct RetrievalOverrides {
 }
 
 impl RetrievalOverrides {
+    /// These overrides, each unset one taken from `fallback` (a variant's settings under a
+    /// request's).
+    pub fn or(self, fallback: &Self) -> Self {
+        Self {
+            enabled: self.enabled.or(fallback.enabled),
+            top_k: self.top_k.or(fallback.top_k),
+            threshold: self.threshold.or(fallback.threshold),
+            margin: self.margin.or(fallback.margin),
+        }
+    }
+
     /// Checks the ranges; on failure returns the offending field's name.
     pub fn validate(&self) -> Result<(), (&'static str, ValidationError)> {
         if let Some(top_k) = self.top_k {

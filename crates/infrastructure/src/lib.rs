@@ -9,10 +9,10 @@ mod wiring;
 pub use settings::{
     ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, EvalSettings, JudgeSettings, List,
     LogFormat, ModerationSettings, RetrievalConfig, ServerSettings, Settings, StoreKind,
-    StoreSettings,
+    StoreSettings, VariantConfig, VariantRetrieval,
 };
 pub use sources::ConfigSources;
 pub use wiring::{
     FactServices, Judge, Services, WiringError, build_fact_services, build_judge, build_moderation,
-    build_services, open_store,
+    build_services, build_variants, open_store,
 };

@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use ragback_application::memory::MemoryExtractor;
 use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
+use ragback_application::retrieval::RetrievalOverrides;
+use ragback_application::variants::{DEFAULT_VARIANT, Split, Variant, VariantSet, Variants};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
 use ragback_integrations::edge::EdgeFactStore;
+use ragback_integrations::llm::unsupported_outside_openrouter;
 use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
 use ragback_integrations::memory_prompts::TeraMemoryPrompts;
 use ragback_integrations::prompt::TeraPromptRenderer;
@@ -195,10 +198,8 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         facts.clone(),
         settings.memory_settings(),
     );
-    let renderer: Arc<dyn PromptRenderer> = Arc::new(
-        TeraPromptRenderer::from_file(&settings.prompt.template)
-            .map_err(|e| WiringError::Invalid(format!("RAGBACK_PROMPT__TEMPLATE: {e}")))?,
-    );
+    let variants = build_variants(settings)?;
+    let renderer = Arc::clone(&variants.default_variant().renderer);
     tracing::info!(
         llm = %model.describe(),
         llm_key_set = settings.llm.api_key().is_some(),
@@ -216,11 +217,122 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         );
     }
     Ok(Services {
-        chat: ChatService::new(retriever, renderer, model, settings.chat_settings()),
+        chat: ChatService::new(retriever, renderer, model, settings.chat_settings())
+            .with_variants(Variants::new(variants)),
         memory,
         facts,
         embedder,
     })
+}
+
+/// Loads and checks a prompt template; the error names `variable`.
+fn template(
+    path: &std::path::Path,
+    variable: &str,
+) -> Result<Arc<dyn PromptRenderer>, WiringError> {
+    TeraPromptRenderer::from_file(path)
+        .map(|renderer| Arc::new(renderer) as Arc<dyn PromptRenderer>)
+        .map_err(|e| WiringError::Invalid(format!("{variable}: {e}")))
+}
+
+/// The variants of `settings` with their templates loaded and checked, and the split: what
+/// `ragback serve` starts with and what SIGHUP reloads. Logs, once per variant, the routing its
+/// provider will not be sent.
+pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
+    let defaults = settings.chat_settings().defaults;
+    let default_retrieval = RetrievalOverrides::default();
+    let mut variants = vec![Variant {
+        name: DEFAULT_VARIANT.to_owned(),
+        params: defaults.clone(),
+        renderer: template(&settings.prompt.template, "RAGBACK_PROMPT__TEMPLATE")?,
+        retrieval: default_retrieval,
+    }];
+    for (name, config) in &settings.variants {
+        let renderer = match &config.template {
+            Some(path) => template(
+                path,
+                &format!("RAGBACK_VARIANTS__{}__TEMPLATE", name.to_ascii_uppercase()),
+            )?,
+            None => Arc::clone(&variants[0].renderer),
+        };
+        let r = &config.retrieval;
+        variants.push(Variant {
+            name: name.clone(),
+            params: ragback_application::ports::GenerationParams {
+                model: config
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| defaults.model.clone()),
+                temperature: config.temperature.or(defaults.temperature),
+                top_p: config.top_p.or(defaults.top_p),
+                max_tokens: config.max_tokens.or(defaults.max_tokens),
+                seed: None,
+                routing: config
+                    .routing
+                    .as_ref()
+                    .map_or_else(|| defaults.routing.clone(), |r| r.routing()),
+            },
+            renderer,
+            retrieval: RetrievalOverrides {
+                enabled: r.enabled,
+                top_k: r.top_k,
+                threshold: r.threshold,
+                margin: r.margin,
+            },
+        });
+    }
+    let experiment = &settings.experiment;
+    let split = (!experiment.variants.is_empty())
+        .then(|| Split::new(experiment.salt.clone(), experiment.shares()))
+        .transpose()
+        .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?;
+    let set = VariantSet::new(variants, split)
+        .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?;
+    warn_of_ignored_routing(settings, &set);
+    Ok(set)
+}
+
+/// Warns of OpenRouter's settings that the configured provider will not be sent.
+fn warn_of_ignored_routing(settings: &Settings, set: &VariantSet) {
+    let llm = &settings.llm;
+    let local = llm.resolved_provider() == LlmProvider::Local;
+    if llm.speaks_openrouter() && !local {
+        return;
+    }
+    let provider = if local {
+        "the in-process model".to_owned()
+    } else {
+        format!("{} (not OpenRouter)", llm.base_url)
+    };
+    for variant in set.variants() {
+        let routing = &variant.params.routing;
+        let ignored = if local {
+            let mut all = unsupported_outside_openrouter(routing);
+            if matches!(
+                routing.reasoning,
+                Some(ragback_application::ports::ReasoningBudget::Effort(_))
+            ) {
+                all.push("reasoning_effort");
+            }
+            all
+        } else {
+            unsupported_outside_openrouter(routing)
+        };
+        if !ignored.is_empty() {
+            tracing::warn!(
+                variant = %variant.name,
+                ignored = %ignored.join(", "),
+                "{provider} is not sent these routing settings (OpenRouter's;                  RAGBACK_LLM__DIALECT=openrouter sends them anyway)"
+            );
+        }
+    }
+    let headers = llm.ignored_attribution();
+    if !headers.is_empty() {
+        tracing::warn!(
+            ignored = %headers.join(", "),
+            "{provider} is not sent the attribution headers (HTTP-Referer, X-Title: OpenRouter's)"
+        );
+    }
 }
 
 /// The LLM judge of `ragback eval`.

@@ -1,5 +1,8 @@
 //! What every settings struct shares: durations read as whole milliseconds or seconds (the unit is
-//! in the key's name, `timeout_secs`), parsed once into [`Duration`]s.
+//! in the key's name, `timeout_secs`), parsed once into [`Duration`]s, and lists that are a TOML
+//! list or one comma-separated variable.
+
+use serde::Deserialize;
 
 /// A duration given in milliseconds.
 pub mod millis {
@@ -23,4 +26,40 @@ pub mod seconds {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_secs)
     }
+}
+
+/// Plain strings: a comma-separated string or a TOML list. Blank entries are dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        comma_list(deserializer, "expected text, e.g. `a,b`").map(Self)
+    }
+}
+
+/// A list, or one comma-separated string, trimmed, blanks dropped. A value made of digits (or
+/// `true`) arrives as a number (or a boolean), already altered (`0123` → 123): refused with
+/// `refusal`.
+pub fn comma_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    refusal: &'static str,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+        Other(serde::de::IgnoredAny),
+    }
+    let items: Vec<String> = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+        Raw::Other(_) => return Err(serde::de::Error::custom(refusal)),
+    };
+    Ok(items
+        .into_iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect())
 }

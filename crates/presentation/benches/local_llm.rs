@@ -118,6 +118,7 @@ async fn in_process(path: &Path, threads: usize, prompt_tokens: usize, reply: u3
             top_p: None,
             max_tokens: Some(reply),
             seed: Some(1),
+            routing: Default::default(),
         },
     };
     let (mut prefill, mut decode, mut first, mut total) = (vec![], vec![], vec![], vec![]);

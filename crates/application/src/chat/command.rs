@@ -1,11 +1,13 @@
 //! The input of [`ChatService::generate`](super::ChatService::generate).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ragback_domain::{Character, Message, Scenario, User, ValidationError};
 
 use crate::bounds;
 use crate::retrieval::RetrievalOverrides;
+use crate::variants::Variant;
 
 /// Longest model name accepted in a request.
 const MAX_MODEL_CHARS: usize = 200;
@@ -80,6 +82,9 @@ pub struct GenerateCommand {
     pub retrieval: RetrievalOverrides,
     /// A deadline for this turn shorter than the configured one (a longer one is cut to it).
     pub timeout: Option<Duration>,
+    /// The variant asked for (from [`crate::variants::VariantSet::named`]); `None`: the user's
+    /// by the split.
+    pub variant: Option<Arc<Variant>>,
 }
 
 #[cfg(test)]

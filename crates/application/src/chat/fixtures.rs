@@ -24,6 +24,7 @@ pub(super) fn settings() -> ChatSettings {
             top_p: Some(0.95),
             max_tokens: Some(200),
             seed: None,
+            routing: Default::default(),
         },
         history_messages: 2,
         max_prompt_tokens: 4_096,
@@ -79,6 +80,7 @@ pub(super) fn command(messages: &[(Role, &str)]) -> GenerateCommand {
         generation: GenerationOverrides::default(),
         retrieval: RetrievalOverrides::default(),
         timeout: None,
+        variant: None,
     }
 }
 

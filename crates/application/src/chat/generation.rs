@@ -42,8 +42,11 @@ pub struct Generation {
     pub text: String,
     /// The facts given to the model, best first.
     pub facts: Vec<ScoredFact>,
-    /// The model that answered.
+    /// The model that answered (the provider's name for it, which may differ from the one asked
+    /// for when it routes).
     pub model: String,
+    /// The variant that wrote it.
+    pub variant: String,
     /// Tokens used, summed over calls, when reported.
     pub usage: Option<TokenUsage>,
     /// How retrieval went.

@@ -32,6 +32,8 @@ pub(super) struct Reply {
     pub(super) first_token: Option<Duration>,
     /// What went into the prompt.
     pub(super) prompt: PromptStats,
+    /// The variant that wrote it.
+    pub(super) variant: String,
 }
 
 impl TurnRecord {
@@ -57,8 +59,12 @@ impl TurnRecord {
             first_token: reply.first_token,
             total: self.started.elapsed(),
         };
+        let variant = reply.variant.clone();
         let stage = |name: &'static str, d: Duration| {
-            metrics::histogram!("ragback_stage_duration_seconds", "stage" => name).record(d);
+            metrics::histogram!(
+                "ragback_stage_duration_seconds", "stage" => name, "variant" => variant.clone()
+            )
+            .record(d);
         };
         stage("render", timings.render);
         stage("llm", timings.llm);
@@ -66,12 +72,15 @@ impl TurnRecord {
             stage("first_token", first_token);
         }
         stage("total", timings.total);
-        count("ok");
-        metrics::histogram!("ragback_facts_per_reply").record(retrieval.facts.len() as f64);
+        count("ok", &reply.variant);
+        metrics::histogram!("ragback_facts_per_reply", "variant" => variant.clone())
+            .record(retrieval.facts.len() as f64);
         if let Some(usage) = reply.usage {
             let tokens = |kind: &'static str, n: u32| {
-                metrics::counter!("ragback_llm_tokens_total", "kind" => kind)
-                    .increment(u64::from(n));
+                metrics::counter!(
+                    "ragback_llm_tokens_total", "kind" => kind, "variant" => variant.clone()
+                )
+                .increment(u64::from(n));
             };
             tokens("prompt", usage.prompt_tokens);
             tokens("completion", usage.completion_tokens);
@@ -79,6 +88,7 @@ impl TurnRecord {
         tracing::info!(
             retrieval = retrieval.status.as_str(),
             facts = retrieval.facts.len(),
+            variant = %reply.variant,
             model = %reply.model,
             prompt_tokens = reply.prompt.tokens,
             dropped_messages = reply.prompt.dropped_messages,
@@ -92,6 +102,7 @@ impl TurnRecord {
             text: reply.text,
             facts: retrieval.facts,
             model: reply.model,
+            variant: reply.variant,
             usage: reply.usage,
             retrieval: retrieval.status,
             prompt: reply.prompt,
@@ -100,13 +111,16 @@ impl TurnRecord {
     }
 
     /// A turn that failed: counted by outcome (the caller reports the error itself).
-    pub(super) fn fail(self, error: &GenerateError) {
-        count(error.outcome());
+    pub(super) fn fail(self, error: &GenerateError, variant: &str) {
+        count(error.outcome(), variant);
     }
 }
 
-fn count(outcome: &'static str) {
-    metrics::counter!("ragback_generations_total", "outcome" => outcome).increment(1);
+fn count(outcome: &'static str, variant: &str) {
+    metrics::counter!(
+        "ragback_generations_total", "outcome" => outcome, "variant" => variant.to_owned()
+    )
+    .increment(1);
 }
 
 fn ms(d: Duration) -> f64 {

@@ -11,6 +11,7 @@ use crate::ports::{
     ChatModel, ChatRequest, GenerationParams, PromptContext, PromptMessage, PromptRole,
 };
 use crate::retrieval::Retrieval;
+use crate::variants::Variant;
 
 /// When a stage must be done, and the length of the limit that set it (for error messages).
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +45,8 @@ pub(super) struct Prepared {
     pub(super) listener: String,
     /// What went into the prompt.
     pub(super) stats: PromptStats,
+    /// The variant that wrote it.
+    pub(super) variant: String,
 }
 
 impl ChatService {
@@ -60,10 +63,11 @@ impl ChatService {
         turn.min(Deadline::after(Instant::now(), self.settings.timeout))
     }
 
-    /// Retrieval, then the prompt. Retrieval never fails; the prompt may.
+    /// Retrieval, then the prompt, as `variant` says. Retrieval never fails; the prompt may.
     pub(super) async fn prepare(
         &self,
         cmd: GenerateCommand,
+        variant: &Variant,
         deadline: Instant,
     ) -> (Retrieval, Result<Prepared, GenerateError>) {
         let GenerateCommand {
@@ -74,7 +78,9 @@ impl ChatService {
             generation,
             retrieval: retrieval_overrides,
             timeout: _,
+            variant: _,
         } = cmd;
+        let retrieval_overrides = retrieval_overrides.or(&variant.retrieval);
 
         let owners = self
             .retriever
@@ -90,7 +96,7 @@ impl ChatService {
             .as_ref()
             .map(|s| s.as_str())
             .or_else(|| character.card.as_ref().and_then(|c| c.scenario.as_deref()));
-        let prompt = match self.renderer.render(&PromptContext {
+        let prompt = match variant.renderer.render(&PromptContext {
             character: &character,
             user: &user,
             scenario,
@@ -121,13 +127,14 @@ impl ChatService {
                 content: cue,
             });
         }
-        let defaults = &self.settings.defaults;
+        let defaults = &variant.params;
         let params = GenerationParams {
             model: generation.model.unwrap_or_else(|| defaults.model.clone()),
             temperature: generation.temperature.or(defaults.temperature),
             top_p: generation.top_p.or(defaults.top_p),
             max_tokens: generation.max_tokens.or(defaults.max_tokens),
             seed: generation.seed.or(defaults.seed),
+            routing: defaults.routing.clone(),
         };
         let budget = prompt_budget(
             self.settings.max_prompt_tokens,
@@ -152,6 +159,7 @@ impl ChatService {
             speaker: character.name.as_str().to_owned(),
             listener: user.name.as_str().to_owned(),
             stats,
+            variant: variant.name.clone(),
         };
         (retrieval, Ok(prepared))
     }

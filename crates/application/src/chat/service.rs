@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ports::{ChatModel, GenerationParams, PromptRenderer};
-use crate::retrieval::FactRetriever;
+use crate::retrieval::{FactRetriever, RetrievalOverrides};
 use crate::retry::RetryPolicy;
+use crate::variants::{DEFAULT_VARIANT, Variant, VariantSet, Variants};
 
 /// Generation defaults, from configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatSettings {
-    /// Model and sampling when the request does not override them.
+    /// Model and sampling of the default variant (the only one, unless
+    /// [`ChatService::with_variants`] gives others).
     pub defaults: GenerationParams,
     /// How many of the latest messages go into the prompt, at most.
     pub history_messages: usize,
@@ -27,29 +29,57 @@ pub struct ChatSettings {
     pub request_timeout: Duration,
 }
 
-/// Writes the character's next line: retrieve → render → complete → clean.
+/// Writes the character's next line: retrieve → render → complete → clean, the way the user's
+/// variant says.
 #[derive(Clone)]
 pub struct ChatService {
     pub(super) retriever: FactRetriever,
-    pub(super) renderer: Arc<dyn PromptRenderer>,
     pub(super) model: Arc<dyn ChatModel>,
     pub(super) settings: ChatSettings,
+    pub(super) variants: Variants,
 }
 
 impl ChatService {
-    /// Wires the use case to its ports.
+    /// Wires the use case to its ports, with one variant for everyone: `renderer` and
+    /// `settings.defaults`.
     pub fn new(
         retriever: FactRetriever,
         renderer: Arc<dyn PromptRenderer>,
         model: Arc<dyn ChatModel>,
         settings: ChatSettings,
     ) -> Self {
+        let default = Variant {
+            name: DEFAULT_VARIANT.to_owned(),
+            params: settings.defaults.clone(),
+            renderer,
+            retrieval: RetrievalOverrides::default(),
+        };
         Self {
             retriever,
-            renderer,
             model,
             settings,
+            variants: Variants::new(VariantSet::single(default)),
         }
+    }
+
+    /// The same service with these variants (they replace the single default one).
+    pub fn with_variants(self, variants: Variants) -> Self {
+        Self { variants, ..self }
+    }
+
+    /// The variants in force; replacing them changes the requests that start afterwards.
+    pub fn variants(&self) -> &Variants {
+        &self.variants
+    }
+
+    /// The variant of a turn: the one asked for, else the user's by the split.
+    pub(super) fn variant_of(&self, cmd: &super::GenerateCommand) -> Arc<Variant> {
+        let variant = match &cmd.variant {
+            Some(asked) => Arc::clone(asked),
+            None => self.variants.current().assign(cmd.user.id.as_ref()),
+        };
+        tracing::Span::current().record("variant", variant.name.as_str());
+        variant
     }
 
     /// The retriever, for callers that search facts directly.

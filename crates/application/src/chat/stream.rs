@@ -40,6 +40,13 @@ impl ChatService {
     /// and closes the upstream request.
     pub fn generate_stream(&self, cmd: GenerateCommand) -> mpsc::Receiver<ReplyEvent> {
         let (events, receiver) = mpsc::channel(64);
+        let span = tracing::info_span!(
+            "generate_stream",
+            user = cmd.user.id.as_ref().map(|id| id.as_str()),
+            character = cmd.character.id.as_ref().map(|id| id.as_str()),
+            messages = cmd.messages.len(),
+            variant = tracing::field::Empty,
+        );
         let this = self.clone();
         let task = async move {
             tokio::select! {
@@ -47,14 +54,15 @@ impl ChatService {
                 () = this.run_stream(cmd, &events) => {}
             }
         };
-        tokio::spawn(task.instrument(tracing::Span::current()));
+        tokio::spawn(task.instrument(span));
         receiver
     }
 
     async fn run_stream(&self, cmd: GenerateCommand, events: &mpsc::Sender<ReplyEvent>) {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
-        let (retrieval, prepared) = self.prepare(cmd, turn.at).await;
+        let variant = self.variant_of(&cmd);
+        let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
         let facts = ReplyEvent::Facts {
             status: retrieval.status,
             facts: retrieval.facts.clone(),
@@ -69,7 +77,7 @@ impl ChatService {
         let event = match streamed {
             Ok(reply) => ReplyEvent::Done(record.finish(retrieval, reply)),
             Err(Some(error)) => {
-                record.fail(&error);
+                record.fail(&error, &variant.name);
                 ReplyEvent::Failed(error)
             }
             // The client left.
@@ -150,6 +158,7 @@ impl ChatService {
             prompt: prepared.stats,
             llm: started.elapsed(),
             first_token,
+            variant: prepared.variant.clone(),
         })
     }
 

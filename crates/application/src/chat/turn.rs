@@ -16,12 +16,14 @@ impl ChatService {
             user = cmd.user.id.as_ref().map(|id| id.as_str()),
             character = cmd.character.id.as_ref().map(|id| id.as_str()),
             messages = cmd.messages.len(),
+            variant = tracing::field::Empty,
         )
     )]
     pub async fn generate(&self, cmd: GenerateCommand) -> Result<Generation, GenerateFailure> {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
-        let (retrieval, prepared) = self.prepare(cmd, turn.at).await;
+        let variant = self.variant_of(&cmd);
+        let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
         let replied = match prepared {
             Ok(prepared) => self.reply(&prepared, turn).await,
             Err(error) => Err(error),
@@ -29,7 +31,7 @@ impl ChatService {
         match replied {
             Ok(reply) => Ok(record.finish(retrieval, reply)),
             Err(error) => {
-                record.fail(&error);
+                record.fail(&error, &variant.name);
                 Err(GenerateFailure {
                     error,
                     retrieval: Some(retrieval),
@@ -66,6 +68,7 @@ impl ChatService {
             prompt: prepared.stats,
             llm: started.elapsed(),
             first_token: None,
+            variant: prepared.variant.clone(),
         })
     }
 }
@@ -154,6 +157,105 @@ mod tests {
         assert_eq!(request.params.max_tokens, Some(50));
         assert_eq!(request.params.seed, Some(42));
         assert!(request.messages[0].content.contains("scenario: A bar."));
+    }
+
+    /// Says which template it is, then the plain prompt.
+    struct Labelled(&'static str);
+
+    impl crate::ports::PromptRenderer for Labelled {
+        fn render(
+            &self,
+            context: &crate::ports::PromptContext<'_>,
+        ) -> Result<crate::ports::RenderedPrompt, crate::ports::PromptError> {
+            let mut prompt = crate::testing::PlainRenderer.render(context)?;
+            prompt.system = format!("template {}\n{}", self.0, prompt.system);
+            Ok(prompt)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_variant_chooses_model_sampling_routing_template_and_retrieval() {
+        use crate::ports::{GenerationParams, ModelRouting, ReasoningBudget};
+        use crate::retrieval::RetrievalOverrides;
+        use crate::variants::{Split, Variant, VariantSet, Variants};
+
+        let model = Arc::new(ScriptedChatModel::new([
+            ScriptedChatModel::reply("yo"),
+            ScriptedChatModel::reply("yo"),
+            ScriptedChatModel::reply("yo"),
+        ]));
+        let base = service(model.clone()).await;
+        let b = Variant {
+            name: "b".into(),
+            params: GenerationParams {
+                model: "model/b".into(),
+                temperature: Some(0.3),
+                top_p: None,
+                max_tokens: Some(64),
+                seed: None,
+                routing: ModelRouting {
+                    fallback_models: vec!["model/b-fallback".into()],
+                    reasoning: Some(ReasoningBudget::MaxTokens(128)),
+                    ..Default::default()
+                },
+            },
+            renderer: Arc::new(Labelled("b")),
+            // Retrieval off: the fact john has must not reach b's prompt.
+            retrieval: RetrievalOverrides {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        };
+        let default = Variant {
+            name: "default".into(),
+            params: settings().defaults,
+            renderer: Arc::new(Labelled("a")),
+            retrieval: RetrievalOverrides::default(),
+        };
+        let everyone_in_b = Split::new("s", vec![("default".into(), 0), ("b".into(), 100)]);
+        let set = VariantSet::new(vec![default, b], Some(everyone_in_b.unwrap())).unwrap();
+        let svc = base.with_variants(Variants::new(set));
+
+        // john is assigned b by the split.
+        let by_split = svc
+            .generate(command(&[(Role::User, "I ran the marathon")]))
+            .await;
+        assert_eq!(by_split.unwrap().variant, "b");
+        // Asked for by name: the default, whatever the split says.
+        let mut asked = command(&[(Role::User, "I ran the marathon")]);
+        asked.variant = Some(svc.variants().current().named("default").unwrap());
+        let generation = svc.generate(asked).await.unwrap();
+        assert_eq!(generation.variant, "default");
+        // A request's own parameters win over the variant's.
+        let mut own = command(&[(Role::User, "hey")]);
+        own.generation.temperature = Some(1.1);
+        svc.generate(own).await.unwrap();
+
+        let requests = model.requests();
+        let b_request = &requests[0];
+        assert_eq!(b_request.params.model, "model/b");
+        assert_eq!(b_request.params.temperature, Some(0.3));
+        assert_eq!(b_request.params.max_tokens, Some(64));
+        assert_eq!(
+            b_request.params.routing.fallback_models,
+            ["model/b-fallback"]
+        );
+        assert!(b_request.messages[0].content.starts_with("template b\n"));
+        assert!(
+            !b_request.messages[0].content.contains("marathon"),
+            "b retrieves nothing"
+        );
+        let a_request = &requests[1];
+        assert_eq!(a_request.params.model, "default/model");
+        assert!(a_request.params.routing.is_empty());
+        assert!(a_request.messages[0].content.starts_with("template a\n"));
+        assert!(
+            a_request.messages[0]
+                .content
+                .contains("fact: ran the london marathon")
+        );
+        assert_eq!(requests[2].params.temperature, Some(1.1));
+        assert_eq!(requests[2].params.max_tokens, Some(64));
     }
 
     #[tokio::test]

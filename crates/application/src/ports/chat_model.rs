@@ -26,8 +26,8 @@ pub struct PromptMessage {
     pub content: String,
 }
 
-/// Which model to call and how to sample.
-#[derive(Debug, Clone, PartialEq)]
+/// Which model to call, how to sample and how the provider may route the call.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerationParams {
     /// Model name as the provider knows it.
     pub model: String,
@@ -40,6 +40,8 @@ pub struct GenerationParams {
     /// Seed of the sampler, for replies that can be repeated (with temperature 0, every reply of
     /// a local model is the same anyway).
     pub seed: Option<u64>,
+    /// Fallback models, provider preferences, reasoning budget (where the provider has them).
+    pub routing: super::ModelRouting,
 }
 
 /// One chat-completion call.

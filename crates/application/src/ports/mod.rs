@@ -7,6 +7,7 @@ mod fact_store;
 mod moderation;
 mod prompt;
 mod reranker;
+mod routing;
 
 pub use chat_model::{
     ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, GenerationParams,
@@ -20,3 +21,6 @@ pub use fact_store::{
 pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};
 pub use reranker::{RerankError, Reranker};
+pub use routing::{
+    DataCollection, ModelRouting, ProviderPreferences, ReasoningBudget, ReasoningEffort,
+};

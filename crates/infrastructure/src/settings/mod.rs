@@ -9,6 +9,7 @@ mod retrieval;
 mod server;
 mod store;
 mod values;
+mod variants;
 
 use ragback_application::bounds::InvalidSetting;
 use ragback_application::ports::GenerationParams;
@@ -24,6 +25,7 @@ pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;
 pub use store::{StoreKind, StoreSettings};
 pub use values::{ApiKeys, List, LogFormat};
+pub use variants::{ExperimentConfig, VariantConfig, VariantRetrieval};
 
 use crate::sources::{ConfigSources, variable_of};
 
@@ -49,6 +51,10 @@ pub struct Settings {
     pub eval: EvalSettings,
     /// Memory extraction.
     pub memory: MemoryConfig,
+    /// Named variants besides the default one (`[variants.NAME]`).
+    pub variants: std::collections::BTreeMap<String, VariantConfig>,
+    /// The split of users between the variants (`[experiment]`).
+    pub experiment: ExperimentConfig,
 }
 
 /// Configuration that cannot be used; the message names the variable to fix.
@@ -106,6 +112,10 @@ impl Settings {
         self.store.validate().map_err(at("store"))?;
         self.retrieval.validate().map_err(at("retrieval"))?;
         self.memory.validate().map_err(at("memory"))?;
+        variants::validate_variants(&self.variants).map_err(at("variants"))?;
+        self.experiment
+            .validate(&self.variants)
+            .map_err(at("experiment"))?;
         self.prompt.validate().map_err(at("prompt"))
     }
 
@@ -120,6 +130,7 @@ impl Settings {
                 top_p: sampling.top_p,
                 max_tokens: sampling.max_tokens,
                 seed: None,
+                routing: l.routing.routing(),
             },
             history_messages: self.prompt.history_messages,
             max_prompt_tokens: self.prompt.max_prompt_tokens,
@@ -143,6 +154,7 @@ impl Settings {
                 top_p: None,
                 max_tokens: Some(m.max_tokens),
                 seed: Some(0),
+                routing: Default::default(),
             },
             context_messages: m.context_messages,
             character_canon: m.character_canon,

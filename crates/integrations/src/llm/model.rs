@@ -2,6 +2,7 @@
 
 use async_openai::Client;
 use async_openai::error::OpenAIError;
+use async_openai::types::chat::ReasoningEffort as OpenAiEffort;
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
@@ -11,11 +12,12 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use ragback_application::ports::{
     ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, PromptRole,
-    TokenUsage,
+    ReasoningBudget, ReasoningEffort, TokenUsage,
 };
 use reqwest::StatusCode;
 
 use super::provider::{LlmConfigError, LlmSettings, ProviderConfig};
+use super::routing::OpenRouterFields;
 use super::transport::{StatusError, Transport};
 use super::wire::{ChunkBody, CompletionBody, ErrorBody, Usage};
 use crate::http;
@@ -31,6 +33,17 @@ pub struct OpenAiChatModel {
     client: Client<ProviderConfig>,
     configured: bool,
     base_url: String,
+    /// Whether OpenRouter's routing fields are sent.
+    openrouter: bool,
+}
+
+/// A chat-completion request body: OpenAI's fields, and OpenRouter's beside them.
+#[derive(Debug, serde::Serialize)]
+struct Body {
+    #[serde(flatten)]
+    openai: CreateChatCompletionRequest,
+    #[serde(flatten)]
+    openrouter: OpenRouterFields,
 }
 
 impl OpenAiChatModel {
@@ -46,6 +59,7 @@ impl OpenAiChatModel {
             client,
             configured: !settings.missing_required_key(),
             base_url: settings.base_url.clone(),
+            openrouter: settings.speaks_openrouter(),
         })
     }
 }
@@ -64,7 +78,7 @@ impl ChatModel for OpenAiChatModel {
         if !self.configured {
             return Err(ChatModelError::NotConfigured(MISSING_KEY_HINT.into()));
         }
-        let body = to_wire(request);
+        let body = self.body(request, false);
         let response: CompletionBody = self
             .client
             .chat()
@@ -78,12 +92,7 @@ impl ChatModel for OpenAiChatModel {
         if !self.configured {
             return Err(ChatModelError::NotConfigured(MISSING_KEY_HINT.into()));
         }
-        let mut body = to_wire(request);
-        body.stream = Some(true);
-        body.stream_options = Some(ChatCompletionStreamOptions {
-            include_usage: Some(true),
-            include_obfuscation: None,
-        });
+        let body = self.body(request, true);
         let chunks = self
             .client
             .chat()
@@ -93,6 +102,37 @@ impl ChatModel for OpenAiChatModel {
         Ok(Box::pin(
             chunks.map(|chunk| chunk_from_wire(chunk.map_err(classify)?)),
         ))
+    }
+}
+
+impl OpenAiChatModel {
+    /// The body of one call: OpenRouter gets its routing fields; another provider only a
+    /// reasoning effort, as OpenAI's `reasoning_effort`.
+    fn body(&self, request: &ChatRequest, stream: bool) -> Body {
+        let mut openai = to_wire(request);
+        if stream {
+            openai.stream = Some(true);
+            openai.stream_options = Some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                include_obfuscation: None,
+            });
+        }
+        let routing = &request.params.routing;
+        let openrouter = if self.openrouter {
+            OpenRouterFields::of(&request.params.model, routing)
+        } else {
+            if let Some(ReasoningBudget::Effort(effort)) = routing.reasoning {
+                openai.reasoning_effort = Some(match effort {
+                    ReasoningEffort::None => OpenAiEffort::None,
+                    ReasoningEffort::Minimal => OpenAiEffort::Minimal,
+                    ReasoningEffort::Low => OpenAiEffort::Low,
+                    ReasoningEffort::Medium => OpenAiEffort::Medium,
+                    ReasoningEffort::High => OpenAiEffort::High,
+                });
+            }
+            OpenRouterFields::default()
+        };
+        Body { openai, openrouter }
     }
 }
 

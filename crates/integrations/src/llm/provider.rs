@@ -8,6 +8,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::routing::RoutingSettings;
 use crate::config::{millis, seconds};
 use crate::local_llm_settings::LocalLlmSettings;
 
@@ -26,6 +27,20 @@ pub enum LlmProvider {
     Openai,
     /// The GGUF model of `local.model_path`, in-process.
     Local,
+}
+
+/// Which flavour of the OpenAI API the provider speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// OpenRouter's when `base_url` is on openrouter.ai, else plain OpenAI's.
+    #[default]
+    Auto,
+    /// OpenRouter's: fallback models, provider preferences, reasoning budgets, attribution
+    /// headers (for a proxy in front of OpenRouter, or a test double).
+    Openrouter,
+    /// Plain OpenAI's (OpenAI, Ollama, vLLM): none of OpenRouter's fields are sent.
+    Openai,
 }
 
 /// Sampling defaults of the configured provider.
@@ -111,6 +126,10 @@ pub struct LlmSettings {
     pub top_p: Option<f32>,
     /// Default upper bound on generated tokens; unset, the provider's default.
     pub max_tokens: Option<u32>,
+    /// `auto`, `openrouter` or `openai`: whether OpenRouter's routing fields and headers are sent.
+    pub dialect: Dialect,
+    /// How OpenRouter may route calls (`RAGBACK_LLM__ROUTING__*`); the default variant's.
+    pub routing: RoutingSettings,
     /// `HTTP-Referer` sent to OpenRouter (app attribution); empty to omit.
     pub http_referer: String,
     /// `X-Title` sent to OpenRouter (app attribution); empty to omit.
@@ -138,6 +157,8 @@ impl Default for LlmSettings {
             temperature: None,
             top_p: None,
             max_tokens: None,
+            dialect: Dialect::Auto,
+            routing: RoutingSettings::default(),
             http_referer: "https://github.com/ragback/ragback".into(),
             app_title: "ragback".into(),
             connect_timeout: Duration::from_secs(10),
@@ -169,7 +190,38 @@ impl LlmSettings {
                 "this ragback was built without the `local-llm` feature: choose openai",
             ));
         }
+        self.routing.validate().map_err(|e| e.under("routing"))?;
         self.local.validate().map_err(|e| e.under("local"))
+    }
+
+    /// Whether calls go to OpenRouter (or something speaking its dialect): only then are the
+    /// routing fields and the attribution headers sent.
+    pub fn speaks_openrouter(&self) -> bool {
+        match self.dialect {
+            Dialect::Openrouter => true,
+            Dialect::Openai => false,
+            Dialect::Auto => url::Url::parse(&self.base_url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .is_some_and(|host| host == "openrouter.ai" || host.ends_with(".openrouter.ai")),
+        }
+    }
+
+    /// The settings of OpenRouter's that this provider will not be sent, when some are set: the
+    /// attribution headers when changed from their defaults. Routing is checked per variant
+    /// ([`super::unsupported_outside_openrouter`]).
+    pub fn ignored_attribution(&self) -> Vec<&'static str> {
+        let defaults = Self::default();
+        let mut ignored = Vec::new();
+        if self.resolved_provider() == LlmProvider::Openai && !self.speaks_openrouter() {
+            if self.http_referer != defaults.http_referer && !self.http_referer.is_empty() {
+                ignored.push("http_referer");
+            }
+            if self.app_title != defaults.app_title && !self.app_title.is_empty() {
+                ignored.push("app_title");
+            }
+        }
+        ignored
     }
 
     /// The provider after the `auto` rule: the API when a key or a base URL of its own is set
@@ -250,7 +302,7 @@ impl ProviderConfig {
             ("http-referer", &settings.http_referer),
             ("x-title", &settings.app_title),
         ] {
-            if !value.is_empty() {
+            if !value.is_empty() && settings.speaks_openrouter() {
                 let value = HeaderValue::from_str(value)
                     .map_err(|_| LlmConfigError::Header(name, value.clone()))?;
                 headers.insert(HeaderName::from_static(name), value);

@@ -6,17 +6,19 @@ use std::time::Duration;
 use ragback_application::ports::{
     ChatModel, ChatModelError, ChatRequest, GenerationParams, PromptMessage, PromptRole, TokenUsage,
 };
-use ragback_integrations::llm::{LlmSettings, OpenAiChatModel};
+use ragback_integrations::llm::{Dialect, LlmSettings, OpenAiChatModel};
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{bearer_token, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// A server speaking OpenRouter's dialect at `base_url` (the fake's address is not openrouter.ai).
 fn settings(base_url: &str) -> LlmSettings {
     LlmSettings {
         base_url: base_url.to_owned(),
         api_key: Some(SecretString::from("sk-or-test")),
+        dialect: Dialect::Openrouter,
         ..LlmSettings::default()
     }
 }
@@ -47,6 +49,7 @@ fn request() -> ChatRequest {
             top_p: Some(0.95),
             max_tokens: Some(200),
             seed: Some(7),
+            routing: Default::default(),
         },
     }
 }

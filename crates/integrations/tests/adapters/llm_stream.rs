@@ -33,6 +33,7 @@ fn request() -> ChatRequest {
             top_p: None,
             max_tokens: None,
             seed: None,
+            routing: Default::default(),
         },
     }
 }

@@ -70,6 +70,7 @@ fn request(user: &str, temperature: f32, max_tokens: u32, seed: Option<u64>) -> 
             top_p: Some(0.95),
             max_tokens: Some(max_tokens),
             seed,
+            routing: Default::default(),
         },
     }
 }

@@ -6,6 +6,7 @@
 mod cohere;
 mod edge_store;
 mod llm;
+mod llm_routing;
 mod llm_stream;
 #[cfg(feature = "local-embedder")]
 mod local_embedder;

@@ -43,6 +43,10 @@ pub(crate) struct GenerateRequest {
     /// Memory: `{"extract": true}` learns facts from the user's last message after the reply.
     #[serde(default)]
     memory: Option<MemoryDto>,
+    /// A configured variant to answer with, whatever the split assigns this user (for
+    /// evaluations and tests); unknown names are refused.
+    #[serde(default)]
+    variant: Option<String>,
 }
 
 /// Per-request memory: whether to extract facts from this turn, off the reply's path.
@@ -129,8 +133,35 @@ impl GenerateRequest {
             generation,
             retrieval,
             timeout,
+            variant: None,
         })
     }
+}
+
+/// Longest variant name echoed in an error.
+const MAX_VARIANT_CHARS: usize = 64;
+
+/// The variant a request names, from the set in force; unknown names are a 422 naming them.
+fn asked_variant(
+    state: &AppState,
+    name: Option<&str>,
+) -> Result<Option<Arc<ragback_application::variants::Variant>>, ApiError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_VARIANT_CHARS {
+        return Err(ApiError::invalid_field(
+            "variant",
+            format!("at most {MAX_VARIANT_CHARS} characters: no variant has such a name"),
+        ));
+    }
+    state
+        .chat
+        .variants()
+        .current()
+        .named(name)
+        .map(Some)
+        .map_err(|unknown| ApiError::invalid_field("variant", unknown.to_string()))
 }
 
 /// `POST /generate`: JSON, or Server-Sent Events with `"stream": true`. The request is
@@ -167,7 +198,9 @@ pub(crate) async fn generate(
         .as_ref()
         .and_then(|m| m.extract)
         .unwrap_or(state.memory_auto);
-    let command = request.into_command(&state.limits, timeout)?;
+    let variant = asked_variant(&state, request.variant.as_deref())?;
+    let mut command = request.into_command(&state.limits, timeout)?;
+    command.variant = variant;
     let memory = extract.then(|| memory_request(&state, &command)).flatten();
     if stream {
         let request_id = request_id::current();

@@ -74,6 +74,8 @@ pub(crate) async fn chat(
         generation: GenerationOverrides::default(),
         retrieval: RetrievalOverrides::default(),
         timeout,
+        // One user for everyone cannot be split: the old contract gets the default variant.
+        variant: Some(state.chat.variants().current().default_variant()),
     };
     // The old contract's errors stay as they were: no retrieval detail.
     let generation = state

@@ -9,6 +9,7 @@ mod facts_file;
 #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
 mod model;
 mod progress;
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -86,10 +87,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => return chat::run(args).await,
         command => command,
     };
-    let settings = load_settings(&cli.config, &cli.env_file)?;
+    let sources = config_sources(&cli.config, &cli.env_file);
+    let settings = Settings::load(&sources, &[])?;
     telemetry::init(settings.log_format);
     match command {
-        Command::Serve { addr, seed } => serve(settings, addr, seed).await,
+        Command::Serve { addr, seed } => serve(settings, sources, addr, seed).await,
         Command::Facts(command) => facts::run(command, &settings).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Eval(command) => eval::run(command, &settings).await,
@@ -99,12 +101,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn load_settings(config: &Path, env_file: &Path) -> anyhow::Result<Settings> {
-    let sources = ConfigSources {
+    Ok(Settings::load(&config_sources(config, env_file), &[])?)
+}
+
+fn config_sources(config: &Path, env_file: &Path) -> ConfigSources {
+    ConfigSources {
         toml: Some(config.to_path_buf()),
         dotenv: Some(env_file.to_path_buf()),
         environment: true,
-    };
-    Ok(Settings::load(&sources, &[])?)
+    }
 }
 
 /// The API state for `services` under `settings`; starts the memory worker on the current runtime.
@@ -138,10 +143,17 @@ pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppS
 
 async fn serve(
     settings: Settings,
+    sources: ConfigSources,
     addr: Option<SocketAddr>,
     seed: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let services = build_services(&settings)?;
+    let variants = services.chat.variants().clone();
+    reload::log_in_force(
+        &variants.current(),
+        "variants in force (SIGHUP reloads them)",
+    );
+    let reloads = reload::on_hangup(variants, sources);
     if let Some(path) = seed {
         facts::seed_at_startup(&services, &path).await;
     }
@@ -173,6 +185,7 @@ async fn serve(
     let drain = settings.server.drain_timeout;
     let served = api::serve(listener, api::router(state), api::shutdown_signal(), drain).await;
     upkeep.abort();
+    reloads.abort();
     if let Err(error) = facts.flush().await {
         tracing::error!(%error, "cannot flush the fact store");
     }

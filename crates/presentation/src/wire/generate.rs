@@ -93,8 +93,12 @@ pub struct GenerateResponse {
     pub text: String,
     /// The facts given to the model, best first.
     pub facts: Vec<UsedFact>,
-    /// The model that answered.
+    /// The model that answered, as the provider names it (with fallbacks, maybe not the one
+    /// asked for).
     pub model: String,
+    /// The variant that wrote the reply (`default` without an experiment).
+    #[serde(default)]
+    pub variant: String,
     /// Tokens, when the provider reports them.
     pub usage: Option<UsageDto>,
     /// How retrieval went.
@@ -165,6 +169,7 @@ impl From<Generation> for GenerateResponse {
             text: g.text,
             facts: g.facts.into_iter().map(UsedFact::from).collect(),
             model: g.model,
+            variant: g.variant,
             usage: g.usage.map(|u| UsageDto {
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,

@@ -39,6 +39,7 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
                 top_p: None,
                 max_tokens: None,
                 seed: None,
+                routing: Default::default(),
             },
             history_messages: 20,
             max_prompt_tokens: 4_096,

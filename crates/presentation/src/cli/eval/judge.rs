@@ -220,6 +220,7 @@ impl Setup {
                 top_p: None,
                 max_tokens: Some(max_tokens),
                 seed,
+                routing: Default::default(),
             },
         };
         let spent = self.journal.attempts(key);
