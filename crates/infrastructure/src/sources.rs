@@ -78,6 +78,10 @@ fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, String> {
 
 /// The configuration key (`llm.api_key`) of a variable name, if it is one of ours.
 fn key_of(name: &str) -> Option<String> {
+    // The configuration file's own path (`ragback --config`), not a setting.
+    if name.eq_ignore_ascii_case("RAGBACK_CONFIG") {
+        return None;
+    }
     if let Some((_, key)) = ALIASES.iter().find(|(alias, _)| name == *alias) {
         return Some((*key).to_owned());
     }
@@ -175,6 +179,7 @@ mod tests {
         assert_eq!(key_of("ragback_log_format").as_deref(), Some("log_format"));
         assert_eq!(key_of("OPENROUTER_API_KEY").as_deref(), Some("llm.api_key"));
         assert_eq!(key_of("RAGBACK_"), None);
+        assert_eq!(key_of("RAGBACK_CONFIG"), None);
         assert_eq!(key_of("RAGBACK_LLM____X"), None);
         assert_eq!(key_of("PATH"), None);
         assert_eq!(

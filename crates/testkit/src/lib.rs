@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 pub use app::{Setup, TestApp};
 pub use sse::{sse_events, streamed_text};
-pub use vendors::{FakeCohere, completion};
+pub use vendors::{EchoModel, FakeCohere, completion};
 
 /// The local embedder's model, relative to the repository root (`make model` fetches it).
 pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2";

@@ -13,16 +13,28 @@ use crate::{FakeCohere, repo_root};
 /// environment, the repository as working directory, no config files, the Qdrant Edge store at
 /// `store` and, when given, the fake Cohere as embedder.
 pub fn ragback(binary: &str, store: &Path, cohere: Option<&MockServer>) -> Command {
+    ragback_configured(
+        binary,
+        store,
+        cohere,
+        Path::new("/nonexistent/ragback.toml"),
+    )
+}
+
+/// [`ragback`] reading its configuration from the TOML file at `config`.
+pub fn ragback_configured(
+    binary: &str,
+    store: &Path,
+    cohere: Option<&MockServer>,
+    config: &Path,
+) -> Command {
     let mut command = Command::new(binary);
     command
         .env_clear()
         .current_dir(repo_root())
-        .args([
-            "--config",
-            "/nonexistent/ragback.toml",
-            "--env-file",
-            "/nonexistent/.env",
-        ])
+        .arg("--config")
+        .arg(config)
+        .args(["--env-file", "/nonexistent/.env"])
         .env("RAGBACK_STORE__PATH", store)
         .env("RUST_LOG", "warn")
         // One thread per local generation: tests run side by side.

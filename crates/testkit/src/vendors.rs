@@ -45,3 +45,43 @@ pub fn completion(text: &str) -> Value {
         "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}
     })
 }
+
+/// Answers chat completions as OpenRouter does, whole or streamed as the request asks, naming the
+/// model the request asked for: what variant tests need to tell replies apart.
+pub struct EchoModel {
+    /// The reply.
+    pub text: &'static str,
+}
+
+impl Respond for EchoModel {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let model = body["model"].as_str().unwrap_or("unknown").to_owned();
+        if body["stream"] != json!(true) {
+            let mut whole = completion(self.text);
+            whole["model"] = json!(model);
+            return ResponseTemplate::new(200).set_body_json(whole);
+        }
+        let chunk = |delta: Value, finish: Value, usage: Value| {
+            let chunk = json!({"id": "gen-1", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": usage});
+            format!("data: {chunk}\n\n")
+        };
+        let events = [
+            chunk(
+                json!({"role": "assistant", "content": self.text}),
+                Value::Null,
+                Value::Null,
+            ),
+            chunk(
+                json!({}),
+                json!("stop"),
+                json!({"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}),
+            ),
+            "data: [DONE]\n\n".to_owned(),
+        ];
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "text/event-stream")
+            .set_body_string(events.concat())
+    }
+}

@@ -26,6 +26,7 @@ mod operations;
 mod qdrant_backend;
 mod serve_process;
 mod streaming;
+mod variants;
 
 use std::path::Path;
 use std::process::Command;

@@ -401,13 +401,13 @@ async fn metrics_show_requests_stages_retries_retrieval_and_tokens() {
         r#"ragback_http_request_duration_seconds_bucket{route="/generate",method="POST",status="200",le="+Inf"}"#,
         r#"ragback_stage_duration_seconds_bucket{stage="embed",le="+Inf"}"#,
         r#"ragback_stage_duration_seconds_bucket{stage="search",le="+Inf"}"#,
-        r#"ragback_stage_duration_seconds_bucket{stage="llm",le="+Inf"}"#,
-        r#"ragback_stage_duration_seconds_bucket{stage="total",le="+Inf"}"#,
+        r#"ragback_stage_duration_seconds_bucket{stage="llm",variant="default",le="+Inf"}"#,
+        r#"ragback_stage_duration_seconds_bucket{stage="total",variant="default",le="+Inf"}"#,
         r#"ragback_upstream_retries_total{operation="model call",cause="rate_limited"}"#,
         r#"ragback_retrievals_total{outcome="ok"}"#,
         r#"ragback_facts_per_reply_count"#,
-        r#"ragback_llm_tokens_total{kind="prompt"}"#,
-        r#"ragback_generations_total{outcome="ok"}"#,
+        r#"ragback_llm_tokens_total{kind="prompt",variant="default"}"#,
+        r#"ragback_generations_total{outcome="ok",variant="default"}"#,
     ] {
         let value = sample(&text, prefix).unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
         assert!(value >= 1.0, "{prefix} = {value}");

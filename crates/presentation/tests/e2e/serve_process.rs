@@ -1,6 +1,7 @@
 //! The `ragback serve` process: draining on SIGTERM within the drain timeout, and JSON logs that
 //! carry the request id on every line of a request.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,6 @@ use ragback_testkit::process::{fake_cohere, free_port, wait_healthy};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-use crate::ragback;
 
 /// An LLM that answers after `delay`.
 async fn slow_llm(delay: Duration) -> MockServer {
@@ -54,10 +53,25 @@ struct Running {
 }
 
 async fn serve(llm: &MockServer, vars: &[(&str, &str)], stderr: Stdio) -> Running {
+    serve_configured(llm, vars, stderr, Path::new("/nonexistent/ragback.toml")).await
+}
+
+/// [`serve`] with the configuration file at `config`.
+async fn serve_configured(
+    llm: &MockServer,
+    vars: &[(&str, &str)],
+    stderr: Stdio,
+    config: &Path,
+) -> Running {
     let cohere = fake_cohere().await;
     let store = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut command = ragback(store.path(), Some(&cohere));
+    let mut command = ragback_testkit::process::ragback_configured(
+        env!("CARGO_BIN_EXE_ragback"),
+        store.path(),
+        Some(&cohere),
+        config,
+    );
     command
         .env("RAGBACK_LLM__BASE_URL", format!("{}/api/v1", llm.uri()))
         .env("RAGBACK_LLM__API_KEY", "sk-test")
@@ -205,4 +219,110 @@ async fn every_json_log_line_of_a_request_carries_its_request_id() {
     for line in lines_of_generation {
         assert!(line.to_string().contains("trace-me-42"), "{line}");
     }
+}
+
+/// The variant of a `/generate` reply for `user`, or the error.
+async fn variant_of(port: u16, user: &str) -> Result<String, String> {
+    let mut request = ragback_testkit::demo_request();
+    request["user"]["id"] = serde_json::json!(user);
+    let response = ragback_testkit::http_client()
+        .post(format!("http://127.0.0.1:{port}/generate"))
+        .json(&request)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    body["variant"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or(body.to_string())
+}
+
+fn sighup(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn split_toml(default: u32, b: u32) -> String {
+    format!(
+        "[variants.b]\nmodel = \"model/b\"\n\n[experiment]\nsalt = \"hup\"\nvariants = {{ default = {default}, b = {b} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_split_without_dropping_requests_and_refuses_a_bad_file() {
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/chat/completions"))
+        .respond_with(|request: &wiremock::Request| {
+            use wiremock::Respond as _;
+            let answer = ragback_testkit::EchoModel {
+                text: "*nods* Sure.",
+            }
+            .respond(request);
+            answer.set_delay(Duration::from_millis(800))
+        })
+        .mount(&llm)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ragback.toml");
+    std::fs::write(&config, split_toml(100, 0)).unwrap();
+    let log_path = dir.path().join("ragback.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = serve_configured(&llm, &[], Stdio::from(log), &config).await;
+    let port = server.port;
+    assert_eq!(variant_of(port, "john").await.unwrap(), "default");
+
+    // A request in flight while the split changes finishes, with the variant it started with.
+    let in_flight = tokio::spawn(async move { variant_of(port, "john").await });
+    let before = llm.received_requests().await.unwrap().len();
+    while llm.received_requests().await.unwrap().len() == before {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::write(&config, split_toml(0, 100)).unwrap();
+    sighup(&server.child);
+    let started = Instant::now();
+    loop {
+        if variant_of(port, "john").await.unwrap() == "b" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the split never changed: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+    }
+    assert_eq!(in_flight.await.unwrap().unwrap(), "default");
+
+    // Bad files change nothing: a split naming no variant, then not TOML at all.
+    for bad in [
+        "[experiment]\nvariants = { default = 50, c = 50 }\n",
+        "[experiment\nvariants = ",
+    ] {
+        std::fs::write(&config, bad).unwrap();
+        sighup(&server.child);
+        let started = Instant::now();
+        let refusals = |log: &str| log.matches("the configuration was refused").count();
+        let expected = refusals(&std::fs::read_to_string(&log_path).unwrap()) + 1;
+        while refusals(&std::fs::read_to_string(&log_path).unwrap()) < expected {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no error logged for {bad:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            variant_of(port, "john").await.unwrap(),
+            "b",
+            "after {bad:?}"
+        );
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("RAGBACK_EXPERIMENT__VARIANTS__C"), "{log}");
+    sigterm(&server.child);
+    let (exit, _) = wait_exit(&mut server.child, Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit}: {log}");
 }
