@@ -5,7 +5,8 @@
 //! cuts dialogues into replay windows; [`verdict`] reads a pairwise judge's answer and combines
 //! the two orders of a pair; [`moderation`] reads a moderation judge's tags; [`stats`] holds the
 //! dialogue-clustered bootstrap, the length-controlled win rate, Wilson intervals and sample
-//! sizes; [`policy`] turns the numbers into a ship decision. The command line (`ragback eval`)
+//! sizes; [`policy`] turns the numbers into a ship decision; [`variants`] compares the real
+//! dialogues of a rollout's variants. The command line (`ragback eval`)
 //! reads and writes the files and calls the judges.
 
 pub mod memory;
@@ -14,6 +15,7 @@ pub mod policy;
 pub mod retrieval;
 pub mod scoring;
 pub mod stats;
+pub mod variants;
 pub mod verdict;
 pub mod windows;
 

@@ -81,22 +81,29 @@ impl Bootstrap {
         clusters: usize,
         mut statistic: impl FnMut(&[u32]) -> Option<f64>,
     ) -> Option<Interval> {
-        let mut values: Vec<f64> = (0..self.rounds)
-            .filter_map(|round| statistic(&self.weights(round, clusters)))
-            .filter(|v| v.is_finite())
-            .collect();
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        let mean = values.iter().sum::<f64>() / values.len() as f64;
-        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
-        Some(Interval {
-            low: percentile(&values, 0.025),
-            high: percentile(&values, 0.975),
-            se: variance.sqrt(),
-        })
+        spread(
+            (0..self.rounds)
+                .filter_map(|round| statistic(&self.weights(round, clusters)))
+                .collect(),
+        )
     }
+}
+
+/// The 2.5 % and 97.5 % percentiles of a statistic's bootstrap `values` and their standard
+/// deviation; non-finite values are left out, `None` when none is left.
+pub fn spread(mut values: Vec<f64>) -> Option<Interval> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+    Some(Interval {
+        low: percentile(&values, 0.025),
+        high: percentile(&values, 0.975),
+        se: variance.sqrt(),
+    })
 }
 
 /// A 95 % interval and the standard error it came with.

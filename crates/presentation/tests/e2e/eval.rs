@@ -869,3 +869,168 @@ async fn the_demo_script_runs_the_whole_chain_and_ships() {
     let html = std::fs::read_to_string(dir.path().join("demo/report.html")).unwrap();
     assert!(html.contains("SHIP</b> to 10 % of users"));
 }
+
+/// A rollout's log: five users on `a` who write 4 messages, each reply with one action; five on
+/// `b` who write 6, no reply with an action.
+fn rollout_log(dir: &Path) -> PathBuf {
+    let mut log = String::new();
+    for i in 0..10 {
+        let (variant, turns, reply) = if i < 5 {
+            ("a", 4, "*nods* Sure thing.")
+        } else {
+            ("b", 6, "Sure thing, bro.")
+        };
+        let mut messages = Vec::new();
+        for t in 0..turns {
+            messages.push(json!({"role": "user", "text": format!("Message {t} of user {i}.")}));
+            messages.push(
+                json!({"role": "character", "text": reply, "variant": variant,
+                                 "model": format!("model-{variant}")}),
+            );
+        }
+        log.push_str(
+            &json!({
+                "id": format!("r-{i:02}"), "user": {"id": format!("user-{i}"), "name": "John"},
+                "character": {"name": "Blaze", "description": "A bartender."}, "messages": messages,
+            })
+            .to_string(),
+        );
+        log.push('\n');
+    }
+    let path = dir.join("rollout.jsonl");
+    std::fs::write(&path, log).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logged_dialogues_are_grouped_by_variant_and_a_variant_is_replayed_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    rollout_log(dir.path());
+    let eval = |args: &[&str]| {
+        run(ragback(BIN, &dir.path().join("store"), None).args(eval_args(dir.path(), args)))
+    };
+
+    let (ok, stdout, stderr) = eval(&[
+        "variants",
+        "--dialogues",
+        "@rollout.jsonl",
+        "--baseline",
+        "a",
+        "--out",
+        "@variants.json",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("user msgs/dialogue") && stdout.contains("  − a"),
+        "{stdout}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("variants.json")).unwrap())
+            .unwrap();
+    let variants = report["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let (a, b) = (&variants[0], &variants[1]);
+    assert_eq!(
+        (
+            a["variant"].as_str(),
+            a["dialogues"].as_u64(),
+            a["replies"].as_u64()
+        ),
+        (Some("a"), Some(5), Some(20))
+    );
+    assert_eq!(a["one_action_rate"]["value"], 1.0);
+    assert_eq!(b["user_messages_per_dialogue"]["value"], 6.0);
+    assert_eq!(b["one_action_rate"]["value"], 0.0);
+    let versus = &b["versus_baseline"];
+    assert_eq!(versus["user_messages_per_dialogue"]["value"], 2.0);
+    assert_eq!(versus["one_action_rate"]["value"], -1.0);
+    assert!(a["versus_baseline"].is_null());
+
+    // B's real replies, for the moderation floor: windows of b's targets only, replayed as logged.
+    let (ok, _, stderr) = eval(&[
+        "windows",
+        "--dialogues",
+        "@rollout.jsonl",
+        "--out",
+        "@b-windows.jsonl",
+        "--logged-variant",
+        "b",
+        "--min-context",
+        "1",
+        "--stride",
+        "2",
+    ]);
+    assert!(ok, "{stderr}");
+    let windows: Vec<Value> = std::fs::read_to_string(dir.path().join("b-windows.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!windows.is_empty());
+    assert!(
+        windows.iter().all(|w| w["logged_variant"] == "b"),
+        "{windows:?}"
+    );
+
+    // The same windows replayed by ragback in this process, asking for variant b by name.
+    let (server, _) = FakeJudge::start().await;
+    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None)
+        .env("RAGBACK_LLM__PROVIDER", "openai")
+        .env("RAGBACK_LLM__BASE_URL", format!("{}/v1", server.uri()))
+        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
+        .env("RAGBACK_VARIANTS__B__MODEL", "demo-b")
+        .args(eval_args(
+            dir.path(),
+            &[
+                "replay",
+                "--windows",
+                "@b-windows.jsonl",
+                "--out",
+                "@b-replies.jsonl",
+                "--arm",
+                "logged=logged",
+                "--arm",
+                "replayed=local,variant=b",
+                "--facts",
+                "none",
+            ],
+        )));
+    assert!(ok, "{stderr}");
+    let replayed = rows(&dir.path().join("b-replies.jsonl"));
+    assert_eq!(replayed.len(), 2 * windows.len());
+    for row in &replayed {
+        assert_eq!(row["status"], "ok", "{row}");
+        assert_eq!(row["variant"], "b", "{row}");
+    }
+    assert!(
+        replayed
+            .iter()
+            .filter(|r| r["arm"] == "replayed")
+            .all(|r| r["model"] == "demo-b")
+    );
+
+    // An unknown variant is refused by ragback, and recorded as such.
+    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None)
+        .env("RAGBACK_LLM__PROVIDER", "openai")
+        .env("RAGBACK_LLM__BASE_URL", format!("{}/v1", server.uri()))
+        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
+        .args(eval_args(
+            dir.path(),
+            &[
+                "replay",
+                "--windows",
+                "@b-windows.jsonl",
+                "--out",
+                "@c-replies.jsonl",
+                "--arm",
+                "c=local,variant=c",
+            ],
+        )));
+    assert!(ok, "{stderr}");
+    let refused = rows(&dir.path().join("c-replies.jsonl"));
+    assert!(
+        refused.iter().all(|r| r["status"] == "invalid"
+            && r["error"].as_str().unwrap().contains("unknown variant `c`")),
+        "{refused:?}"
+    );
+}

@@ -50,6 +50,9 @@ pub struct LoggedMessage {
     /// The model version that wrote a character message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The variant that wrote a character message (`/generate`'s `variant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Anything else (facts used, …) is kept.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
@@ -215,6 +218,9 @@ pub struct WindowsArgs {
     /// Only targets written by this model label (the `logged` arm's model).
     #[arg(long)]
     logged_model: Option<String>,
+    /// Only targets written by this variant (logged as the message's `variant`).
+    #[arg(long)]
+    logged_variant: Option<String>,
     /// Seed of the draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -245,6 +251,9 @@ pub struct Window {
     /// The logged reply's model label.
     #[serde(default)]
     pub logged_model: Option<String>,
+    /// The variant that wrote the logged reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_variant: Option<String>,
     /// The source of the dialogue.
     #[serde(default)]
     pub source: Option<String>,
@@ -301,11 +310,12 @@ pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
             })
             .collect();
         for target in windows::targets(&speakers, spec) {
-            let model = dialogue.messages[target.index].model.as_deref();
-            if args
-                .logged_model
-                .as_deref()
-                .is_some_and(|want| model != Some(want))
+            let message = &dialogue.messages[target.index];
+            let unwanted = |want: &Option<String>, got: &Option<String>| {
+                want.as_ref().is_some_and(|want| got.as_ref() != Some(want))
+            };
+            if unwanted(&args.logged_model, &message.model)
+                || unwanted(&args.logged_variant, &message.variant)
             {
                 continue;
             }
@@ -348,6 +358,7 @@ pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
                 .collect(),
             logged: message(target),
             logged_model: target.model.clone(),
+            logged_variant: target.variant.clone(),
             source: dialogue.source.clone(),
         };
         out.push_str(&serde_json::to_string(&window)?);

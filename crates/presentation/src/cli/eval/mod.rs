@@ -10,6 +10,7 @@ mod memory;
 mod replay;
 mod report;
 mod retrieval;
+mod variants;
 
 use clap::Subcommand;
 use ragback_infrastructure::Settings;
@@ -39,6 +40,9 @@ pub enum EvalCommand {
     Report(report::ReportArgs),
     /// Pairs and judge calls needed to detect an effect.
     Power(report::PowerArgs),
+    /// Groups logged dialogues by the variant that wrote each reply and compares each variant
+    /// with the baseline, with 95 % intervals (the online half of a rollout).
+    Variants(variants::VariantsArgs),
 }
 
 /// Runs an evaluation command.
@@ -53,6 +57,7 @@ pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()
         EvalCommand::Moderate(args) => judge::moderate(args, settings).await,
         EvalCommand::Report(args) => report::run(args),
         EvalCommand::Power(args) => report::power(args),
+        EvalCommand::Variants(args) => variants::run(args),
     }
 }
 

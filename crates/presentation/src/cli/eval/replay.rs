@@ -29,8 +29,9 @@ pub struct ReplayArgs {
     #[arg(long)]
     out: PathBuf,
     /// An arm: `NAME=logged` (the reply in the log),
-    /// `NAME=server:URL[,model=M,temperature=T,top_p=P,max_tokens=N,seed=S]` (a running ragback)
-    /// or `NAME=local[,model=M,…]` (ragback in this process, from this configuration).
+    /// `NAME=server:URL[,variant=V,model=M,temperature=T,top_p=P,max_tokens=N,seed=S]` (a running
+    /// ragback; `variant` picks one of its configured variants) or `NAME=local[,variant=V,…]`
+    /// (ragback in this process, from this configuration).
     #[arg(long = "arm", required = true)]
     arms: Vec<String>,
     /// Facts: `live` (the server retrieves them now) or `none` (retrieval off).
@@ -52,10 +53,17 @@ enum Source {
     /// The reply in the log.
     Logged,
     /// `POST {url}/generate` of a running ragback.
-    Server { url: String, generation: Value },
+    Server {
+        url: String,
+        generation: Value,
+        variant: Option<String>,
+    },
     /// ragback's own router in this process, built from this invocation's configuration: the same
     /// path as the server, without one.
-    Local { generation: Value },
+    Local {
+        generation: Value,
+        variant: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -89,11 +97,16 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
     };
     let parts = options.split(',').filter(|p| !p.is_empty());
     let mut generation = serde_json::Map::new();
+    let mut variant = None;
     for part in parts {
         let (key, value) = part
             .split_once('=')
             .with_context(|| format!("--arm {spec:?}: {part:?} is not key=value"))?;
         let value = match key {
+            "variant" => {
+                variant = Some(value.to_owned());
+                continue;
+            }
             "model" => Value::from(value),
             "temperature" | "top_p" => Value::from(
                 value
@@ -106,7 +119,8 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
                     .with_context(|| format!("--arm: {key}"))?,
             ),
             other => bail!(
-                "--arm {spec:?}: unknown key {other:?} (model, temperature, top_p, max_tokens, seed)"
+                "--arm {spec:?}: unknown key {other:?} (variant, model, temperature, top_p, \
+                 max_tokens, seed)"
             ),
         };
         generation.insert(key.to_owned(), value);
@@ -115,8 +129,15 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
     Ok(Arm {
         name: name.to_owned(),
         source: match url {
-            Some(url) => Source::Server { url, generation },
-            None => Source::Local { generation },
+            Some(url) => Source::Server {
+                url,
+                generation,
+                variant,
+            },
+            None => Source::Local {
+                generation,
+                variant,
+            },
         },
     })
 }
@@ -282,22 +303,33 @@ async fn reply(
         "kind": "reply", "key": key(window, arm), "window": window.id, "dialogue": window.dialogue,
         "bucket": window.bucket, "arm": arm.name, "sample": 0,
     });
-    let (url, generation) = match &arm.source {
+    let (url, generation, variant) = match &arm.source {
         Source::Logged => {
             row["status"] = json!("ok");
             row["attempts"] = json!(0);
             row["text"] = json!(window.logged.text);
             row["model"] = json!(window.logged_model);
+            row["variant"] = json!(window.logged_variant);
             return row;
         }
-        Source::Server { url, generation } => (Some(url.as_str()), generation),
-        Source::Local { generation } => (None, generation),
+        Source::Server {
+            url,
+            generation,
+            variant,
+        } => (Some(url.as_str()), generation, variant),
+        Source::Local {
+            generation,
+            variant,
+        } => (None, generation, variant),
     };
-    let body = json!({
+    let mut body = json!({
         "messages": window.context, "user": window.user, "character": window.character,
         "scenario": window.scenario, "generation": generation,
         "retrieval": {"enabled": facts},
     });
+    if let Some(variant) = variant {
+        body["variant"] = json!(variant);
+    }
     let started = Instant::now();
     let (result, attempts) = retrying(retries, spent, &key(window, arm), || {
         let body = &body;
@@ -334,6 +366,7 @@ async fn reply(
             row["status"] = json!("ok");
             row["text"] = response["text"].clone();
             row["model"] = json!(model);
+            row["variant"] = response["variant"].clone();
             row["facts"] = response["facts"].clone();
             row["retrieval"] = response["retrieval"].clone();
             row["usage"] = usage.clone();
