@@ -294,45 +294,53 @@ pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
 
 /// Warns of OpenRouter's settings that the configured provider will not be sent.
 fn warn_of_ignored_routing(settings: &Settings, set: &VariantSet) {
+    for warning in ignored_routing(settings, set) {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// What of OpenRouter's settings the configured provider will not be sent, one sentence per
+/// variant (and one for the attribution headers).
+fn ignored_routing(settings: &Settings, set: &VariantSet) -> Vec<String> {
     let llm = &settings.llm;
     let local = llm.resolved_provider() == LlmProvider::Local;
     if llm.speaks_openrouter() && !local {
-        return;
+        return Vec::new();
     }
     let provider = if local {
         "the in-process model".to_owned()
     } else {
         format!("{} (not OpenRouter)", llm.base_url)
     };
+    let mut warnings = Vec::new();
     for variant in set.variants() {
         let routing = &variant.params.routing;
-        let ignored = if local {
-            let mut all = unsupported_outside_openrouter(routing);
-            if matches!(
+        let mut ignored = unsupported_outside_openrouter(routing);
+        if local
+            && matches!(
                 routing.reasoning,
                 Some(ragback_application::ports::ReasoningBudget::Effort(_))
-            ) {
-                all.push("reasoning_effort");
-            }
-            all
-        } else {
-            unsupported_outside_openrouter(routing)
-        };
+            )
+        {
+            ignored.push("reasoning_effort");
+        }
         if !ignored.is_empty() {
-            tracing::warn!(
-                variant = %variant.name,
-                ignored = %ignored.join(", "),
-                "{provider} is not sent these routing settings (OpenRouter's;                  RAGBACK_LLM__DIALECT=openrouter sends them anyway)"
-            );
+            warnings.push(format!(
+                "variant `{}`: {provider} is not sent {} (OpenRouter's routing; \
+                 RAGBACK_LLM__DIALECT=openrouter sends them anyway)",
+                variant.name,
+                ignored.join(", ")
+            ));
         }
     }
     let headers = llm.ignored_attribution();
     if !headers.is_empty() {
-        tracing::warn!(
-            ignored = %headers.join(", "),
-            "{provider} is not sent the attribution headers (HTTP-Referer, X-Title: OpenRouter's)"
-        );
+        warnings.push(format!(
+            "{provider} is not sent the attribution headers ({}: OpenRouter's)",
+            headers.join(", ")
+        ));
     }
+    warnings
 }
 
 /// The LLM judge of `ragback eval`.
@@ -408,4 +416,53 @@ pub fn build_moderation(
     )
     .map_err(|e| WiringError::Invalid(format!("RAGBACK_EVAL__MODERATION__*: {e}")))?;
     Ok(Arc::new(moderation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ConfigSources;
+
+    fn warnings(vars: &[(&str, &str)]) -> Vec<String> {
+        let mut vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts/chat.tera");
+        vars.push(("RAGBACK_PROMPT__TEMPLATE".into(), template.into()));
+        vars.push((
+            "RAGBACK_VARIANTS__B__ROUTING__FALLBACK_MODELS".into(),
+            "x/y".into(),
+        ));
+        vars.push((
+            "RAGBACK_VARIANTS__C__ROUTING__REASONING_EFFORT".into(),
+            "low".into(),
+        ));
+        let settings = Settings::load(&ConfigSources::none(), &vars).unwrap();
+        ignored_routing(&settings, &build_variants(&settings).unwrap())
+    }
+
+    #[test]
+    fn routing_a_provider_cannot_take_is_named_at_start_up() {
+        let openrouter = warnings(&[("RAGBACK_LLM__API_KEY", "sk-or-1")]);
+        assert!(openrouter.is_empty(), "{openrouter:?}");
+
+        let ollama = warnings(&[
+            ("RAGBACK_LLM__BASE_URL", "http://localhost:11434/v1"),
+            ("RAGBACK_LLM__APP_TITLE", "my-app"),
+        ]);
+        assert_eq!(ollama.len(), 2, "{ollama:?}");
+        assert!(ollama[0].starts_with("variant `b`: http://localhost:11434/v1 (not OpenRouter)"));
+        assert!(ollama[0].contains("fallback_models"), "{ollama:?}");
+        assert!(ollama[1].contains("app_title"), "{ollama:?}");
+
+        let local = warnings(&[("RAGBACK_LLM__PROVIDER", "local")]);
+        assert!(
+            local
+                .iter()
+                .any(|w| w.starts_with("variant `c`: the in-process model")
+                    && w.contains("reasoning_effort")),
+            "{local:?}"
+        );
+    }
 }
