@@ -242,3 +242,39 @@ async fn a_server_with_api_keys_needs_the_key() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "Blaze: *waves* Yo John!");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_can_ask_for_a_variant_and_an_unknown_one_is_named() {
+    let app = app_with_echoing_llm(Setup {
+        vars: vec![("RAGBACK_VARIANTS__B__MODEL".into(), "model/b".into())],
+        ..Setup::default()
+    })
+    .await;
+    let args = |variant: &str| {
+        vec![
+            "--url".into(),
+            app.url(""),
+            "--variant".into(),
+            variant.into(),
+        ]
+    };
+
+    let (ok, stdout, stderr) = chat(args("b"), "hey\n".into()).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("You said: hey"), "{stdout}");
+    let models: Vec<Value> = app
+        .llm_requests()
+        .await
+        .iter()
+        .map(|b| b["model"].clone())
+        .collect();
+    assert_eq!(
+        models,
+        [json!("model/b"), json!("model/b")],
+        "the greeting and the turn"
+    );
+
+    let (ok, _, stderr) = chat(args("nope"), String::new()).await;
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("unknown variant `nope`"), "{stderr}");
+}

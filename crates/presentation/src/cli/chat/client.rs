@@ -70,6 +70,7 @@ pub struct ChatClient {
     http: reqwest::Client,
     url: String,
     idle: Duration,
+    variant: Option<String>,
 }
 
 impl ChatClient {
@@ -84,7 +85,13 @@ impl ChatClient {
             http,
             url: url.trim_end_matches('/').to_owned(),
             idle,
+            variant: None,
         })
+    }
+
+    /// The same client asking for `variant` with every turn (`None`: the server's split decides).
+    pub fn with_variant(self, variant: Option<String>) -> Self {
+        Self { variant, ..self }
     }
 
     /// Streams the reply to `request` (a `/generate` body; `stream` is set here), showing its
@@ -96,6 +103,9 @@ impl ChatClient {
     ) -> Result<Reply, ChatError> {
         let mut request = request.clone();
         request["stream"] = Value::Bool(true);
+        if let Some(variant) = &self.variant {
+            request["variant"] = Value::from(variant.as_str());
+        }
         let send = self
             .http
             .post(format!("{}/generate", self.url))

@@ -48,6 +48,9 @@ pub struct ChatArgs {
     /// Bearer token, when the server has authentication on (RAGBACK_SERVER__API_KEYS).
     #[arg(long, env = "RAGBACK_API_KEY", hide_env_values = true, value_parser = secret)]
     pub api_key: Option<SecretString>,
+    /// Ask for this configured variant with every turn, whatever the server's split says.
+    #[arg(long, env = "RAGBACK_CHAT_VARIANT")]
+    pub variant: Option<String>,
     /// Give up on a reply when the server sends nothing for this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
@@ -72,7 +75,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         &args.url,
         Duration::from_secs(args.timeout),
         args.api_key.as_ref(),
-    )?;
+    )?
+    .with_variant(args.variant.clone());
     let mut session = Session::new(user, character, args.scenario, args.history.into());
     let mut lines = Lines::new(&screen.user)?;
     if lines.is_terminal() {
