@@ -323,6 +323,24 @@ variants = { default = 80, b = 10, c = 10 }
     }
 
     #[test]
+    fn the_example_file_is_a_valid_configuration() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let example = std::fs::read_to_string(root.join("ragback.example.toml")).unwrap();
+        let mut settings = from_toml(&example, &[]).unwrap();
+        for variant in settings.variants.values_mut() {
+            variant.template = variant.template.as_ref().map(|t| root.join(t));
+        }
+        let set = build_variants(&settings).unwrap();
+        assert_eq!(set.names().collect::<Vec<_>>(), ["b", "default"]);
+        let b = set.named("b").unwrap();
+        assert_eq!(
+            b.params.routing.reasoning,
+            Some(ReasoningBudget::MaxTokens(256))
+        );
+        assert_eq!(set.split().unwrap().shares()[0], ("b".to_owned(), 10));
+    }
+
+    #[test]
     fn a_broken_template_of_a_variant_stops_the_start_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let broken = dir.path().join("broken.tera");

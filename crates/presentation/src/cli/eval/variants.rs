@@ -65,38 +65,42 @@ pub fn run(args: VariantsArgs) -> anyhow::Result<()> {
             args.dialogues.display()
         );
     }
-    println!(
-        "{:<16} {:>9} {:>6} {:>8}  {:<30} {:<30} {:<30}",
+    let row = |cells: [&str; 7]| {
+        let line = format!(
+            "{:<16} {:>9} {:>6} {:>8}  {:<22} {:<16} {}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+        );
+        println!("{}", line.trim_end());
+    };
+    row([
         "variant",
         "dialogues",
         "users",
         "replies",
         "user msgs/dialogue",
         "chars/reply",
-        "one *action*"
-    );
+        "one *action*",
+    ]);
     for s in &summaries {
-        println!(
-            "{:<16} {:>9} {:>6} {:>8}  {:<30} {:<30} {:<30}",
-            s.variant,
-            s.dialogues,
-            s.users,
-            s.replies,
-            show(&s.user_messages_per_dialogue, 1),
-            show(&s.reply_chars, 0),
-            show(&s.one_action_rate, 3),
-        );
+        row([
+            &s.variant,
+            &s.dialogues.to_string(),
+            &s.users.to_string(),
+            &s.replies.to_string(),
+            &show(&s.user_messages_per_dialogue, 1),
+            &show(&s.reply_chars, 0),
+            &show(&s.one_action_rate, 3),
+        ]);
         if let Some(d) = &s.versus_baseline {
-            println!(
-                "{:<16} {:>9} {:>6} {:>8}  {:<30} {:<30} {:<30}",
-                format!("  − {}", args.baseline),
+            row([
+                &format!("  − {}", args.baseline),
                 "",
                 "",
                 "",
-                show(&d.user_messages_per_dialogue, 1),
-                show(&d.reply_chars, 0),
-                show(&d.one_action_rate, 3),
-            );
+                &show(&d.user_messages_per_dialogue, 1),
+                &show(&d.reply_chars, 0),
+                &show(&d.one_action_rate, 3),
+            ]);
         }
     }
     if let Some(out) = &args.out {
