@@ -37,6 +37,24 @@ impl InvalidSetting {
     }
 }
 
+/// Checks the optional sampling settings `temperature`, `top_p` and `max_tokens`, named so.
+pub fn sampling(
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    max_tokens: Option<u32>,
+) -> Result<(), InvalidSetting> {
+    if let Some(t) = temperature {
+        TEMPERATURE.setting("temperature", t)?;
+    }
+    if let Some(p) = top_p {
+        TOP_P.setting("top_p", p)?;
+    }
+    if let Some(n) = max_tokens {
+        MAX_TOKENS.setting("max_tokens", n)?;
+    }
+    Ok(())
+}
+
 /// `Ok` unless `duration` is zero.
 pub fn nonzero(key: &str, duration: Duration) -> Result<(), InvalidSetting> {
     if duration.is_zero() {

@@ -517,12 +517,26 @@ impl MemoryExtractor {
 #[derive(Clone)]
 pub struct MemoryQueue {
     sender: tokio::sync::mpsc::Sender<ExtractRequest>,
+    stopped: tokio::sync::watch::Receiver<()>,
+}
+
+/// Resolves when the memory worker has stopped: every queued extraction done, and its hold on the
+/// store released.
+pub struct MemoryWorkerStopped(tokio::sync::watch::Receiver<()>);
+
+impl MemoryWorkerStopped {
+    /// Waits for the worker to stop (it stops once every [`MemoryQueue`] handle is dropped).
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
 }
 
 impl MemoryQueue {
-    /// Starts the worker on the current Tokio runtime; it stops when every handle is dropped.
+    /// Starts the worker on the current Tokio runtime; it stops when every handle is dropped,
+    /// after the extractions already queued.
     pub fn start(extractor: MemoryExtractor, capacity: usize) -> Self {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<ExtractRequest>(capacity.max(1));
+        let (running, stopped) = tokio::sync::watch::channel(());
         tokio::spawn(async move {
             while let Some(request) = receiver.recv().await {
                 let request_id = request.request_id.clone();
@@ -538,8 +552,16 @@ impl MemoryQueue {
                     }
                 }
             }
+            // The store is released before anyone is told the worker stopped.
+            drop(extractor);
+            drop(running);
         });
-        Self { sender }
+        Self { sender, stopped }
+    }
+
+    /// What resolves when the worker has stopped; holding it does not keep the worker running.
+    pub fn stopped(&self) -> MemoryWorkerStopped {
+        MemoryWorkerStopped(self.stopped.clone())
     }
 
     /// Queues an extraction; never waits. A full queue drops it, counted in
@@ -959,6 +981,29 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(texts(&s.store).await, ["Has a cat named Kit"]);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_queue_finishes_what_it_holds_then_stops() {
+        let s = setup(&[
+            r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#,
+            r#"{"facts": [{"owner": "user", "text": "Plays the cello"}]}"#,
+        ]);
+        let queue = MemoryQueue::start(s.extractor.clone(), 4);
+        let stopped = queue.stopped();
+        assert!(queue.submit(said(&[(Role::User, "I adopted a cat named Kit")], false)));
+        assert!(queue.submit(said(&[(Role::User, "I play the cello")], false)));
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(5), stopped.wait())
+            .await
+            .expect("the worker stops once the queue is gone");
+        let mut stored = texts(&s.store).await;
+        stored.sort();
+        assert_eq!(
+            stored,
+            ["Has a cat named Kit", "Plays the cello"],
+            "nothing queued is lost"
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn main() {
                 None => by_owner.push((fact.owner, vec![text])),
             }
         }
+        let app_facts = by_owner.clone();
         let app = TestApp::spawn_with(Setup {
             facts: by_owner,
             ..Setup::default()
@@ -136,6 +137,56 @@ fn main() {
             .filter(|r| r.to_string().contains("What should be remembered?"))
             .count();
         println!("  extractions that asked the model after their reply: {extractions}");
+
+        // Variants side by side with none: a second server with an experiment (two variants, a
+        // 50/50 split by user, OpenRouter's routing fields in every body); turns alternate
+        // between the two servers, each turn with its own user.
+        let split = TestApp::spawn_with(Setup {
+            vars: [
+                ("RAGBACK_LLM__DIALECT", "openrouter"),
+                ("RAGBACK_VARIANTS__B__MODEL", "anthropic/claude-3.5-haiku"),
+                ("RAGBACK_VARIANTS__B__TEMPERATURE", "0.6"),
+                ("RAGBACK_VARIANTS__B__ROUTING__FALLBACK_MODELS", "openai/gpt-4o-mini"),
+                ("RAGBACK_VARIANTS__B__ROUTING__REASONING_MAX_TOKENS", "256"),
+                ("RAGBACK_LLM__ROUTING__DATA_COLLECTION", "deny"),
+                ("RAGBACK_EXPERIMENT__SALT", "bench"),
+                ("RAGBACK_EXPERIMENT__VARIANTS__DEFAULT", "50"),
+                ("RAGBACK_EXPERIMENT__VARIANTS__B", "50"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+            facts: app_facts,
+            ..Setup::default()
+        })
+        .await;
+        split
+            .llm_replies("Blaze: *raises glass* No way, bro! A whole marathon? That's dope for real.")
+            .await;
+        let (mut single, mut assigned, mut in_b) = (Vec::new(), Vec::new(), 0);
+        for i in 0..requests {
+            let mut turn = request.clone();
+            turn["user"]["id"] = serde_json::json!(format!("user-{i}"));
+            let target = if i % 2 == 0 { &app } else { &split };
+            let started = Instant::now();
+            let (status, body) = target.post_json("/generate", &turn).await;
+            let observed = started.elapsed().as_secs_f64() * 1_000.0;
+            assert_eq!(status, 200, "{body}");
+            if i % 2 == 0 {
+                single.push(observed);
+            } else {
+                assigned.push(observed);
+                in_b += usize::from(body["variant"] == "b");
+            }
+        }
+        println!(
+            "{requests} more, alternating between two servers: client latency of a reply ({in_b} of \
+             {} split turns in b)",
+            requests / 2
+        );
+        report("one variant", single);
+        report("two variants, 50/50 split", assigned);
+        split.stop().await;
         app.stop().await;
     });
 }

@@ -29,6 +29,7 @@ pub struct TestApp {
     pub store_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    memory_stopped: Option<ragback_application::memory::MemoryWorkerStopped>,
 }
 
 /// What to set up before the server starts.
@@ -133,6 +134,7 @@ impl TestApp {
             services.facts.add(facts, |_| {}).await.unwrap();
         }
         let state = app_state(services, &settings).unwrap();
+        let memory_stopped = state.memory_queue.as_ref().map(|q| q.stopped());
         let drain = settings.server.drain_timeout;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -157,6 +159,7 @@ impl TestApp {
             store_dir,
             shutdown: Some(tx),
             server: Some(server),
+            memory_stopped,
         }
     }
 
@@ -187,6 +190,12 @@ impl TestApp {
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         response.json().await.unwrap()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
     }
 
     /// Mounts an LLM answer for every call.
@@ -221,6 +230,10 @@ impl TestApp {
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap();
+        }
+        // The memory worker holds the store too: it must let go before the directory goes.
+        if let Some(stopped) = self.memory_stopped.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), stopped.wait()).await;
         }
     }
 }

@@ -31,6 +31,16 @@ pub use app::{Setup, TestApp};
 pub use sse::{sse_events, streamed_text};
 pub use vendors::{EchoModel, FakeCohere, completion};
 
+/// The value of the first sample line of a Prometheus text that starts with `prefix` (a metric
+/// name with some of its labels).
+pub fn metric_sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The local embedder's model, relative to the repository root (`make model` fetches it).
 pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
 /// The local chat model, relative to the repository root (`make model` fetches it).

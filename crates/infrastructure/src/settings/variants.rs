@@ -110,15 +110,7 @@ impl VariantConfig {
         {
             return Err(InvalidSetting::new("model", "must not be empty"));
         }
-        if let Some(t) = self.temperature {
-            bounds::TEMPERATURE.setting("temperature", t)?;
-        }
-        if let Some(p) = self.top_p {
-            bounds::TOP_P.setting("top_p", p)?;
-        }
-        if let Some(n) = self.max_tokens {
-            bounds::MAX_TOKENS.setting("max_tokens", n)?;
-        }
+        bounds::sampling(self.temperature, self.top_p, self.max_tokens)?;
         let r = &self.retrieval;
         if let Some(k) = r.top_k {
             bounds::TOP_K.setting_count("retrieval.top_k", k)?;

@@ -175,15 +175,7 @@ impl LlmSettings {
         nonzero("timeout_secs", self.timeout)?;
         nonzero("connect_timeout_secs", self.connect_timeout)?;
         bounds::POSITIVE.setting("max_attempts", self.max_attempts)?;
-        if let Some(t) = self.temperature {
-            bounds::TEMPERATURE.setting("temperature", t)?;
-        }
-        if let Some(p) = self.top_p {
-            bounds::TOP_P.setting("top_p", p)?;
-        }
-        if let Some(n) = self.max_tokens {
-            bounds::MAX_TOKENS.setting("max_tokens", n)?;
-        }
+        bounds::sampling(self.temperature, self.top_p, self.max_tokens)?;
         if self.provider == LlmProvider::Local && !cfg!(feature = "local-llm") {
             return Err(InvalidSetting::new(
                 "provider",

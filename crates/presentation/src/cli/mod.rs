@@ -159,6 +159,7 @@ async fn serve(
     }
     let facts = services.facts.clone();
     let state = app_state(services, &settings)?;
+    let memory_stopped = state.memory_queue.as_ref().map(|q| q.stopped());
     let metrics = state.metrics.clone();
     let upkeep = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -186,6 +187,13 @@ async fn serve(
     let served = api::serve(listener, api::router(state), api::shutdown_signal(), drain).await;
     upkeep.abort();
     reloads.abort();
+    // Extractions queued after replies already sent are finished (within the drain timeout),
+    // then the store is flushed.
+    if let Some(stopped) = memory_stopped
+        && tokio::time::timeout(drain, stopped.wait()).await.is_err()
+    {
+        tracing::warn!("memory extractions still queued at shutdown were dropped");
+    }
     if let Err(error) = facts.flush().await {
         tracing::error!(%error, "cannot flush the fact store");
     }

@@ -148,6 +148,16 @@ fn bad_configuration_fails_at_start_naming_the_variable() {
             "RAGBACK_PROMPT__TEMPLATE",
         ),
         ("RAGBACK_SERVR__ADDR", "0.0.0.0:1", "servr"),
+        (
+            "RAGBACK_VARIANTS__B__TEMPLATE",
+            "/nonexistent-b.tera",
+            "RAGBACK_VARIANTS__B__TEMPLATE: cannot read /nonexistent-b.tera",
+        ),
+        (
+            "RAGBACK_EXPERIMENT__VARIANTS__C",
+            "100",
+            "RAGBACK_EXPERIMENT__VARIANTS__C",
+        ),
     ];
     for (name, value, expected) in cases {
         let (ok, _, err) = run(ragback(store.path(), None).env(name, value).args([

@@ -64,6 +64,24 @@ fn eval_args(dir: &Path, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// `ragback eval ARGS…` (as [`eval_args`]) with ragback's own pipeline in the process answering
+/// from `llm` (an OpenAI-compatible fake), without an embedder, with `vars` on top.
+fn local_eval(
+    dir: &Path,
+    llm: &wiremock::MockServer,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = ragback(BIN, &dir.join("store"), None);
+    command
+        .env("RAGBACK_LLM__PROVIDER", "openai")
+        .env("RAGBACK_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
+        .envs(vars.iter().copied())
+        .args(eval_args(dir, args));
+    run(&mut command)
+}
+
 fn judge_command(dir: &Path, server: &wiremock::MockServer) -> std::process::Command {
     let mut command = ragback(BIN, &dir.join("store"), None);
     command
@@ -689,26 +707,24 @@ async fn replay_in_process_runs_ragbacks_own_pipeline_and_records_rejections() {
     text.push_str(&format!("{bad}\n"));
     std::fs::write(&windows, text).unwrap();
     let out = dir.path().join("replies.jsonl");
-    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None)
-        .env("RAGBACK_LLM__PROVIDER", "openai")
-        .env("RAGBACK_LLM__BASE_URL", format!("{}/v1", server.uri()))
-        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
-        .args(eval_args(
-            dir.path(),
-            &[
-                "replay",
-                "--windows",
-                "@windows.jsonl",
-                "--out",
-                "@replies.jsonl",
-                "--arm",
-                "A=local,model=demo-a",
-                "--arm",
-                "B=local,model=demo-b",
-                "--facts",
-                "none",
-            ],
-        )));
+    let (ok, _, stderr) = local_eval(
+        dir.path(),
+        &server,
+        &[],
+        &[
+            "replay",
+            "--windows",
+            "@windows.jsonl",
+            "--out",
+            "@replies.jsonl",
+            "--arm",
+            "A=local,model=demo-a",
+            "--arm",
+            "B=local,model=demo-b",
+            "--facts",
+            "none",
+        ],
+    );
     assert!(ok, "{stderr}");
     let rows = rows(&out);
     assert_eq!(rows.len(), 42);
@@ -974,27 +990,24 @@ async fn logged_dialogues_are_grouped_by_variant_and_a_variant_is_replayed_by_na
 
     // The same windows replayed by ragback in this process, asking for variant b by name.
     let (server, _) = FakeJudge::start().await;
-    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None)
-        .env("RAGBACK_LLM__PROVIDER", "openai")
-        .env("RAGBACK_LLM__BASE_URL", format!("{}/v1", server.uri()))
-        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
-        .env("RAGBACK_VARIANTS__B__MODEL", "demo-b")
-        .args(eval_args(
-            dir.path(),
-            &[
-                "replay",
-                "--windows",
-                "@b-windows.jsonl",
-                "--out",
-                "@b-replies.jsonl",
-                "--arm",
-                "logged=logged",
-                "--arm",
-                "replayed=local,variant=b",
-                "--facts",
-                "none",
-            ],
-        )));
+    let (ok, _, stderr) = local_eval(
+        dir.path(),
+        &server,
+        &[("RAGBACK_VARIANTS__B__MODEL", "demo-b")],
+        &[
+            "replay",
+            "--windows",
+            "@b-windows.jsonl",
+            "--out",
+            "@b-replies.jsonl",
+            "--arm",
+            "logged=logged",
+            "--arm",
+            "replayed=local,variant=b",
+            "--facts",
+            "none",
+        ],
+    );
     assert!(ok, "{stderr}");
     let replayed = rows(&dir.path().join("b-replies.jsonl"));
     assert_eq!(replayed.len(), 2 * windows.len());
@@ -1010,22 +1023,20 @@ async fn logged_dialogues_are_grouped_by_variant_and_a_variant_is_replayed_by_na
     );
 
     // An unknown variant is refused by ragback, and recorded as such.
-    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None)
-        .env("RAGBACK_LLM__PROVIDER", "openai")
-        .env("RAGBACK_LLM__BASE_URL", format!("{}/v1", server.uri()))
-        .env("RAGBACK_EMBEDDER__PROVIDER", "none")
-        .args(eval_args(
-            dir.path(),
-            &[
-                "replay",
-                "--windows",
-                "@b-windows.jsonl",
-                "--out",
-                "@c-replies.jsonl",
-                "--arm",
-                "c=local,variant=c",
-            ],
-        )));
+    let (ok, _, stderr) = local_eval(
+        dir.path(),
+        &server,
+        &[],
+        &[
+            "replay",
+            "--windows",
+            "@b-windows.jsonl",
+            "--out",
+            "@c-replies.jsonl",
+            "--arm",
+            "c=local,variant=c",
+        ],
+    );
     assert!(ok, "{stderr}");
     let refused = rows(&dir.path().join("c-replies.jsonl"));
     assert!(

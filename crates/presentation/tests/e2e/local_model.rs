@@ -142,16 +142,6 @@ async fn two_requests_at_once_with_one_worker_both_succeed() {
     assert_eq!(a.1["text"], b.1["text"]);
 }
 
-/// The value of the first sample of `metric` in a Prometheus text, 0 when absent.
-fn sample(metrics: &str, metric: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(metric))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_stops_the_decoding() {
     // A process of its own, so that its decoded-token count is this test's alone.
@@ -167,7 +157,8 @@ async fn a_client_that_hangs_up_stops_the_decoding() {
             .text()
             .await
             .unwrap();
-        sample(&text, "ragback_local_llm_tokens_total{kind=\"decoded\"}")
+        ragback_testkit::metric_sample(&text, "ragback_local_llm_tokens_total{kind=\"decoded\"}")
+            .unwrap_or(0.0)
     };
     let mut request = demo_request();
     request["messages"] = json!([{"role": "user", "text":

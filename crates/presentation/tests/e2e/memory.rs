@@ -130,19 +130,10 @@ async fn malformed_answers_and_bad_requests_change_nothing() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "llm_invalid_output", "{body}");
     assert!(facts_of_john(&app).await.is_empty());
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
+    let prefix = "ragback_memory_extractions_total{outcome=\"invalid_output\"}";
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("ragback_memory_extractions_total{outcome=\"invalid_output\"}")),
+        ragback_testkit::metric_sample(&metrics, prefix).is_some(),
         "counted: {metrics}"
     );
 

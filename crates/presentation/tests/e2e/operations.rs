@@ -367,15 +367,6 @@ async fn errors_name_the_request_id() {
     assert_eq!(error["error"]["request_id"], "ctx-stream-1");
 }
 
-/// The value of the first sample line starting with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_show_requests_stages_retries_retrieval_and_tokens() {
     let upstream = FaultUpstream::start().await;
@@ -409,7 +400,8 @@ async fn metrics_show_requests_stages_retries_retrieval_and_tokens() {
         r#"ragback_llm_tokens_total{kind="prompt",variant="default"}"#,
         r#"ragback_generations_total{outcome="ok",variant="default"}"#,
     ] {
-        let value = sample(&text, prefix).unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
+        let value = ragback_testkit::metric_sample(&text, prefix)
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
         assert!(value >= 1.0, "{prefix} = {value}");
     }
     assert!(

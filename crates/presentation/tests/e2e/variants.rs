@@ -236,26 +236,14 @@ async fn metrics_carry_the_variant_label() {
     anonymous["user"].as_object_mut().unwrap().remove("id");
     assert_eq!(reply(&app, &anonymous).await["variant"], "default");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     // The recorder is the process's: other tests count too.
     for prefix in [
         r#"ragback_generations_total{outcome="ok",variant="b"} "#,
         r#"ragback_generations_total{outcome="ok",variant="default"} "#,
     ] {
-        let count: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in:\n{metrics}"))
-            .parse()
-            .unwrap();
+        let count = ragback_testkit::metric_sample(&metrics, prefix)
+            .unwrap_or_else(|| panic!("no `{prefix}` in:\n{metrics}"));
         assert!(count >= 1.0, "{prefix}{count}");
     }
     assert!(
