@@ -3,8 +3,9 @@
 //!
 //! A user is assigned by a stable hash of the experiment's salt and their id, so they keep their
 //! variant across turns and restarts, and a new salt reshuffles everyone. The shares are laid end
-//! to end in the order configured: raising B's share from 10 to 20 moves users from the variant
-//! before it to B and nobody else. Users without an id get the default variant.
+//! to end in the order given (by name, from configuration): when B's share grows at the expense of
+//! its neighbour in that order — always so with two variants — only users moving into B change
+//! variant. Users without an id get the default variant.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
