@@ -277,8 +277,8 @@ async fn sighup_reloads_the_split_without_dropping_requests_and_refuses_a_bad_fi
     assert_eq!(variant_of(port, "john").await.unwrap(), "default");
 
     // A request in flight while the split changes finishes, with the variant it started with.
-    let in_flight = tokio::spawn(async move { variant_of(port, "john").await });
     let before = llm.received_requests().await.unwrap().len();
+    let in_flight = tokio::spawn(async move { variant_of(port, "john").await });
     while llm.received_requests().await.unwrap().len() == before {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -302,11 +302,12 @@ async fn sighup_reloads_the_split_without_dropping_requests_and_refuses_a_bad_fi
         "[experiment]\nvariants = { default = 50, c = 50 }\n",
         "[experiment\nvariants = ",
     ] {
+        let refusals = |log: &str| log.matches("the configuration was refused").count();
+        // Counted before the signal: the server may log its refusal at once.
+        let expected = refusals(&std::fs::read_to_string(&log_path).unwrap()) + 1;
         std::fs::write(&config, bad).unwrap();
         sighup(&server.child);
         let started = Instant::now();
-        let refusals = |log: &str| log.matches("the configuration was refused").count();
-        let expected = refusals(&std::fs::read_to_string(&log_path).unwrap()) + 1;
         while refusals(&std::fs::read_to_string(&log_path).unwrap()) < expected {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
