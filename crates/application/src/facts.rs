@@ -408,6 +408,22 @@ mod tests {
         )
     }
 
+    /// The refusal of two new facts for an owner holding 2 of 3.
+    fn assert_two_more_than_one_left(err: &AddFactsError) {
+        assert!(
+            matches!(
+                err,
+                AddFactsError::OwnerFull {
+                    stored: 2,
+                    adding: 2,
+                    cap: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn the_owner_cap_refuses_a_call_that_would_pass_it_and_stores_nothing() {
         let store = Arc::new(InMemoryFactStore::default());
@@ -422,18 +438,7 @@ mod tests {
             .add(facts("john", &["a", "c", "d"]), |_| {})
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                AddFactsError::OwnerFull {
-                    stored: 2,
-                    adding: 2,
-                    cap: 3,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_two_more_than_one_left(&err);
         assert!(err.to_string().contains("MAX_FACTS_PER_OWNER"), "{err}");
         assert_eq!(store.count(None).await.unwrap(), 5, "nothing stored");
         let calls = embedder.calls();
@@ -466,18 +471,7 @@ mod tests {
             .import(embedded(&["a", "c", "d"]), 10, |_| {}, || false)
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                AddFactsError::OwnerFull {
-                    stored: 2,
-                    adding: 2,
-                    cap: 3,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_two_more_than_one_left(&err);
         assert_eq!(store.count(None).await.unwrap(), 2, "nothing stored");
         lib.import(embedded(&["a", "b", "c", "c"]), 10, |_| {}, || false)
             .await

@@ -240,12 +240,11 @@ fn template(
 /// provider will not be sent.
 pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
     let defaults = settings.chat_settings().defaults;
-    let default_retrieval = RetrievalOverrides::default();
     let mut variants = vec![Variant {
         name: DEFAULT_VARIANT.to_owned(),
         params: defaults.clone(),
         renderer: template(&settings.prompt.template, "RAGBACK_PROMPT__TEMPLATE")?,
-        retrieval: default_retrieval,
+        retrieval: RetrievalOverrides::default(),
     }];
     for (name, config) in &settings.variants {
         let renderer = match &config.template {

@@ -90,7 +90,8 @@ pub fn has_one_action(reply: &str) -> bool {
     parts.len() == 3 && !parts[1].trim().is_empty()
 }
 
-/// The per-dialogue rows of one variant: (user messages, [reply chars], [one action]).
+/// One variant's rows: the user messages of each dialogue it mostly wrote, and for each dialogue
+/// holding its replies their characters, count and replies with one action.
 struct Rows {
     dialogue_lengths: Vec<f64>,
     /// Per dialogue holding replies of the variant: (sum of chars, replies, with one action).
@@ -168,29 +169,32 @@ impl Rows {
     }
 }
 
-/// The interval of statistic `which` of `rows` over `bootstrap`'s rounds (a difference from
-/// `baseline` when given, its groups drawn independently).
-fn interval(
+/// The 95 % intervals of the three statistics of `rows`, and of their differences from
+/// `baseline`'s when given, from one pass over `bootstrap`'s rounds (the baseline drawn from a
+/// stream of its own, so that the two groups are resampled independently).
+fn intervals(
     bootstrap: &Bootstrap,
     rows: &Rows,
     baseline: Option<&Rows>,
-    which: usize,
-) -> Option<Interval> {
-    // A second stream for the baseline, so the two groups are drawn independently.
+) -> ([Option<Interval>; 3], [Option<Interval>; 3]) {
     let other = Bootstrap {
         seed: bootstrap.seed.wrapping_add(1),
         ..*bootstrap
     };
-    let values = (0..bootstrap.rounds)
-        .filter_map(|round| {
-            let mine = rows.resampled(bootstrap, round)[which]?;
-            match baseline {
-                Some(base) => Some(mine - base.resampled(&other, round)[which]?),
-                None => Some(mine),
+    let mut own: [Vec<f64>; 3] = Default::default();
+    let mut differences: [Vec<f64>; 3] = Default::default();
+    for round in 0..bootstrap.rounds {
+        let mine = rows.resampled(bootstrap, round);
+        let base = baseline.map(|b| b.resampled(&other, round));
+        for which in 0..3 {
+            let Some(value) = mine[which] else { continue };
+            own[which].push(value);
+            if let Some(base) = base.and_then(|b| b[which]) {
+                differences[which].push(value - base);
             }
-        })
-        .collect();
-    spread(values)
+        }
+    }
+    (own.map(spread), differences.map(spread))
 }
 
 /// Every variant's dialogues, by name, compared with `baseline` (usually `default`, or A's
@@ -209,28 +213,28 @@ pub fn summarise(
         })
         .collect();
     let base_rows = Rows::of(baseline, dialogues);
+    let base_values = base_rows.estimates();
     variants
         .into_iter()
         .map(|variant| {
             let rows = Rows::of(&variant, dialogues);
             let values = rows.estimates();
-            let estimate = |which: usize, against: Option<&Rows>| Estimate {
-                value: match against {
-                    Some(base) => {
-                        values[which].unwrap_or(f64::NAN)
-                            - base.estimates()[which].unwrap_or(f64::NAN)
-                    }
-                    None => values[which].unwrap_or(f64::NAN),
-                },
-                ci: interval(bootstrap, &rows, against, which),
-            };
             let compared = variant != baseline
                 && !rows.dialogue_lengths.is_empty()
                 && !base_rows.dialogue_lengths.is_empty();
+            let (own, differences) = intervals(bootstrap, &rows, compared.then_some(&base_rows));
+            let estimate = |which: usize| Estimate {
+                value: values[which].unwrap_or(f64::NAN),
+                ci: own[which],
+            };
+            let difference = |which: usize| Estimate {
+                value: values[which].unwrap_or(f64::NAN) - base_values[which].unwrap_or(f64::NAN),
+                ci: differences[which],
+            };
             let versus_baseline = compared.then(|| Differences {
-                user_messages_per_dialogue: estimate(0, Some(&base_rows)),
-                reply_chars: estimate(1, Some(&base_rows)),
-                one_action_rate: estimate(2, Some(&base_rows)),
+                user_messages_per_dialogue: difference(0),
+                reply_chars: difference(1),
+                one_action_rate: difference(2),
             });
             let of_variant: Vec<&LoggedDialogue> = dialogues
                 .iter()
@@ -244,9 +248,9 @@ pub fn summarise(
                     .collect::<BTreeSet<_>>()
                     .len(),
                 replies: rows.reply_sums.iter().map(|(_, r, _)| *r as usize).sum(),
-                user_messages_per_dialogue: estimate(0, None),
-                reply_chars: estimate(1, None),
-                one_action_rate: estimate(2, None),
+                user_messages_per_dialogue: estimate(0),
+                reply_chars: estimate(1),
+                one_action_rate: estimate(2),
                 versus_baseline,
                 variant,
             }

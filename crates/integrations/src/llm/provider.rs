@@ -192,9 +192,8 @@ impl LlmSettings {
         match self.dialect {
             Dialect::Openrouter => true,
             Dialect::Openai => false,
-            Dialect::Auto => url::Url::parse(&self.base_url)
-                .ok()
-                .and_then(|url| url.host_str().map(str::to_owned))
+            Dialect::Auto => self
+                .host()
                 .is_some_and(|host| host == "openrouter.ai" || host.ends_with(".openrouter.ai")),
         }
     }
@@ -256,11 +255,17 @@ impl LlmSettings {
 
     /// Whether the provider at `base_url` needs a key that is missing.
     pub fn missing_required_key(&self) -> bool {
-        let needs_key = url::Url::parse(&self.base_url)
-            .ok()
-            .and_then(|url| url.host_str().map(str::to_owned))
+        let needs_key = self
+            .host()
             .is_some_and(|host| HOSTS_REQUIRING_A_KEY.iter().any(|h| host == *h));
         needs_key && self.api_key().is_none()
+    }
+
+    /// The host of `base_url`, when it parses.
+    fn host(&self) -> Option<String> {
+        url::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
     }
 }
 
