@@ -165,7 +165,8 @@ where
         }
         let backoff = delays.next().unwrap_or(policy.max_backoff);
         let delay = after.unwrap_or(backoff);
-        if Instant::now() + delay >= deadline {
+        // Compared as durations: `now + delay` overflows for a delay an upstream may send.
+        if delay >= deadline.saturating_duration_since(Instant::now()) {
             failed(error.cause());
             tracing::warn!(attempt = attempts, ?delay, %error, "{what} failed; no time left to retry");
             return Err(RetryError::Failed {
@@ -307,6 +308,20 @@ mod tests {
         };
         let (result, calls) = run(policy(5), Duration::from_secs(10), vec![Err(limited)]).await;
 
+        assert!(matches!(
+            result,
+            Err(RetryError::Failed { attempts: 1, .. })
+        ));
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_centuries_gives_up_without_overflow() {
+        let limited = ChatModelError::RateLimited {
+            retry_after: Some(Duration::MAX),
+            message: "come back never".into(),
+        };
+        let (result, calls) = run(policy(5), Duration::from_secs(10), vec![Err(limited)]).await;
         assert!(matches!(
             result,
             Err(RetryError::Failed { attempts: 1, .. })

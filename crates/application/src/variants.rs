@@ -118,6 +118,8 @@ pub struct VariantSet {
     variants: BTreeMap<String, Arc<Variant>>,
     default: Arc<Variant>,
     split: Option<Split>,
+    /// Models a request may name besides the variants' own (`*`: any).
+    extra_models: Vec<String>,
 }
 
 impl VariantSet {
@@ -149,6 +151,7 @@ impl VariantSet {
             variants: by_name,
             default,
             split,
+            extra_models: Vec::new(),
         })
     }
 
@@ -163,7 +166,40 @@ impl VariantSet {
             variants: BTreeMap::from([(DEFAULT_VARIANT.to_owned(), Arc::clone(&default))]),
             default,
             split: None,
+            extra_models: Vec::new(),
         }
+    }
+
+    /// The same set, letting requests also name `models` (`*`: any model).
+    pub fn with_allowed_models(mut self, models: Vec<String>) -> Self {
+        self.extra_models = models;
+        self
+    }
+
+    /// Whether a request may ask for `model`: one that a variant uses (its fallbacks included),
+    /// or one of the allowed models. Anything else would let a key holder spend the operator's
+    /// provider key on a model nobody chose.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.extra_models.iter().any(|m| m == "*" || m == model)
+            || self.variants().any(|v| {
+                v.params.model == model
+                    || v.params.routing.fallback_models.iter().any(|f| f == model)
+            })
+    }
+
+    /// The models a request may name, for the refusal's message (`*` when any is allowed).
+    pub fn allowed_models(&self) -> Vec<&str> {
+        let mut models: Vec<&str> = self
+            .variants()
+            .flat_map(|v| {
+                std::iter::once(v.params.model.as_str())
+                    .chain(v.params.routing.fallback_models.iter().map(String::as_str))
+            })
+            .chain(self.extra_models.iter().map(String::as_str))
+            .collect();
+        models.sort_unstable();
+        models.dedup();
+        models
     }
 
     /// The variant called `name`.

@@ -37,6 +37,13 @@ pub enum ValidationError {
     /// Holds a control character (line breaks are allowed only in free text).
     #[error("must not contain control characters")]
     ControlCharacter,
+    /// Holds an invisible formatting character (a bidirectional control, a zero-width
+    /// character), which would make two different values look the same.
+    #[error(
+        "must not contain invisible formatting characters (bidirectional controls, zero-width \
+         characters)"
+    )]
+    InvisibleCharacter,
     /// A number below its smallest value (ranges open at the top).
     #[error("must be at least {min} (got {actual})")]
     TooSmall {
@@ -57,7 +64,23 @@ pub enum ValidationError {
     },
 }
 
-/// Checks a one-line label (a name or an id): not blank, not too long, no control characters.
+/// Whether `c` is an invisible formatting character: a bidirectional control (which reorders
+/// what is displayed), a zero-width character, a soft hyphen, a tag character. Two strings that
+/// differ only by these look the same.
+pub fn is_invisible_format(c: char) -> bool {
+    is_bidi_control(c)
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{180E}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// Whether `c` changes the direction text is displayed in (the explicit bidirectional controls).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a one-line label (a name): not blank, not too long, no control characters, no
+/// bidirectional controls (zero-width joiners stay: emoji and some scripts need them).
 pub(crate) fn check_label(value: &str, max: usize) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         return Err(ValidationError::Empty);
@@ -65,6 +88,19 @@ pub(crate) fn check_label(value: &str, max: usize) -> Result<(), ValidationError
     check_length(value, max)?;
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacter);
+    }
+    if value.chars().any(is_bidi_control) {
+        return Err(ValidationError::InvisibleCharacter);
+    }
+    Ok(())
+}
+
+/// Checks an id: a label without any invisible formatting character, so that an id always looks
+/// like what it is.
+pub(crate) fn check_id(value: &str, max: usize) -> Result<(), ValidationError> {
+    check_label(value, max)?;
+    if value.chars().any(is_invisible_format) {
+        return Err(ValidationError::InvisibleCharacter);
     }
     Ok(())
 }
@@ -157,11 +193,11 @@ macro_rules! label_id {
         pub struct $name(String);
 
         impl $name {
-            /// Validates an id: not blank, no control characters, at most
-            /// [`limits::ID_CHARS`](crate::limits::ID_CHARS) characters.
+            /// Validates an id: not blank, no control or invisible formatting characters, at
+            /// most [`limits::ID_CHARS`](crate::limits::ID_CHARS) characters.
             pub fn parse(value: impl Into<String>) -> Result<Self, crate::ValidationError> {
                 let value = value.into();
-                crate::text::check_label(&value, crate::limits::ID_CHARS)?;
+                crate::text::check_id(&value, crate::limits::ID_CHARS)?;
                 Ok(Self(value))
             }
 
@@ -223,6 +259,30 @@ mod tests {
             check_free_text("bell \u{7}", 100),
             Err(ValidationError::ControlCharacter)
         );
+    }
+
+    #[test]
+    fn ids_refuse_invisible_characters_and_names_bidi_controls() {
+        use crate::UserId;
+        for sneaky in [
+            "jo\u{200B}hn",
+            "john\u{202E}",
+            "\u{2066}john",
+            "jo\u{FEFF}hn",
+            "jo\u{AD}hn",
+        ] {
+            assert_eq!(
+                UserId::parse(sneaky),
+                Err(ValidationError::InvisibleCharacter),
+                "{sneaky:?}"
+            );
+        }
+        assert_eq!(
+            Name::parse("Bla\u{202E}ze"),
+            Err(ValidationError::InvisibleCharacter)
+        );
+        assert!(Name::parse("👨\u{200D}👩\u{200D}👧 family").is_ok());
+        assert!(UserId::parse("user-42@example.com").is_ok());
     }
 
     #[test]

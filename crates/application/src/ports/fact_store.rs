@@ -175,6 +175,11 @@ pub trait FactStore: Send + Sync {
     /// Whether the store is usable, and what it holds.
     async fn status(&self) -> Result<StoreStatus, FactStoreError>;
 
+    /// Whether the store answers, cheaply: what readiness probes call, often. Counts nothing.
+    async fn ping(&self) -> Result<(), FactStoreError> {
+        self.status().await.map(drop)
+    }
+
     /// Writes everything held in memory to durable storage (called once more at shutdown;
     /// writes are already durable when acknowledged). Remote stores have nothing to do.
     async fn flush(&self) -> Result<(), FactStoreError> {

@@ -4,6 +4,7 @@
 mod chat_model;
 mod embedder;
 mod fact_store;
+mod memory_prompts;
 mod moderation;
 mod prompt;
 mod reranker;
@@ -18,6 +19,7 @@ pub use fact_store::{
     EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, LexicalHit, StoreStatus,
     StoredFact, UpsertReport, ensure_same_model,
 };
+pub use memory_prompts::MemoryPrompts;
 pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};
 pub use reranker::{RerankError, Reranker};

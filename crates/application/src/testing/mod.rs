@@ -143,6 +143,7 @@ impl Embedder for FailingEmbedder {
 pub struct InMemoryFactStore {
     facts: Mutex<BTreeMap<ragback_domain::FactId, EmbeddedFact>>,
     lexical_down: AtomicBool,
+    failing_deletes: std::sync::atomic::AtomicUsize,
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -160,6 +161,11 @@ impl InMemoryFactStore {
     /// Makes the lexical search fail (`true`) or work again, the rest working.
     pub fn set_lexical_down(&self, down: bool) {
         self.lexical_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes the next `calls` deletions by id fail, the rest working.
+    pub fn fail_next_deletes(&self, calls: usize) {
+        self.failing_deletes.store(calls, Ordering::SeqCst);
     }
 
     fn facts(
@@ -334,6 +340,11 @@ impl FactStore for InMemoryFactStore {
         owner: &FactOwner,
         ids: &[ragback_domain::FactId],
     ) -> Result<usize, FactStoreError> {
+        let failing = self.failing_deletes.load(Ordering::SeqCst);
+        if failing > 0 {
+            self.failing_deletes.store(failing - 1, Ordering::SeqCst);
+            return Err(FactStoreError::Unavailable("deleting failed".into()));
+        }
         let mut stored = self.facts()?;
         let mut deleted = 0;
         for id in ids {

@@ -2,6 +2,11 @@
 //! context) and proposes facts; each is compared with the owner's nearest stored facts and the
 //! store changes by ADD / UPDATE / DELETE / NOOP decisions, the contested ones decided by a
 //! second, small prompt.
+//!
+//! An extraction is all or nothing: every candidate is decided first (the model and the embedder,
+//! which is what fails), then the changes of all of them are applied together
+//! ([`FactLibrary::apply`]), on a task of their own so that a caller who stops waiting never
+//! leaves them half done.
 
 use std::sync::Arc;
 
@@ -10,12 +15,21 @@ use ragback_domain::{
 };
 use serde::Deserialize;
 
-use crate::facts::{AddFactsError, FactLibrary, now};
+use crate::facts::{AddFactsError, ChangeError, Changes, FactLibrary, now};
+pub use crate::ports::MemoryPrompts;
 use crate::ports::{
-    ChatModel, ChatModelError, ChatRequest, EmbeddedFact, Embedder, EmbeddingPurpose, FactQuery,
-    FactStore, FactStoreError, GenerationParams, PromptError, PromptMessage,
+    ChatModel, ChatModelError, ChatRequest, Embedder, FactStore, FactStoreError, GenerationParams,
+    PromptError, PromptMessage,
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
+
+mod answer;
+mod reconcile;
+mod worker;
+
+pub use answer::parse_candidates;
+pub use reconcile::MAX_HISTORY;
+pub use worker::{MemoryQueue, MemoryWorkerStopped};
 
 /// What a candidate fact is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -142,25 +156,8 @@ pub struct MemorySettings {
     pub timeout: std::time::Duration,
 }
 
-/// The prompts of extraction and reconciliation.
-pub trait MemoryPrompts: Send + Sync {
-    /// Asks for the facts in `context` (oldest first; the last is the user message to read).
-    fn extract(
-        &self,
-        user_name: &str,
-        context: &[Message],
-        character_canon: bool,
-    ) -> Result<Vec<PromptMessage>, PromptError>;
-
-    /// Asks what to do with `candidate` given the owner's nearest `stored` facts.
-    fn reconcile(
-        &self,
-        candidate: &Candidate,
-        stored: &[Fact],
-    ) -> Result<Vec<PromptMessage>, PromptError>;
-}
-
-/// Why an extraction failed; nothing was changed.
+/// Why an extraction failed. Nothing was changed, but for [`MemoryError::Changes`] with a
+/// partial failure, which says how far it got.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     /// No chat model to extract with.
@@ -187,6 +184,12 @@ pub enum MemoryError {
     /// Storing a fact failed (the owner's cap included).
     #[error(transparent)]
     Add(#[from] AddFactsError),
+    /// Applying the decided changes failed: refused (nothing changed) or cut part-way.
+    #[error(transparent)]
+    Changes(#[from] ChangeError),
+    /// Applying the decided changes stopped abnormally; some may have been made.
+    #[error("applying the decided changes stopped abnormally: {0}")]
+    Interrupted(String),
 }
 
 impl MemoryError {
@@ -197,7 +200,11 @@ impl MemoryError {
             Self::Model(_) => "model_failed",
             Self::InvalidOutput(_) => "invalid_output",
             Self::Prompt(_) => "prompt_failed",
-            Self::Embed(_) | Self::Store(_) | Self::Add(_) => "store_failed",
+            Self::Embed(_)
+            | Self::Store(_)
+            | Self::Add(_)
+            | Self::Changes(_)
+            | Self::Interrupted(_) => "store_failed",
         }
     }
 }
@@ -302,25 +309,26 @@ impl MemoryExtractor {
         );
 
         let mut decisions = Vec::new();
-        for candidate in candidates {
+        let mut changes = Changes::default();
+        for candidate in &candidates {
             let owner = match (candidate.owner, &request.character) {
                 (CandidateOwner::User, _) => user_owner.clone(),
                 (CandidateOwner::Character, Some(c)) if self.settings.character_canon => {
                     FactOwner::Character(c.clone())
                 }
                 (CandidateOwner::Character, _) => {
-                    decisions.push(noop(candidate.text, user_owner.clone(), "not the user's"));
+                    decisions.push(noop(&candidate.text, user_owner.clone(), "not the user's"));
                     continue;
                 }
             };
             let Ok(text) = FactText::parse(candidate.text.as_str()) else {
-                decisions.push(noop(candidate.text, owner, "not a valid fact text"));
+                decisions.push(noop(&candidate.text, owner, "not a valid fact text"));
                 continue;
             };
             if owner == user_owner && words(text.as_str()).is_disjoint(&user_words) {
                 // The model read the character's line as the user's: "I love skating" said by
                 // the character is not the user's fact.
-                decisions.push(noop(candidate.text, owner, "not in the user's words"));
+                decisions.push(noop(&candidate.text, owner, "not in the user's words"));
                 continue;
             }
             let provenance = Provenance {
@@ -328,23 +336,38 @@ impl MemoryExtractor {
                 message_hash: Some(message_hash.clone()),
                 ..Provenance::new(FactSource::Extracted, now())
             };
-            let decision = self
-                .decide(
-                    embedder.as_ref(),
-                    &candidate,
-                    owner,
-                    text,
-                    provenance,
-                    request.dry_run,
-                )
-                .await?;
-            decisions.push(decision);
+            let proposal = reconcile::Proposal {
+                candidate,
+                owner,
+                text,
+                provenance,
+            };
+            decisions.push(
+                self.decide(embedder.as_ref(), proposal, &mut changes)
+                    .await?,
+            );
+        }
+        if !request.dry_run {
+            self.apply(changes).await?;
         }
         Ok(Extraction {
             decisions,
             message_hash,
             already_extracted: false,
         })
+    }
+
+    /// Applies every decided change together, on a task of its own: dropping the caller's
+    /// future (a deadline, a client gone) never cuts it in half.
+    async fn apply(&self, changes: Changes) -> Result<(), MemoryError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let library = self.library.clone();
+        tokio::spawn(async move { library.apply(changes).await })
+            .await
+            .map_err(|e| MemoryError::Interrupted(e.to_string()))?
+            .map_err(MemoryError::from)
     }
 
     /// Whether a stored fact of `owner` was extracted from the message with `hash`.
@@ -375,217 +398,12 @@ impl MemoryExtractor {
         .await?;
         Ok(completion.text)
     }
-
-    /// Compares one candidate with the owner's nearest facts, decides, and applies.
-    async fn decide(
-        &self,
-        embedder: &dyn Embedder,
-        candidate: &Candidate,
-        owner: FactOwner,
-        text: FactText,
-        provenance: Provenance,
-        dry_run: bool,
-    ) -> Result<Decision, MemoryError> {
-        let input = [text.as_str().to_owned()];
-        let deadline = tokio::time::Instant::now() + self.settings.timeout;
-        let vector = retry(
-            &self.settings.retry,
-            deadline,
-            "candidate embedding",
-            || embedder.embed(&input, EmbeddingPurpose::Document),
-        )
-        .await
-        .map_err(|e| MemoryError::Embed(e.to_string()))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| MemoryError::Embed("no vector for the candidate".into()))?;
-        let model = embedder.model_id().to_owned();
-        let nearest = self
-            .store
-            .search(FactQuery {
-                vector: vector.clone(),
-                owners: vec![owner.clone()],
-                limit: self.settings.neighbours.max(1),
-                model: model.clone(),
-            })
-            .await?;
-        // Stores the candidate with the vector it was compared by: embedded once.
-        let store = |provenance: Provenance| {
-            let fact = EmbeddedFact {
-                fact: Fact::new(owner.clone(), text.clone()).with_provenance(provenance),
-                vector: vector.clone(),
-                model: model.clone(),
-            };
-            self.library.import(vec![fact], 1, |_| {}, || false)
-        };
-        let best = nearest.first().map_or(f32::NEG_INFINITY, |f| f.score);
-        let retraction = candidate.kind == CandidateKind::Retraction;
-        let decision = |action, target: Option<Fact>, fact_id, reason| Decision {
-            action,
-            text: text.as_str().to_owned(),
-            owner: owner.clone(),
-            target,
-            fact_id,
-            reason,
-        };
-        if best >= self.settings.duplicate_threshold && !retraction {
-            let known = nearest.into_iter().next().map(|f| f.fact);
-            return Ok(decision(Action::Noop, known, None, "already known"));
-        }
-        let related: Vec<Fact> = nearest
-            .into_iter()
-            .filter(|f| f.score >= self.settings.related_threshold)
-            .map(|f| f.fact)
-            .collect();
-        let new_fact = Fact::new(owner.clone(), text.clone());
-        if related.is_empty() {
-            if retraction {
-                return Ok(decision(Action::Noop, None, None, "nothing to retract"));
-            }
-            if !dry_run {
-                store(provenance).await?;
-            }
-            return Ok(decision(Action::Add, None, Some(new_fact.id), "new"));
-        }
-        let prompt = self.prompts.reconcile(candidate, &related)?;
-        let verdict = parse_verdict(&self.ask(prompt).await?, related.len())?;
-        match verdict {
-            Verdict::Add if !retraction => {
-                if !dry_run {
-                    store(provenance).await?;
-                }
-                Ok(decision(
-                    Action::Add,
-                    None,
-                    Some(new_fact.id),
-                    "the model: new",
-                ))
-            }
-            Verdict::Update(i) if !retraction => {
-                let old = related[i].clone();
-                if !dry_run {
-                    let mut history = old
-                        .provenance
-                        .as_ref()
-                        .map(|p| p.history.clone())
-                        .unwrap_or_default();
-                    history.push(old.text.as_str().to_owned());
-                    let updated = Provenance {
-                        created_at: old
-                            .provenance
-                            .as_ref()
-                            .map_or(provenance.created_at, |p| p.created_at),
-                        history,
-                        ..provenance
-                    };
-                    // The new text first: a crash between the two leaves both, never neither.
-                    store(updated).await?;
-                    if old.id != new_fact.id {
-                        self.store.delete(&owner, &[old.id]).await?;
-                    }
-                }
-                Ok(decision(
-                    Action::Update,
-                    Some(old),
-                    Some(new_fact.id),
-                    "the model: refines or contradicts it",
-                ))
-            }
-            Verdict::Delete(i) => {
-                let old = related[i].clone();
-                if !dry_run {
-                    self.store.delete(&owner, &[old.id]).await?;
-                }
-                Ok(decision(
-                    Action::Delete,
-                    Some(old),
-                    None,
-                    "the model: retracted",
-                ))
-            }
-            _ => Ok(decision(
-                Action::Noop,
-                related.into_iter().next(),
-                None,
-                "the model: nothing to change",
-            )),
-        }
-    }
 }
 
-/// Extractions after replies, off their path: a bounded queue drained by one worker task.
-#[derive(Clone)]
-pub struct MemoryQueue {
-    sender: tokio::sync::mpsc::Sender<ExtractRequest>,
-    stopped: tokio::sync::watch::Receiver<()>,
-}
-
-/// Resolves when the memory worker has stopped: every queued extraction done, and its hold on the
-/// store released.
-pub struct MemoryWorkerStopped(tokio::sync::watch::Receiver<()>);
-
-impl MemoryWorkerStopped {
-    /// Waits for the worker to stop (it stops once every [`MemoryQueue`] handle is dropped).
-    pub async fn wait(mut self) {
-        while self.0.changed().await.is_ok() {}
-    }
-}
-
-impl MemoryQueue {
-    /// Starts the worker on the current Tokio runtime; it stops when every handle is dropped,
-    /// after the extractions already queued.
-    pub fn start(extractor: MemoryExtractor, capacity: usize) -> Self {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<ExtractRequest>(capacity.max(1));
-        let (running, stopped) = tokio::sync::watch::channel(());
-        tokio::spawn(async move {
-            while let Some(request) = receiver.recv().await {
-                let request_id = request.request_id.clone();
-                match extractor.extract(request).await {
-                    Ok(extraction) => tracing::info!(
-                        %request_id,
-                        decisions = extraction.decisions.len(),
-                        already_extracted = extraction.already_extracted,
-                        "memory extracted after the reply"
-                    ),
-                    Err(error) => {
-                        tracing::warn!(%request_id, %error, "memory extraction after the reply failed");
-                    }
-                }
-            }
-            // The store is released before anyone is told the worker stopped.
-            drop(extractor);
-            drop(running);
-        });
-        Self { sender, stopped }
-    }
-
-    /// What resolves when the worker has stopped; holding it does not keep the worker running.
-    pub fn stopped(&self) -> MemoryWorkerStopped {
-        MemoryWorkerStopped(self.stopped.clone())
-    }
-
-    /// Queues an extraction; never waits. A full queue drops it, counted in
-    /// `ragback_memory_queue_dropped_total`: `false`.
-    pub fn submit(&self, request: ExtractRequest) -> bool {
-        match self.sender.try_send(request) {
-            Ok(()) => true,
-            Err(error) => {
-                let request_id = match &error {
-                    tokio::sync::mpsc::error::TrySendError::Full(r)
-                    | tokio::sync::mpsc::error::TrySendError::Closed(r) => r.request_id.clone(),
-                };
-                metrics::counter!("ragback_memory_queue_dropped_total").increment(1);
-                tracing::warn!(%request_id, "memory queue full: this turn's extraction is dropped");
-                false
-            }
-        }
-    }
-}
-
-fn noop(text: String, owner: FactOwner, reason: &'static str) -> Decision {
+fn noop(text: &str, owner: FactOwner, reason: &'static str) -> Decision {
     Decision {
         action: Action::Noop,
-        text,
+        text: text.to_owned(),
         owner,
         target: None,
         fact_id: None,
@@ -607,60 +425,6 @@ fn words(text: &str) -> std::collections::BTreeSet<String> {
         .filter(|w| w.chars().count() >= 3)
         .collect()
 }
-
-/// The last JSON object in `answer` (models may write before it, or fence it).
-fn last_json_object(answer: &str) -> Option<serde_json::Value> {
-    let end = answer.rfind('}')?;
-    answer[..=end]
-        .match_indices('{')
-        .map(|(start, _)| start)
-        .find_map(|start| serde_json::from_str::<serde_json::Value>(&answer[start..=end]).ok())
-}
-
-/// `{"facts": [{"owner", "text", "kind"}]}`, the extraction's answer.
-pub fn parse_candidates(answer: &str) -> Result<Vec<Candidate>, MemoryError> {
-    #[derive(Deserialize)]
-    struct Answer {
-        facts: Vec<Candidate>,
-    }
-    let value = last_json_object(answer)
-        .ok_or_else(|| MemoryError::InvalidOutput(format!("no JSON object in {answer:?}")))?;
-    serde_json::from_value::<Answer>(value)
-        .map(|a| a.facts)
-        .map_err(|e| MemoryError::InvalidOutput(e.to_string()))
-}
-
-/// The reconciliation's decision, with the index of the stored fact it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Add,
-    Update(usize),
-    Delete(usize),
-    Noop,
-}
-
-/// `{"action": "add" | "update" | "delete" | "noop", "fact": n}` (n from 1 over `stored`).
-fn parse_verdict(answer: &str, stored: usize) -> Result<Verdict, MemoryError> {
-    let invalid = |why: &str| MemoryError::InvalidOutput(format!("{why}: {answer:?}"));
-    let value = last_json_object(answer).ok_or_else(|| invalid("no JSON object"))?;
-    let target = || {
-        value
-            .get("fact")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=stored).contains(n))
-            .map(|n| n - 1)
-            .ok_or_else(|| invalid("`fact` must be the number of a listed fact"))
-    };
-    match value.get("action").and_then(serde_json::Value::as_str) {
-        Some("add") => Ok(Verdict::Add),
-        Some("update") => Ok(Verdict::Update(target()?)),
-        Some("delete") => Ok(Verdict::Delete(target()?)),
-        Some("noop") => Ok(Verdict::Noop),
-        _ => Err(invalid("`action` must be add, update, delete or noop")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -946,6 +710,138 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failure_after_some_candidates_were_decided_changes_nothing_and_a_retry_runs() {
+        let s = setup(&[
+            r#"{"facts": [
+                {"owner": "user", "text": "Has a cat named Kit"},
+                {"owner": "user", "text": "Lives in Berlin"}
+            ]}"#,
+            "no idea",
+            r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#,
+        ]);
+        s.seed(&["Lives in London"]).await;
+        let turn = [(
+            Role::User,
+            "I adopted a cat named Kit and I live in Berlin now",
+        )];
+        let error = s.extractor.extract(said(&turn, false)).await.unwrap_err();
+        assert_eq!(error.outcome(), "invalid_output", "{error}");
+        assert_eq!(
+            texts(&s.store).await,
+            ["Lives in London"],
+            "the first candidate was not applied"
+        );
+
+        let again = s.extractor.extract(said(&turn, false)).await.unwrap();
+        assert!(
+            !again.already_extracted,
+            "a failed extraction is not remembered as done"
+        );
+        assert_eq!(actions(&again), [(Action::Add, "new")]);
+        assert_eq!(
+            texts(&s.store).await,
+            ["Has a cat named Kit", "Lives in London"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_removal_leaves_the_store_as_it_was() {
+        let s = setup(&[
+            r#"{"facts": [{"owner": "user", "text": "Lives in Berlin", "kind": "fact"}]}"#,
+            r#"{"action": "update", "fact": 1}"#,
+        ]);
+        s.seed(&["Lives in London"]).await;
+        s.store.fail_next_deletes(1);
+        let error = s
+            .extractor
+            .extract(said(
+                &[(Role::User, "I moved from London to Berlin")],
+                false,
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, MemoryError::Changes(ChangeError::Refused(_))),
+            "{error}"
+        );
+        assert_eq!(texts(&s.store).await, ["Lives in London"]);
+    }
+
+    #[tokio::test]
+    async fn an_update_at_the_owners_cap_succeeds() {
+        let mut s = setup(&[
+            r#"{"facts": [{"owner": "user", "text": "Lives in Berlin", "kind": "fact"}]}"#,
+            r#"{"action": "update", "fact": 1}"#,
+        ]);
+        s.seed(&["Lives in London"]).await;
+        s.extractor.library = s.extractor.library.clone().with_owner_cap(1);
+        let got = s
+            .run(&[(Role::User, "I moved from London to Berlin")])
+            .await;
+        assert_eq!(got.decisions[0].action, Action::Update);
+        assert_eq!(texts(&s.store).await, ["Lives in Berlin"]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_extraction_does_not_stop_the_worker() {
+        /// Panics on its first call, then answers as `inner`.
+        struct PanicsOnce {
+            inner: Arc<ScriptedChatModel>,
+            calls: std::sync::atomic::AtomicUsize,
+        }
+
+        #[async_trait::async_trait]
+        impl ChatModel for PanicsOnce {
+            fn is_configured(&self) -> bool {
+                true
+            }
+
+            fn describe(&self) -> String {
+                "panics once".into()
+            }
+
+            async fn complete(
+                &self,
+                request: &ChatRequest,
+            ) -> Result<crate::ports::Completion, ChatModelError> {
+                if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    panic!("a bug in an adapter (this panic is the test's)");
+                }
+                self.inner.complete(request).await
+            }
+
+            async fn stream(
+                &self,
+                request: &ChatRequest,
+            ) -> Result<crate::ports::ChatStream, ChatModelError> {
+                self.inner.stream(request).await
+            }
+        }
+
+        let s = setup(&[r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#]);
+        let extractor = MemoryExtractor {
+            model: Arc::new(PanicsOnce {
+                inner: s.model.clone(),
+                calls: Default::default(),
+            }),
+            ..s.extractor.clone()
+        };
+        let queue = MemoryQueue::start(extractor, 4);
+        let stopped = queue.stopped();
+        assert!(queue.submit(said(&[(Role::User, "I play the cello")], false)));
+        assert!(queue.submit(said(&[(Role::User, "I adopted a cat named Kit")], false)));
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(5), stopped.wait())
+            .await
+            .expect("the worker stops once the queue is gone");
+        assert_eq!(
+            texts(&s.store).await,
+            ["Has a cat named Kit"],
+            "the job after the panic was done"
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_queue_drops_without_waiting_and_a_free_one_extracts() {
         let stalled = {
             let s = setup(&[]);
@@ -1003,29 +899,6 @@ mod tests {
             stored,
             ["Has a cat named Kit", "Plays the cello"],
             "nothing queued is lost"
-        );
-    }
-
-    #[test]
-    fn verdicts_name_a_listed_fact() {
-        assert_eq!(
-            parse_verdict(r#"{"action": "update", "fact": 2}"#, 2).unwrap(),
-            Verdict::Update(1)
-        );
-        assert_eq!(
-            parse_verdict(r#"{"action": "noop"}"#, 0).unwrap(),
-            Verdict::Noop
-        );
-        assert!(parse_verdict(r#"{"action": "delete", "fact": 3}"#, 2).is_err());
-        assert!(parse_verdict(r#"{"action": "merge", "fact": 1}"#, 2).is_err());
-        assert!(parse_verdict("delete it", 2).is_err());
-        assert_eq!(
-            message_hash(&UserId::parse("john").unwrap(), "hi"),
-            message_hash(&UserId::parse("john").unwrap(), "hi")
-        );
-        assert_ne!(
-            message_hash(&UserId::parse("john").unwrap(), "hi"),
-            message_hash(&UserId::parse("jane").unwrap(), "hi")
         );
     }
 }

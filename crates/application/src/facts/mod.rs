@@ -14,6 +14,12 @@ use crate::ports::{
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
 
+mod cap;
+mod changes;
+
+use cap::{CapLedger, NoRoom, Reservation};
+pub use changes::{ChangeError, Changes};
+
 /// The time now, from the system clock.
 pub fn now() -> Timestamp {
     let since_epoch = std::time::SystemTime::now()
@@ -113,6 +119,7 @@ pub struct FactLibrary {
     retry: RetryPolicy,
     batch_timeout: Duration,
     owner_cap: Option<usize>,
+    ledger: Arc<CapLedger>,
 }
 
 impl FactLibrary {
@@ -130,6 +137,7 @@ impl FactLibrary {
             retry,
             batch_timeout,
             owner_cap: None,
+            ledger: Arc::new(CapLedger::new()),
         }
     }
 
@@ -139,37 +147,55 @@ impl FactLibrary {
         self
     }
 
-    /// Refuses the plan when it would take an owner past the cap.
-    async fn check_cap(&self, new: &[Fact]) -> Result<(), AddFactsError> {
+    /// Reserves room under the cap for the `new` facts (net of `removed`, per owner), or refuses
+    /// the plan when it would take an owner past the cap. The room is held until the
+    /// reservations are dropped, after the write.
+    async fn reserve_room(
+        &self,
+        new: &[Fact],
+        removed: &[(FactOwner, FactId)],
+    ) -> Result<Vec<Reservation>, AddFactsError> {
         let Some(cap) = self.owner_cap else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let mut owners: Vec<(&FactOwner, usize)> = Vec::new();
+        let mut owners: Vec<(&FactOwner, usize, usize)> = Vec::new();
         for fact in new {
-            match owners.iter_mut().find(|(o, _)| *o == &fact.owner) {
-                Some((_, adding)) => *adding += 1,
-                None => owners.push((&fact.owner, 1)),
+            match owners.iter_mut().find(|(o, _, _)| *o == &fact.owner) {
+                Some((_, adding, _)) => *adding += 1,
+                None => owners.push((&fact.owner, 1, 0)),
             }
         }
-        for (owner, adding) in owners {
-            let stored =
-                self.store
-                    .count(Some(owner))
-                    .await
-                    .map_err(|source| AddFactsError::Store {
+        for (owner, _) in removed {
+            if let Some((_, _, removing)) = owners.iter_mut().find(|(o, _, _)| *o == owner) {
+                *removing += 1;
+            }
+        }
+        let mut room = Vec::with_capacity(owners.len());
+        for (owner, adding, removing) in owners {
+            let net = adding.saturating_sub(removing);
+            match self
+                .ledger
+                .reserve(self.store.as_ref(), owner, net, cap)
+                .await
+            {
+                Ok(reservation) => room.push(reservation),
+                Err(NoRoom::Full { stored }) => {
+                    return Err(AddFactsError::OwnerFull {
+                        owner: owner.clone(),
+                        stored,
+                        adding: net,
+                        cap,
+                    });
+                }
+                Err(NoRoom::Store(source)) => {
+                    return Err(AddFactsError::Store {
                         done: AddFactsReport::default(),
                         source,
-                    })?;
-            if stored + adding > cap {
-                return Err(AddFactsError::OwnerFull {
-                    owner: owner.clone(),
-                    stored,
-                    adding,
-                    cap,
-                });
+                    });
+                }
             }
         }
-        Ok(())
+        Ok(room)
     }
 
     /// Whether facts can be added (an embedder is configured).
@@ -207,6 +233,11 @@ impl FactLibrary {
     /// Whether the store is usable, and what it holds.
     pub async fn status(&self) -> Result<StoreStatus, FactStoreError> {
         self.store.status().await
+    }
+
+    /// Whether the store answers (for readiness probes: counts nothing).
+    pub async fn ping(&self) -> Result<(), FactStoreError> {
+        self.store.ping().await
     }
 
     /// Writes what the store holds in memory to disk (at shutdown).
@@ -271,7 +302,7 @@ impl FactLibrary {
         if plan.new.is_empty() {
             return Ok(report);
         }
-        self.check_cap(&plan.new).await?;
+        let _room = self.reserve_room(&plan.new, &[]).await?;
         let embedder = self.embedder.as_ref().ok_or(AddFactsError::NoEmbedder)?;
         for batch in plan.new.chunks(embedder.max_batch().max(1)) {
             if stop() {
@@ -340,7 +371,8 @@ impl FactLibrary {
             to_add: facts.len(),
             ..AddFactsReport::default()
         };
-        if self.owner_cap.is_some() {
+        // Room under the cap for the facts not stored yet, held until they are.
+        let _room = if self.owner_cap.is_some() {
             let ids: Vec<FactId> = facts.iter().map(|f| f.fact.id).collect();
             let mut seen: HashSet<FactId> = self
                 .store
@@ -357,8 +389,10 @@ impl FactLibrary {
                 .filter(|f| seen.insert(f.fact.id))
                 .map(|f| f.fact.clone())
                 .collect();
-            self.check_cap(&new).await?;
-        }
+            self.reserve_room(&new, &[]).await?
+        } else {
+            Vec::new()
+        };
         for chunk in facts.chunks(batch.max(1)) {
             if stop() {
                 return Err(AddFactsError::Interrupted { done: report });
@@ -406,6 +440,28 @@ mod tests {
             quick_retry(2),
             Duration::from_secs(5),
         )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_adds_never_pass_the_cap() {
+        let store = Arc::new(InMemoryFactStore::default());
+        let library = library(Arc::new(WordEmbedder::default()), store.clone()).with_owner_cap(3);
+        let adds = (0..12).map(|n| {
+            let library = library.clone();
+            tokio::spawn(async move {
+                library
+                    .add(facts("john", &[&format!("Fact number {n}")]), |_| {})
+                    .await
+            })
+        });
+        let results = futures::future::join_all(adds).await;
+        let added = results
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Ok(report)) if report.added == 1))
+            .count();
+        assert_eq!(added, 3);
+        let john = FactOwner::User(UserId::parse("john").unwrap());
+        assert_eq!(store.count(Some(&john)).await.unwrap(), 3);
     }
 
     /// The refusal of two new facts for an owner holding 2 of 3.
