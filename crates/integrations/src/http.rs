@@ -19,22 +19,35 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
-/// Parses `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// The longest wait a `Retry-After` is taken for: an upstream asking for more (by mistake, or to
+/// stall us) gets this; callers cap it further by their own deadline.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
+/// Parses `Retry-After` from `headers` (see [`parse_retry_after`]).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    parse_retry_after(headers.get(RETRY_AFTER)?.to_str().ok()?)
+}
+
+/// Parses a `Retry-After` value: delay-seconds (fractions too) or an HTTP date (RFC 9110
+/// §10.2.3), at most [`MAX_RETRY_AFTER`]. Anything else — negative, not a number, not finite —
+/// is `None`. Never panics, whatever the value (`18446744073709551616`, `1e20`, year 9999).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
-    if let Ok(seconds) = value.parse::<f64>()
-        && seconds.is_finite()
-        && seconds >= 0.0
-    {
-        return Some(Duration::from_secs_f64(seconds));
+    if let Ok(seconds) = value.parse::<f64>() {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return None;
+        }
+        let capped = seconds.min(MAX_RETRY_AFTER.as_secs_f64());
+        return Duration::try_from_secs_f64(capped).ok();
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(
         date.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -122,6 +135,43 @@ mod tests {
         assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120));
         assert_eq!(retry_after(&headers("soon")), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_capped_or_ignored_never_a_panic() {
+        for huge in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "1e20",
+            "1.7976931348623157e308",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(parse_retry_after(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for junk in [
+            "-1",
+            "-0.5",
+            "NaN",
+            "inf",
+            "-inf",
+            "",
+            "1e",
+            "0x10",
+            "Sun, 99 Foo 2026",
+        ] {
+            assert_eq!(parse_retry_after(junk), None, "{junk:?}");
+        }
+        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_retry_after_parses_without_panic_and_within_the_cap(value in "\\PC{0,40}") {
+            if let Some(wait) = parse_retry_after(&value) {
+                proptest::prop_assert!(wait <= MAX_RETRY_AFTER);
+            }
+        }
     }
 
     #[test]

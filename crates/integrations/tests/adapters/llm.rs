@@ -306,3 +306,40 @@ async fn connection_refused_and_reset_mid_body_are_unavailable() {
         "{result:?}"
     );
 }
+
+/// Every hostile `Retry-After` value, through the real adapter: capped at an hour or ignored,
+/// never a panic (an integer near `u64::MAX`, `1e20`, a date in year 9999, garbage).
+#[tokio::test]
+async fn hostile_retry_after_values_are_capped_or_ignored() {
+    use ragback_integrations::http::MAX_RETRY_AFTER;
+    for (value, expected) in [
+        ("18446744073709551615", Some(MAX_RETRY_AFTER)),
+        ("18446744073709551616", Some(MAX_RETRY_AFTER)),
+        ("1e20", Some(MAX_RETRY_AFTER)),
+        ("1.7976931348623157e308", Some(MAX_RETRY_AFTER)),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_AFTER)),
+        ("-1", None),
+        ("NaN", None),
+        ("inf", None),
+        ("soon", None),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", value)
+                    .set_body_json(json!({"error": {"code": 429, "message": "slow"}})),
+            )
+            .mount(&server)
+            .await;
+        let error = model(&server).complete(&request()).await.unwrap_err();
+        assert_eq!(
+            error,
+            ChatModelError::RateLimited {
+                retry_after: expected,
+                message: "slow".into(),
+            },
+            "Retry-After: {value}"
+        );
+    }
+}
