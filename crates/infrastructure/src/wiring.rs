@@ -286,7 +286,8 @@ pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
         .transpose()
         .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?;
     let set = VariantSet::new(variants, split)
-        .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?;
+        .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?
+        .with_allowed_models(settings.llm.allowed_models.0.clone());
     warn_of_ignored_routing(settings, &set);
     Ok(set)
 }

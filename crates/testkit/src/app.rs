@@ -135,7 +135,7 @@ impl TestApp {
         }
         let state = app_state(services, &settings).unwrap();
         let memory_stopped = state.memory_queue.as_ref().map(|q| q.stopped());
-        let drain = settings.server.drain_timeout;
+        let connections = ragback_presentation::cli::connections(&settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -146,7 +146,7 @@ impl TestApp {
                 async {
                     let _ = rx.await;
                 },
-                drain,
+                connections,
             )
             .await
             .unwrap();

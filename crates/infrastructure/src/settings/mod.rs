@@ -119,6 +119,14 @@ impl Settings {
         self.prompt.validate().map_err(at("prompt"))
     }
 
+    /// Refuses to serve `addr` (the configured address or `--addr`) when that would expose an
+    /// unauthenticated server to other machines; the message names the variable.
+    pub fn check_serving(&self, addr: std::net::SocketAddr) -> Result<(), ConfigError> {
+        self.server
+            .check_exposure(addr)
+            .map_err(|e| ConfigError::of("server", e))
+    }
+
     /// The use case's view of the LLM settings.
     pub fn chat_settings(&self) -> ChatSettings {
         let l = &self.llm;
@@ -203,7 +211,11 @@ mod tests {
     #[test]
     fn defaults_load_and_validate() {
         let s = load(&[]).unwrap();
-        assert_eq!(s.server.addr.to_string(), "0.0.0.0:8000");
+        assert_eq!(
+            s.server.addr.to_string(),
+            "127.0.0.1:8000",
+            "loopback by default"
+        );
         assert_eq!(s.llm.base_url, "https://openrouter.ai/api/v1");
         assert_eq!(s.store.kind, StoreKind::Edge);
         assert_eq!(s.embedder.resolved_provider(), EmbedderProvider::Local);
@@ -213,8 +225,11 @@ mod tests {
     #[test]
     fn api_keys_are_a_comma_separated_list_and_never_a_number() {
         let s = load(&[
-            ("RAGBACK_SERVER__API_KEYS", " key-one , key-two ,,"),
-            ("RAGBACK_SERVER__ADMIN_API_KEYS", "admin-key"),
+            (
+                "RAGBACK_SERVER__API_KEYS",
+                " key-one-0123456789 , key-two-0123456789 ",
+            ),
+            ("RAGBACK_SERVER__ADMIN_API_KEYS", "admin-key-0123456789"),
         ])
         .unwrap();
         let keys: Vec<&str> = s
@@ -224,9 +239,17 @@ mod tests {
             .iter()
             .map(|k| k.expose_secret())
             .collect();
-        assert_eq!(keys, ["key-one", "key-two"]);
+        assert_eq!(keys, ["key-one-0123456789", "key-two-0123456789"]);
         assert_eq!(s.server.admin_api_keys.0.len(), 1);
         assert!(load(&[]).unwrap().server.api_keys.is_empty());
+        assert!(
+            load(&[("RAGBACK_SERVER__API_KEYS", "")])
+                .unwrap()
+                .server
+                .api_keys
+                .is_empty(),
+            "an empty value is no keys"
+        );
 
         let error = load(&[("RAGBACK_SERVER__API_KEYS", "0123")]).unwrap_err();
         assert!(
@@ -238,6 +261,58 @@ mod tests {
             !error.to_string().contains("123"),
             "the key is not echoed: {error}"
         );
+    }
+
+    #[test]
+    fn unsafe_key_lists_are_refused_naming_the_variable() {
+        for (variable, value, says) in [
+            ("RAGBACK_SERVER__API_KEYS", ", ", "blank key"),
+            (
+                "RAGBACK_SERVER__API_KEYS",
+                "key-one-0123456789,,",
+                "blank key",
+            ),
+            ("RAGBACK_SERVER__ADMIN_API_KEYS", " , , ", "blank key"),
+            (
+                "RAGBACK_SERVER__MEMORY_API_KEYS",
+                "short",
+                "shorter than 16",
+            ),
+            (
+                "RAGBACK_SERVER__API_KEYS",
+                "long-enough-key-0001,short",
+                "key 2 of 2",
+            ),
+        ] {
+            let error = load(&[(variable, value)]).unwrap_err().to_string();
+            assert!(error.contains(variable), "{value:?}: {error}");
+            assert!(error.contains(says), "{value:?}: {error}");
+            assert!(
+                !error.contains("short,") && !error.contains("0001"),
+                "no key echoed: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_open_server_on_a_public_address_is_refused_unless_said_so() {
+        let public: std::net::SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        let open = load(&[]).unwrap();
+        let error = open.check_serving(public).unwrap_err().to_string();
+        assert!(error.contains("RAGBACK_SERVER__ADDR"), "{error}");
+        assert!(
+            error.contains("RAGBACK_SERVER__ALLOW_UNAUTHENTICATED"),
+            "{error}"
+        );
+        assert!(
+            open.check_serving("127.0.0.1:8000".parse().unwrap())
+                .is_ok()
+        );
+        assert!(open.check_serving("[::1]:8000".parse().unwrap()).is_ok());
+        let keyed = load(&[("RAGBACK_SERVER__API_KEYS", "key-one-0123456789")]).unwrap();
+        assert!(keyed.check_serving(public).is_ok());
+        let said = load(&[("RAGBACK_SERVER__ALLOW_UNAUTHENTICATED", "true")]).unwrap();
+        assert!(said.check_serving(public).is_ok());
     }
 
     #[test]

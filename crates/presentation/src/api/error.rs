@@ -8,9 +8,10 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use ragback_application::facts::ChangeError;
 use ragback_application::memory::MemoryError;
 use ragback_application::ports::{ChatModelError, FactStoreError};
 use ragback_application::retrieval::SearchError;
@@ -18,6 +19,7 @@ use ragback_application::retry::RetryError;
 use ragback_application::{AddFactsError, GenerateError};
 use ragback_domain::{FactId, FactOwner, OwnerKind};
 
+use super::auth::Caller;
 use super::request_id;
 use crate::wire::{ErrorBody, ErrorCode, ErrorDetail, RetrievalReport};
 
@@ -91,6 +93,35 @@ impl ApiError {
                 ),
             )
         }
+    }
+
+    /// 504: a call outside generation (adding or searching facts, extraction) passed its deadline.
+    pub fn upstream_timeout(what: &str, deadline: Duration) -> Self {
+        Self::new(
+            ErrorCode::UpstreamTimeout,
+            format!(
+                "{what} did not finish within {} ms (RAGBACK_SERVER__REQUEST_TIMEOUT_MS); what \
+                 was stored before is kept: send the same call again to finish",
+                deadline.as_millis()
+            ),
+        )
+    }
+
+    /// 408: the request's body did not arrive within the body timeout.
+    pub fn body_timeout(timeout: Duration) -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms \
+                 (RAGBACK_SERVER__BODY_TIMEOUT_MS)",
+                timeout.as_millis()
+            ),
+        )
+    }
+
+    /// 400: the path's parameters cannot be decoded (not UTF-8 once percent-decoded).
+    pub fn invalid_path(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidPath, message)
     }
 
     /// 400: the body is not JSON.
@@ -364,14 +395,36 @@ impl From<SearchError> for ApiError {
     }
 }
 
-/// 404 for unknown routes.
-pub async fn not_found() -> ApiError {
-    ApiError::not_found_route()
+/// `text` with control and invisible formatting characters replaced by `�` and cut to 200
+/// characters: safe to echo in a message or a log line.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| {
+            if c.is_control() || ragback_domain::is_invisible_format(c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
-/// 405 for known routes with the wrong method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
+/// 404 for unknown routes (401 first for a caller without a valid key, when keys are configured:
+/// which routes exist is not told to strangers).
+pub async fn not_found(caller: Option<Extension<Caller>>) -> ApiError {
+    match caller.map(|Extension(c)| c.grant()) {
+        Some(None) => ApiError::unauthorized(),
+        _ => ApiError::not_found_route(),
+    }
+}
+
+/// 405 for known routes with the wrong method (401 first, like [`not_found`]).
+pub async fn method_not_allowed(caller: Option<Extension<Caller>>) -> ApiError {
+    match caller.map(|Extension(c)| c.grant()) {
+        Some(None) => ApiError::unauthorized(),
+        _ => ApiError::method_not_allowed(),
+    }
 }
 
 /// The response when a handler panicked: an opaque 500, the panic in the log.
@@ -425,11 +478,20 @@ impl From<MemoryError> for ApiError {
             ),
             MemoryError::Embed(_) => Self::new(
                 ErrorCode::EmbedderUnavailable,
-                "embedding a proposed fact failed; nothing more was changed",
+                "embedding a proposed fact failed; nothing was changed",
             ),
-            MemoryError::Prompt(_) => return Self::internal(cause),
+            MemoryError::Changes(ChangeError::Partial { applied, total, .. }) => Self::new(
+                ErrorCode::StoreUnavailable,
+                format!(
+                    "the fact store failed after {applied} of {total} changes were made, and \
+                     they could not be undone; list the user's facts to see where it stands"
+                ),
+            ),
+            MemoryError::Interrupted(_) | MemoryError::Prompt(_) => return Self::internal(cause),
             MemoryError::Store(e) => return e.into(),
-            MemoryError::Add(e) => return e.into(),
+            MemoryError::Add(e) | MemoryError::Changes(ChangeError::Refused(e)) => {
+                return e.into();
+            }
         };
         mapped.because(cause)
     }

@@ -2,16 +2,18 @@
 //! all), and `POST /facts/search`.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use ragback_application::bounds;
 use ragback_application::facts::stamped;
 use ragback_domain::{CharacterId, Fact, FactId, FactOwner, FactSource, FactText, UserId};
 use serde::Deserialize;
 
+use super::admission::bounded;
 use super::dto::at;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::path::ApiPath;
 use super::query;
 use super::state::SharedState;
 use crate::wire::{
@@ -56,7 +58,7 @@ fn owner(kind: &str, id: String) -> Result<FactOwner, ApiError> {
 )]
 pub(crate) async fn add(
     State(state): State<SharedState>,
-    Path((kind, id)): Path<(String, String)>,
+    ApiPath((kind, id)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<AddFactsRequest>,
 ) -> Result<Json<AddFactsResponse>, ApiError> {
     let owner = owner(&kind, id)?;
@@ -94,7 +96,13 @@ pub(crate) async fn add(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let ids = facts.iter().map(|f| f.id.to_string()).collect();
-    let report = state.facts.add(stamped(facts, source), |_| {}).await?;
+    let report = bounded(
+        &state.admission.upstream,
+        state.limits.request_timeout,
+        "adding facts",
+        state.facts.add(stamped(facts, source), |_| {}),
+    )
+    .await?;
     Ok(Json(AddFactsResponse {
         ids,
         added: report.added,
@@ -134,7 +142,7 @@ struct ListQuery {
 )]
 pub(crate) async fn list(
     State(state): State<SharedState>,
-    Path((kind, id)): Path<(String, String)>,
+    ApiPath((kind, id)): ApiPath<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ListFactsResponse>, ApiError> {
     let owner = owner(&kind, id)?;
@@ -185,7 +193,7 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn delete_one(
     State(state): State<SharedState>,
-    Path((kind, id, fact_id)): Path<(String, String, String)>,
+    ApiPath((kind, id, fact_id)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let owner = owner(&kind, id)?;
     let fact_id: FactId = fact_id
@@ -212,7 +220,7 @@ pub(crate) async fn delete_one(
 )]
 pub(crate) async fn delete_all(
     State(state): State<SharedState>,
-    Path((kind, id)): Path<(String, String)>,
+    ApiPath((kind, id)): ApiPath<(String, String)>,
 ) -> Result<Json<DeleteFactsResponse>, ApiError> {
     let owner = owner(&kind, id)?;
     let deleted = state.facts.delete_owner(&owner).await?;
@@ -257,11 +265,16 @@ pub(crate) async fn search(
     }
     at("top_k", bounds::TOP_K.check_count(request.top_k))?;
     at("threshold", bounds::THRESHOLD.check(request.threshold))?;
-    let found = state
-        .chat
-        .retriever()
-        .search(&request.query, owners, request.top_k, request.threshold)
-        .await?;
+    let found = bounded(
+        &state.admission.upstream,
+        state.limits.request_timeout,
+        "the search",
+        state
+            .chat
+            .retriever()
+            .search(&request.query, owners, request.top_k, request.threshold),
+    )
+    .await?;
     Ok(Json(SearchFactsResponse {
         facts: found.into_iter().map(FactRecord::from).collect(),
     }))

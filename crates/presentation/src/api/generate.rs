@@ -4,11 +4,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use ragback_application::memory::ExtractRequest;
 use ragback_application::{
     GenerateCommand, GenerateFailure, GenerationOverrides, ReplyEvent, RetrievalOverrides,
@@ -17,6 +17,9 @@ use ragback_domain::Scenario;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::access;
+use super::admission::Slot;
+use super::auth::{Caller, Grant};
 use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, MessageDto, UserDto, at};
 use super::error::ApiError;
@@ -180,6 +183,8 @@ fn asked_variant(
         (status = 200, description = "The reply", body = GenerateResponse),
         (status = 400, description = "Not JSON, or a bad header", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Memory extraction asked for by a key that may not learn facts", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Invalid field; `error.field` names it", body = ErrorBody),
         (status = 502, description = "The LLM failed after retries", body = ErrorBody),
@@ -189,46 +194,99 @@ fn asked_variant(
 )]
 pub(crate) async fn generate(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     RequestTimeout(timeout): RequestTimeout,
     ApiJson(request): ApiJson<GenerateRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream;
-    let extract = request
-        .memory
-        .as_ref()
-        .and_then(|m| m.extract)
-        .unwrap_or(state.memory_auto);
+    let asked = request.memory.as_ref().and_then(|m| m.extract);
     let variant = asked_variant(&state, request.variant.as_deref())?;
     let mut command = request.into_command(&state.limits, timeout)?;
     command.variant = variant;
-    let memory = extract.then(|| memory_request(&state, &command)).flatten();
+    allowed_model(&state, command.generation.model.as_deref())?;
+    let memory = memory_request(&state, caller, asked, &command)?;
+    // Only now, with the whole body read and valid, is a generation slot taken.
+    let slot = state.admission.generation.admit().await?;
     if stream {
         let request_id = request_id::current();
         let events = state.chat.generate_stream(command);
         // Queued as the stream starts: extraction reads the user's message, not the reply, and
         // runs on its own task.
         submit(&state, memory);
-        return Ok(stream_reply(events, request_id));
+        return Ok(stream_reply(events, request_id, slot));
     }
     let generation = state.chat.generate(command).await.map_err(failure)?;
+    drop(slot);
     submit(&state, memory);
     Ok(Json(GenerateResponse::from(generation)).into_response())
 }
 
-/// The extraction a turn asks for: the user's (or the default user's) last message.
-fn memory_request(state: &AppState, command: &GenerateCommand) -> Option<ExtractRequest> {
-    state.memory_queue.as_ref()?;
-    Some(ExtractRequest {
-        user: command
-            .user
-            .id
-            .clone()
-            .unwrap_or_else(|| state.default_user.clone()),
+/// Refuses a `generation.model` that no variant uses and `RAGBACK_LLM__ALLOWED_MODELS` does not
+/// list: every key holder could otherwise spend the operator's provider key on any model.
+fn allowed_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
+    let Some(model) = model else { return Ok(()) };
+    let variants = state.chat.variants().current();
+    if variants.allows_model(model) {
+        return Ok(());
+    }
+    Err(ApiError::invalid_field(
+        "generation.model",
+        format!(
+            "`{}` is not offered here; ask for one of: {} (RAGBACK_LLM__ALLOWED_MODELS adds \
+             models)",
+            super::error::printable(model),
+            variants.allowed_models().join(", ")
+        ),
+    ))
+}
+
+/// The extraction this turn gets: asked for (`asked`), or automatic (`RAGBACK_MEMORY__AUTO`).
+///
+/// Extraction writes facts, so a caller asking for it needs [`Grant::Learn`] (403) and a
+/// `user.id` to learn about (422): facts are never pooled under a shared user. Automatic
+/// extraction silently skips the turns it may not learn from (counted).
+fn memory_request(
+    state: &AppState,
+    caller: Caller,
+    asked: Option<bool>,
+    command: &GenerateCommand,
+) -> Result<Option<ExtractRequest>, ApiError> {
+    let explicit = match asked {
+        Some(false) => return Ok(None),
+        Some(true) => true,
+        None if state.memory_auto => false,
+        None => return Ok(None),
+    };
+    let skipped = |reason: &'static str| {
+        metrics::counter!("ragback_memory_skipped_total", "reason" => reason).increment(1);
+        Ok(None)
+    };
+    if !caller.may(Grant::Learn) {
+        if explicit {
+            access::require(caller, Grant::Learn)?;
+        }
+        return skipped("forbidden");
+    }
+    let Some(user) = command.user.id.clone() else {
+        if explicit {
+            return Err(ApiError::invalid_field(
+                "user.id",
+                "memory extraction learns facts about one user: give `user.id` (facts are never \
+                 stored under a shared user)",
+            ));
+        }
+        return skipped("no_user_id");
+    };
+    if state.memory_queue.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(ExtractRequest {
+        user,
         character: command.character.id.clone(),
         messages: command.messages.clone(),
         request_id: request_id::current_text(),
         dry_run: false,
-    })
+    }))
 }
 
 /// Queues `memory`'s extraction; a full queue drops it (counted), never delaying the reply.
@@ -243,12 +301,21 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The events of a streamed reply as SSE: `facts`, `delta`…, then `done` or `error`. When the
 /// client goes away the body is dropped, and with it the receiver: the generation stops.
-fn stream_reply(events: mpsc::Receiver<ReplyEvent>, request_id: Option<Arc<str>>) -> Response {
-    let events = futures::stream::unfold(events, move |mut events| {
+///
+/// The generation slot is held by the stream: until its last event is sent or the client leaves.
+fn stream_reply(
+    events: mpsc::Receiver<ReplyEvent>,
+    request_id: Option<Arc<str>>,
+    slot: Slot,
+) -> Response {
+    let events = futures::stream::unfold((events, slot), move |(mut events, slot)| {
         let request_id = request_id.clone();
         async move {
             let event = events.recv().await?;
-            Some((Ok::<_, Infallible>(sse_event(event, request_id)), events))
+            Some((
+                Ok::<_, Infallible>(sse_event(event, request_id)),
+                (events, slot),
+            ))
         }
     });
     let mut response = Sse::new(events)
@@ -321,7 +388,10 @@ mod tests {
         message_chars: 8_000,
         facts_per_call: 256,
         concurrency: 8,
+        upstream_concurrency: 8,
         queue_timeout: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(2),
+        body_timeout: Duration::from_secs(2),
     };
 
     /// Any JSON value, nested a few levels.

@@ -38,8 +38,9 @@ struct Check {
     message: String,
 }
 
-/// `GET /ready`: 200 when the store answers and the LLM is configured, else 503 saying why.
-/// Never prints secrets.
+/// `GET /ready`: 200 when the store answers and the LLM is configured, else 503 saying which.
+/// Open to every caller, so it says only that: no fact count, no path or URL, no error text (the
+/// log has the cause), and it counts nothing — probes call it often.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -47,33 +48,34 @@ struct Check {
     summary = "Readiness: the store answers and the LLM is configured",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready; the failing check says why", body = Readiness),
+        (status = 503, description = "Not ready; the failing check says which", body = Readiness),
     )
 )]
 pub(crate) async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Readiness>) {
-    let store = match state.facts.status().await {
-        Ok(status) => Check {
+    let store = match state.facts.ping().await {
+        Ok(()) => Check {
             ok: true,
-            message: format!("{} facts", status.facts),
+            message: "the fact store answers".into(),
         },
-        Err(error) => Check {
-            ok: false,
-            message: error.to_string(),
-        },
+        Err(error) => {
+            tracing::warn!(%error, "readiness: the fact store does not answer");
+            Check {
+                ok: false,
+                message: "the fact store does not answer; the cause is in ragback's log".into(),
+            }
+        }
     };
     let llm = if state.chat.model_configured() {
         Check {
             ok: true,
-            message: state.chat.model_description(),
+            message: "the language model is configured".into(),
         }
     } else {
         Check {
             ok: false,
-            message: format!(
-                "{}: no API key; set RAGBACK_LLM__API_KEY (or OPENROUTER_API_KEY), or use the \
-                 local model (RAGBACK_LLM__PROVIDER=local)",
-                state.chat.model_description()
-            ),
+            message: "no language model is configured: set RAGBACK_LLM__API_KEY (or \
+                      OPENROUTER_API_KEY), or use the local model (RAGBACK_LLM__PROVIDER=local)"
+                .into(),
         }
     };
     let ready = store.ok && llm.ok;

@@ -10,7 +10,8 @@ use super::error::ApiError;
 use super::state::SharedState;
 
 /// A JSON body. Malformed JSON → 400; a missing or ill-typed field → 422 naming it; a body over
-/// the limit → 413; a body not declared as JSON → 415.
+/// the limit → 413; a body not declared as JSON → 415; a body not received within the body
+/// timeout → 408.
 pub struct ApiJson<T>(pub T);
 
 impl<T> FromRequest<SharedState> for ApiJson<T>
@@ -24,8 +25,11 @@ where
             return Err(ApiError::unsupported_media_type());
         }
         let limit = state.limits.body_bytes;
-        let bytes = Bytes::from_request(request, state)
+        // The whole body within the body timeout: a sender trickling it byte by byte is cut off.
+        let timeout = state.limits.body_timeout;
+        let bytes = tokio::time::timeout(timeout, Bytes::from_request(request, state))
             .await
+            .map_err(|_elapsed| ApiError::body_timeout(timeout))?
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::payload_too_large(limit)

@@ -77,6 +77,8 @@ pub(crate) async fn chat(
         // One user for everyone cannot be split: the old contract gets the default variant.
         variant: Some(state.chat.variants().current().default_variant()),
     };
+    // With the whole body read and valid, a generation slot.
+    let _slot = state.admission.generation.admit().await?;
     // The old contract's errors stay as they were: no retrieval detail.
     let generation = state
         .chat

@@ -1,14 +1,16 @@
 //! `POST /users/{id}/memories:extract`: facts from the dialogue, with the decisions shown.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use ragback_application::memory::{Action, Decision, ExtractRequest, MemoryError};
 use ragback_domain::{CharacterId, UserId};
 use serde::Deserialize;
 
+use super::admission::bounded;
 use super::dto::{self, MessageDto, at};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::path::ApiPath;
 use super::request_id;
 use super::state::SharedState;
 use crate::wire::{ActionDto, DecisionDto, ErrorBody, ExtractResponse, FactRecord};
@@ -37,7 +39,7 @@ pub(crate) struct ExtractRequestDto {
     request_body = ExtractRequestDto,
     responses(
         (status = 200, description = "The decisions", body = ExtractResponse),
-        (status = 403, description = "Admin keys are configured and this is not one", body = ErrorBody),
+        (status = 403, description = "This key may not learn facts (a reader key when memory or admin keys are configured)", body = ErrorBody),
         (status = 409, description = "The user would pass the facts cap", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 502, description = "The model failed or did not answer in JSON", body = ErrorBody),
@@ -46,7 +48,7 @@ pub(crate) struct ExtractRequestDto {
 )]
 pub(crate) async fn extract(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<ExtractRequestDto>,
 ) -> Result<Json<ExtractResponse>, ApiError> {
     let user = at("user_id", UserId::parse(id))?;
@@ -58,19 +60,22 @@ pub(crate) async fn extract(
     let Some(memory) = &state.memory else {
         return Err(MemoryError::NoModel.into());
     };
-    let extraction = memory
-        .extract(ExtractRequest {
+    let extraction = bounded(
+        &state.admission.upstream,
+        state.limits.request_timeout,
+        "the extraction",
+        memory.extract(ExtractRequest {
             user,
             character,
             messages,
             request_id: request_id::current_text(),
             dry_run: request.dry_run,
-        })
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, "memory extraction failed");
-            ApiError::from(error)
-        })?;
+        }),
+    )
+    .await
+    .inspect_err(|error| {
+        tracing::warn!(code = error.code().as_str(), "memory extraction failed")
+    })?;
     Ok(Json(ExtractResponse {
         decisions: extraction.decisions.into_iter().map(decision).collect(),
         dry_run: request.dry_run,

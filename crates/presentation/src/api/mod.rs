@@ -10,8 +10,9 @@
 //!
 //! Every error is `{"error": {"code", "message", "request_id"}}` with a 4xx or 5xx status. With
 //! API keys configured, every route but `/health`, `/ready`, `/openapi.json` and `/docs` needs
-//! `Authorization: Bearer <key>`.
+//! `Authorization: Bearer <key>`; [`access`] says which key each route needs.
 
+mod access;
 mod admission;
 mod auth;
 mod deadline;
@@ -25,11 +26,12 @@ mod legacy;
 mod memory;
 mod observe;
 mod openapi;
+mod path;
 mod query;
 mod request_id;
+mod serve;
 mod state;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +39,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::middleware;
-use axum::serve::ListenerExt;
 use axum::{Extension, Router};
-use tokio::net::TcpListener;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -50,13 +50,31 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use admission::Admission;
-pub use auth::Auth;
+pub use admission::{Admission, Pool, Slot};
+pub use auth::{Auth, Caller, Grant, KeyLists};
 pub use error::ApiError;
-pub use state::{AppState, Limits};
+pub use serve::{Connections, serve, shutdown_signal};
+pub use state::{Admissions, AppState, Limits};
 
 /// The request-id header, set when the caller did not send one, and echoed in the response.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route and what it needs, as (method, path template, need): `open`, `read`, `learn`,
+/// `write` — the whole authorization policy, for tests and docs that must match it.
+pub fn route_policy() -> Vec<(&'static str, &'static str, &'static str)> {
+    access::ROUTES
+        .iter()
+        .map(|(method, template, need)| {
+            let need = match need {
+                access::Need::Nothing => "open",
+                access::Need::Grant(Grant::Read) => "read",
+                access::Need::Grant(Grant::Learn) => "learn",
+                access::Need::Grant(Grant::Write) => "write",
+            };
+            (method.as_str(), *template, need)
+        })
+        .collect()
+}
 
 /// All routes, with body limit, request ids, tracing, metrics, CORS when configured, and panic
 /// safety.
@@ -64,13 +82,9 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let auth = state.auth.clone();
     let cors = cors(&state.cors_origins);
-    let admission = Admission::new(limits.concurrency, limits.queue_timeout);
-    let generation = OpenApiRouter::new()
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(generate::generate))
         .routes(routes!(legacy::chat))
-        .route_layer(middleware::from_fn_with_state(admission, admission::admit));
-    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(generation)
         .routes(routes!(facts::add, facts::list, facts::delete_all))
         .routes(routes!(facts::delete_one))
         .routes(routes!(facts::search))
@@ -83,11 +97,13 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let spec = openapi::Spec(Arc::new(document));
     let router = routes
+        // After routing: the decision is on the route the router matched, never the raw path.
+        .route_layer(middleware::from_fn(access::authorize))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(Extension(spec))
         .with_state(Arc::new(state))
-        .layer(middleware::from_fn_with_state(auth, auth::require_key));
+        .layer(middleware::from_fn_with_state(auth, auth::identify));
     // Outside authentication: preflight requests carry no key, and refusals need CORS headers
     // for the browser to show them.
     let router = match cors {
@@ -129,6 +145,7 @@ pub fn router(state: AppState) -> Router {
                 ),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(request_id::sanitize))
 }
 
 /// The CORS policy for `origins` (`*` for any); `None` without origins: no CORS headers at all.
@@ -158,71 +175,4 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([REQUEST_ID, RETRY_AFTER])
             .max_age(Duration::from_secs(3600)),
     )
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests (streams too) finish for up to `drain`; whatever still runs then is cut.
-///
-/// Connections get `TCP_NODELAY`: a streamed reply is a run of small writes, and with Nagle's
-/// algorithm each one after the first waits for the client's delayed ACK (40 ms on Linux).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    drain: Duration,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    });
-    let drain_expired = async move {
-        if stopped.await.is_err() {
-            // The server ended without a shutdown request.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        served = server.into_future() => served,
-        () = drain_expired => {
-            tracing::warn!(
-                drain_secs = drain.as_secs_f64(),
-                "requests still running after the drain timeout are cut"
-            );
-            Ok(())
-        }
-    }
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
-    // Give log lines a moment to flush before the runtime winds down.
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -8,6 +8,7 @@ use ragback_application::{ChatService, FactLibrary};
 use ragback_domain::UserId;
 use ragback_infrastructure::telemetry::Metrics;
 
+use super::admission::{Admission, Pool};
 use super::auth::Auth;
 
 /// The state as handlers receive it: one clone per request, so a reference count.
@@ -26,8 +27,37 @@ pub struct Limits {
     pub facts_per_call: usize,
     /// Generations at once.
     pub concurrency: usize,
-    /// How long a generation waits for a slot before 503.
+    /// Other calls that reach an upstream (adding and searching facts, memory extraction) at once.
+    pub upstream_concurrency: usize,
+    /// How long a call waits for a slot before 503.
     pub queue_timeout: Duration,
+    /// Deadline of a call that is not a generation (adding and searching facts, extraction).
+    pub request_timeout: Duration,
+    /// Time allowed to receive a request's whole body.
+    pub body_timeout: Duration,
+}
+
+/// The slots of the two pools (see [`admission`](super::admission)).
+#[derive(Debug, Clone)]
+pub struct Admissions {
+    /// `/generate`, `/api/v1/chat`.
+    pub generation: Admission,
+    /// Adding and searching facts, memory extraction.
+    pub upstream: Admission,
+}
+
+impl Admissions {
+    /// Pools sized by `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            generation: Admission::new(Pool::Generation, limits.concurrency, limits.queue_timeout),
+            upstream: Admission::new(
+                Pool::Upstream,
+                limits.upstream_concurrency,
+                limits.queue_timeout,
+            ),
+        }
+    }
 }
 
 /// What the handlers share. Built once; the router hands each request an [`Arc`] of it.
@@ -46,6 +76,8 @@ pub struct AppState {
     pub default_user: UserId,
     /// Request limits.
     pub limits: Limits,
+    /// The slots calls take before reaching an upstream.
+    pub admission: Admissions,
     /// Who may call which route.
     pub auth: Auth,
     /// Browser origins allowed (`*` for any); empty: no CORS.

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use ragback_infrastructure::{ConfigSources, Services, Settings, build_services, telemetry};
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, Auth, Limits};
+use crate::api::{self, Admissions, AppState, Auth, Connections, KeyLists, Limits};
 
 pub use eval::BudgetReached;
 pub use facts::{FactsCommand, Interrupted};
@@ -114,6 +114,18 @@ fn config_sources(config: &Path, env_file: &Path) -> ConfigSources {
 
 /// The API state for `services` under `settings`; starts the memory worker on the current runtime.
 pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppState> {
+    let server = &settings.server;
+    let limits = Limits {
+        body_bytes: server.body_limit_bytes,
+        messages: server.max_messages,
+        message_chars: server.max_message_chars,
+        facts_per_call: server.max_facts_per_call,
+        concurrency: server.max_concurrency,
+        upstream_concurrency: server.max_upstream_concurrency,
+        queue_timeout: server.queue_timeout,
+        request_timeout: server.request_timeout,
+        body_timeout: server.body_timeout,
+    };
     Ok(AppState {
         chat: services.chat,
         facts: services.facts,
@@ -124,21 +136,27 @@ pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppS
         memory: Some(services.memory),
         memory_auto: settings.memory.auto,
         default_user: settings.retrieval.default_user_id.clone(),
-        limits: Limits {
-            body_bytes: settings.server.body_limit_bytes,
-            messages: settings.server.max_messages,
-            message_chars: settings.server.max_message_chars,
-            facts_per_call: settings.server.max_facts_per_call,
-            concurrency: settings.server.max_concurrency,
-            queue_timeout: settings.server.queue_timeout,
-        },
-        auth: Auth::new(
-            &settings.server.api_keys.0,
-            &settings.server.admin_api_keys.0,
-        ),
-        cors_origins: settings.server.cors_origins.0.clone(),
+        admission: Admissions::new(&limits),
+        limits,
+        auth: Auth::new(KeyLists {
+            read: &server.api_keys.0,
+            memory: &server.memory_api_keys.0,
+            admin: &server.admin_api_keys.0,
+        }),
+        cors_origins: server.cors_origins.0.clone(),
         metrics: telemetry::metrics(),
     })
+}
+
+/// The connection limits and drain of `settings`.
+pub fn connections(settings: &Settings) -> Connections {
+    let server = &settings.server;
+    Connections {
+        header_timeout: server.header_timeout,
+        max: server.max_connections,
+        max_per_ip: server.max_connections_per_ip,
+        drain: server.drain_timeout,
+    }
 }
 
 async fn serve(
@@ -169,22 +187,39 @@ async fn serve(
         }
     });
     let addr = addr.unwrap_or(settings.server.addr);
+    settings.check_serving(addr)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (RAGBACK_SERVER__ADDR)"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let keys = (
-        settings.server.api_keys.0.len(),
-        settings.server.admin_api_keys.0.len(),
-    );
-    match keys {
-        (0, 0) => tracing::info!(addr = %bound, "ragback is listening; authentication is off"),
-        (keys, admin_keys) => tracing::info!(
-            addr = %bound, keys, admin_keys, "ragback is listening; API keys required"
-        ),
+    let server = &settings.server;
+    if server.no_keys() {
+        tracing::info!(addr = %bound, "ragback is listening; authentication is off");
+    } else {
+        tracing::info!(
+            addr = %bound,
+            keys = server.api_keys.0.len(),
+            memory_keys = server.memory_api_keys.0.len(),
+            admin_keys = server.admin_api_keys.0.len(),
+            "ragback is listening; API keys required"
+        );
+    }
+    if settings.memory.auto
+        && !(server.memory_api_keys.is_empty() && server.admin_api_keys.is_empty())
+    {
+        tracing::info!(
+            "RAGBACK_MEMORY__AUTO: turns sent with a reader key (RAGBACK_SERVER__API_KEYS) are \
+             not learned from; memory and admin keys are"
+        );
     }
     let drain = settings.server.drain_timeout;
-    let served = api::serve(listener, api::router(state), api::shutdown_signal(), drain).await;
+    let served = api::serve(
+        listener,
+        api::router(state),
+        api::shutdown_signal(),
+        connections(&settings),
+    )
+    .await;
     upkeep.abort();
     reloads.abort();
     // Extractions queued after replies already sent are finished (within the drain timeout),

@@ -10,6 +10,8 @@ pub enum ErrorCode {
     MalformedJson,
     /// 400: a header has a value that cannot be used (`X-Request-Timeout`).
     InvalidHeader,
+    /// 400: a path parameter cannot be decoded (not UTF-8 once percent-decoded).
+    InvalidPath,
     /// 401: no valid `Authorization: Bearer` key.
     Unauthorized,
     /// 403: a plain key on a route that changes facts, when admin keys are configured.
@@ -20,6 +22,8 @@ pub enum ErrorCode {
     FactNotFound,
     /// 405: the route does not take this method.
     MethodNotAllowed,
+    /// 408: the request's body did not arrive within `RAGBACK_SERVER__BODY_TIMEOUT_MS`.
+    RequestTimeout,
     /// 413: the body is larger than the limit.
     PayloadTooLarge,
     /// 415: the body is not declared as JSON.
@@ -58,17 +62,20 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// 504: no reply within the deadline.
     LlmTimeout,
+    /// 504: adding or searching facts, or an extraction, passed its deadline.
+    UpstreamTimeout,
 }
 
 impl ErrorCode {
     /// The HTTP status that goes with the code.
     pub fn status(self) -> u16 {
         match self {
-            Self::MalformedJson | Self::InvalidHeader => 400,
+            Self::MalformedJson | Self::InvalidHeader | Self::InvalidPath => 400,
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::FactNotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::InvalidField => 422,
@@ -84,7 +91,7 @@ impl ErrorCode {
             | Self::LlmNotConfigured
             | Self::Overloaded
             | Self::StoreUnavailable => 503,
-            Self::LlmTimeout => 504,
+            Self::LlmTimeout | Self::UpstreamTimeout => 504,
         }
     }
 
@@ -93,11 +100,13 @@ impl ErrorCode {
         match self {
             Self::MalformedJson => "malformed_json",
             Self::InvalidHeader => "invalid_header",
+            Self::InvalidPath => "invalid_path",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::FactNotFound => "fact_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidField => "invalid_field",
@@ -117,6 +126,7 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable => "store_unavailable",
             Self::LlmTimeout => "llm_timeout",
+            Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 }

@@ -13,7 +13,7 @@ use ragback_application::testing::{
 };
 use ragback_application::{ChatService, ChatSettings, FactLibrary, FactRetriever};
 use ragback_domain::UserId;
-use ragback_presentation::api::{AppState, Limits, router};
+use ragback_presentation::api::{Admissions, AppState, Limits, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -48,6 +48,17 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
             request_timeout: Duration::from_secs(2),
         },
     );
+    let limits = Limits {
+        body_bytes: BODY_LIMIT,
+        messages: 5,
+        message_chars: 100,
+        facts_per_call: 3,
+        concurrency: 4,
+        upstream_concurrency: 4,
+        queue_timeout: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(2),
+        body_timeout: Duration::from_secs(2),
+    };
     AppState {
         chat,
         facts: FactLibrary::new(Some(embedder), store, retry, Duration::from_secs(1)),
@@ -55,14 +66,8 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
         memory_queue: None,
         memory_auto: false,
         default_user: UserId::parse("john").unwrap(),
-        limits: Limits {
-            body_bytes: BODY_LIMIT,
-            messages: 5,
-            message_chars: 100,
-            facts_per_call: 3,
-            concurrency: 4,
-            queue_timeout: Duration::from_millis(100),
-        },
+        admission: Admissions::new(&limits),
+        limits,
         auth: Default::default(),
         cors_origins: Vec::new(),
         metrics: ragback_infrastructure::telemetry::metrics(),

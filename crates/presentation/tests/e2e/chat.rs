@@ -220,7 +220,10 @@ async fn a_server_that_is_down_or_slow_gets_one_line_and_the_chat_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_api_keys_needs_the_key() {
     let app = app_with_echoing_llm(Setup {
-        vars: vec![("RAGBACK_SERVER__API_KEYS".into(), "chat-key-Wd3s".into())],
+        vars: vec![(
+            "RAGBACK_SERVER__API_KEYS".into(),
+            "chat-key-Wd3s-0123456789".into(),
+        )],
         ..Setup::default()
     })
     .await;
@@ -236,7 +239,7 @@ async fn a_server_with_api_keys_needs_the_key() {
         "--url".into(),
         app.url(""),
         "--api-key".into(),
-        "chat-key-Wd3s".into(),
+        "chat-key-Wd3s-0123456789".into(),
     ];
     let (ok, stdout, stderr) = chat(args, String::new()).await;
     assert!(ok, "{stderr}");

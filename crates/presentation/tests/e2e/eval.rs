@@ -617,7 +617,12 @@ fn rows(path: &Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_through_a_server_counts_cost_stops_at_the_budget_and_resumes_exactly() {
-    let app = ragback_testkit::TestApp::spawn().await;
+    // The operator lets requests ask for the candidate model.
+    let app = ragback_testkit::TestApp::spawn_with(ragback_testkit::Setup {
+        vars: vec![("RAGBACK_LLM__ALLOWED_MODELS".into(), "demo-b".into())],
+        ..ragback_testkit::Setup::default()
+    })
+    .await;
     let fake = ragback_testkit::fake_openai::FakeOpenAi::default();
     fake.mount(&app.llm).await;
     let dir = tempfile::tempdir().unwrap();

@@ -87,7 +87,7 @@ async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
     assert!(system.contains("Street persona from Brooklyn"), "{system}");
     assert!(system.contains("You meet John at a bar"), "{system}");
     assert!(
-        system.contains("- Completed the London marathon in 2024"),
+        system.contains("- \"Completed the London marathon in 2024\""),
         "{system}"
     );
     assert!(
@@ -304,7 +304,11 @@ async fn an_error_in_a_200_body_is_retried_and_then_a_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_request_is_not_retried_and_says_why() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_LLM__ALLOWED_MODELS".into(), "nope/model".into())],
+        ..Setup::default()
+    })
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(
             json!({"error": {"code": 400, "message": "nope/model is not a valid model ID"}}),
@@ -487,12 +491,15 @@ async fn a_character_card_v2_feeds_the_prompt() {
         system.contains("Blaze is a bartender who calls John bro."),
         "{system}"
     );
-    assert!(system.contains("Personality: cocky, loyal"), "{system}");
+    assert!(system.contains("Personality:\n> cocky, loyal"), "{system}");
     assert!(
         system.contains("Blaze is closing the bar when John walks in."),
         "{system}"
     );
-    assert!(system.contains("John: hi\nBlaze: *nods* sup"), "{system}");
+    assert!(
+        system.contains("> John: hi\n> Blaze: *nods* sup"),
+        "{system}"
+    );
     assert!(system.contains("Keep it under 20 words."), "{system}");
 }
 

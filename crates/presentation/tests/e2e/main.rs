@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_errors;
+mod attacks;
 mod auth;
 mod chat;
 mod cli;

@@ -25,7 +25,10 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_lists_every_route_and_every_listed_route_exists() {
     let app = TestApp::spawn_with(Setup {
-        vars: vec![("RAGBACK_SERVER__API_KEYS".into(), "reader-key-123".into())],
+        vars: vec![(
+            "RAGBACK_SERVER__API_KEYS".into(),
+            "reader-key-123-0123456789".into(),
+        )],
         ..Setup::default()
     })
     .await;
@@ -61,6 +64,15 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(documented, expected);
+    // The authorization policy decides every documented route, and no other.
+    let decided: BTreeSet<(String, String)> = ragback_presentation::api::route_policy()
+        .into_iter()
+        .map(|(m, p, _)| (m.to_lowercase(), p.to_owned()))
+        .collect();
+    assert_eq!(
+        decided, expected,
+        "api::access::ROUTES and the router differ"
+    );
 
     // Each documented operation is served: not the router's 404 or 405.
     for (method, template) in &documented {
@@ -71,7 +83,7 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
         let request = app
             .client
             .request(method.to_uppercase().parse().unwrap(), app.url(&path))
-            .bearer_auth("reader-key-123");
+            .bearer_auth("reader-key-123-0123456789");
         let request = if method == "get" || method == "delete" {
             request
         } else {
@@ -90,7 +102,7 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
     let missing = app
         .client
         .get(app.url("/admin"))
-        .bearer_auth("reader-key-123")
+        .bearer_auth("reader-key-123-0123456789")
         .send()
         .await
         .unwrap();

@@ -114,7 +114,7 @@ async fn cors_is_off_by_default_and_follows_the_configured_origins() {
         &upstream.base_url,
         &[
             ("RAGBACK_SERVER__CORS_ORIGINS", "https://app.example.com"),
-            ("RAGBACK_SERVER__API_KEYS", "reader-key-123"),
+            ("RAGBACK_SERVER__API_KEYS", "reader-key-123-0123456789"),
         ],
     )
     .await;

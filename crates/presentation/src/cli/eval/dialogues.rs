@@ -364,7 +364,7 @@ pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
         out.push_str(&serde_json::to_string(&window)?);
         out.push('\n');
     }
-    std::fs::write(&args.out, out)
+    super::journal::write_atomically(&args.out, out.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let count = |b: Bucket| chosen.iter().filter(|c| c.bucket == b).count();
     eprintln!(

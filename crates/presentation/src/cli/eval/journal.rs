@@ -19,6 +19,20 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// Writes `bytes` to `path` whole or not at all: into a temporary file beside it, synced, then
+/// renamed over it. A reader never sees half a report, and a failed write leaves the old one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_data()?;
+    temporary.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Reads a JSONL file into `T`s, failing with the `file:line` of the first bad line; blank lines
 /// are skipped.
 pub fn read_lines<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<(usize, T)>> {
@@ -74,6 +88,29 @@ impl Journal {
         let config_sha256 = sha256_hex(config.to_string().as_bytes());
         let mut done = HashMap::new();
         let mut fresh = new_run || !path.exists();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // One writer per journal: a second run on the same file (or a --new-run under it) is
+        // refused before anything is read, cut or written. The lock goes with the file.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "{} is being written by another `ragback eval` run; wait for it to end, or give \
+                 this one another --out",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
         if !fresh {
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -83,10 +120,7 @@ impl Journal {
                     "{}: the last line is incomplete (an interrupted write): it is redone",
                     path.display()
                 );
-                OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| f.set_len(whole as u64))
+                file.set_len(whole as u64)
                     .with_context(|| format!("cannot truncate {}", path.display()))?;
             }
             if whole == 0 {
@@ -111,16 +145,6 @@ impl Journal {
                 done = rows;
             }
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
         if fresh {
             file.set_len(0)?;
             let header = json!({
@@ -189,3 +213,46 @@ impl Journal {
 /// Statuses that are never redone: a success, a refusal (retrying a refusal does not help), an
 /// identical pair, a request the server rejects as invalid.
 const FINAL: [&str; 4] = ["ok", "refused", "identical", "invalid"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replies.jsonl");
+        let config = json!({"arms": ["a"]});
+        let first = Journal::open(&path, "replay", &config, false).unwrap();
+        first.append(&json!({"key": "k1", "status": "ok"})).unwrap();
+        for new_run in [false, true] {
+            let error = Journal::open(&path, "replay", &config, new_run)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains("another `ragback eval` run"), "{error}");
+        }
+        first.finish().unwrap();
+        assert!(
+            std::fs::read_to_string(&path).unwrap().contains("\"k1\""),
+            "the refused --new-run cut nothing"
+        );
+        drop(first);
+        let resumed = Journal::open(&path, "replay", &config, false).unwrap();
+        assert!(resumed.is_final("k1"));
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        write_atomically(&path, b"old").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+}

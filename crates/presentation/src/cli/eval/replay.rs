@@ -200,9 +200,18 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
         .iter()
         .any(|a| matches!(a.source, Source::Local { .. }))
     {
-        let services = ragback_infrastructure::build_services(settings)?;
+        // The models the local arms name are the operator's own choice: allowed here.
+        let mut settings = settings.clone();
+        for arm in &arms {
+            if let Source::Local { generation, .. } = &arm.source
+                && let Some(model) = generation["model"].as_str()
+            {
+                settings.llm.allowed_models.0.push(model.to_owned());
+            }
+        }
+        let services = ragback_infrastructure::build_services(&settings)?;
         Some(crate::api::router(crate::cli::app_state(
-            services, settings,
+            services, &settings,
         )?))
     } else {
         None
@@ -326,6 +335,8 @@ async fn reply(
         "messages": window.context, "user": window.user, "character": window.character,
         "scenario": window.scenario, "generation": generation,
         "retrieval": {"enabled": facts},
+        // A replay reads the store, never writes it (whatever RAGBACK_MEMORY__AUTO says).
+        "memory": {"extract": false},
     });
     if let Some(variant) = variant {
         body["variant"] = json!(variant);
@@ -414,8 +425,7 @@ async fn in_process(
 fn retry_after(value: Option<&axum::http::HeaderValue>) -> Option<Duration> {
     value
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(ragback_integrations::http::parse_retry_after)
 }
 
 /// A `/generate` answer: the body of a 2xx; 429 and 5xx are worth another try, other 4xx not.

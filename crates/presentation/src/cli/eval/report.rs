@@ -228,9 +228,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         args.seed,
     );
     let json = serde_json::to_string_pretty(&report)? + "\n";
-    std::fs::write(&args.json, json)
+    super::journal::write_atomically(&args.json, json.as_bytes())
         .with_context(|| format!("cannot write {}", args.json.display()))?;
-    std::fs::write(&args.html, html(&report, &policy))
+    super::journal::write_atomically(&args.html, html(&report, &policy).as_bytes())
         .with_context(|| format!("cannot write {}", args.html.display()))?;
     let verdict = serde_json::to_value(report.decision.verdict)?;
     eprintln!("decision: {}", verdict.as_str().unwrap_or_default());
@@ -673,7 +673,8 @@ table{border-collapse:collapse;margin:8px 0;font-size:12.5px}td,th{border:1px so
             &report
                 .prompt_sha256
                 .iter()
-                .map(|s| &s[..12.min(s.len())])
+                // By characters: a crafted row's hash may hold anything.
+                .map(|s| s.chars().take(12).collect::<String>())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -109,7 +109,7 @@ pub fn run(args: VariantsArgs) -> anyhow::Result<()> {
             "bootstrap": {"rounds": args.rounds, "seed": args.seed},
             "variants": summaries,
         });
-        std::fs::write(out, serde_json::to_string_pretty(&report)?)
+        super::journal::write_atomically(out, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("-> {}", out.display());
     }
