@@ -45,6 +45,19 @@ pub fn comma_list<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     refusal: &'static str,
 ) -> Result<Vec<String>, D::Error> {
+    Ok(raw_list(deserializer, refusal)?
+        .into_iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect())
+}
+
+/// A list, or one comma-separated string split at its commas, as given: items untrimmed, blank
+/// ones kept (an empty string is no items). Numbers and booleans are refused with `refusal`.
+pub fn raw_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    refusal: &'static str,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -52,14 +65,10 @@ pub fn comma_list<'de, D: serde::Deserializer<'de>>(
         Text(String),
         Other(serde::de::IgnoredAny),
     }
-    let items: Vec<String> = match Raw::deserialize(deserializer)? {
-        Raw::List(items) => items,
-        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
-        Raw::Other(_) => return Err(serde::de::Error::custom(refusal)),
-    };
-    Ok(items
-        .into_iter()
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty())
-        .collect())
+    match Raw::deserialize(deserializer)? {
+        Raw::List(items) => Ok(items),
+        Raw::Text(text) if text.is_empty() => Ok(Vec::new()),
+        Raw::Text(text) => Ok(text.split(',').map(str::to_owned).collect()),
+        Raw::Other(_) => Err(serde::de::Error::custom(refusal)),
+    }
 }

@@ -172,6 +172,14 @@ mod tests {
         (store, library, fact("Lives in London").id)
     }
 
+    /// Berlin replaces London.
+    fn moving(london: FactId) -> Changes {
+        Changes {
+            add: vec![embedded("Lives in Berlin")],
+            remove: vec![(john(), london)],
+        }
+    }
+
     async fn texts(store: &InMemoryFactStore) -> Vec<String> {
         let page = store.list(None, None, 10, false).await.unwrap();
         page.facts
@@ -183,14 +191,7 @@ mod tests {
     #[tokio::test]
     async fn an_update_at_the_cap_replaces_the_fact() {
         let (store, library, london) = setup(1).await;
-        let berlin = embedded("Lives in Berlin");
-        library
-            .apply(Changes {
-                add: vec![berlin],
-                remove: vec![(john(), london)],
-            })
-            .await
-            .unwrap();
+        library.apply(moving(london)).await.unwrap();
         assert_eq!(texts(&store).await, ["Lives in Berlin"]);
     }
 
@@ -198,14 +199,7 @@ mod tests {
     async fn a_failed_removal_takes_the_additions_back() {
         let (store, library, london) = setup(10).await;
         store.fail_next_deletes(1);
-        let berlin = embedded("Lives in Berlin");
-        let error = library
-            .apply(Changes {
-                add: vec![berlin],
-                remove: vec![(john(), london)],
-            })
-            .await
-            .unwrap_err();
+        let error = library.apply(moving(london)).await.unwrap_err();
         assert!(matches!(error, ChangeError::Refused(_)), "{error}");
         assert_eq!(texts(&store).await, ["Lives in London"], "nothing changed");
     }
@@ -214,14 +208,7 @@ mod tests {
     async fn a_failure_that_cannot_be_undone_says_how_far_it_got() {
         let (store, library, london) = setup(10).await;
         store.fail_next_deletes(2);
-        let berlin = embedded("Lives in Berlin");
-        let error = library
-            .apply(Changes {
-                add: vec![berlin],
-                remove: vec![(john(), london)],
-            })
-            .await
-            .unwrap_err();
+        let error = library.apply(moving(london)).await.unwrap_err();
         assert!(
             matches!(
                 error,

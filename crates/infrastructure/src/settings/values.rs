@@ -1,6 +1,7 @@
 //! Value types of the configuration: secret key lists, plain lists, the log format.
 
 pub use ragback_integrations::config::List;
+use ragback_integrations::config::raw_list;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -37,23 +38,10 @@ impl ApiKeys {
 
 impl<'de> Deserialize<'de> for ApiKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            List(Vec<String>),
-            Text(String),
-            Other(serde::de::IgnoredAny),
-        }
-        let items: Vec<String> = match Raw::deserialize(deserializer)? {
-            Raw::List(items) => items,
-            Raw::Text(text) if text.is_empty() => Vec::new(),
-            Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
-            Raw::Other(_) => {
-                return Err(serde::de::Error::custom(
-                    "an API key must not be a plain number: use a long random token",
-                ));
-            }
-        };
+        let items = raw_list(
+            deserializer,
+            "an API key must not be a plain number: use a long random token",
+        )?;
         if items.iter().any(|k| k.trim().is_empty()) {
             return Err(serde::de::Error::custom(
                 "holds a blank key (`, `, `k1,,k2` or a trailing comma): list real keys, or \

@@ -84,6 +84,19 @@ async fn facts(app: &TestApp, owner: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The fake model answers every extraction prompt with one user fact, `text`.
+async fn extraction_proposes(app: &TestApp, text: &str) {
+    Mock::given(method("POST"))
+        .and(path("/api/v1/chat/completions"))
+        .and(body_string_contains("What should be remembered?"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(
+            &json!({"facts": [{"owner": "user", "text": text}]}).to_string(),
+        )))
+        .with_priority(1)
+        .mount(&app.llm)
+        .await;
+}
+
 /// Spellings of a path the router decodes to the same route.
 fn spellings(kind: &str, id: &str) -> Vec<String> {
     let encoded_kind: String = kind.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -219,15 +232,7 @@ async fn memory_extraction_is_a_write_only_learning_keys_may_ask_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_extraction_learns_nothing_from_a_readers_turns_nor_without_a_user_id() {
     let app = TestApp::spawn_with(keyed(&[("RAGBACK_MEMORY__AUTO", "true")])).await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/chat/completions"))
-        .and(body_string_contains("What should be remembered?"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion(
-            &json!({"facts": [{"owner": "user", "text": "Owes the bar 500 dollars"}]}).to_string(),
-        )))
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    extraction_proposes(&app, "Owes the bar 500 dollars").await;
     app.llm_replies("*nods* Yo.").await;
     let mut turn = demo_request();
     turn["messages"] = json!([{"role": "user", "text": "I owe the bar 500 dollars"}]);
@@ -362,14 +367,7 @@ async fn a_hostile_retry_after_is_an_error_not_a_panic_and_the_memory_worker_liv
     }
     // The extractions queued by those turns met the same header; the worker is still there.
     app.llm.reset().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("What should be remembered?"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion(
-            &json!({"facts": [{"owner": "user", "text": "Plays the cello"}]}).to_string(),
-        )))
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    extraction_proposes(&app, "Plays the cello").await;
     app.llm_replies("*nods* Yo.").await;
     let mut turn = demo_request();
     turn["messages"] = json!([{"role": "user", "text": "I play the cello"}]);
