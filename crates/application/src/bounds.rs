@@ -149,8 +149,10 @@ pub const TEMPERATURE: Bound = Bound::between(0.0, 2.0);
 pub const TOP_P: Bound = Bound::above(0.0, 1.0);
 /// Tokens to generate.
 pub const MAX_TOKENS: Bound = Bound::between(1.0, crate::chat::MAX_TOKENS_LIMIT as f64);
-/// Facts per reply or search.
-pub const TOP_K: Bound = Bound::between(1.0, crate::retrieval::MAX_TOP_K as f64);
+/// Largest `top_k` a request may ask for.
+pub const MAX_TOP_K: usize = 50;
+/// Facts per reply or search: 1 to [`MAX_TOP_K`].
+pub const TOP_K: Bound = Bound::between(1.0, MAX_TOP_K as f64);
 /// A cosine similarity threshold.
 pub const THRESHOLD: Bound = Bound::between(-1.0, 1.0);
 /// A share or a weight.

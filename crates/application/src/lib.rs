@@ -20,6 +20,7 @@ mod stable_hash;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod variants;
+pub mod words;
 
 pub use chat::{
     ChatService, ChatSettings, GenerateCommand, GenerateError, GenerateFailure, Generation,

@@ -14,9 +14,8 @@ pub mod cohere;
 pub mod config;
 pub mod edge;
 pub mod eval_prompts;
-mod fact_payload;
 pub mod http;
-mod lexical;
+mod layout;
 pub mod llm;
 #[cfg(feature = "local-embedder")]
 pub mod local;

@@ -2,7 +2,7 @@
 //! stores, the accuracy of its UPDATE and DELETE decisions, and how often it invents a memory.
 
 use crate::memory::{Action, Decision};
-use crate::retrieval::{jaccard, words};
+use crate::words::{jaccard, words};
 
 /// What a dialogue should do to the user's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,14 +3,18 @@
 
 use ragback_domain::{FactOwner, Message, ScoredFact, UserId};
 
-use crate::retrieval::{CANDIDATE_POOL, Candidate, FactRetriever, SearchError, used};
+use tokio::time::Instant;
+
+use crate::retrieval::{
+    CANDIDATE_POOL, Candidate, Cutoff, FactRetriever, OnRerankFailure, SearchError,
+};
 
 /// How many of an owner's best facts the gap of a cut-off is measured against.
 pub const GAP_DEPTH: usize = CANDIDATE_POOL;
 
 /// A cut-off: which of a query's ranked facts are injected.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cutoff {
+pub struct SweepCutoff {
     /// The least cosine similarity.
     pub threshold: f32,
     /// The best fact must stand this far above the mean of the next ones (up to
@@ -22,7 +26,7 @@ pub struct Cutoff {
     pub lexical_allowance: Option<f32>,
 }
 
-impl Cutoff {
+impl SweepCutoff {
     /// A plain threshold: no gap, any margin.
     pub fn threshold_only(threshold: f32) -> Self {
         Self {
@@ -34,7 +38,7 @@ impl Cutoff {
     }
 
     /// The injected facts of `ranked` (in the order a reply uses them), at most `top_k`: what
-    /// [`used`] keeps, when the best cosine stands the gap above the next ones'.
+    /// a reply's [`Cutoff`] keeps, when the best cosine stands the gap above the next ones'.
     pub fn apply<'a>(&self, ranked: &'a [Candidate], top_k: usize) -> Vec<&'a ScoredFact> {
         let mut cosines: Vec<f32> = ranked.iter().map(|c| c.fact.score).collect();
         cosines.sort_by(|a, b| b.total_cmp(a));
@@ -50,11 +54,62 @@ impl Cutoff {
         if best - mean_rest < self.gap {
             return Vec::new();
         }
-        used(ranked, self.threshold, self.margin, self.lexical_allowance)
-            .into_iter()
-            .take(top_k)
-            .map(|c| &c.fact)
-            .collect()
+        Cutoff {
+            threshold: self.threshold,
+            margin: self.margin,
+            lexical_allowance: self.lexical_allowance,
+        }
+        .apply(ranked)
+        .into_iter()
+        .take(top_k)
+        .map(|c| &c.fact)
+        .collect()
+    }
+}
+
+impl FactRetriever {
+    /// Searches the facts for a chat turn as `/generate` does (the query built from the
+    /// history, the lexical search when hybrid search is on, the reranker when there is one:
+    /// [`FactRetriever::rank`]), but failing loudly and without a cut-off: for measuring
+    /// retrieval. Candidates come in the order a reply would use them.
+    pub async fn search_turn(
+        &self,
+        history: &[Message],
+        owners: Vec<FactOwner>,
+        top_k: usize,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
+        let query = self
+            .turn_query(history)
+            .unwrap_or_else(|| Self::text_query(""));
+        let deadline = Instant::now() + self.settings.embed_timeout;
+        let vector = self.embed(embedder.as_ref(), &query, deadline).await?;
+        let reranks = self.reranks();
+        let mut ranked = self
+            .rank(&query, vector, owners, top_k, None, OnRerankFailure::Fail)
+            .await?
+            .candidates;
+        if reranks {
+            ranked.truncate(top_k);
+        }
+        Ok(ranked)
+    }
+
+    /// The same retriever with hybrid search at another lexical allowance (`None`: off), for
+    /// comparing them.
+    pub fn with_lexical_allowance(&self, lexical_allowance: Option<f32>) -> Self {
+        let mut other = self.clone();
+        other.settings.lexical_allowance = lexical_allowance;
+        other
+    }
+
+    /// The same retriever with another query window (`query_messages`) and context weight,
+    /// for comparing them.
+    pub fn with_query(&self, query_messages: usize, context_weight: f32) -> Self {
+        let mut other = self.clone();
+        other.settings.query_messages = query_messages.max(1);
+        other.settings.query_context_weight = context_weight.clamp(0.0, 1.0);
+        other
     }
 }
 
@@ -238,7 +293,7 @@ pub async fn evaluate(
         outcomes.push(QueryOutcome { query, ranked });
     }
     let settings = retriever.settings();
-    let configured = Cutoff {
+    let configured = SweepCutoff {
         threshold: settings.threshold,
         gap: 0.0,
         margin: settings.margin,
@@ -251,7 +306,7 @@ pub async fn evaluate(
 pub fn score(
     outcomes: &[QueryOutcome],
     top_k: usize,
-    configured: Cutoff,
+    configured: SweepCutoff,
 ) -> Result<EvalReport, EvalError> {
     if outcomes.is_empty() {
         return Err(EvalError::NoQueries);
@@ -313,12 +368,12 @@ pub fn score(
 }
 
 fn sweep_row(outcomes: &[QueryOutcome], top_k: usize, threshold: f32) -> SweepRow {
-    cutoff_row(outcomes, top_k, Cutoff::threshold_only(threshold))
+    cutoff_row(outcomes, top_k, SweepCutoff::threshold_only(threshold))
 }
 
 /// The cut-offs compared: thresholds × gaps × margins, × lexical allowances when the searches found
 /// facts by their words.
-pub fn cutoffs(lexical: bool) -> impl Iterator<Item = Cutoff> {
+pub fn cutoffs(lexical: bool) -> impl Iterator<Item = SweepCutoff> {
     let allowances: &'static [Option<f32>] = if lexical {
         &[
             None,
@@ -336,12 +391,14 @@ pub fn cutoffs(lexical: bool) -> impl Iterator<Item = Cutoff> {
             [2.0f32, 0.15, 0.10, 0.05]
                 .into_iter()
                 .flat_map(move |margin| {
-                    allowances.iter().map(move |&lexical_allowance| Cutoff {
-                        threshold,
-                        gap: g as f32 * 0.02,
-                        margin,
-                        lexical_allowance,
-                    })
+                    allowances
+                        .iter()
+                        .map(move |&lexical_allowance| SweepCutoff {
+                            threshold,
+                            gap: g as f32 * 0.02,
+                            margin,
+                            lexical_allowance,
+                        })
                 })
         })
     })
@@ -354,7 +411,7 @@ pub fn worst_target(row: &SweepRow) -> f64 {
         .min(1.0 - row.false_positive_share)
 }
 
-fn cutoff_row(outcomes: &[QueryOutcome], top_k: usize, cutoff: Cutoff) -> SweepRow {
+fn cutoff_row(outcomes: &[QueryOutcome], top_k: usize, cutoff: SweepCutoff) -> SweepRow {
     let threshold = cutoff.threshold;
     let (mut injected, mut hits, mut relevant) = (0, 0, 0);
     let (mut empty, mut wrongly_fed, mut hit_queries) = (0, 0, 0);
@@ -452,7 +509,7 @@ mod tests {
             outcome(&[], vec![scored("john", "a", 0.2)]),
         ];
 
-        let report = score(&outcomes, 3, Cutoff::threshold_only(0.3)).unwrap();
+        let report = score(&outcomes, 3, SweepCutoff::threshold_only(0.3)).unwrap();
 
         assert_eq!(report.queries, 3);
         assert_eq!(report.with_relevant, 2);
@@ -493,7 +550,7 @@ mod tests {
                 scored("john", "c", 0.7),
             ],
         )];
-        let report = score(&outcomes, 2, Cutoff::threshold_only(0.3)).unwrap();
+        let report = score(&outcomes, 2, SweepCutoff::threshold_only(0.3)).unwrap();
         assert_eq!(report.sweep[0].injected, 2);
         assert_eq!(report.sweep[0].recall, 0.0);
         assert_eq!(report.recall_at[1], (3, 1.0));
@@ -502,7 +559,7 @@ mod tests {
     #[test]
     fn another_users_fact_is_a_leak() {
         let outcomes = [outcome(&["a"], vec![scored("jane", "a", 0.9)])];
-        let report = score(&outcomes, 3, Cutoff::threshold_only(0.3)).unwrap();
+        let report = score(&outcomes, 3, SweepCutoff::threshold_only(0.3)).unwrap();
         assert_eq!(report.leaks, 1);
         // Jane's fact does not count for John even with the same text.
         assert_eq!(report.recall_at[0], (1, 0.0));
@@ -511,11 +568,11 @@ mod tests {
     #[test]
     fn empty_sets_are_refused() {
         assert!(matches!(
-            score(&[], 3, Cutoff::threshold_only(0.3)),
+            score(&[], 3, SweepCutoff::threshold_only(0.3)),
             Err(EvalError::NoQueries)
         ));
         assert!(matches!(
-            score(&[outcome(&[], vec![])], 3, Cutoff::threshold_only(0.3)),
+            score(&[outcome(&[], vec![])], 3, SweepCutoff::threshold_only(0.3)),
             Err(EvalError::NothingRelevant)
         ));
     }

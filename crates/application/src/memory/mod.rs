@@ -220,9 +220,6 @@ pub struct MemoryExtractor {
     settings: MemorySettings,
 }
 
-/// The most of an owner's facts looked through for an earlier extraction of the same message.
-const IDEMPOTENCY_SCAN: usize = 10_000;
-
 impl MemoryExtractor {
     /// An extractor writing through `library` (which enforces the per-owner cap).
     pub fn new(
@@ -372,18 +369,7 @@ impl MemoryExtractor {
 
     /// Whether a stored fact of `owner` was extracted from the message with `hash`.
     async fn extracted_before(&self, owner: &FactOwner, hash: &str) -> Result<bool, MemoryError> {
-        let page = self
-            .store
-            .list(Some(owner), None, IDEMPOTENCY_SCAN, false)
-            .await?;
-        Ok(page.facts.iter().any(|stored| {
-            stored
-                .fact
-                .provenance
-                .as_ref()
-                .and_then(|p| p.message_hash.as_deref())
-                == Some(hash)
-        }))
+        Ok(self.store.has_message(owner, hash).await?)
     }
 
     async fn ask(&self, messages: Vec<PromptMessage>) -> Result<String, MemoryError> {
@@ -420,7 +406,7 @@ pub fn message_hash(user: &UserId, text: &str) -> String {
 
 /// Lowercase words of three letters or more.
 fn words(text: &str) -> std::collections::BTreeSet<String> {
-    crate::retrieval::words(text)
+    crate::words::words(text)
         .into_iter()
         .filter(|w| w.chars().count() >= 3)
         .collect()

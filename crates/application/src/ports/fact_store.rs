@@ -169,6 +169,15 @@ pub trait FactStore: Send + Sync {
     /// Deletes every fact of `owner`; returns how many were deleted.
     async fn delete_owner(&self, owner: &FactOwner) -> Result<usize, FactStoreError>;
 
+    /// Whether `owner` holds a fact whose provenance records the message hash `message_hash`
+    /// (a fact extracted from that message): a filter in the store, not a scan of the owner's
+    /// facts.
+    async fn has_message(
+        &self,
+        owner: &FactOwner,
+        message_hash: &str,
+    ) -> Result<bool, FactStoreError>;
+
     /// How many facts one owner (or, with `None`, everyone) has.
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError>;
 

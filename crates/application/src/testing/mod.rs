@@ -335,6 +335,21 @@ impl FactStore for InMemoryFactStore {
         })
     }
 
+    async fn has_message(
+        &self,
+        owner: &FactOwner,
+        message_hash: &str,
+    ) -> Result<bool, FactStoreError> {
+        Ok(self.facts()?.values().any(|f| {
+            &f.fact.owner == owner
+                && f.fact
+                    .provenance
+                    .as_ref()
+                    .and_then(|p| p.message_hash.as_deref())
+                    == Some(message_hash)
+        }))
+    }
+
     async fn delete(
         &self,
         owner: &FactOwner,

@@ -7,41 +7,51 @@ use ragback_domain::{CharacterId, Fact, FactOwner, FactText, UserId};
 
 use crate::ports::{EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, StoreStatus};
 
-/// The names of all checks, for adapters to run in a loop and report.
-pub const CHECKS: [&str; 13] = [
-    "empty_store",
-    "search_is_best_first_with_cosine_scores",
-    "owners_are_isolated",
-    "upserts_are_idempotent",
-    "limit_is_respected",
-    "dimension_is_enforced",
-    "counts_per_owner",
-    "listing_pages_through_everything",
-    "deletes_respect_owners",
-    "an_emptied_store_keeps_working",
-    "models_are_enforced",
-    "words_find_facts_rare_words_first",
-    "provenance_is_kept",
-];
-
-/// Runs the check called `name` on an empty store.
-pub async fn run(name: &str, store: &dyn FactStore) {
-    match name {
-        "empty_store" => empty_store(store).await,
-        "search_is_best_first_with_cosine_scores" => search_is_best_first(store).await,
-        "owners_are_isolated" => owners_are_isolated(store).await,
-        "upserts_are_idempotent" => upserts_are_idempotent(store).await,
-        "limit_is_respected" => limit_is_respected(store).await,
-        "dimension_is_enforced" => dimension_is_enforced(store).await,
-        "counts_per_owner" => counts_per_owner(store).await,
-        "listing_pages_through_everything" => listing_pages_through_everything(store).await,
-        "deletes_respect_owners" => deletes_respect_owners(store).await,
-        "an_emptied_store_keeps_working" => an_emptied_store_keeps_working(store).await,
-        "models_are_enforced" => models_are_enforced(store).await,
-        "words_find_facts_rare_words_first" => words_find_facts(store).await,
-        "provenance_is_kept" => provenance_is_kept(store).await,
-        other => panic!("unknown store check `{other}`"),
-    }
+/// One `#[tokio::test]` per check of the contract, each on a fresh store from `$make`: an async
+/// fn returning `Option<(store, guard)>` — the guard (a temporary directory, say) lives as long as
+/// the check; `None` means the store is not available here, which the test says in its output
+/// (never a silent pass). Use it inside a module of its own:
+///
+/// ```ignore
+/// mod contract {
+///     ragback_application::store_contract_tests!(super::fresh_store);
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:path) => {
+        $crate::store_contract_tests!(@each $make;
+            empty_store,
+            search_is_best_first_with_cosine_scores,
+            owners_are_isolated,
+            upserts_are_idempotent,
+            limit_is_respected,
+            dimension_is_enforced,
+            counts_per_owner,
+            listing_pages_through_everything,
+            deletes_respect_owners,
+            an_emptied_store_keeps_working,
+            models_are_enforced,
+            words_find_facts_rare_words_first,
+            provenance_is_kept,
+            extracted_messages_are_found_by_their_hash
+        );
+    };
+    (@each $make:path; $($check:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let Some((made, guard)) = $make().await else {
+                    return;
+                };
+                // Declared in this order, dropped in the other: the store first, then what it
+                // lives in (a temporary directory).
+                let _guard = guard;
+                let store = made;
+                $crate::testing::store_contract::$check(&store).await;
+            }
+        )+
+    };
 }
 
 fn user(id: &str) -> FactOwner {
@@ -92,7 +102,8 @@ async fn texts(store: &dyn FactStore, q: FactQuery) -> Vec<String> {
         .collect()
 }
 
-async fn empty_store(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn empty_store(store: &dyn FactStore) {
     let found = store
         .search(query([1.0, 0.0, 0.0], &[user("john")], 5))
         .await;
@@ -108,7 +119,8 @@ async fn empty_store(store: &dyn FactStore) {
     assert_eq!(store.known(&[]).await, Ok(Vec::new()));
 }
 
-async fn search_is_best_first(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn search_is_best_first_with_cosine_scores(store: &dyn FactStore) {
     let john = user("john");
     store
         .upsert(vec![
@@ -145,7 +157,8 @@ async fn search_is_best_first(store: &dyn FactStore) {
     }
 }
 
-async fn owners_are_isolated(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn owners_are_isolated(store: &dyn FactStore) {
     let (john, jane, john_the_character) = (user("john"), user("jane"), character("john"));
     store
         .upsert(vec![
@@ -179,7 +192,8 @@ async fn owners_are_isolated(store: &dyn FactStore) {
     assert_eq!(texts(store, query(v, &[], 10)).await, Vec::<String>::new());
 }
 
-async fn upserts_are_idempotent(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn upserts_are_idempotent(store: &dyn FactStore) {
     let john = user("john");
     let batch = vec![
         fact(&john, "a", [1.0, 0.0, 0.0]),
@@ -202,7 +216,8 @@ async fn upserts_are_idempotent(store: &dyn FactStore) {
     assert_eq!(known, expected);
 }
 
-async fn limit_is_respected(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn limit_is_respected(store: &dyn FactStore) {
     let john = user("john");
     let facts = (0..8)
         .map(|i| fact(&john, &format!("fact {i}"), [1.0, i as f32 / 10.0, 0.0]))
@@ -222,7 +237,8 @@ async fn limit_is_respected(store: &dyn FactStore) {
     );
 }
 
-async fn dimension_is_enforced(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn dimension_is_enforced(store: &dyn FactStore) {
     let john = user("john");
     store
         .upsert(vec![fact(&john, "three dims", [1.0, 0.0, 0.0])])
@@ -259,7 +275,8 @@ async fn dimension_is_enforced(store: &dyn FactStore) {
     assert!(message.contains("re-seed"), "{message}");
 }
 
-async fn counts_per_owner(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn counts_per_owner(store: &dyn FactStore) {
     let (john, blaze) = (user("john"), character("blaze"));
     store
         .upsert(vec![
@@ -276,7 +293,8 @@ async fn counts_per_owner(store: &dyn FactStore) {
     assert_eq!(store.count(None).await, Ok(3));
 }
 
-async fn listing_pages_through_everything(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn listing_pages_through_everything(store: &dyn FactStore) {
     let (john, jane) = (user("john"), user("jane"));
     let mut facts: Vec<EmbeddedFact> = (0..7)
         .map(|i| fact(&john, &format!("john {i}"), [1.0, i as f32, 0.0]))
@@ -333,7 +351,8 @@ async fn listing_pages_through_everything(store: &dyn FactStore) {
     );
 }
 
-async fn deletes_respect_owners(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn deletes_respect_owners(store: &dyn FactStore) {
     let (john, jane) = (user("john"), user("jane"));
     let johns = fact(&john, "john's", [1.0, 0.0, 0.0]);
     let janes = fact(&jane, "jane's", [1.0, 0.0, 0.0]);
@@ -364,7 +383,8 @@ async fn deletes_respect_owners(store: &dyn FactStore) {
     );
 }
 
-async fn an_emptied_store_keeps_working(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn an_emptied_store_keeps_working(store: &dyn FactStore) {
     let john = user("john");
     store
         .upsert(vec![fact(&john, "a", [1.0, 0.0, 0.0])])
@@ -388,7 +408,8 @@ async fn an_emptied_store_keeps_working(store: &dyn FactStore) {
     );
 }
 
-async fn models_are_enforced(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn models_are_enforced(store: &dyn FactStore) {
     let john = user("john");
     store
         .upsert(vec![fact(&john, "a", [1.0, 0.0, 0.0])])
@@ -417,7 +438,8 @@ async fn models_are_enforced(store: &dyn FactStore) {
     assert!(mismatch.to_string().contains("re-seed"), "{mismatch}");
 }
 
-async fn words_find_facts(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn words_find_facts_rare_words_first(store: &dyn FactStore) {
     let (john, jane) = (user("john"), user("jane"));
     store
         .upsert(vec![
@@ -488,7 +510,8 @@ async fn words_find_facts(store: &dyn FactStore) {
     );
 }
 
-async fn provenance_is_kept(store: &dyn FactStore) {
+/// A check of the contract (see the module).
+pub async fn provenance_is_kept(store: &dyn FactStore) {
     use ragback_domain::{FactSource, Provenance, Timestamp};
     let john = user("john");
     let mut extracted = Provenance::new(FactSource::Extracted, Timestamp::from_unix_millis(1_000));
@@ -539,16 +562,57 @@ async fn provenance_is_kept(store: &dyn FactStore) {
     assert_eq!(found[0].fact.provenance, Some(extracted));
 }
 
+/// A check of the contract (see the module).
+pub async fn extracted_messages_are_found_by_their_hash(store: &dyn FactStore) {
+    use ragback_domain::{FactSource, Provenance, Timestamp};
+    let (john, jane) = (user("john"), user("jane"));
+    assert!(
+        !store
+            .has_message(&john, "feed")
+            .await
+            .expect("lookup works"),
+        "an empty store has none"
+    );
+    let mut learned = fact(&john, "Moved to Berlin", [1.0, 0.0, 0.0]);
+    learned.fact = learned.fact.with_provenance(Provenance {
+        message_hash: Some("feed".into()),
+        ..Provenance::new(FactSource::Extracted, Timestamp::from_unix_millis(1_000))
+    });
+    let seeded = fact(&jane, "Likes jazz", [0.0, 1.0, 0.0]);
+    store
+        .upsert(vec![learned, seeded])
+        .await
+        .expect("upsert works");
+    assert!(
+        store
+            .has_message(&john, "feed")
+            .await
+            .expect("lookup works")
+    );
+    assert!(
+        !store
+            .has_message(&john, "beef")
+            .await
+            .expect("lookup works"),
+        "another message"
+    );
+    assert!(
+        !store
+            .has_message(&jane, "feed")
+            .await
+            .expect("lookup works"),
+        "another owner's message"
+    );
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::testing::InMemoryFactStore;
 
-    /// The fake must honour the contract it stands in for.
-    #[tokio::test]
-    async fn the_in_memory_fake_passes_the_store_contract() {
-        for check in CHECKS {
-            run(check, &InMemoryFactStore::default()).await;
-        }
+    /// A fresh in-memory store: the fake must honour the contract it stands in for.
+    async fn fresh() -> Option<(InMemoryFactStore, ())> {
+        Some((InMemoryFactStore::default(), ()))
     }
+
+    crate::store_contract_tests!(fresh);
 }

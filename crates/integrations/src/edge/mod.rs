@@ -244,6 +244,12 @@ impl FactStore for EdgeFactStore {
         self.write(move |shard| shard.delete_owner(&owner)).await
     }
 
+    async fn has_message(&self, owner: &FactOwner, hash: &str) -> Result<bool, FactStoreError> {
+        let (owner, hash) = (owner.clone(), hash.to_owned());
+        self.read(|| false, move |shard| shard.has_message(&owner, &hash))
+            .await
+    }
+
     async fn count(&self, owner: Option<&FactOwner>) -> Result<usize, FactStoreError> {
         let owner = owner.cloned();
         self.read(|| 0, move |shard| shard.count(owner.as_ref()))

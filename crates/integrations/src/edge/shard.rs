@@ -20,18 +20,16 @@ use ragback_application::ports::{
 };
 use ragback_domain::{FactId, FactOwner, ScoredFact};
 
-use crate::fact_payload::{OWNER_KEY, from_payload, model_of, to_payload};
-use crate::lexical::{self, LEXICAL};
+use crate::layout::{
+    LEXICAL, MESSAGE_HASH, MIGRATION_BATCH, OWNER_KEY, VECTOR, from_payload, lexical, model_of,
+    numeric_point, to_payload,
+};
 
-/// The name of the one dense vector of each point.
-const VECTOR: &str = "fact";
 /// The file Qdrant Edge writes its configuration to; its presence means a shard exists.
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
 /// Written once every fact has its lexical vector: a store from before them (or a migration
 /// cut short by a crash) lacks it, and is migrated when opened.
 const LEXICAL_READY_FILE: &str = "lexical-v1.ready";
-/// Facts migrated per update.
-const MIGRATION_BATCH: usize = 256;
 
 /// An open shard and its vector dimension.
 pub(super) struct Shard {
@@ -420,6 +418,31 @@ impl Shard {
         self.count_where(filter, true)
     }
 
+    /// Whether `owner` holds a fact extracted from the message with `hash`.
+    pub(super) fn has_message(
+        &self,
+        owner: &FactOwner,
+        hash: &str,
+    ) -> Result<bool, FactStoreError> {
+        let hash_path: JsonPath = MESSAGE_HASH.parse().map_err(|_| {
+            FactStoreError::Corrupted(format!("`{MESSAGE_HASH}` is not a JSON path"))
+        })?;
+        let filter = Filter {
+            must: Some(vec![
+                Condition::Field(FieldCondition::new_match(
+                    owner_path()?,
+                    Match::from(owner.key()),
+                )),
+                Condition::Field(FieldCondition::new_match(
+                    hash_path,
+                    Match::from(hash.to_owned()),
+                )),
+            ]),
+            ..Filter::new()
+        };
+        Ok(self.count_where(Some(filter), true)? > 0)
+    }
+
     fn count_where(&self, filter: Option<Filter>, exact: bool) -> Result<usize, FactStoreError> {
         self.shard
             .count(CountRequest { filter, exact })
@@ -490,8 +513,6 @@ fn point_id(id: FactId) -> PointId {
 fn fact_id(id: PointId) -> Result<FactId, FactStoreError> {
     match id {
         PointId::Uuid(uuid) => Ok(FactId::from_uuid(uuid)),
-        PointId::NumId(n) => Err(FactStoreError::Corrupted(format!(
-            "point {n} has a numeric id: this store holds data not written by ragback"
-        ))),
+        PointId::NumId(n) => Err(numeric_point(n)),
     }
 }

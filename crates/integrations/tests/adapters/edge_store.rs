@@ -4,18 +4,19 @@
 use std::sync::Arc;
 
 use ragback_application::ports::{EmbeddedFact, FactQuery, FactStore, FactStoreError};
-use ragback_application::testing::store_contract;
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
 use ragback_integrations::edge::{EdgeFactStore, INLINE_SEARCH_MAX_FACTS};
 
-#[tokio::test]
-async fn qdrant_edge_passes_the_store_contract() {
-    for check in store_contract::CHECKS {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EdgeFactStore::open(dir.path()).unwrap();
-        println!("store contract on Qdrant Edge: {check}");
-        store_contract::run(check, &store).await;
-    }
+/// A fresh Qdrant Edge store in a temporary directory (kept while the check runs).
+async fn fresh() -> Option<(EdgeFactStore, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeFactStore::open(dir.path()).unwrap();
+    Some((store, dir))
+}
+
+/// The fact-store contract on Qdrant Edge, one test per check.
+mod contract {
+    ragback_application::store_contract_tests!(super::fresh);
 }
 
 fn john_fact(text: &str, vector: Vec<f32>) -> EmbeddedFact {

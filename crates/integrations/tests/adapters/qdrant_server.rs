@@ -6,7 +6,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use ragback_application::ports::{EmbeddedFact, FactStore, FactStoreError};
-use ragback_application::testing::store_contract;
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
 use ragback_integrations::qdrant::{QdrantFactStore, QdrantSettings};
 
@@ -24,37 +23,68 @@ fn unique(name: &str) -> String {
     format!("ragback_test_{name}_{}", std::process::id())
 }
 
-#[tokio::test]
-async fn the_server_adapter_passes_the_store_contract_over_grpc() {
-    for check in store_contract::CHECKS {
-        let url = ragback_testkit::fake_qdrant::start().await;
-        println!("store contract on the Qdrant server adapter (fake server): {check}");
-        store_contract::run(check, &store(&url, "facts")).await;
+/// A fresh fake server (Qdrant's engine behind the real gRPC API) and the adapter on it.
+async fn on_the_fake() -> Option<(QdrantFactStore, ())> {
+    let url = ragback_testkit::fake_qdrant::start().await;
+    Some((store(&url, "facts"), ()))
+}
+
+/// The fact-store contract over gRPC, one test per check.
+mod contract {
+    ragback_application::store_contract_tests!(super::on_the_fake);
+}
+
+/// A collection of its own on the real Qdrant at `QDRANT_URL`, deleted when the check is done;
+/// `None` (and a notice, once) when `QDRANT_URL` is not set.
+async fn on_a_real_qdrant() -> Option<(QdrantFactStore, DropCollection)> {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        static NOTICE: std::sync::Once = std::sync::Once::new();
+        NOTICE.call_once(|| {
+            let notice = "NOT RUN: the store contract on a real Qdrant server; set QDRANT_URL \
+                          (e.g. http://localhost:6334 after `make dc.up`) to run it";
+            // Written to the process's stderr directly, past the harness's capture, so that it
+            // shows in every run's output.
+            match std::fs::OpenOptions::new().write(true).open("/dev/stderr") {
+                Ok(mut stderr) => {
+                    let _ = writeln!(stderr, "{notice}");
+                }
+                Err(_) => eprintln!("{notice}"),
+            }
+        });
+        return None;
+    };
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let collection = unique(&format!("contract_{n}"));
+    let client = qdrant_client::Qdrant::from_url(&url).build().unwrap();
+    Some((
+        store(&url, &collection),
+        DropCollection { client, collection },
+    ))
+}
+
+/// Deletes a test's collection from the real Qdrant when dropped.
+struct DropCollection {
+    client: qdrant_client::Qdrant,
+    collection: String,
+}
+
+impl Drop for DropCollection {
+    fn drop(&mut self) {
+        let (client, collection) = (self.client.clone(), self.collection.clone());
+        // The test's runtime is ending; delete on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Runtime::new() {
+                let _ = runtime.block_on(client.delete_collection(&collection));
+            }
+        })
+        .join();
     }
 }
 
-#[tokio::test]
-async fn the_server_adapter_passes_the_store_contract_on_a_real_qdrant() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        let notice = "NOT RUN: the store contract on a real Qdrant server; set QDRANT_URL \
-                      (e.g. http://localhost:6334 after `make dc.up`) to run it";
-        // Written to the process's stderr directly, past the harness's capture, so that it shows
-        // in every run's output.
-        match std::fs::OpenOptions::new().write(true).open("/dev/stderr") {
-            Ok(mut stderr) => {
-                let _ = writeln!(stderr, "{notice}");
-            }
-            Err(_) => eprintln!("{notice}"),
-        }
-        return;
-    };
-    for check in store_contract::CHECKS {
-        let collection = unique(check);
-        println!("store contract on Qdrant at {url}: {check} (collection {collection})");
-        store_contract::run(check, &store(&url, &collection)).await;
-        let client = qdrant_client::Qdrant::from_url(&url).build().unwrap();
-        let _ = client.delete_collection(&collection).await;
-    }
+/// The fact-store contract on a real Qdrant server, one test per check.
+mod contract_on_a_real_qdrant {
+    ragback_application::store_contract_tests!(super::on_a_real_qdrant);
 }
 
 #[tokio::test]

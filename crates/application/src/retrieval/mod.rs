@@ -1,20 +1,28 @@
-//! Finding the facts relevant to a chat turn.
+//! Finding the facts relevant to a chat turn: one pipeline, from the query
+//! ([`query`](self::query): the window of the turn, its embedding), through the searches and
+//! their fusion ([`fusion`]), the reranker when there is one ([`rerank`](self::rerank)), to the
+//! cut-off ([`cutoff`]). [`FactRetriever::rank`] is the pipeline up to the cut-off; replies
+//! ([`FactRetriever::retrieve`]) and the evaluation's sweeps both go through it.
+
+mod cutoff;
+mod fusion;
+mod query;
+mod rerank;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_domain::{FactOwner, Message, Role, ScoredFact, UserId, ValidationError};
+use ragback_domain::{FactOwner, Message, ScoredFact, UserId, ValidationError};
 use tokio::time::Instant;
 
 use crate::bounds;
-use crate::ports::{
-    EmbedError, Embedder, EmbeddingPurpose, FactQuery, FactStore, FactStoreError, LexicalHit,
-    RerankError, Reranker,
-};
-use crate::retry::{RetryError, RetryPolicy, retry};
-
-/// Largest `top_k` a request may ask for.
-pub const MAX_TOP_K: usize = 50;
+pub use crate::bounds::MAX_TOP_K;
+use crate::ports::{Embedder, FactQuery, FactStore, FactStoreError, RerankError, Reranker};
+use crate::retry::RetryPolicy;
+pub use cutoff::{Cutoff, best_score};
+pub use fusion::{Candidate, fuse};
+pub(crate) use query::Query;
+pub use query::QueryError;
 
 /// Each search of a turn (by vector, by words) returns at least this many facts for the
 /// cut-off to choose from: the margin, the fusion and the deduplication see the same pool
@@ -100,83 +108,6 @@ impl RetrievalOverrides {
     }
 }
 
-/// A fact a search found: its cosine similarity (in `fact.score`), and its BM25 score when its
-/// words matched the last user message's too.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    /// The fact and its cosine similarity to the query.
-    pub fact: ScoredFact,
-    /// Its lexical score, when the lexical search found it.
-    pub lexical: Option<f32>,
-}
-
-/// Reciprocal rank fusion's constant: a fact's fused score is the sum of `1 / (k + rank)` over
-/// the rankings it is in (Cormack et al., 2009, and Qdrant's default).
-const RRF_K: f32 = 60.0;
-
-/// The vector search's facts (best first) and the lexical search's (best first) as one
-/// ranking, by reciprocal rank fusion; a fact in both appears once, with its lexical score.
-/// Ties (and a ranking without lexical hits) keep the cosine order.
-pub fn fuse(dense: Vec<ScoredFact>, lexical: Vec<LexicalHit>) -> Vec<Candidate> {
-    let rrf = |rank: usize| 1.0 / (RRF_K + rank as f32 + 1.0);
-    let mut fused: Vec<(Candidate, f32)> = dense
-        .into_iter()
-        .enumerate()
-        .map(|(rank, fact)| {
-            let candidate = Candidate {
-                fact,
-                lexical: None,
-            };
-            (candidate, rrf(rank))
-        })
-        .collect();
-    for (rank, hit) in lexical.into_iter().enumerate() {
-        match fused
-            .iter_mut()
-            .find(|(c, _)| c.fact.fact.id == hit.fact.fact.id)
-        {
-            Some((candidate, score)) => {
-                candidate.lexical = Some(hit.lexical);
-                *score += rrf(rank);
-            }
-            None => fused.push((
-                Candidate {
-                    fact: hit.fact,
-                    lexical: Some(hit.lexical),
-                },
-                rrf(rank),
-            )),
-        }
-    }
-    fused.sort_by(|(a, x), (b, y)| y.total_cmp(x).then(b.fact.score.total_cmp(&a.fact.score)));
-    fused.into_iter().map(|(candidate, _)| candidate).collect()
-}
-
-/// Whether a turn uses `candidate`, when the best cosine among its candidates is `best`: at or
-/// above the threshold and within the margin of the best, or — found by its words, with a
-/// lexical allowance — at or above the threshold less the allowance.
-pub fn admits(
-    candidate: &Candidate,
-    best: f32,
-    threshold: f32,
-    margin: f32,
-    lexical_allowance: Option<f32>,
-) -> bool {
-    let cosine = candidate.fact.score;
-    let by_vector = cosine >= threshold && cosine >= best - margin;
-    let by_words =
-        candidate.lexical.is_some() && lexical_allowance.is_some_and(|a| cosine >= threshold - a);
-    by_vector || by_words
-}
-
-/// The best cosine similarity among `candidates`.
-pub fn best_cosine(candidates: &[Candidate]) -> f32 {
-    candidates
-        .iter()
-        .map(|c| c.fact.score)
-        .fold(f32::NEG_INFINITY, f32::max)
-}
-
 /// How retrieval went for one turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetrievalStatus {
@@ -231,7 +162,7 @@ pub enum SearchError {
     NoEmbedder,
     /// Embedding the query failed.
     #[error("embedding the query failed: {0}")]
-    Embed(#[from] RetryError<EmbedError>),
+    Embed(#[from] QueryError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] FactStoreError),
@@ -240,13 +171,32 @@ pub enum SearchError {
     Rerank(RerankError),
 }
 
+/// The ranking of a search, with the cut-off its scores call for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// The candidates, in the order a reply uses them.
+    pub candidates: Vec<Candidate>,
+    /// The cut-off for their scores: the reranker's threshold when it ranked them, else the
+    /// configured threshold and hybrid search's allowance.
+    pub cutoff: Cutoff,
+}
+
+/// What a failing reranker means for the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnRerankFailure {
+    /// The search's own order and cut-off are kept (a reply goes on), and the log says so.
+    KeepSearchOrder,
+    /// The search fails (measurements must not mix rankings).
+    Fail,
+}
+
 /// Finds the facts relevant to a chat turn.
 #[derive(Clone)]
 pub struct FactRetriever {
-    embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
     store: Arc<dyn FactStore>,
     reranker: Option<Arc<dyn Reranker>>,
-    settings: RetrievalSettings,
+    pub(crate) settings: RetrievalSettings,
 }
 
 impl FactRetriever {
@@ -293,46 +243,25 @@ impl FactRetriever {
 
     /// How many facts each search returns for `top_k` injected: at least [`CANDIDATE_POOL`],
     /// more when a reranker picks among them.
-    fn candidates(&self, top_k: usize) -> usize {
+    fn pool(&self, top_k: usize) -> usize {
         match self.reranker {
             Some(_) => top_k.max(self.settings.rerank_candidates),
             None => top_k.max(CANDIDATE_POOL),
         }
     }
 
-    /// The query window of a turn: the first index and the last user message's index.
-    fn query_window(&self, history: &[Message]) -> Option<(usize, usize)> {
-        let last_user = history.iter().rposition(|m| m.role == Role::User)?;
-        let first = (last_user + 1).saturating_sub(self.settings.query_messages.max(1));
-        Some((first, last_user))
+    /// Whether a reranker scores the candidates.
+    pub(crate) fn reranks(&self) -> bool {
+        self.reranker.is_some()
     }
 
-    /// The text to embed for a turn: the last user message, preceded by up to
-    /// `query_messages - 1` earlier messages. `None` when no user message exists.
-    pub fn query_text(&self, history: &[Message]) -> Option<String> {
-        let (first, last_user) = self.query_window(history)?;
-        let texts: Vec<&str> = history[first..=last_user]
-            .iter()
-            .map(|m| m.text.as_str())
-            .collect();
-        Some(texts.join("\n"))
-    }
-
-    /// The texts to embed for a turn: the window as one text, or — with a context weight — the
-    /// last user message and the messages before it in the window, apart.
-    fn query_texts(&self, history: &[Message]) -> Option<Vec<String>> {
-        let (first, last_user) = self.query_window(history)?;
-        if self.settings.query_context_weight <= 0.0 || first == last_user {
-            return self.query_text(history).map(|joined| vec![joined]);
+    /// The configured cut-off of the search's own scores.
+    fn search_cutoff(&self) -> Cutoff {
+        Cutoff {
+            threshold: self.settings.threshold,
+            margin: self.settings.margin,
+            lexical_allowance: self.settings.lexical_allowance,
         }
-        let context: Vec<&str> = history[first..last_user]
-            .iter()
-            .map(|m| m.text.as_str())
-            .collect();
-        Some(vec![
-            history[last_user].text.as_str().to_owned(),
-            context.join("\n"),
-        ])
     }
 
     /// Retrieves the facts for a chat turn within the turn's `deadline`: embedding gets its own
@@ -369,27 +298,19 @@ impl FactRetriever {
         deadline: Instant,
     ) -> Retrieval {
         let zero = Duration::ZERO;
-        let enabled = overrides.enabled.unwrap_or(self.settings.enabled);
-        let (Some(embedder), true) = (self.embedder.as_ref(), enabled) else {
-            return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
-        };
-        let (Some(query), Some(texts)) = (self.query_text(history), self.query_texts(history))
-        else {
-            return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
-        };
-        if owners.is_empty() {
-            return Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
+        let skipped = || Retrieval::without_facts(RetrievalStatus::Skipped, zero, zero);
+        if !overrides.enabled.unwrap_or(self.settings.enabled) || owners.is_empty() {
+            return skipped();
         }
+        let (Some(embedder), Some(query)) = (self.embedder.as_ref(), self.turn_query(history))
+        else {
+            return skipped();
+        };
         let top_k = overrides.top_k.unwrap_or(self.settings.top_k);
-        let query_text = query;
 
         let started = Instant::now();
-        let model = embedder.model_id().to_owned();
         let embed_deadline = deadline.min(started + self.settings.embed_timeout);
-        let vector = match self
-            .embed_query(embedder.as_ref(), texts, embed_deadline)
-            .await
-        {
+        let vector = match self.embed(embedder.as_ref(), &query, embed_deadline).await {
             Ok(vector) => vector,
             Err(error) => {
                 tracing::warn!(%error, "retrieval degraded: query embedding failed");
@@ -403,61 +324,30 @@ impl FactRetriever {
         let embed = started.elapsed();
 
         let started = Instant::now();
-        let query = FactQuery {
-            vector,
-            owners,
-            limit: self.candidates(top_k),
-            model,
-        };
-        let words = self.lexical_text(history);
-        let found = tokio::time::timeout_at(deadline, self.search_candidates(query, words))
-            .await
-            .unwrap_or_else(|_elapsed| {
-                Err(FactStoreError::Unavailable(
-                    "no answer before the request's deadline".into(),
-                ))
-            });
-        let found = match (found, &self.reranker) {
-            (Ok(candidates), Some(reranker)) => {
-                match tokio::time::timeout_at(
-                    deadline,
-                    rerank(reranker.as_ref(), &query_text, &candidates),
-                )
-                .await
-                {
-                    Ok(Ok(reranked)) => Ok((reranked, self.settings.rerank_threshold, None)),
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "rerank failed: the search's order is kept");
-                        Ok((
-                            candidates,
-                            self.settings.threshold,
-                            self.settings.lexical_allowance,
-                        ))
-                    }
-                    Err(_) => {
-                        tracing::warn!("rerank ran out of time: the search's order is kept");
-                        Ok((
-                            candidates,
-                            self.settings.threshold,
-                            self.settings.lexical_allowance,
-                        ))
-                    }
-                }
-            }
-            (found, _) => {
-                found.map(|c| (c, self.settings.threshold, self.settings.lexical_allowance))
-            }
-        };
+        let ranked = self
+            .rank(
+                &query,
+                vector,
+                owners,
+                top_k,
+                Some(deadline),
+                OnRerankFailure::KeepSearchOrder,
+            )
+            .await;
         let search = started.elapsed();
-        match found {
-            Ok((candidates, default_threshold, lexical_allowance)) => {
-                let mut facts = keep_above(
-                    candidates,
-                    overrides.threshold.unwrap_or(default_threshold),
-                    overrides.margin.unwrap_or(self.settings.margin),
-                    lexical_allowance,
-                );
-                facts.truncate(top_k);
+        match ranked {
+            Ok(Ranked { candidates, cutoff }) => {
+                let cutoff = Cutoff {
+                    threshold: overrides.threshold.unwrap_or(cutoff.threshold),
+                    margin: overrides.margin.unwrap_or(cutoff.margin),
+                    ..cutoff
+                };
+                let facts = cutoff
+                    .apply(&candidates)
+                    .into_iter()
+                    .take(top_k)
+                    .map(|c| c.fact.clone())
+                    .collect();
                 Retrieval {
                     status: RetrievalStatus::Ok,
                     facts,
@@ -472,12 +362,68 @@ impl FactRetriever {
         }
     }
 
-    /// The text the lexical search gets: the last user message, with hybrid search on. Only
-    /// the user's words: the character's lines share words with facts they are not about.
-    fn lexical_text<'h>(&self, history: &'h [Message]) -> Option<&'h str> {
-        self.settings.lexical_allowance?;
-        let (_, last_user) = self.query_window(history)?;
-        Some(history[last_user].text.as_str())
+    /// The pipeline up to the cut-off: the owners' facts for the embedded `query` (`vector`) —
+    /// the vector search, fused with the lexical search's when the query has words, reranked
+    /// when there is a reranker — each search returning [`Self::pool`] of `top_k`, all before
+    /// `deadline` (none: no limit but the searches' own).
+    pub(crate) async fn rank(
+        &self,
+        query: &Query,
+        vector: Vec<f32>,
+        owners: Vec<FactOwner>,
+        top_k: usize,
+        deadline: Option<Instant>,
+        on_rerank_failure: OnRerankFailure,
+    ) -> Result<Ranked, SearchError> {
+        let embedder_model = self
+            .embedder
+            .as_ref()
+            .map(|e| e.model_id().to_owned())
+            .unwrap_or_default();
+        let search = FactQuery {
+            vector,
+            owners,
+            limit: self.pool(top_k),
+            model: embedder_model,
+        };
+        let candidates = within(
+            deadline,
+            self.search_candidates(search, query.words.as_deref()),
+        )
+        .await
+        .unwrap_or_else(|| {
+            Err(FactStoreError::Unavailable(
+                "no answer before the request's deadline".into(),
+            ))
+        })?;
+        let searched = Ranked {
+            candidates,
+            cutoff: self.search_cutoff(),
+        };
+        let Some(reranker) = &self.reranker else {
+            return Ok(searched);
+        };
+        let reranked = within(
+            deadline,
+            rerank::rerank(reranker.as_ref(), &query.text, &searched.candidates),
+        )
+        .await
+        .unwrap_or_else(|| Err(RerankError::Unavailable("ran out of time".into())));
+        match (reranked, on_rerank_failure) {
+            (Ok(candidates), _) => Ok(Ranked {
+                candidates,
+                cutoff: Cutoff {
+                    threshold: self.settings.rerank_threshold,
+                    margin: self.settings.margin,
+                    lexical_allowance: None,
+                },
+            }),
+            (Err(error), OnRerankFailure::KeepSearchOrder) => {
+                tracing::warn!(%error, "rerank failed: the search's order is kept");
+                Ok(searched)
+            }
+            (Err(error), OnRerankFailure::Fail) => Err(SearchError::Rerank(error)),
+        }
     }
 
     /// The vector search's facts, fused with the lexical search's when there are `words`. A
@@ -502,61 +448,6 @@ impl FactRetriever {
         Ok(fuse(dense?, lexical))
     }
 
-    /// Searches the facts for a chat turn as `/generate` does (the query built from the
-    /// history by [`Self::query_text`], the lexical search when hybrid search is on, the
-    /// reranker when there is one), but failing loudly and without a cut-off: for measuring
-    /// retrieval. Candidates come in the order a reply would use them.
-    pub async fn search_turn(
-        &self,
-        history: &[Message],
-        owners: Vec<FactOwner>,
-        top_k: usize,
-    ) -> Result<Vec<Candidate>, SearchError> {
-        let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
-        let text = self.query_text(history).unwrap_or_default();
-        let texts = self
-            .query_texts(history)
-            .unwrap_or_else(|| vec![text.clone()]);
-        let deadline = Instant::now() + self.settings.embed_timeout;
-        let vector = self.embed_query(embedder.as_ref(), texts, deadline).await?;
-        let query = FactQuery {
-            vector,
-            owners,
-            limit: self.candidates(top_k),
-            model: embedder.model_id().to_owned(),
-        };
-        let candidates = self
-            .search_candidates(query, self.lexical_text(history))
-            .await?;
-        match &self.reranker {
-            None => Ok(candidates),
-            Some(reranker) => {
-                let mut reranked = rerank(reranker.as_ref(), &text, &candidates)
-                    .await
-                    .map_err(SearchError::Rerank)?;
-                reranked.truncate(top_k);
-                Ok(reranked)
-            }
-        }
-    }
-
-    /// The same retriever with hybrid search at another lexical allowance (`None`: off), for
-    /// comparing them.
-    pub fn with_lexical_allowance(&self, lexical_allowance: Option<f32>) -> Self {
-        let mut other = self.clone();
-        other.settings.lexical_allowance = lexical_allowance;
-        other
-    }
-
-    /// The same retriever with another query window (`query_messages`) and context weight,
-    /// for comparing them.
-    pub fn with_query(&self, query_messages: usize, context_weight: f32) -> Self {
-        let mut other = self.clone();
-        other.settings.query_messages = query_messages.max(1);
-        other.settings.query_context_weight = context_weight.clamp(0.0, 1.0);
-        other
-    }
-
     /// Searches facts for an arbitrary text (operators tuning the threshold): every fact at or
     /// above `threshold`, best first — the raw ranking, without the margin and deduplication of
     /// what a reply gets. Fails loudly.
@@ -567,21 +458,12 @@ impl FactRetriever {
         top_k: usize,
         threshold: f32,
     ) -> Result<Vec<ScoredFact>, SearchError> {
-        self.search_texts(vec![text.to_owned()], owners, top_k, threshold)
-            .await
-    }
-
-    async fn search_texts(
-        &self,
-        texts: Vec<String>,
-        owners: Vec<FactOwner>,
-        top_k: usize,
-        threshold: f32,
-    ) -> Result<Vec<ScoredFact>, SearchError> {
         let embedder = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
         let deadline = Instant::now() + self.settings.embed_timeout;
-        let vector = self.embed_query(embedder.as_ref(), texts, deadline).await?;
-        let facts = self
+        let vector = self
+            .embed(embedder.as_ref(), &Self::text_query(text), deadline)
+            .await?;
+        let mut facts = self
             .store
             .search(FactQuery {
                 vector,
@@ -590,148 +472,29 @@ impl FactRetriever {
                 model: embedder.model_id().to_owned(),
             })
             .await?;
-        let mut facts = facts;
         facts.retain(|f| f.score >= threshold);
         facts.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(facts)
     }
+}
 
-    /// Embeds the query texts in one call: one text is the query; two (the last message and
-    /// its context) are mixed by the context weight.
-    async fn embed_query(
-        &self,
-        embedder: &dyn Embedder,
-        texts: Vec<String>,
-        deadline: Instant,
-    ) -> Result<Vec<f32>, RetryError<EmbedError>> {
-        let vectors = retry(
-            &self.settings.embed_retry,
-            deadline,
-            "query embedding",
-            || embedder.embed(&texts, EmbeddingPurpose::Query),
-        )
-        .await?;
-        match vectors.as_slice() {
-            [one] if texts.len() == 1 => Ok(one.clone()),
-            [last, context] if texts.len() == 2 && last.len() == context.len() => {
-                let w = self.settings.query_context_weight.clamp(0.0, 1.0);
-                let mixed: Vec<f32> = unit(last)
-                    .iter()
-                    .zip(unit(context))
-                    .map(|(a, b)| (1.0 - w) * a + w * b)
-                    .collect();
-                Ok(unit(&mixed))
-            }
-            _ => Err(RetryError::Failed {
-                attempts: 1,
-                last: EmbedError::InvalidResponse("expected one vector per query text".into()),
-            }),
-        }
+/// `work`'s output, or `None` when `deadline` passes first.
+async fn within<T>(
+    deadline: Option<Instant>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
     }
-}
-
-/// `v` scaled to length 1 (unchanged when zero).
-fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm == 0.0 {
-        return v.to_vec();
-    }
-    v.iter().map(|x| x / norm).collect()
-}
-
-/// `candidates` scored by the reranker instead of by cosine, best first (the reranker's score
-/// alone decides: none keeps a lexical score).
-async fn rerank(
-    reranker: &dyn Reranker,
-    query: &str,
-    candidates: &[Candidate],
-) -> Result<Vec<Candidate>, RerankError> {
-    let facts: Vec<&ScoredFact> = candidates.iter().map(|c| &c.fact).collect();
-    let documents: Vec<String> = facts
-        .iter()
-        .map(|f| f.fact.text.as_str().to_owned())
-        .collect();
-    let scores = reranker.rerank(query, &documents).await?;
-    if scores.len() != facts.len() {
-        return Err(RerankError::InvalidResponse(format!(
-            "{} scores for {} facts",
-            scores.len(),
-            facts.len()
-        )));
-    }
-    let mut reranked: Vec<ScoredFact> = facts
-        .iter()
-        .zip(scores)
-        .map(|(f, score)| ScoredFact {
-            fact: f.fact.clone(),
-            score,
-        })
-        .collect();
-    reranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok(fuse(reranked, Vec::new()))
-}
-
-/// The candidates a turn uses ([`admits`]), in their order, without near-duplicates: a fact
-/// whose words are nearly those of an earlier one (Jaccard ≥ 0.8 over lowercase words) never
-/// takes a slot too.
-pub fn used(
-    candidates: &[Candidate],
-    threshold: f32,
-    margin: f32,
-    lexical_allowance: Option<f32>,
-) -> Vec<&Candidate> {
-    let best = best_cosine(candidates);
-    let mut kept: Vec<(&Candidate, std::collections::BTreeSet<String>)> = Vec::new();
-    for candidate in candidates
-        .iter()
-        .filter(|c| admits(c, best, threshold, margin, lexical_allowance))
-    {
-        let words = words(candidate.fact.fact.text.as_str());
-        if kept.iter().all(|(_, other)| jaccard(&words, other) < 0.8) {
-            kept.push((candidate, words));
-        }
-    }
-    kept.into_iter().map(|(candidate, _)| candidate).collect()
-}
-
-/// [`used`], as the facts a reply gets.
-fn keep_above(
-    candidates: Vec<Candidate>,
-    threshold: f32,
-    margin: f32,
-    lexical_allowance: Option<f32>,
-) -> Vec<ScoredFact> {
-    used(&candidates, threshold, margin, lexical_allowance)
-        .into_iter()
-        .map(|c| c.fact.clone())
-        .collect()
-}
-
-/// The lowercase words of `text` (runs of letters and digits).
-pub(crate) fn words(text: &str) -> std::collections::BTreeSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// The share of words two sets have in common (1 for two empty sets).
-pub(crate) fn jaccard(
-    a: &std::collections::BTreeSet<String>,
-    b: &std::collections::BTreeSet<String>,
-) -> f64 {
-    let union = a.union(b).count();
-    if union == 0 {
-        return 1.0;
-    }
-    a.intersection(b).count() as f64 / union as f64
 }
 
 #[cfg(test)]
 mod tests {
-    use ragback_domain::{CharacterId, MessageText};
+    use ragback_domain::{CharacterId, MessageText, Role};
 
     use super::*;
+    use crate::ports::{LexicalHit, RerankError};
     use crate::testing::{
         FailingEmbedder, InMemoryFactStore, WordEmbedder, quick_retry, retrieval_settings, seed,
     };
@@ -744,6 +507,25 @@ mod tests {
             ),
             score,
         }
+    }
+
+    /// What a reply keeps of `candidates` under this cut-off.
+    fn keep_above(
+        candidates: Vec<Candidate>,
+        threshold: f32,
+        margin: f32,
+        lexical_allowance: Option<f32>,
+    ) -> Vec<ScoredFact> {
+        let cutoff = Cutoff {
+            threshold,
+            margin,
+            lexical_allowance,
+        };
+        cutoff
+            .apply(&candidates)
+            .into_iter()
+            .map(|c| c.fact.clone())
+            .collect()
     }
 
     fn texts_of(facts: &[ScoredFact]) -> Vec<&str> {

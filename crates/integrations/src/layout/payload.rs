@@ -16,7 +16,8 @@ const SOURCE: &str = "source";
 const CREATED_AT: &str = "created_at";
 const UPDATED_AT: &str = "updated_at";
 const REQUEST_ID: &str = "request_id";
-const MESSAGE_HASH: &str = "message_hash";
+/// The payload field of the hash of the message a fact was extracted from.
+pub(crate) const MESSAGE_HASH: &str = "message_hash";
 const HISTORY: &str = "history";
 
 /// The payload of a fact embedded by `model`.
