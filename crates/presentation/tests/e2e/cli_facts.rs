@@ -88,7 +88,7 @@ async fn with_the_server_running_facts_go_through_its_api_and_generate_sees_them
             .as_array()
             .unwrap()
             .iter()
-            .all(|f| f["owner"] == "user:jane"),
+            .all(|f| f["owner"] == "user" && f["owner_id"] == "jane" && f["score"].is_number()),
         "{found}"
     );
 
