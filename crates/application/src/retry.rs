@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_retry::strategy::{ExponentialBackoff, jitter};
 
-use crate::ports::{ChatModelError, EmbedError};
+use crate::ports::{ChatModelError, EmbedError, ModerationError};
 
 /// How often and how patiently to retry a transient failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,27 @@ impl Retryable for EmbedError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unauthorized(_) => "unauthorized",
             Self::InvalidInput(_) => "invalid_input",
+            Self::InvalidResponse(_) => "invalid_response",
+        }
+    }
+}
+
+impl Retryable for ModerationError {
+    fn retry_decision(&self) -> RetryDecision {
+        match self {
+            Self::RateLimited { retry_after, .. } => RetryDecision::Retry {
+                after: *retry_after,
+            },
+            Self::Unavailable(_) | Self::InvalidResponse(_) => RetryDecision::Retry { after: None },
+            Self::Rejected { .. } => RetryDecision::GiveUp,
+        }
+    }
+
+    fn cause(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Rejected { .. } => "rejected",
             Self::InvalidResponse(_) => "invalid_response",
         }
     }

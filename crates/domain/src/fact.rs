@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::Provenance;
 use crate::text::check_required_text;
-use crate::{CharacterId, UserId, ValidationError, limits};
+use crate::{CharacterId, UnknownValue, UserId, ValidationError, limits};
 
 /// The namespace of fact ids (UUID v5). Changing it would change every id: never do.
 const FACT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7a3c_51e2_9d44_4b0f_8e21_66c9_0f5a_d713);
@@ -33,13 +33,16 @@ impl OwnerKind {
 }
 
 impl FromStr for OwnerKind {
-    type Err = String;
+    type Err = UnknownValue;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
             "user" => Ok(Self::User),
             "character" => Ok(Self::Character),
-            other => Err(format!("unknown fact owner kind `{other}`")),
+            other => Err(UnknownValue::new(
+                other,
+                "a fact owner kind (user or character)",
+            )),
         }
     }
 }

@@ -20,5 +20,5 @@ pub use message::{Message, MessageText, Role};
 pub use provenance::{FactSource, Provenance, Timestamp};
 pub use reply::{ReplyStream, clean_reply};
 pub use scenario::Scenario;
-pub use text::{Age, Name, ValidationError, is_invisible_format, limits};
+pub use text::{Age, Name, UnknownValue, ValidationError, is_invisible_format, limits};
 pub use user::{User, UserId};

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::UnknownValue;
+
 /// How a fact came to be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FactSource {
@@ -27,15 +29,16 @@ impl FactSource {
 }
 
 impl FromStr for FactSource {
-    type Err = String;
+    type Err = UnknownValue;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
             "seeded" => Ok(Self::Seeded),
             "api" => Ok(Self::Api),
             "extracted" => Ok(Self::Extracted),
-            other => Err(format!(
-                "unknown fact source `{other}` (seeded, api or extracted)"
+            other => Err(UnknownValue::new(
+                other,
+                "a fact source (seeded, api or extracted)",
             )),
         }
     }
@@ -57,102 +60,37 @@ impl Timestamp {
     }
 
     /// Parses what [`Display`](fmt::Display) writes, `2026-12-01T14:05:09.120Z`, with or
-    /// without the milliseconds.
-    pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a UTC time like 2026-12-01T14:05:09Z");
+    /// without the milliseconds: UTC only (`Z`), from 1970 on.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, UnknownValue> {
+        let bad = || UnknownValue::new(text, "a UTC time like 2026-12-01T14:05:09Z");
+        // The shape is ours (what Display writes); the calendar is jiff's.
         let body = text.strip_suffix('Z').ok_or_else(bad)?;
-        let (date, time) = body.split_once('T').ok_or_else(bad)?;
-        let mut date_parts = date.splitn(3, '-');
-        let next = |parts: &mut std::str::SplitN<'_, char>| -> Result<u64, String> {
-            parts
-                .next()
-                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(bad)
-        };
-        let (year, month, day) = (
-            next(&mut date_parts)?,
-            next(&mut date_parts)?,
-            next(&mut date_parts)?,
-        );
-        let (clock, millis) = match time.split_once('.') {
-            Some((clock, fraction)) if fraction.len() == 3 => {
-                (clock, fraction.parse::<u64>().map_err(|_| bad())?)
-            }
-            Some(_) => return Err(bad()),
-            None => (time, 0),
-        };
-        let mut clock_parts = clock.splitn(3, ':');
-        let (hour, minute, second) = (
-            next(&mut clock_parts)?,
-            next(&mut clock_parts)?,
-            next(&mut clock_parts)?,
-        );
-        let days_in_month = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-            2 => 28,
-            _ => return Err(bad()),
-        };
-        if !(1970..=9999).contains(&year)
-            || !(1..=days_in_month).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 59
-        {
+        let fraction = body.get(19..).unwrap_or_default();
+        let shaped = body.len() >= 19
+            && body.as_bytes()[10] == b'T'
+            && (fraction.is_empty()
+                || (fraction.len() == 4
+                    && fraction.starts_with('.')
+                    && fraction[1..].bytes().all(|b| b.is_ascii_digit())));
+        if !shaped {
             return Err(bad());
         }
-        let days = days_from_civil(year, month, day);
-        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
-        Ok(Self(seconds * 1_000 + millis))
+        let instant: jiff::Timestamp = text.parse().map_err(|_| bad())?;
+        u64::try_from(instant.as_millisecond())
+            .map(Self)
+            .map_err(|_| bad())
     }
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's
-/// `days_from_civil`, for years from 1970).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of a day count from 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds: `2026-12-01T14:05:09.120Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (seconds, millis) = (self.0 / 1_000, self.0 % 1_000);
-        let (year, month, day) = civil_from_days(seconds / 86_400);
-        let second_of_day = seconds % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            second_of_day / 3_600,
-            second_of_day % 3_600 / 60,
-            second_of_day % 60
-        )
+        let millis = i64::try_from(self.0).unwrap_or(i64::MAX);
+        match jiff::Timestamp::from_millisecond(millis) {
+            Ok(instant) => write!(f, "{instant:.3}"),
+            // Past jiff's range (year 9999): only a hand-made value gets here.
+            Err(_) => write!(f, "{millis} ms after 1970-01-01T00:00:00Z"),
+        }
     }
 }
 

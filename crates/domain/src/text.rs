@@ -20,6 +20,26 @@ pub mod limits {
     pub const MAX_AGE: u16 = 150;
 }
 
+/// A value that is none of the accepted forms (an owner kind, a fact source, a time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not {expected}")]
+pub struct UnknownValue {
+    /// What was given.
+    pub value: String,
+    /// What is accepted, in words.
+    pub expected: &'static str,
+}
+
+impl UnknownValue {
+    /// `value` is not `expected`.
+    pub fn new(value: &str, expected: &'static str) -> Self {
+        Self {
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
 /// Why a value was refused. The caller knows which field it came from and adds that.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValidationError {

@@ -22,9 +22,30 @@ pub enum WiringError {
     /// Another process (usually `ragback serve`) holds the embedded store.
     #[error("{0}")]
     StoreLocked(String),
-    /// A setting cannot be used.
+    /// A part cannot be built from its settings: the setting, and why.
+    #[error("{setting}: {source}")]
+    Setting {
+        /// The setting (an environment variable, or its family: `RAGBACK_LLM__*`).
+        setting: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// The configuration asks for what this build, or the rest of the settings, cannot give.
     #[error("{0}")]
-    Invalid(String),
+    Unavailable(String),
+}
+
+/// An adapter's error, whatever its type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Maps an adapter's error to [`WiringError::Setting`] naming `setting`.
+fn setting<E: Into<BoxError>>(setting: impl Into<String>) -> impl FnOnce(E) -> WiringError {
+    let setting = setting.into();
+    move |source| WiringError::Setting {
+        setting,
+        source: source.into(),
+    }
 }
 
 /// The fact use cases, wired.
@@ -61,10 +82,10 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
         StoreKind::Edge => EdgeFactStore::open(&settings.store.path)
             .map(|store| Arc::new(store) as Arc<dyn FactStore>)
             .map_err(|e| {
-                let message = format!("RAGBACK_STORE__PATH={}: {e}", settings.store.path.display());
+                let variable = format!("RAGBACK_STORE__PATH={}", settings.store.path.display());
                 match e {
-                    FactStoreError::Locked(_) => WiringError::StoreLocked(message),
-                    _ => WiringError::Invalid(message),
+                    FactStoreError::Locked(_) => WiringError::StoreLocked(format!("{variable}: {e}")),
+                    _ => setting(variable)(e),
                 }
             }),
         #[cfg(feature = "qdrant-server")]
@@ -78,10 +99,10 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
                 timeout: s.timeout,
             })
             .map(|store| Arc::new(store) as Arc<dyn FactStore>)
-            .map_err(|e| WiringError::Invalid(format!("RAGBACK_STORE__URL: {e}")))
+            .map_err(setting("RAGBACK_STORE__URL"))
         }
         #[cfg(not(feature = "qdrant-server"))]
-        StoreKind::Qdrant => Err(WiringError::Invalid(
+        StoreKind::Qdrant => Err(WiringError::Unavailable(
             "RAGBACK_STORE__KIND=qdrant: this ragback was built without the `qdrant-server` feature"
                 .into(),
         )),
@@ -92,20 +113,18 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
 fn chat_model(settings: &Settings) -> Result<Arc<dyn ChatModel>, WiringError> {
     match settings.llm.resolved_provider() {
         LlmProvider::Auto | LlmProvider::Openai => Ok(Arc::new(
-            OpenAiChatModel::new(&settings.llm)
-                .map_err(|e| WiringError::Invalid(format!("RAGBACK_LLM__*: {e}")))?,
+            OpenAiChatModel::new(&settings.llm).map_err(setting("RAGBACK_LLM__*"))?,
         )),
         #[cfg(feature = "local-llm")]
         LlmProvider::Local => {
             use ragback_integrations::local_llm::LocalChatModel;
             Ok(Arc::new(
-                LocalChatModel::load(&settings.llm.local).map_err(|e| {
-                    WiringError::Invalid(format!("RAGBACK_LLM__LOCAL__MODEL_PATH: {e}"))
-                })?,
+                LocalChatModel::load(&settings.llm.local)
+                    .map_err(setting("RAGBACK_LLM__LOCAL__MODEL_PATH"))?,
             ))
         }
         #[cfg(not(feature = "local-llm"))]
-        LlmProvider::Local => Err(WiringError::Invalid(
+        LlmProvider::Local => Err(WiringError::Unavailable(
             "RAGBACK_LLM__PROVIDER=local: this ragback was built without the `local-llm` feature"
                 .into(),
         )),
@@ -117,20 +136,19 @@ fn embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, WiringErro
     Ok(match settings.embedder.resolved_provider() {
         EmbedderProvider::Cohere => Some(Arc::new(
             CohereEmbedder::new(&settings.embedder.cohere)
-                .map_err(|e| WiringError::Invalid(format!("RAGBACK_EMBEDDER__COHERE__*: {e}")))?,
+                .map_err(setting("RAGBACK_EMBEDDER__COHERE__*"))?,
         )),
         #[cfg(feature = "local-embedder")]
         EmbedderProvider::Local => {
             use ragback_integrations::local::LocalEmbedder;
             Some(Arc::new(
-                LocalEmbedder::load(&settings.embedder.local).map_err(|e| {
-                    WiringError::Invalid(format!("RAGBACK_EMBEDDER__LOCAL__MODEL_DIR: {e}"))
-                })?,
+                LocalEmbedder::load(&settings.embedder.local)
+                    .map_err(setting("RAGBACK_EMBEDDER__LOCAL__MODEL_DIR"))?,
             ))
         }
         #[cfg(not(feature = "local-embedder"))]
         EmbedderProvider::Local => {
-            return Err(WiringError::Invalid(
+            return Err(WiringError::Unavailable(
                 "RAGBACK_EMBEDDER__PROVIDER=local: built without the `local-embedder` feature"
                     .into(),
             ));
@@ -154,11 +172,9 @@ pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringEr
             &settings.embedder.cohere,
             &settings.retrieval.rerank_model,
         )
-        .map_err(|e| {
-            WiringError::Invalid(format!(
-                "RAGBACK_RETRIEVAL__RERANK=cohere needs Cohere (RAGBACK_EMBEDDER__COHERE__*): {e}"
-            ))
-        })?;
+        .map_err(setting(
+            "RAGBACK_RETRIEVAL__RERANK=cohere needs Cohere (RAGBACK_EMBEDDER__COHERE__*)",
+        ))?;
         retriever = retriever.with_reranker(Arc::new(reranker));
     }
     let facts = FactLibrary::new(
@@ -189,7 +205,7 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
     } = build_fact_services(settings)?;
     let model = chat_model(settings)?;
     let prompts = TeraMemoryPrompts::load(&settings.memory.prompts)
-        .map_err(|e| WiringError::Invalid(format!("RAGBACK_MEMORY__PROMPTS: {e}")))?;
+        .map_err(setting("RAGBACK_MEMORY__PROMPTS"))?;
     let memory = MemoryExtractor::new(
         Arc::clone(&model),
         Arc::new(prompts),
@@ -232,7 +248,7 @@ fn template(
 ) -> Result<Arc<dyn PromptRenderer>, WiringError> {
     TeraPromptRenderer::from_file(path)
         .map(|renderer| Arc::new(renderer) as Arc<dyn PromptRenderer>)
-        .map_err(|e| WiringError::Invalid(format!("{variable}: {e}")))
+        .map_err(setting(variable))
 }
 
 /// The variants of `settings` with their templates loaded and checked, and the split: what
@@ -284,9 +300,9 @@ pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
     let split = (!experiment.variants.is_empty())
         .then(|| Split::new(experiment.salt.clone(), experiment.shares()))
         .transpose()
-        .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?;
+        .map_err(setting("RAGBACK_EXPERIMENT__VARIANTS"))?;
     let set = VariantSet::new(variants, split)
-        .map_err(|e| WiringError::Invalid(format!("RAGBACK_EXPERIMENT__VARIANTS: {e}")))?
+        .map_err(setting("RAGBACK_EXPERIMENT__VARIANTS"))?
         .with_allowed_models(settings.llm.allowed_models.0.clone());
     warn_of_ignored_routing(settings, &set);
     Ok(set)
@@ -368,8 +384,7 @@ pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
             timeout: judge.timeout,
             ..Default::default()
         };
-        let model = OpenAiChatModel::new(&llm)
-            .map_err(|e| WiringError::Invalid(format!("RAGBACK_EVAL__JUDGE__*: {e}")))?;
+        let model = OpenAiChatModel::new(&llm).map_err(setting("RAGBACK_EVAL__JUDGE__*"))?;
         return Ok(Judge {
             model: Arc::new(model),
             model_name: judge.model.clone(),
@@ -380,7 +395,7 @@ pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
     if settings.llm.local.model_path.is_file() {
         use ragback_integrations::local_llm::LocalChatModel;
         let model = LocalChatModel::load(&settings.llm.local)
-            .map_err(|e| WiringError::Invalid(format!("RAGBACK_LLM__LOCAL__MODEL_PATH: {e}")))?;
+            .map_err(setting("RAGBACK_LLM__LOCAL__MODEL_PATH"))?;
         let model_name = model.describe();
         return Ok(Judge {
             model: Arc::new(model),
@@ -388,7 +403,7 @@ pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
             smoke_test: true,
         });
     }
-    Err(WiringError::Invalid(
+    Err(WiringError::Unavailable(
         "no judge: set RAGBACK_EVAL__JUDGE__BASE_URL (and __API_KEY, __MODEL) to an \
          OpenAI-compatible endpoint, or fetch the local chat model (`ragback model fetch`) for a \
          smoke-test judge"
@@ -402,7 +417,7 @@ pub fn build_moderation(
 ) -> Result<Arc<dyn ragback_application::ports::Moderation>, WiringError> {
     let m = &settings.eval.moderation;
     if m.api_key.is_none() && m.base_url.contains("api.openai.com") {
-        return Err(WiringError::Invalid(
+        return Err(WiringError::Unavailable(
             "the OpenAI moderation adapter needs RAGBACK_EVAL__MODERATION__API_KEY (or another \
              RAGBACK_EVAL__MODERATION__BASE_URL)"
                 .into(),
@@ -414,7 +429,7 @@ pub fn build_moderation(
         &m.model,
         m.timeout,
     )
-    .map_err(|e| WiringError::Invalid(format!("RAGBACK_EVAL__MODERATION__*: {e}")))?;
+    .map_err(setting("RAGBACK_EVAL__MODERATION__*"))?;
     Ok(Arc::new(moderation))
 }
 

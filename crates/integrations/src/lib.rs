@@ -12,7 +12,9 @@
 
 pub mod cohere;
 pub mod config;
+pub mod digest;
 pub mod edge;
+pub mod errors;
 pub mod eval_prompts;
 pub mod http;
 mod layout;
@@ -31,3 +33,4 @@ pub mod prompt;
 pub mod prompt_data;
 #[cfg(feature = "qdrant-server")]
 pub mod qdrant;
+pub mod templates;

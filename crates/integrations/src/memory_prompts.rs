@@ -10,8 +10,8 @@ use serde_json::json;
 
 use ragback_domain::limits::{FACT_CHARS, MESSAGE_CHARS, NAME_CHARS};
 
-use crate::eval_prompts::EvalPrompts;
 use crate::prompt_data::inline;
+use crate::templates::{TemplateError, TemplateSet};
 
 /// The templates, by name without `.tera`.
 pub const TEMPLATES: [&str; 4] = [
@@ -24,13 +24,13 @@ pub const TEMPLATES: [&str; 4] = [
 /// The loaded templates.
 #[derive(Debug, Clone)]
 pub struct TeraMemoryPrompts {
-    templates: EvalPrompts,
+    templates: TemplateSet,
 }
 
 impl TeraMemoryPrompts {
     /// Loads the templates from `dir`; a missing or broken one is an error naming its file.
-    pub fn load(dir: &Path) -> Result<Self, String> {
-        EvalPrompts::load(dir, &TEMPLATES).map(|templates| Self { templates })
+    pub fn load(dir: &Path) -> Result<Self, TemplateError> {
+        TemplateSet::load(dir, &TEMPLATES).map(|templates| Self { templates })
     }
 
     fn pair(
@@ -42,7 +42,7 @@ impl TeraMemoryPrompts {
         let render = |name: &str| {
             self.templates
                 .render(name, data)
-                .map_err(PromptError::Template)
+                .map_err(|e| PromptError::Template(e.to_string()))
         };
         Ok(vec![
             PromptMessage {
@@ -190,6 +190,6 @@ mod tests {
     fn a_missing_template_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let err = TeraMemoryPrompts::load(dir.path()).unwrap_err();
-        assert!(err.contains("extract_system.tera"), "{err}");
+        assert!(err.to_string().contains("extract_system.tera"), "{err}");
     }
 }

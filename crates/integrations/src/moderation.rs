@@ -41,11 +41,8 @@ impl OpenAiModeration {
         api_key: Option<SecretString>,
         model: &str,
         timeout: std::time::Duration,
-    ) -> Result<Self, String> {
-        let client = http::client_builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Self, reqwest::Error> {
+        let client = http::client_builder().timeout(timeout).build()?;
         Ok(Self {
             client,
             url: format!("{}/moderations", base_url.trim_end_matches('/')),

@@ -7,6 +7,8 @@ use ragback_domain::{OwnerKind, ScoredFact};
 use serde::{Deserialize, Serialize};
 use tera::{Context, Tera};
 
+use crate::errors::chain;
+
 /// The template's name inside Tera.
 const TEMPLATE: &str = "chat";
 /// The block holding the system prompt (required).
@@ -58,12 +60,30 @@ pub enum TemplateError {
         source: std::io::Error,
     },
     /// The file is not a valid template, or lacks the `system` block.
-    #[error("{path} is not a valid prompt template: {message}")]
+    #[error("{path} is not a valid prompt template: {source}")]
     Invalid {
         /// The template path.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: InvalidTemplate,
+    },
+}
+
+/// What is wrong with a template's text.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidTemplate {
+    /// It does not compile.
+    #[error("{}", chain(.0))]
+    Syntax(#[source] tera::Error),
+    /// A block does not render with sample data (or is missing).
+    #[error("block `{block}`: {}", chain(source))]
+    Block {
+        /// The block.
+        block: &'static str,
+        /// Tera's error.
+        #[source]
+        source: tera::Error,
     },
 }
 
@@ -83,18 +103,18 @@ impl TeraPromptRenderer {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_source(&source).map_err(|message| TemplateError::Invalid {
+        Self::from_source(&source).map_err(|source| TemplateError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
     /// Parses and checks a template given as text.
-    pub fn from_source(source: &str) -> Result<Self, String> {
+    pub fn from_source(source: &str) -> Result<Self, InvalidTemplate> {
         let mut tera = Tera::new();
         tera.autoescape_on(Vec::<&str>::new());
         tera.add_raw_template(TEMPLATE, source)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(InvalidTemplate::Syntax)?;
         let renderer = Self {
             has_opening: source.contains("{% block opening")
                 || source.contains("{%- block opening"),
@@ -106,16 +126,17 @@ impl TeraPromptRenderer {
         Ok(renderer)
     }
 
-    fn check(&self) -> Result<(), String> {
-        let sample = View::sample();
-        let context = Context::from_serialize(&sample).map_err(|e| error_chain(&e))?;
-        self.tera
-            .render_block(TEMPLATE, SYSTEM_BLOCK, &context)
-            .map_err(|e| format!("block `{SYSTEM_BLOCK}`: {}", error_chain(&e)))?;
-        if self.has_opening {
+    fn check(&self) -> Result<(), InvalidTemplate> {
+        let context = Context::from_serialize(&View::sample()).map_err(InvalidTemplate::Syntax)?;
+        let blocks: &[&'static str] = if self.has_opening {
+            &[SYSTEM_BLOCK, OPENING_BLOCK]
+        } else {
+            &[SYSTEM_BLOCK]
+        };
+        for block in blocks {
             self.tera
-                .render_block(TEMPLATE, OPENING_BLOCK, &context)
-                .map_err(|e| format!("block `{OPENING_BLOCK}`: {}", error_chain(&e)))?;
+                .render_block(TEMPLATE, block, &context)
+                .map_err(|source| InvalidTemplate::Block { block, source })?;
         }
         Ok(())
     }
@@ -125,16 +146,16 @@ impl PromptRenderer for TeraPromptRenderer {
     fn render(&self, ctx: &PromptContext<'_>) -> Result<RenderedPrompt, PromptError> {
         let view = View::from_context(ctx);
         let context =
-            Context::from_serialize(&view).map_err(|e| PromptError::Template(error_chain(&e)))?;
+            Context::from_serialize(&view).map_err(|e| PromptError::Template(chain(&e)))?;
         let system = self
             .tera
             .render_block(TEMPLATE, SYSTEM_BLOCK, &context)
-            .map_err(|e| PromptError::Template(error_chain(&e)))?;
+            .map_err(|e| PromptError::Template(chain(&e)))?;
         let opening_cue = if ctx.greeting && self.has_opening {
             let cue = self
                 .tera
                 .render_block(TEMPLATE, OPENING_BLOCK, &context)
-                .map_err(|e| PromptError::Template(error_chain(&e)))?;
+                .map_err(|e| PromptError::Template(chain(&e)))?;
             Some(tidy(&cue)).filter(|c| !c.is_empty())
         } else {
             None
@@ -165,18 +186,6 @@ fn tidy(text: &str) -> String {
     }
     out.truncate(out.trim_end().len());
     out
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    message
 }
 
 /// The longest a fact is in a prompt, in characters (longer ones are cut, with `…`).

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use ragback_domain::{Fact, FactOwner, FactText};
 use ragback_infrastructure::{ConfigSources, Settings, build_services, telemetry};
 use ragback_presentation::api;
-use ragback_presentation::cli::app_state;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -133,9 +132,9 @@ impl TestApp {
                 .collect();
             services.facts.add(facts, |_| {}).await.unwrap();
         }
-        let state = app_state(services, &settings).unwrap();
+        let state = ragback_presentation::api::AppState::from_settings(services, &settings);
         let memory_stopped = state.memory_queue.as_ref().map(|q| q.stopped());
-        let connections = ragback_presentation::cli::connections(&settings);
+        let connections = ragback_presentation::api::Connections::from_settings(&settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

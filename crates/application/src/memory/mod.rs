@@ -18,8 +18,8 @@ use serde::Deserialize;
 use crate::facts::{AddFactsError, ChangeError, Changes, FactLibrary, now};
 pub use crate::ports::MemoryPrompts;
 use crate::ports::{
-    ChatModel, ChatModelError, ChatRequest, Embedder, FactStore, FactStoreError, GenerationParams,
-    PromptError, PromptMessage,
+    ChatModel, ChatModelError, ChatRequest, EmbedError, Embedder, FactStore, FactStoreError,
+    GenerationParams, PromptError, PromptMessage,
 };
 use crate::retry::{RetryError, RetryPolicy, retry};
 
@@ -177,7 +177,10 @@ pub enum MemoryError {
     Prompt(#[from] PromptError),
     /// Embedding a candidate failed.
     #[error("embedding a candidate failed: {0}")]
-    Embed(String),
+    Embed(#[source] RetryError<EmbedError>),
+    /// The embedder answered without a vector for the candidate.
+    #[error("the embedder returned no vector for the candidate")]
+    NoVector,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] FactStoreError),
@@ -201,6 +204,7 @@ impl MemoryError {
             Self::InvalidOutput(_) => "invalid_output",
             Self::Prompt(_) => "prompt_failed",
             Self::Embed(_)
+            | Self::NoVector
             | Self::Store(_)
             | Self::Add(_)
             | Self::Changes(_)

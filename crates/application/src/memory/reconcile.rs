@@ -49,10 +49,10 @@ impl MemoryExtractor {
             || embedder.embed(&input, EmbeddingPurpose::Document),
         )
         .await
-        .map_err(|e| MemoryError::Embed(e.to_string()))?
+        .map_err(MemoryError::Embed)?
         .into_iter()
         .next()
-        .ok_or_else(|| MemoryError::Embed("no vector for the candidate".into()))?;
+        .ok_or(MemoryError::NoVector)?;
         let model = embedder.model_id().to_owned();
         let nearest = self
             .store

@@ -289,7 +289,7 @@ impl Shard {
                 let id = fact_id(point.id)?;
                 let payload = point.payload.take().map(|p| p.0).unwrap_or_default();
                 ensure_same_model(model_of(&payload).as_deref(), &query.model)?;
-                let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
+                let fact = from_payload(id, &payload)?;
                 if !query.owners.contains(&fact.owner) {
                     // The filter makes this impossible; never leak another owner's fact anyway.
                     return Err(FactStoreError::Corrupted(format!(
@@ -486,7 +486,7 @@ fn owners_filter(owners: &[FactOwner]) -> Result<Filter, FactStoreError> {
 fn stored_fact(record: Record) -> Result<StoredFact, FactStoreError> {
     let id = fact_id(record.id)?;
     let payload = record.payload.map(|p| p.0).unwrap_or_default();
-    let fact = from_payload(id, &payload).map_err(FactStoreError::Corrupted)?;
+    let fact = from_payload(id, &payload)?;
     let model = model_of(&payload);
     Ok(StoredFact {
         fact,

@@ -1,8 +1,10 @@
 //! How a fact is laid out in a Qdrant point's payload, shared by the Qdrant Edge and Qdrant
 //! server adapters: the same layout lets facts move between them.
 
+use ragback_application::ports::FactStoreError;
 use ragback_domain::{
-    Fact, FactId, FactOwner, FactSource, FactText, OwnerKind, Provenance, Timestamp,
+    Fact, FactId, FactOwner, FactSource, FactText, OwnerKind, Provenance, Timestamp, UnknownValue,
+    ValidationError,
 };
 use serde_json::{Map, Value, json};
 
@@ -56,47 +58,97 @@ pub(crate) fn model_of(payload: &Map<String, Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A stored payload that does not make a fact.
+#[derive(Debug, thiserror::Error)]
+#[error("fact {id}: {problem}")]
+pub(crate) struct PayloadError {
+    /// The fact.
+    pub id: FactId,
+    /// What is wrong.
+    pub problem: PayloadProblem,
+}
+
+/// What is wrong with a payload.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PayloadProblem {
+    /// A required field is absent or not a string.
+    #[error("no `{0}` in its payload")]
+    Missing(&'static str),
+    /// A field holds no accepted value.
+    #[error("`{field}`: {source}")]
+    Unknown {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        #[source]
+        source: UnknownValue,
+    },
+    /// The owner id or the text breaks the domain's rules.
+    #[error("`{field}` {source}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        #[source]
+        source: ValidationError,
+    },
+}
+
+impl From<PayloadError> for FactStoreError {
+    fn from(error: PayloadError) -> Self {
+        Self::Corrupted(error.to_string())
+    }
+}
+
 /// Rebuilds a fact from its id and payload; explains what is wrong otherwise.
-pub(crate) fn from_payload(id: FactId, payload: &Map<String, Value>) -> Result<Fact, String> {
-    let field = |name: &str| {
+pub(crate) fn from_payload(id: FactId, payload: &Map<String, Value>) -> Result<Fact, PayloadError> {
+    let fail = |problem| PayloadError { id, problem };
+    let field = |name: &'static str| {
         payload
             .get(name)
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("fact {id} has no `{name}` in its payload"))
+            .ok_or(PayloadProblem::Missing(name))
     };
-    let kind: OwnerKind = field(OWNER_KIND)?.parse()?;
-    let owner = FactOwner::from_parts(kind, field(OWNER_ID)?)
-        .map_err(|e| format!("fact {id} has an invalid owner id: {e}"))?;
-    let text = FactText::parse(field(TEXT)?).map_err(|e| format!("fact {id} text {e}"))?;
-    let fact = Fact {
-        id,
-        ..Fact::new(owner, text)
+    let unknown = |field: &'static str| move |source| PayloadProblem::Unknown { field, source };
+    let invalid = |field: &'static str| move |source| PayloadProblem::Invalid { field, source };
+    let read = || -> Result<Fact, PayloadProblem> {
+        let kind: OwnerKind = field(OWNER_KIND)?.parse().map_err(unknown(OWNER_KIND))?;
+        let owner = FactOwner::from_parts(kind, field(OWNER_ID)?).map_err(invalid(OWNER_ID))?;
+        let text = FactText::parse(field(TEXT)?).map_err(invalid(TEXT))?;
+        let fact = Fact {
+            id,
+            ..Fact::new(owner, text)
+        };
+        // Stores written before provenance was recorded have none: the fact reads as before.
+        if payload.get(SOURCE).is_none() {
+            return Ok(fact);
+        }
+        let time =
+            |name: &'static str| Timestamp::parse_rfc3339(field(name)?).map_err(unknown(name));
+        let optional = |name: &str| payload.get(name).and_then(Value::as_str).map(str::to_owned);
+        let provenance = Provenance {
+            source: field(SOURCE)?
+                .parse::<FactSource>()
+                .map_err(unknown(SOURCE))?,
+            created_at: time(CREATED_AT)?,
+            updated_at: time(UPDATED_AT)?,
+            request_id: optional(REQUEST_ID),
+            message_hash: optional(MESSAGE_HASH),
+            history: payload
+                .get(HISTORY)
+                .and_then(Value::as_array)
+                .map(|texts| {
+                    texts
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        Ok(fact.with_provenance(provenance))
     };
-    // Stores written before provenance was recorded have none: the fact reads as before.
-    if payload.get(SOURCE).is_none() {
-        return Ok(fact);
-    }
-    let time = |name: &str| field(name).and_then(Timestamp::parse_rfc3339);
-    let optional = |name: &str| payload.get(name).and_then(Value::as_str).map(str::to_owned);
-    let provenance = Provenance {
-        source: field(SOURCE)?.parse::<FactSource>()?,
-        created_at: time(CREATED_AT)?,
-        updated_at: time(UPDATED_AT)?,
-        request_id: optional(REQUEST_ID),
-        message_hash: optional(MESSAGE_HASH),
-        history: payload
-            .get(HISTORY)
-            .and_then(Value::as_array)
-            .map(|texts| {
-                texts
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    Ok(fact.with_provenance(provenance))
+    read().map_err(fail)
 }
 
 #[cfg(test)]
@@ -148,13 +200,13 @@ mod tests {
         let mut payload = to_payload(&fact, "m");
         payload[CREATED_AT] = "yesterday".into();
         let err = from_payload(fact.id, payload.as_object().unwrap()).unwrap_err();
-        assert!(err.contains("yesterday"), "{err}");
+        assert!(err.to_string().contains("yesterday"), "{err}");
     }
 
     #[test]
     fn a_broken_payload_is_explained() {
         let id = FactId::from_uuid(Default::default());
         let err = from_payload(id, &Map::new()).unwrap_err();
-        assert!(err.contains("owner_kind"), "{err}");
+        assert!(err.to_string().contains("owner_kind"), "{err}");
     }
 }

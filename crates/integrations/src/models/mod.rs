@@ -3,10 +3,7 @@
 
 pub mod fetch;
 
-use std::io::Read;
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 /// A model: its files, and where they can be downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,20 +110,7 @@ pub enum FileProblem {
     },
 }
 
-/// SHA-256 of a file, lower-case hex.
-pub fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(crate::eval_prompts::hex(&hasher.finalize()))
-}
+pub use crate::digest::sha256_of;
 
 /// Checks one file in `dir` (size first, then content).
 pub fn verify_file(dir: &Path, expected: &ModelFile) -> Result<(), FileProblem> {

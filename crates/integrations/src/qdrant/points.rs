@@ -192,6 +192,6 @@ pub(super) fn fact_of(
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::from(v)))
         .collect();
-    let fact = from_payload(id, &map).map_err(FactStoreError::Corrupted)?;
+    let fact = from_payload(id, &map)?;
     Ok((fact, model_of(&map)))
 }

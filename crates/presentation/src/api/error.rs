@@ -476,7 +476,7 @@ impl From<MemoryError> for ApiError {
                 ErrorCode::LlmInvalidOutput,
                 "the memory model did not answer with the JSON asked for; nothing was changed",
             ),
-            MemoryError::Embed(_) => Self::new(
+            MemoryError::Embed(_) | MemoryError::NoVector => Self::new(
                 ErrorCode::EmbedderUnavailable,
                 "embedding a proposed fact failed; nothing was changed",
             ),

@@ -62,8 +62,9 @@ pub(crate) async fn chat(
     ApiJson(request): ApiJson<LegacyChatRequest>,
 ) -> Result<Json<LegacyChatResponse>, ApiError> {
     let mut user = request.user.into_domain()?;
-    // The old service knew one user: always the configured default, whatever the body says.
-    user.id = Some(state.default_user.clone());
+    // The old service knew one user: always the configured default, whatever the body says
+    // (retrieval's default, `RAGBACK_RETRIEVAL__DEFAULT_USER_ID`, its one source).
+    user.id = None;
     let mut character = request.character.into_domain()?;
     character.id = None;
     let command = GenerateCommand {

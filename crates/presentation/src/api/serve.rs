@@ -40,6 +40,17 @@ pub struct Connections {
 }
 
 impl Connections {
+    /// The connection limits and drain of `settings`.
+    pub fn from_settings(settings: &ragback_infrastructure::Settings) -> Self {
+        let server = &settings.server;
+        Self {
+            header_timeout: server.header_timeout,
+            max: server.max_connections,
+            max_per_ip: server.max_connections_per_ip,
+            drain: server.drain_timeout,
+        }
+    }
+
     /// The defaults of `RAGBACK_SERVER__*`, with this drain.
     pub fn with_drain(drain: Duration) -> Self {
         Self {

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use ragback_application::memory::{MemoryExtractor, MemoryQueue};
 use ragback_application::{ChatService, FactLibrary};
-use ragback_domain::UserId;
-use ragback_infrastructure::telemetry::Metrics;
+use ragback_infrastructure::telemetry::{self, Metrics};
+use ragback_infrastructure::{Services, Settings};
 
 use super::admission::{Admission, Pool};
-use super::auth::Auth;
+use super::auth::{Auth, KeyLists};
 
 /// The state as handlers receive it: one clone per request, so a reference count.
 pub(crate) type SharedState = Arc<AppState>;
@@ -72,8 +72,6 @@ pub struct AppState {
     pub memory_queue: Option<MemoryQueue>,
     /// Whether `/generate` extracts when the request does not say.
     pub memory_auto: bool,
-    /// Whose facts `/api/v1/chat` uses.
-    pub default_user: UserId,
     /// Request limits.
     pub limits: Limits,
     /// The slots calls take before reaching an upstream.
@@ -84,4 +82,42 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Rendered by `/metrics`.
     pub metrics: Metrics,
+}
+
+impl AppState {
+    /// The state for `services` under `settings`; starts the memory worker on the current
+    /// runtime.
+    pub fn from_settings(services: Services, settings: &Settings) -> Self {
+        let server = &settings.server;
+        let limits = Limits {
+            body_bytes: server.body_limit_bytes,
+            messages: server.max_messages,
+            message_chars: server.max_message_chars,
+            facts_per_call: server.max_facts_per_call,
+            concurrency: server.max_concurrency,
+            upstream_concurrency: server.max_upstream_concurrency,
+            queue_timeout: server.queue_timeout,
+            request_timeout: server.request_timeout,
+            body_timeout: server.body_timeout,
+        };
+        Self {
+            chat: services.chat,
+            facts: services.facts,
+            memory_queue: Some(MemoryQueue::start(
+                services.memory.clone(),
+                settings.memory.queue_capacity,
+            )),
+            memory: Some(services.memory),
+            memory_auto: settings.memory.auto,
+            admission: Admissions::new(&limits),
+            limits,
+            auth: Auth::new(KeyLists {
+                read: &server.api_keys.0,
+                memory: &server.memory_api_keys.0,
+                admin: &server.admin_api_keys.0,
+            }),
+            cors_origins: server.cors_origins.0.clone(),
+            metrics: telemetry::metrics(),
+        }
+    }
 }

@@ -83,13 +83,10 @@ impl ExportedFact {
     /// The fact, with its vector when vector and model are known; refuses an id that does not
     /// match owner and text.
     pub fn into_fact(self) -> anyhow::Result<ImportedFact> {
-        let kind: OwnerKind = self.owner.parse().map_err(anyhow::Error::msg)?;
+        let kind: OwnerKind = self.owner.parse()?;
         let owner = FactOwner::from_parts(kind, &self.owner_id).context("owner_id")?;
         let mut fact = Fact::new(owner, FactText::parse(self.text).context("text")?);
-        fact.provenance = self
-            .provenance
-            .to_provenance()
-            .map_err(anyhow::Error::msg)?;
+        fact.provenance = self.provenance.to_provenance()?;
         let id: FactId = self.id.parse().context("id")?;
         if id != fact.id {
             bail!(

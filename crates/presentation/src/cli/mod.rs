@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ragback_infrastructure::{ConfigSources, Services, Settings, build_services, telemetry};
+use ragback_infrastructure::{ConfigSources, Settings, build_services, telemetry};
 use tokio::net::TcpListener;
 
-use crate::api::{self, Admissions, AppState, Auth, Connections, KeyLists, Limits};
+use crate::api::{self, AppState, Connections};
 
 pub use eval::BudgetReached;
 pub use facts::{FactsCommand, Interrupted};
@@ -112,53 +112,6 @@ fn config_sources(config: &Path, env_file: &Path) -> ConfigSources {
     }
 }
 
-/// The API state for `services` under `settings`; starts the memory worker on the current runtime.
-pub fn app_state(services: Services, settings: &Settings) -> anyhow::Result<AppState> {
-    let server = &settings.server;
-    let limits = Limits {
-        body_bytes: server.body_limit_bytes,
-        messages: server.max_messages,
-        message_chars: server.max_message_chars,
-        facts_per_call: server.max_facts_per_call,
-        concurrency: server.max_concurrency,
-        upstream_concurrency: server.max_upstream_concurrency,
-        queue_timeout: server.queue_timeout,
-        request_timeout: server.request_timeout,
-        body_timeout: server.body_timeout,
-    };
-    Ok(AppState {
-        chat: services.chat,
-        facts: services.facts,
-        memory_queue: Some(ragback_application::memory::MemoryQueue::start(
-            services.memory.clone(),
-            settings.memory.queue_capacity,
-        )),
-        memory: Some(services.memory),
-        memory_auto: settings.memory.auto,
-        default_user: settings.retrieval.default_user_id.clone(),
-        admission: Admissions::new(&limits),
-        limits,
-        auth: Auth::new(KeyLists {
-            read: &server.api_keys.0,
-            memory: &server.memory_api_keys.0,
-            admin: &server.admin_api_keys.0,
-        }),
-        cors_origins: server.cors_origins.0.clone(),
-        metrics: telemetry::metrics(),
-    })
-}
-
-/// The connection limits and drain of `settings`.
-pub fn connections(settings: &Settings) -> Connections {
-    let server = &settings.server;
-    Connections {
-        header_timeout: server.header_timeout,
-        max: server.max_connections,
-        max_per_ip: server.max_connections_per_ip,
-        drain: server.drain_timeout,
-    }
-}
-
 async fn serve(
     settings: Settings,
     sources: ConfigSources,
@@ -176,7 +129,7 @@ async fn serve(
         facts::seed_at_startup(&services, &path).await;
     }
     let facts = services.facts.clone();
-    let state = app_state(services, &settings)?;
+    let state = AppState::from_settings(services, &settings);
     let memory_stopped = state.memory_queue.as_ref().map(|q| q.stopped());
     let metrics = state.metrics.clone();
     let upkeep = tokio::spawn(async move {
@@ -217,7 +170,7 @@ async fn serve(
         listener,
         api::router(state),
         api::shutdown_signal(),
-        connections(&settings),
+        Connections::from_settings(&settings),
     )
     .await;
     upkeep.abort();

@@ -2,8 +2,35 @@
 
 use ragback_domain::{
     Fact, FactId, FactOwner, FactSource, FactText, OwnerKind, Provenance, ScoredFact, Timestamp,
+    UnknownValue, ValidationError,
 };
 use serde::{Deserialize, Serialize};
+
+/// A fact record (or its provenance) that does not make a fact.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A time is missing beside `source`.
+    #[error("`{0}` is required with `source`")]
+    Missing(&'static str),
+    /// A time, the id or a name is none of the accepted forms.
+    #[error("`{field}`: {source}")]
+    Unknown {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        #[source]
+        source: UnknownValue,
+    },
+    /// The owner id or the text breaks the domain's rules.
+    #[error("`{field}` {source}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        #[source]
+        source: ValidationError,
+    },
+}
 
 /// Whose fact: a user's or a character's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -105,15 +132,13 @@ impl ProvenanceFields {
     }
 
     /// The provenance again: `None` without a source; times must be RFC 3339.
-    pub fn to_provenance(&self) -> Result<Option<Provenance>, String> {
+    pub fn to_provenance(&self) -> Result<Option<Provenance>, RecordError> {
         let Some(source) = self.source else {
             return Ok(None);
         };
-        let time = |value: &Option<String>, name: &str| {
-            value
-                .as_deref()
-                .ok_or_else(|| format!("`{name}` is required with `source`"))
-                .and_then(Timestamp::parse_rfc3339)
+        let time = |value: &Option<String>, field: &'static str| {
+            let text = value.as_deref().ok_or(RecordError::Missing(field))?;
+            Timestamp::parse_rfc3339(text).map_err(|source| RecordError::Unknown { field, source })
         };
         Ok(Some(Provenance {
             source: source.into(),
@@ -163,14 +188,15 @@ impl FactRecord {
     }
 
     /// The fact again, checked as the server would.
-    pub fn to_fact(&self) -> Result<Fact, String> {
+    pub fn to_fact(&self) -> Result<Fact, RecordError> {
+        let invalid = |field| move |source| RecordError::Invalid { field, source };
         let owner = FactOwner::from_parts(self.owner.into(), &self.owner_id)
-            .map_err(|e| format!("owner_id: {e}"))?;
-        let id: FactId = self
-            .id
-            .parse()
-            .map_err(|_| format!("`{}` is not a fact id", self.id))?;
-        let text = FactText::parse(self.text.as_str()).map_err(|e| format!("text: {e}"))?;
+            .map_err(invalid("owner_id"))?;
+        let id: FactId = self.id.parse().map_err(|_| RecordError::Unknown {
+            field: "id",
+            source: UnknownValue::new(&self.id, "a fact id (a UUID)"),
+        })?;
+        let text = FactText::parse(self.text.as_str()).map_err(invalid("text"))?;
         Ok(Fact {
             id,
             owner,

@@ -12,7 +12,6 @@ use ragback_application::testing::{
     retrieval_settings,
 };
 use ragback_application::{ChatService, ChatSettings, FactLibrary, FactRetriever};
-use ragback_domain::UserId;
 use ragback_presentation::api::{Admissions, AppState, Limits, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -65,7 +64,6 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
         memory: None,
         memory_queue: None,
         memory_auto: false,
-        default_user: UserId::parse("john").unwrap(),
         admission: Admissions::new(&limits),
         limits,
         auth: Default::default(),
