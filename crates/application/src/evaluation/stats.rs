@@ -239,6 +239,22 @@ pub fn wilson(k: u64, n: u64) -> Option<Interval> {
     })
 }
 
+/// Cohen's κ of two raters' yes/no answers on the same items: their agreement beyond what their
+/// own rates give by chance. `None` without items, or when chance alone agrees on every item
+/// (both raters always answer the same).
+pub fn cohens_kappa(pairs: &[(bool, bool)]) -> Option<f64> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let n = pairs.len() as f64;
+    let share =
+        |f: &dyn Fn(&(bool, bool)) -> bool| pairs.iter().filter(|p| f(p)).count() as f64 / n;
+    let agree = share(&|(a, b)| a == b);
+    let (pa, pb) = (share(&|(a, _)| *a), share(&|(_, b)| *b));
+    let chance = pa * pb + (1.0 - pa) * (1.0 - pb);
+    (chance < 1.0).then(|| (agree - chance) / (1.0 - chance))
+}
+
 /// What a sample-size calculation needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PowerQuestion {
@@ -529,5 +545,16 @@ mod tests {
         assert_eq!(percentile(&v, 0.0), 1.0);
         assert_eq!(percentile(&[7.0], 0.9), 7.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn kappa_is_one_for_agreement_zero_for_chance_and_undefined_without_spread() {
+        let (t, f) = (true, false);
+        assert_eq!(cohens_kappa(&[(t, t), (f, f), (t, t), (f, f)]), Some(1.0));
+        // Each says yes half the time, independently: agreement is what chance gives.
+        assert_eq!(cohens_kappa(&[(t, t), (t, f), (f, t), (f, f)]), Some(0.0));
+        assert_eq!(cohens_kappa(&[(t, f), (f, t)]), Some(-1.0));
+        assert_eq!(cohens_kappa(&[(f, f), (f, f)]), None);
+        assert_eq!(cohens_kappa(&[]), None);
     }
 }

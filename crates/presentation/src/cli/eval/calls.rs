@@ -1,4 +1,4 @@
-//! What the replay and the judges share: bounded retries with backoff that honour `Retry-After`,
+//! What the replay and the judges share: the service's retry policy, counted across runs,
 //! a price table, a cost budget, and stopping on Ctrl-C.
 
 use std::future::Future;
@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use futures::{Stream, StreamExt};
-use ragback_application::evaluation::stats::SeededRng;
+use ragback_application::retry::{RetryDecision, RetryError, RetryPolicy, Retryable, retry};
+use tokio::time::Instant;
 
 /// How a stage calls out: what `replay`, `pairwise` and `moderate` share.
 #[derive(Debug, Args)]
@@ -64,19 +65,30 @@ pub async fn tally(
 /// A failed call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// Worth another attempt (429, 5xx, a timeout, a reset).
-    pub retryable: bool,
+    /// What another attempt would do.
+    pub kind: FailureKind,
     /// The server's `Retry-After`.
     pub retry_after: Option<Duration>,
     /// What happened.
     pub message: String,
 }
 
+/// Whether a failed call is worth another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 429, 5xx, a timeout, a reset: worth another attempt.
+    Transient,
+    /// Another attempt will not fix it.
+    Permanent,
+    /// The upstream refused the content (a content filter): never retried, never redone.
+    Refused,
+}
+
 impl Failure {
     /// A failure worth retrying.
     pub fn transient(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
         Self {
-            retryable: true,
+            kind: FailureKind::Transient,
             retry_after,
             message: message.into(),
         }
@@ -85,9 +97,50 @@ impl Failure {
     /// A failure another attempt will not fix.
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
-            retryable: false,
+            kind: FailureKind::Permanent,
             retry_after: None,
             message: message.into(),
+        }
+    }
+
+    /// A refusal of the content.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Refused,
+            ..Self::permanent(message)
+        }
+    }
+
+    /// An upstream's error, classified as the service classifies it ([`Retryable`]).
+    pub fn upstream<E: Retryable + std::fmt::Display>(error: &E) -> Self {
+        match error.retry_decision() {
+            RetryDecision::Retry { after } => Self::transient(error.to_string(), after),
+            RetryDecision::GiveUp => Self::permanent(error.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Retryable for Failure {
+    fn retry_decision(&self) -> RetryDecision {
+        match self.kind {
+            FailureKind::Transient => RetryDecision::Retry {
+                after: self.retry_after,
+            },
+            FailureKind::Permanent | FailureKind::Refused => RetryDecision::GiveUp,
+        }
+    }
+
+    fn cause(&self) -> &'static str {
+        match self.kind {
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+            FailureKind::Refused => "refused",
         }
     }
 }
@@ -97,50 +150,51 @@ impl Failure {
 pub struct Retries {
     /// Attempts per key, counted across runs.
     pub max_attempts: u32,
-    /// First backoff; doubles up to 30 s, plus up to 25 % jitter.
+    /// First backoff; doubles up to [`MAX_BACKOFF`], with jitter.
     pub backoff: Duration,
 }
 
+/// The longest backoff between two attempts (a `Retry-After` may ask for more).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long a row may keep retrying in all: far more than any stage needs, so that only the
+/// attempts bound it.
+const PATIENCE: Duration = Duration::from_secs(24 * 3600);
+
 /// Calls `call` until it succeeds, fails for good, or the key's attempts (`spent` by earlier
-/// runs included) are used up. Returns the result and the attempts made in all.
+/// runs included) are used up, with the service's retry policy ([`retry`]: exponential backoff
+/// with jitter, `Retry-After` honoured). Returns the result and the attempts made in all.
 pub async fn retrying<T, F, Fut>(
     retries: Retries,
     spent: u32,
-    key: &str,
     mut call: F,
 ) -> (Result<T, Failure>, u32)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
-    let mut attempts = spent;
-    let mut jitter = SeededRng::new(
-        u64::from_le_bytes(
-            ragback_integrations::eval_prompts::sha256_hex(key.as_bytes()).as_bytes()[..8]
-                .try_into()
-                .unwrap_or_default(),
+    let policy = RetryPolicy {
+        max_attempts: retries.max_attempts.saturating_sub(spent).max(1),
+        initial_backoff: retries.backoff,
+        max_backoff: MAX_BACKOFF,
+    };
+    let mut made = 0;
+    let result = retry(&policy, Instant::now() + PATIENCE, "eval_call", || {
+        made += 1;
+        call()
+    })
+    .await;
+    let attempts = spent.saturating_add(made);
+    match result {
+        Ok(value) => (Ok(value), attempts),
+        Err(RetryError::Failed { last, .. }) => (Err(last), attempts),
+        Err(RetryError::DeadlineExceeded { .. }) => (
+            Err(Failure::transient(
+                format!("no answer within {PATIENCE:?}"),
+                None,
+            )),
+            attempts,
         ),
-        u64::from(spent),
-    );
-    loop {
-        attempts += 1;
-        let result = call().await;
-        match result {
-            Ok(value) => return (Ok(value), attempts),
-            Err(failure) if !failure.retryable || attempts >= retries.max_attempts => {
-                return (Err(failure), attempts);
-            }
-            Err(failure) => {
-                let exponent = (attempts - spent - 1).min(16);
-                let backoff = retries
-                    .backoff
-                    .saturating_mul(1 << exponent)
-                    .min(Duration::from_secs(30));
-                let backoff = backoff.mul_f64(1.0 + 0.25 * jitter.unit());
-                let wait = failure.retry_after.unwrap_or(backoff);
-                tokio::time::sleep(wait).await;
-            }
-        }
     }
 }
 
@@ -255,7 +309,7 @@ mod tests {
         };
         let mut calls = 0;
         let started = std::time::Instant::now();
-        let (result, attempts) = retrying(retries, 0, "k", || {
+        let (result, attempts) = retrying(retries, 0, || {
             calls += 1;
             let n = calls;
             async move {
@@ -272,13 +326,13 @@ mod tests {
             started.elapsed() >= Duration::from_millis(50),
             "Retry-After was waited"
         );
-        let (result, attempts) = retrying(retries, 1, "k", || async {
+        let (result, attempts) = retrying(retries, 1, || async {
             Err::<(), _>(Failure::transient("500", None))
         })
         .await;
         assert!(result.is_err());
         assert_eq!(attempts, 3, "one attempt of an earlier run counts");
-        let (_, attempts) = retrying(retries, 0, "k", || async {
+        let (_, attempts) = retrying(retries, 0, || async {
             Err::<(), _>(Failure::permanent("400"))
         })
         .await;

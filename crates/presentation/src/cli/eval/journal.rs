@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
-use ragback_integrations::eval_prompts::sha256_hex;
-use serde::Serialize;
+use ragback_integrations::digest::sha256_hex;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+use super::rows::Row;
 
 /// Writes `bytes` to `path` whole or not at all: into a temporary file beside it, synced, then
 /// renamed over it. A reader never sees half a report, and a failed write leaves the old one.
@@ -52,36 +53,40 @@ pub fn read_lines<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<(usize
 }
 
 /// The rows of a journal written by an earlier stage, by key (the last row of a key wins), with
-/// its header.
-pub fn read_journal(path: &Path) -> anyhow::Result<(Value, HashMap<String, Value>)> {
-    let rows: Vec<(usize, Value)> = read_lines(path)?;
+/// its header. A row of another kind than `R` is refused with its `file:line`.
+pub fn read_journal<R: Row>(path: &Path) -> anyhow::Result<(Value, HashMap<String, R>)> {
+    let lines: Vec<(usize, Value)> = read_lines(path)?;
     let mut header = Value::Null;
     let mut by_key = HashMap::new();
-    for (line, row) in rows {
-        match row.get("kind").and_then(Value::as_str) {
-            Some("run") => header = row,
-            _ => {
-                let key = row
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .with_context(|| format!("{}:{line}: a row without a key", path.display()))?
-                    .to_owned();
-                by_key.insert(key, row);
+    for (line, value) in lines {
+        match value.get("kind").and_then(Value::as_str) {
+            Some("run") => header = value,
+            Some(kind) if kind == R::KIND => {
+                let row: R = serde_json::from_value(value).with_context(|| {
+                    format!("{}:{line}: not a valid {} row", path.display(), R::KIND)
+                })?;
+                by_key.insert(row.key().to_owned(), row);
             }
+            other => bail!(
+                "{}:{line}: a {} row where {} rows were expected",
+                path.display(),
+                other.unwrap_or("kind-less"),
+                R::KIND
+            ),
         }
     }
     Ok((header, by_key))
 }
 
 /// An output journal being written.
-pub struct Journal {
+pub struct Journal<R> {
     path: PathBuf,
     file: Mutex<(File, usize)>,
     /// Rows already in the file, by key (the last row of a key).
-    pub done: HashMap<String, Value>,
+    pub done: HashMap<String, R>,
 }
 
-impl Journal {
+impl<R: Row> Journal<R> {
     /// Opens (or creates) `path` for `stage` with `config`: resumes a file of the same
     /// configuration, refuses another unless `new_run`, which starts it over.
     pub fn open(path: &Path, stage: &str, config: &Value, new_run: bool) -> anyhow::Result<Self> {
@@ -126,7 +131,7 @@ impl Journal {
             if whole == 0 {
                 fresh = true;
             } else {
-                let (header, rows) = read_journal(path)?;
+                let (header, rows) = read_journal::<R>(path)?;
                 if header.get("stage").and_then(Value::as_str) != Some(stage) {
                     bail!(
                         "{} is not the output of `ragback eval {stage}`",
@@ -164,27 +169,30 @@ impl Journal {
         })
     }
 
-    /// Whether `key` already has a row with `status: ok` (or another final status).
+    /// Whether `key` already has a row of a final status ([`super::rows::Status::is_final`]).
     pub fn is_final(&self, key: &str) -> bool {
         self.done
             .get(key)
-            .and_then(|row| row.get("status"))
-            .and_then(Value::as_str)
-            .is_some_and(|status| FINAL.contains(&status))
+            .is_some_and(|row| row.status().is_final())
     }
 
     /// Attempts already spent on `key` by earlier runs.
     pub fn attempts(&self, key: &str) -> u32 {
-        self.done
-            .get(key)
-            .and_then(|row| row.get("attempts"))
-            .and_then(Value::as_u64)
-            .map_or(0, |a| u32::try_from(a).unwrap_or(u32::MAX))
+        self.done.get(key).map_or(0, Row::attempts)
     }
 
-    /// Appends a row as one line, flushed; synced to disk every 50 lines.
-    pub fn append(&self, row: &impl Serialize) -> anyhow::Result<()> {
-        let line = serde_json::to_string(row)?;
+    /// What the rows already in the file cost, USD.
+    pub fn spent(&self) -> f64 {
+        self.done.values().filter_map(Row::cost_usd).sum()
+    }
+
+    /// Appends a row as one line with its `kind`, flushed; synced to disk every 50 lines.
+    pub fn append(&self, row: &R) -> anyhow::Result<()> {
+        let mut value = serde_json::to_value(row)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("kind".into(), R::KIND.into());
+        }
+        let line = serde_json::to_string(&value)?;
         let mut guard = self
             .file
             .lock()
@@ -210,12 +218,9 @@ impl Journal {
     }
 }
 
-/// Statuses that are never redone: a success, a refusal (retrying a refusal does not help), an
-/// identical pair, a request the server rejects as invalid.
-const FINAL: [&str; 4] = ["ok", "refused", "identical", "invalid"];
-
 #[cfg(test)]
 mod tests {
+    use super::super::rows::Reply;
     use super::*;
 
     #[test]
@@ -224,9 +229,14 @@ mod tests {
         let path = dir.path().join("replies.jsonl");
         let config = json!({"arms": ["a"]});
         let first = Journal::open(&path, "replay", &config, false).unwrap();
-        first.append(&json!({"key": "k1", "status": "ok"})).unwrap();
+        let row: Reply = serde_json::from_value(json!({
+            "key": "k1", "window": "d#1", "dialogue": "d", "bucket": "begin", "arm": "a",
+            "status": "ok", "text": "Hi."
+        }))
+        .unwrap();
+        first.append(&row).unwrap();
         for new_run in [false, true] {
-            let error = Journal::open(&path, "replay", &config, new_run)
+            let error = Journal::<Reply>::open(&path, "replay", &config, new_run)
                 .err()
                 .unwrap()
                 .to_string();
@@ -238,8 +248,14 @@ mod tests {
             "the refused --new-run cut nothing"
         );
         drop(first);
-        let resumed = Journal::open(&path, "replay", &config, false).unwrap();
+        let resumed = Journal::<Reply>::open(&path, "replay", &config, false).unwrap();
         assert!(resumed.is_final("k1"));
+        assert_eq!(resumed.done["k1"], row, "read back as written");
+        let error = read_journal::<super::super::rows::Judgment>(&path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("a reply row where judgment rows"), "{error}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod memory;
 mod replay;
 mod report;
 mod retrieval;
+mod rows;
 mod variants;
 
 use clap::Subcommand;

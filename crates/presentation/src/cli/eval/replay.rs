@@ -14,10 +14,12 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::calls::{
-    Budget, BudgetReached, CallArgs, Failure, Prices, Retries, retrying, stop_on_ctrl_c, tally,
+    Budget, BudgetReached, CallArgs, Failure, FailureKind, Prices, Retries, retrying,
+    stop_on_ctrl_c, tally,
 };
 use super::dialogues::{Window, read_windows};
 use super::journal::Journal;
+use super::rows::{Reply, Status, Usage};
 
 /// `ragback eval replay`.
 #[derive(Debug, Args)]
@@ -181,12 +183,7 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
         &config,
         args.calls.new_run,
     )?);
-    let already: f64 = journal
-        .done
-        .values()
-        .filter_map(|r| r.get("cost_usd").and_then(Value::as_f64))
-        .sum();
-    let budget = Budget::new(args.calls.max_cost, already);
+    let budget = Budget::new(args.calls.max_cost, journal.spent());
     let retries = args.calls.retries();
     let client = ragback_integrations::http::client_builder()
         .timeout(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5))
@@ -210,9 +207,9 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         let services = ragback_infrastructure::build_services(&settings)?;
-        Some(crate::api::router(crate::cli::app_state(
+        Some(crate::api::router(crate::api::AppState::from_settings(
             services, &settings,
-        )?))
+        )))
     } else {
         None
     };
@@ -259,13 +256,11 @@ pub async fn run(args: ReplayArgs, settings: &Settings) -> anyhow::Result<()> {
                     prices,
                 )
                 .await;
-                if let Some(cost) = row.get("cost_usd").and_then(Value::as_f64) {
+                if let Some(cost) = row.cost_usd {
                     budget.add(cost);
                 }
                 journal.append(&row)?;
-                Ok::<_, anyhow::Error>(Some(
-                    row.get("status").and_then(Value::as_str) == Some("ok"),
-                ))
+                Ok::<_, anyhow::Error>(Some(row.status == Status::Ok))
             }
         })
         .buffer_unordered(args.calls.concurrency.max(1));
@@ -307,18 +302,31 @@ async fn reply(
     retries: Retries,
     spent: u32,
     prices: &Prices,
-) -> Value {
-    let mut row = json!({
-        "kind": "reply", "key": key(window, arm), "window": window.id, "dialogue": window.dialogue,
-        "bucket": window.bucket, "arm": arm.name, "sample": 0,
-    });
+) -> Reply {
+    let mut row = Reply {
+        key: key(window, arm),
+        window: window.id.clone(),
+        dialogue: window.dialogue.clone(),
+        bucket: Some(window.bucket),
+        arm: arm.name.clone(),
+        sample: 0,
+        status: Status::Ok,
+        attempts: 0,
+        latency_ms: None,
+        text: None,
+        model: None,
+        variant: None,
+        facts: None,
+        retrieval: None,
+        usage: None,
+        cost_usd: None,
+        error: None,
+    };
     let (url, generation, variant) = match &arm.source {
         Source::Logged => {
-            row["status"] = json!("ok");
-            row["attempts"] = json!(0);
-            row["text"] = json!(window.logged.text);
-            row["model"] = json!(window.logged_model);
-            row["variant"] = json!(window.logged_variant);
+            row.text = Some(window.logged.text.clone());
+            row.model.clone_from(&window.logged_model);
+            row.variant.clone_from(&window.logged_variant);
             return row;
         }
         Source::Server {
@@ -342,7 +350,7 @@ async fn reply(
         body["variant"] = json!(variant);
     }
     let started = Instant::now();
-    let (result, attempts) = retrying(retries, spent, &key(window, arm), || {
+    let (result, attempts) = retrying(retries, spent, || {
         let body = &body;
         async move {
             match (url, caller.local) {
@@ -363,33 +371,27 @@ async fn reply(
         }
     })
     .await;
-    row["attempts"] = json!(attempts);
-    row["latency_ms"] = json!(started.elapsed().as_millis() as u64);
+    row.attempts = attempts;
+    row.latency_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     match result {
         Ok(response) => {
-            let usage = &response["usage"];
+            let usage: Option<Usage> = serde_json::from_value(response["usage"].clone()).ok();
             let model = response["model"].as_str().unwrap_or_default();
-            let cost = prices.cost(
-                model,
-                usage["prompt_tokens"].as_u64().unwrap_or(0),
-                usage["completion_tokens"].as_u64().unwrap_or(0),
-            );
-            row["status"] = json!("ok");
-            row["text"] = response["text"].clone();
-            row["model"] = json!(model);
-            row["variant"] = response["variant"].clone();
-            row["facts"] = response["facts"].clone();
-            row["retrieval"] = response["retrieval"].clone();
-            row["usage"] = usage.clone();
-            row["cost_usd"] = json!(cost);
+            let tokens = usage.unwrap_or_default();
+            row.cost_usd = prices.cost(model, tokens.prompt_tokens, tokens.completion_tokens);
+            row.text = Some(response["text"].as_str().unwrap_or_default().to_owned());
+            row.model = Some(model.to_owned());
+            row.variant = response["variant"].as_str().map(str::to_owned);
+            row.facts = Some(response["facts"].clone());
+            row.retrieval = Some(response["retrieval"].clone());
+            row.usage = usage;
         }
         Err(failure) => {
-            row["status"] = json!(if failure.retryable {
-                "api_error"
-            } else {
-                "invalid"
-            });
-            row["error"] = json!(failure.message);
+            row.status = match failure.kind {
+                FailureKind::Transient => Status::ApiError,
+                FailureKind::Permanent | FailureKind::Refused => Status::Invalid,
+            };
+            row.error = Some(failure.message);
         }
     }
     row

@@ -1,0 +1,284 @@
+//! `ragback eval moderate`: every reply of every arm tagged, by the LLM judge (with the story as
+//! context) or by OpenAI's moderation endpoint (the message alone).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::bail;
+use clap::Args;
+use futures::StreamExt;
+use ragback_application::evaluation::moderation::{parse_tags, tags_from_openai};
+use ragback_application::evaluation::verdict::looks_like_refusal;
+use ragback_application::ports::PromptRole;
+use ragback_infrastructure::Settings;
+use ragback_integrations::eval_prompts::{EvalPrompts, MODERATION};
+use serde_json::json;
+
+use super::super::calls::{Failure, retrying, stop_on_ctrl_c, tally};
+use super::super::dialogues::{Window, read_windows};
+use super::super::journal::{Journal, read_journal};
+use super::super::rows::{Reply, Status, Tagging};
+use super::pairwise::failure_status;
+use super::{JudgeArgs, Setup, context_lines, finish, message, setup};
+
+/// `ragback eval moderate`.
+#[derive(Debug, Args)]
+pub struct ModerateArgs {
+    #[command(flatten)]
+    common: JudgeArgs,
+    /// Earlier messages shown with each reply.
+    #[arg(long, default_value_t = 6)]
+    context: usize,
+    /// Who tags: `judge` (the LLM judge, every tag, with the story as context) or `openai`
+    /// (OpenAI's moderation endpoint, `RAGBACK_EVAL__MODERATION__*`: the message alone, no
+    /// `real_meeting`, `sexting` or `error`).
+    #[arg(long, default_value = "judge", value_parser = ["judge", "openai"])]
+    adapter: String,
+    /// With `--adapter openai`: flag a category from this score on, instead of by the API's
+    /// own booleans.
+    #[arg(long)]
+    openai_threshold: Option<f64>,
+}
+
+/// The replies to tag: every made reply of a known window, by key, without those already tagged
+/// for good or out of attempts.
+fn to_tag<'r, R: super::super::rows::Row>(
+    replies: &'r HashMap<String, Reply>,
+    windows: &HashMap<String, Window>,
+    journal: &Journal<R>,
+    max_attempts: u32,
+) -> Vec<&'r Reply> {
+    let mut todo: Vec<&Reply> = replies
+        .values()
+        .filter(|r| r.status == Status::Ok && windows.contains_key(&r.window))
+        .filter(|r| !journal.is_final(&r.key) && journal.attempts(&r.key) < max_attempts)
+        .collect();
+    todo.sort_by(|a, b| a.key.cmp(&b.key));
+    todo
+}
+
+/// A row of `reply`'s tags, before the call's outcome is known.
+fn tagging(reply: &Reply, window: &Window, adapter: &str, model: &str, attempts: u32) -> Tagging {
+    Tagging {
+        adapter: adapter.to_owned(),
+        key: reply.key.clone(),
+        window: window.id.clone(),
+        dialogue: window.dialogue.clone(),
+        arm: reply.arm.clone(),
+        text: reply.text.clone().unwrap_or_default(),
+        context_tail: context_lines(window, 2),
+        attempts,
+        prompt_sha256: None,
+        judge_model: model.to_owned(),
+        smoke_test_judge: false,
+        status: Status::ApiError,
+        usage: None,
+        cost_usd: None,
+        tags: None,
+        evidence: None,
+        flagged: None,
+        category_scores: None,
+        answer: None,
+        error: None,
+    }
+}
+
+/// Runs `ragback eval moderate`: every reply of every arm, tagged.
+pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    if args.adapter == "openai" {
+        return moderate_openai(args, settings).await;
+    }
+    let (setup, prompts) = setup::<Tagging>(
+        &args.common,
+        settings,
+        "moderate",
+        &MODERATION,
+        json!({"context": args.context}),
+    )?;
+    let setup = Arc::new(setup);
+    let todo: Vec<Reply> = to_tag(
+        &setup.replies,
+        &setup.windows,
+        &setup.journal,
+        setup.retries.max_attempts,
+    )
+    .into_iter()
+    .cloned()
+    .collect();
+    eprintln!(
+        "moderate: {} replies to tag with {}",
+        todo.len(),
+        setup.model
+    );
+    let stop = stop_on_ctrl_c();
+    let prompts = Arc::new(prompts);
+    let seed = args.common.judge_seed;
+    let context = args.context;
+    let results = futures::stream::iter(todo)
+        .map(|reply| {
+            let (setup, prompts, stop) = (setup.clone(), prompts.clone(), stop.clone());
+            async move {
+                if stop.load(Ordering::SeqCst) || setup.budget.exhausted() {
+                    return Ok(None);
+                }
+                let row = tag(&setup, &prompts, &reply, context, seed).await?;
+                setup.journal.append(&row)?;
+                Ok::<_, anyhow::Error>(Some(row.status == Status::Ok))
+            }
+        })
+        .buffer_unordered(args.common.calls.concurrency.max(1));
+    let (ok, failed) = tally(results).await?;
+    if ok + failed == 0 && setup.journal.done.is_empty() {
+        bail!(
+            "no replies to moderate in {}",
+            args.common.replies.display()
+        );
+    }
+    finish(&setup, &stop, ok, failed, &args.common.out)
+}
+
+/// One reply tagged by the judge (asked again once for the JSON object when the answer is
+/// neither tags nor a refusal).
+async fn tag(
+    setup: &Setup<Tagging>,
+    prompts: &EvalPrompts,
+    reply: &Reply,
+    context: usize,
+    seed: Option<u64>,
+) -> anyhow::Result<Tagging> {
+    let window = &setup.windows[&reply.window];
+    let text = reply.text.as_deref().unwrap_or_default();
+    let data = json!({
+        "character": window.character, "user": window.user,
+        "context": context_lines(window, context), "target": text,
+    });
+    let system = prompts.render("moderation_system", &data)?;
+    let user = prompts.render("moderation_user", &data)?;
+    let mut messages = vec![
+        message(PromptRole::System, system),
+        message(PromptRole::User, user),
+    ];
+    let (mut result, mut attempts) = setup.ask(&reply.key, messages.clone(), 200, seed).await;
+    if let Ok((completion, _)) = &result
+        && parse_tags(&completion.text).is_err()
+        && !looks_like_refusal(&completion.text)
+    {
+        messages.push(message(PromptRole::Assistant, completion.text.clone()));
+        messages.push(message(
+            PromptRole::User,
+            "Answer with the JSON object only.".into(),
+        ));
+        (result, attempts) = setup.ask(&reply.key, messages, 200, seed).await;
+    }
+    let mut row = tagging(reply, window, "judge", &setup.model, attempts);
+    row.prompt_sha256 = Some(prompts.sha256().to_owned());
+    row.smoke_test_judge = setup.judge.smoke_test;
+    match result {
+        Ok((completion, answer)) => {
+            if let Some(cost) = answer.cost {
+                setup.budget.add(cost);
+            }
+            row.usage = Some(answer.usage);
+            row.cost_usd = answer.cost;
+            match parse_tags(&completion.text) {
+                Ok(tags) => {
+                    row.status = Status::Ok;
+                    row.tags = Some(tags.flagged);
+                    row.evidence = Some(tags.evidence);
+                }
+                Err(_)
+                    if looks_like_refusal(&completion.text)
+                        || completion.finish_reason.as_deref() == Some("content_filter") =>
+                {
+                    row.status = Status::Refused;
+                    row.answer = Some(completion.text);
+                }
+                Err(error) => {
+                    row.status = Status::ParseError;
+                    row.error = Some(error.to_string());
+                    row.answer = Some(completion.text);
+                }
+            }
+        }
+        Err(failure) => {
+            row.status = failure_status(&failure);
+            row.error = Some(failure.message);
+        }
+    }
+    Ok(row)
+}
+
+/// `moderate --adapter openai`: the replies in batches of 32 through OpenAI's moderation
+/// endpoint; raw scores are kept beside the tags.
+async fn moderate_openai(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    let api = ragback_infrastructure::build_moderation(settings)?;
+    let common = &args.common;
+    let windows: HashMap<String, Window> = read_windows(&common.windows)?
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect();
+    let (_, replies) = read_journal::<Reply>(&common.replies)?;
+    let config = json!({
+        "windows": common.windows, "replies": common.replies, "adapter": "openai",
+        "model": api.model(), "threshold": args.openai_threshold,
+    });
+    let journal = Journal::<Tagging>::open(&common.out, "moderate", &config, common.calls.new_run)?;
+    let retries = common.calls.retries();
+    let units = to_tag(&replies, &windows, &journal, retries.max_attempts);
+    eprintln!(
+        "moderate: {} replies to classify with {} (OpenAI moderation)",
+        units.len(),
+        api.model()
+    );
+    let stop = stop_on_ctrl_c();
+    let (mut ok, mut failed) = (0, 0);
+    for batch in units.chunks(32) {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let texts: Vec<String> = batch
+            .iter()
+            .map(|r| r.text.clone().unwrap_or_default())
+            .collect();
+        let spent = batch
+            .iter()
+            .map(|r| journal.attempts(&r.key))
+            .max()
+            .unwrap_or(0);
+        let (result, attempts) = retrying(retries, spent, || async {
+            api.moderate(&texts)
+                .await
+                .map_err(|error| Failure::upstream(&error))
+        })
+        .await;
+        for (i, reply) in batch.iter().enumerate() {
+            let window = &windows[&reply.window];
+            let mut row = tagging(reply, window, "openai", api.model(), attempts);
+            match &result {
+                Ok(results) => {
+                    row.status = Status::Ok;
+                    row.tags = Some(tags_from_openai(&results[i], args.openai_threshold));
+                    row.flagged = Some(results[i].flagged);
+                    row.category_scores = Some(json!(results[i].scores));
+                    row.evidence = Some(String::new());
+                    ok += 1;
+                }
+                Err(failure) => {
+                    row.error = Some(failure.message.clone());
+                    failed += 1;
+                }
+            }
+            journal.append(&row)?;
+        }
+    }
+    journal.finish()?;
+    eprintln!(
+        "{ok} classified, {failed} failed -> {}",
+        common.out.display()
+    );
+    if stop.load(Ordering::SeqCst) {
+        return Err(crate::cli::Interrupted.into());
+    }
+    Ok(())
+}
