@@ -13,6 +13,7 @@ mod auth;
 mod chat;
 mod cli;
 mod cli_facts;
+mod docs;
 mod durability;
 mod eval;
 mod facts_api;

@@ -6,42 +6,38 @@
 //! sparse vectors (with or without the IDF modifier), keyword and has-vector filters; anything
 //! else answers `UNIMPLEMENTED`.
 
+mod collection;
+mod convert;
 mod rpc;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use qdrant_client::Payload;
 use qdrant_client::qdrant::{
     self, CollectionConfig, CollectionExists, CollectionExistsRequest, CollectionExistsResponse,
     CollectionInfo, CollectionOperationResponse, CollectionParams, CountPoints, CountResponse,
     CountResult, CreateCollection, CreateFieldIndexCollection, CreateVectorNameRequest,
     DeletePoints, GetCollectionInfoRequest, GetCollectionInfoResponse, GetPoints, GetResponse,
-    PointsOperationResponse, QueryPoints, QueryResponse, RetrievedPoint, ScrollPoints,
-    ScrollResponse, SparseVectorConfig, SparseVectorParams, UpdatePointVectors, UpdateResult,
-    UpdateStatus, UpsertPoints, VectorParams, VectorParamsMap, VectorsConfig,
+    PointsOperationResponse, QueryPoints, QueryResponse, ScrollPoints, ScrollResponse,
+    SparseVectorConfig, SparseVectorParams, UpdatePointVectors, UpsertPoints, VectorParams,
+    VectorParamsMap, VectorsConfig,
 };
 use qdrant_edge::{
-    Condition, CountRequest, CreateIndex, CreateVectorName, Distance, EdgeConfigBuilder, EdgeShard,
-    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations,
-    Filter, HasVectorCondition, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
-    PointVectorsPersisted, QueryEnum, QueryRequest, Record, ScoringQuery, ScrollRequest,
-    SparseVector, UpdateOperation, UpdateVectorsOp, Vector, VectorInternal, VectorNameConfig,
-    VectorNameOperations, VectorOperations, VectorStructInternal, VectorStructPersisted, Vectors,
-    WithPayloadInterface, WithVector,
+    CountRequest, CreateIndex, CreateVectorName, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParamsBuilder, FieldIndexOperations, Filter, JsonPath, Modifier, NamedQuery,
+    PayloadFieldSchema, PayloadSchemaType, PointInsertOperations, PointOperations, PointStruct,
+    PointVectorsPersisted, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation,
+    UpdateVectorsOp, Vector, VectorInternal, VectorNameConfig, VectorNameOperations,
+    VectorOperations, VectorStructInternal, VectorStructPersisted, Vectors, WithPayloadInterface,
 };
 use tonic::Status;
 
-/// One collection: a Qdrant Edge shard in a temporary directory.
-struct Collection {
-    shard: EdgeShard,
-    vectors: HashMap<String, u64>,
-    /// Sparse vector names, and whether each has the IDF modifier.
-    sparse: HashMap<String, bool>,
-    _dir: tempfile::TempDir,
-}
+use self::collection::{Collection, is_idf, sparse_params};
+use self::convert::{
+    done, edge_filter, edge_id, enabled_payload, enabled_vectors, grpc_id, grpc_payload,
+    grpc_vectors, internal, retrieved, sparse,
+};
 
 /// The fake server's state.
 #[derive(Default)]
@@ -49,238 +45,6 @@ pub(crate) struct FakeQdrant {
     collections: Mutex<HashMap<String, Collection>>,
     /// Answers `create_vector_name` as a server before 1.18 does: `UNIMPLEMENTED`.
     before_vector_names: bool,
-}
-
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
-fn done() -> PointsOperationResponse {
-    PointsOperationResponse {
-        result: Some(UpdateResult {
-            operation_id: Some(0),
-            status: UpdateStatus::Completed as i32,
-        }),
-        ..Default::default()
-    }
-}
-
-fn edge_id(id: &qdrant::PointId) -> Result<PointId, Status> {
-    match &id.point_id_options {
-        Some(qdrant::point_id::PointIdOptions::Uuid(u)) => u
-            .parse()
-            .map(PointId::Uuid)
-            .map_err(|_| Status::invalid_argument(format!("bad uuid {u}"))),
-        Some(qdrant::point_id::PointIdOptions::Num(n)) => Ok(PointId::NumId(*n)),
-        None => Err(Status::invalid_argument("point without id")),
-    }
-}
-
-fn grpc_id(id: PointId) -> qdrant::PointId {
-    match id {
-        PointId::Uuid(u) => qdrant::PointId::from(u.to_string()),
-        PointId::NumId(n) => qdrant::PointId::from(n),
-    }
-}
-
-/// Keyword-match and has-vector `should`/`must`/`must_not` filters, the only kinds ragback
-/// sends.
-fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filter>, Status> {
-    let Some(filter) = filter else {
-        return Ok(None);
-    };
-    if filter.min_should.is_some() {
-        return Err(Status::unimplemented("only should/must/must_not filters"));
-    }
-    let convert = |conditions: Vec<qdrant::Condition>| -> Result<Option<Vec<Condition>>, Status> {
-        if conditions.is_empty() {
-            return Ok(None);
-        }
-        conditions
-            .into_iter()
-            .map(|c| match c.condition_one_of {
-                Some(qdrant::condition::ConditionOneOf::Field(field)) => {
-                    match field.r#match.and_then(|m| m.match_value) {
-                        Some(qdrant::r#match::MatchValue::Keyword(k)) => {
-                            let key: JsonPath = field
-                                .key
-                                .parse()
-                                .map_err(|_| Status::invalid_argument("bad key"))?;
-                            Ok(Condition::Field(FieldCondition::new_match(
-                                key,
-                                Match::from(k),
-                            )))
-                        }
-                        _ => Err(Status::unimplemented("only keyword matches")),
-                    }
-                }
-                Some(qdrant::condition::ConditionOneOf::HasVector(has)) => Ok(
-                    Condition::HasVector(HasVectorCondition::from(has.has_vector)),
-                ),
-                _ => Err(Status::unimplemented(
-                    "only field and has-vector conditions",
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    };
-    Ok(Some(Filter {
-        should: convert(filter.should)?,
-        must: convert(filter.must)?,
-        must_not: convert(filter.must_not)?,
-        ..Filter::new()
-    }))
-}
-
-fn enabled_payload(selector: Option<qdrant::WithPayloadSelector>) -> bool {
-    matches!(
-        selector.and_then(|s| s.selector_options),
-        Some(qdrant::with_payload_selector::SelectorOptions::Enable(true))
-    )
-}
-
-fn enabled_vectors(selector: Option<qdrant::WithVectorsSelector>) -> WithVector {
-    match selector.and_then(|s| s.selector_options) {
-        Some(qdrant::with_vectors_selector::SelectorOptions::Enable(on)) => WithVector::Bool(on),
-        Some(qdrant::with_vectors_selector::SelectorOptions::Include(names)) => {
-            WithVector::Selector(names.names)
-        }
-        None => WithVector::Bool(false),
-    }
-}
-
-fn grpc_payload(payload: Option<qdrant_edge::Payload>) -> HashMap<String, qdrant::Value> {
-    let json = serde_json::Value::Object(
-        payload
-            .map(|p| p.0)
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-    );
-    Payload::try_from(json)
-        .map(HashMap::from)
-        .unwrap_or_default()
-}
-
-fn grpc_vectors(vectors: Option<VectorStructInternal>) -> Option<qdrant::VectorsOutput> {
-    let Some(VectorStructInternal::Named(named)) = vectors else {
-        return None;
-    };
-    let vectors = named
-        .into_iter()
-        .filter_map(|(name, v)| match v {
-            VectorInternal::Dense(data) => Some((
-                name,
-                qdrant::VectorOutput {
-                    vector: Some(qdrant::vector_output::Vector::Dense(qdrant::DenseVector {
-                        data,
-                    })),
-                    ..Default::default()
-                },
-            )),
-            VectorInternal::Sparse(sparse) => Some((
-                name,
-                qdrant::VectorOutput {
-                    vector: Some(qdrant::vector_output::Vector::Sparse(
-                        qdrant::SparseVector {
-                            values: sparse.values,
-                            indices: sparse.indices,
-                        },
-                    )),
-                    ..Default::default()
-                },
-            )),
-            VectorInternal::MultiDense(_) => None,
-        })
-        .collect();
-    Some(qdrant::VectorsOutput {
-        vectors_options: Some(qdrant::vectors_output::VectorsOptions::Vectors(
-            qdrant::NamedVectorsOutput { vectors },
-        )),
-    })
-}
-
-fn retrieved(record: Record) -> RetrievedPoint {
-    RetrievedPoint {
-        id: Some(grpc_id(record.id)),
-        payload: grpc_payload(record.payload),
-        vectors: grpc_vectors(record.vector),
-        ..Default::default()
-    }
-}
-
-/// An input vector, dense or sparse, in the old (`data`, `indices`) or new (`vector`)
-/// encoding.
-#[allow(deprecated)]
-fn input_vector(vector: qdrant::Vector) -> Result<VectorInternal, Status> {
-    match vector.vector {
-        Some(qdrant::vector::Vector::Dense(d)) => Ok(VectorInternal::Dense(d.data)),
-        Some(qdrant::vector::Vector::Sparse(s)) => sparse(s.indices, s.values),
-        Some(_) => Err(Status::unimplemented("only dense and sparse vectors")),
-        None => match vector.indices {
-            Some(indices) => sparse(indices.data, vector.data),
-            None => Ok(VectorInternal::Dense(vector.data)),
-        },
-    }
-}
-
-fn sparse(indices: Vec<u32>, values: Vec<f32>) -> Result<VectorInternal, Status> {
-    SparseVector::new(indices, values)
-        .map(VectorInternal::Sparse)
-        .map_err(|e| Status::invalid_argument(format!("Wrong input: {e}")))
-}
-
-impl Collection {
-    /// Checks a named vector against the collection's configuration.
-    fn check(&self, name: &str, vector: &VectorInternal) -> Result<(), Status> {
-        let fits = match vector {
-            VectorInternal::Dense(data) => self
-                .vectors
-                .get(name)
-                .is_some_and(|size| *size as usize == data.len()),
-            VectorInternal::Sparse(_) => self.sparse.contains_key(name),
-            VectorInternal::MultiDense(_) => false,
-        };
-        if fits {
-            Ok(())
-        } else {
-            Err(Status::invalid_argument(format!(
-                "Wrong input: Vector dimension error or no vector named `{name}`"
-            )))
-        }
-    }
-
-    /// The named vectors of a point, checked.
-    fn named(
-        &self,
-        vectors: Option<qdrant::Vectors>,
-    ) -> Result<HashMap<String, VectorInternal>, Status> {
-        let Some(qdrant::vectors::VectorsOptions::Vectors(named)) =
-            vectors.and_then(|v| v.vectors_options)
-        else {
-            return Err(Status::unimplemented("only named vectors"));
-        };
-        let mut vectors = HashMap::new();
-        for (name, vector) in named.vectors {
-            let vector = input_vector(vector)?;
-            self.check(&name, &vector)?;
-            vectors.insert(name, vector);
-        }
-        Ok(vectors)
-    }
-}
-
-fn sparse_params(idf: bool) -> qdrant_edge::EdgeSparseVectorParams {
-    let params = EdgeSparseVectorParamsBuilder::new();
-    if idf {
-        params.modifier(Modifier::Idf).build()
-    } else {
-        params.build()
-    }
-}
-
-fn is_idf(modifier: Option<i32>) -> bool {
-    modifier == Some(qdrant::Modifier::Idf as i32)
 }
 
 impl FakeQdrant {
