@@ -4,6 +4,7 @@
 //!   model with retries, clean the reply.
 //! - [`FactRetriever`] finds the facts relevant to a chat turn, degrading to "no facts" on failure.
 //! - [`FactLibrary`] embeds and stores facts (seeding).
+//! - [`guard`] checks every reply (and the user's message) before anyone reads it.
 //! - [`evaluation`] measures retrieval against labelled queries.
 //!
 //! Ports ([`ports`]) are object-safe traits; adapters live in `ragback-integrations`.
@@ -12,6 +13,7 @@ pub mod bounds;
 pub mod chat;
 pub mod evaluation;
 pub mod facts;
+pub mod guard;
 pub mod memory;
 pub mod ports;
 pub mod retrieval;

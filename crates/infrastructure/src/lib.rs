@@ -7,12 +7,12 @@ pub mod telemetry;
 mod wiring;
 
 pub use settings::{
-    ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, EvalSettings, JudgeSettings, List,
-    LogFormat, ModerationSettings, RetrievalConfig, ServerSettings, Settings, StoreKind,
-    StoreSettings, VariantConfig, VariantRetrieval,
+    ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, EvalSettings, GuardConfig,
+    JudgeSettings, List, LogFormat, ModerationSettings, RetrievalConfig, ServerSettings, Settings,
+    StoreKind, StoreSettings, VariantConfig, VariantRetrieval,
 };
 pub use sources::ConfigSources;
 pub use wiring::{
-    FactServices, Judge, Services, WiringError, build_fact_services, build_judge, build_moderation,
-    build_services, build_variants, open_store,
+    FactServices, Judge, Services, WiringError, build_embedder, build_fact_services, build_guard,
+    build_judge, build_moderation, build_services, build_variants, open_store,
 };

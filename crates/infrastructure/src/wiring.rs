@@ -2,13 +2,17 @@
 
 use std::sync::Arc;
 
+use ragback_application::guard::ReplyGuard;
 use ragback_application::memory::MemoryExtractor;
-use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
+use ragback_application::ports::{
+    ChatModel, Embedder, FactStore, FactStoreError, Guard, PromptRenderer,
+};
 use ragback_application::retrieval::RetrievalOverrides;
 use ragback_application::variants::{DEFAULT_VARIANT, Split, Variant, VariantSet, Variants};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
 use ragback_integrations::edge::EdgeFactStore;
+use ragback_integrations::guard::{ClassifierGuard, RuleGuard, load_classifier};
 use ragback_integrations::llm::unsupported_outside_openrouter;
 use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
 use ragback_integrations::memory_prompts::TeraMemoryPrompts;
@@ -132,7 +136,7 @@ fn chat_model(settings: &Settings) -> Result<Arc<dyn ChatModel>, WiringError> {
 }
 
 /// The embedder the configuration chooses, if any.
-fn embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, WiringError> {
+pub fn build_embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, WiringError> {
     Ok(match settings.embedder.resolved_provider() {
         EmbedderProvider::Cohere => Some(Arc::new(
             CohereEmbedder::new(&settings.embedder.cohere)
@@ -161,7 +165,7 @@ fn embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, WiringErro
 /// (`ragback facts`, `ragback eval retrieval`): nothing loads a language model.
 pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringError> {
     let store = open_store(settings)?;
-    let embedder = embedder(settings)?;
+    let embedder = build_embedder(settings)?;
     let mut retriever = FactRetriever::new(
         embedder.clone(),
         Arc::clone(&store),
@@ -209,7 +213,7 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
     let memory = MemoryExtractor::new(
         Arc::clone(&model),
         Arc::new(prompts),
-        embedder_port,
+        embedder_port.clone(),
         store,
         facts.clone(),
         settings.memory_settings(),
@@ -232,13 +236,76 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
              OPENROUTER_API_KEY) is set, or RAGBACK_LLM__PROVIDER=local"
         );
     }
+    let mut chat = ChatService::new(retriever, renderer, model, settings.chat_settings())
+        .with_variants(Variants::new(variants));
+    if settings.guard.enabled {
+        let guard = build_guard(settings, embedder_port.clone())?;
+        tracing::info!(guards = ?guard.names(), "every reply is checked before it is returned");
+        chat = chat.with_guard(guard);
+    } else {
+        tracing::warn!(
+            "the reply guard is off (RAGBACK_GUARD__ENABLED=false): replies are not checked"
+        );
+    }
     Ok(Services {
-        chat: ChatService::new(retriever, renderer, model, settings.chat_settings())
-            .with_variants(Variants::new(variants)),
+        chat,
         memory,
         facts,
         embedder,
     })
+}
+
+/// The reply guard of the configuration (whether or not `RAGBACK_GUARD__ENABLED` puts it in
+/// front of replies: `ragback guard check` uses it either way): the rules, and the trained
+/// classifier over `embedder` when its file is there and was trained on that embedder's vectors.
+pub fn build_guard(
+    settings: &Settings,
+    embedder: Option<Arc<dyn Embedder>>,
+) -> Result<ReplyGuard, WiringError> {
+    let config = &settings.guard;
+    let rules = RuleGuard::new(&config.banned.0).map_err(setting("RAGBACK_GUARD__BANNED"))?;
+    let mut guards: Vec<Arc<dyn Guard>> = vec![Arc::new(rules)];
+    if let Some(classifier) = classifier_guard(settings, embedder)? {
+        guards.push(Arc::new(classifier));
+    }
+    let policy = config.policy().map_err(|e| {
+        setting(format!(
+            "RAGBACK_GUARD__{}",
+            e.key.replace('.', "__").to_uppercase()
+        ))(e.problem)
+    })?;
+    Ok(ReplyGuard::new(guards, policy))
+}
+
+/// The classifier guard, when `RAGBACK_GUARD__CLASSIFIER` names a file (the default) and the
+/// embedder is the one it was trained with; otherwise the rules check alone, and the log says
+/// why. A file that is there but unreadable or of another version is an error.
+fn classifier_guard(
+    settings: &Settings,
+    embedder: Option<Arc<dyn Embedder>>,
+) -> Result<Option<ClassifierGuard>, WiringError> {
+    let Some(path) = settings.guard.classifier.as_ref() else {
+        return Ok(None);
+    };
+    if !path.is_file() {
+        tracing::warn!(
+            path = %path.display(),
+            "no guard classifier there (RAGBACK_GUARD__CLASSIFIER): the rules check replies alone"
+        );
+        return Ok(None);
+    }
+    let model = load_classifier(path).map_err(setting("RAGBACK_GUARD__CLASSIFIER"))?;
+    let Some(embedder) = embedder else {
+        tracing::warn!("no embedder: the guard's classifier is off, the rules check replies alone");
+        return Ok(None);
+    };
+    match ClassifierGuard::new(model, embedder) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(problem) => {
+            tracing::warn!(%problem, "the guard's classifier is off, the rules check replies alone");
+            Ok(None)
+        }
+    }
 }
 
 /// Loads and checks a prompt template; the error names `variable`.

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod edge;
 pub mod errors;
 pub mod eval_prompts;
+pub mod guard;
 pub mod http;
 mod layout;
 pub mod llm;

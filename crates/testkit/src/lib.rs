@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 pub use app::{Setup, TestApp};
 pub use sse::{sse_events, streamed_text};
-pub use vendors::{EchoModel, FakeCohere, completion};
+pub use vendors::{EchoModel, FakeCohere, ScriptedReplies, completion};
 
 /// The value of the first sample line of a Prometheus text that starts with `prefix` (a metric
 /// name with some of its labels).

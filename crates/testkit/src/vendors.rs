@@ -46,6 +46,56 @@ pub fn completion(text: &str) -> Value {
     })
 }
 
+/// Answers the n-th chat completion with the n-th of its texts (the last one again after that),
+/// whole or streamed as the request asks; a streamed text comes in pieces of a few characters,
+/// as a model writes it.
+pub struct ScriptedReplies {
+    texts: Vec<String>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl ScriptedReplies {
+    /// Answers with `texts`, in order.
+    pub fn new(texts: &[&str]) -> Self {
+        Self {
+            texts: texts.iter().map(|t| (*t).to_owned()).collect(),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Respond for ScriptedReplies {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let text = &self.texts[n.min(self.texts.len().saturating_sub(1))];
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        if body["stream"] != json!(true) {
+            return ResponseTemplate::new(200).set_body_json(completion(text));
+        }
+        let chunk = |delta: Value, finish: Value| {
+            let chunk = json!({"id": "gen-1", "object": "chat.completion.chunk",
+                "model": "mistralai/mistral-nemo",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {chunk}\n\n")
+        };
+        let chars: Vec<char> = text.chars().collect();
+        let mut events: Vec<String> = chars
+            .chunks(5)
+            .map(|piece| {
+                chunk(
+                    json!({"content": piece.iter().collect::<String>()}),
+                    Value::Null,
+                )
+            })
+            .collect();
+        events.push(chunk(json!({}), json!("stop")));
+        events.push("data: [DONE]\n\n".to_owned());
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "text/event-stream")
+            .set_body_string(events.concat())
+    }
+}
+
 /// Answers chat completions as OpenRouter does, whole or streamed as the request asks, naming the
 /// model the request asked for: what variant tests need to tell replies apart.
 pub struct EchoModel {

@@ -55,4 +55,6 @@ pub struct Generation {
     pub prompt: PromptStats,
     /// Stage timings.
     pub timings: StageTimings,
+    /// What the guard found and did (`None` without a guard).
+    pub safety: Option<crate::guard::SafetyOutcome>,
 }

@@ -10,6 +10,7 @@ mod error;
 #[cfg(test)]
 mod fixtures;
 mod generation;
+mod guarded;
 mod record;
 mod request;
 mod service;

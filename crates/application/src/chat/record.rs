@@ -34,6 +34,11 @@ pub(super) struct Reply {
     pub(super) prompt: PromptStats,
     /// The variant that wrote it.
     pub(super) variant: String,
+    /// What the guard found and did (`None` without a guard).
+    pub(super) safety: Option<crate::guard::SafetyOutcome>,
+    /// The model stopped at its token limit (`finish_reason: length`): the reply may end
+    /// mid-sentence.
+    pub(super) cut: bool,
 }
 
 impl TurnRecord {
@@ -107,6 +112,7 @@ impl TurnRecord {
             retrieval: retrieval.status,
             prompt: reply.prompt,
             timings,
+            safety: reply.safety,
         }
     }
 

@@ -37,6 +37,7 @@ pub struct ChatService {
     pub(super) model: Arc<dyn ChatModel>,
     pub(super) settings: ChatSettings,
     pub(super) variants: Variants,
+    pub(super) guard: Option<crate::guard::ReplyGuard>,
 }
 
 impl ChatService {
@@ -59,6 +60,7 @@ impl ChatService {
             model,
             settings,
             variants: Variants::new(VariantSet::single(default)),
+            guard: None,
         }
     }
 

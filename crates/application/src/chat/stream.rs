@@ -10,6 +10,7 @@ use super::attempt::{AttemptError, UsageTally, generation_error};
 use super::record::{Reply, TurnRecord};
 use super::request::Prepared;
 use super::{ChatService, GenerateCommand, GenerateError, Generation};
+use crate::guard::Screen;
 use crate::ports::{ChatChunk, ChatStream, TokenUsage};
 use crate::retrieval::RetrievalStatus;
 use crate::retry::retry;
@@ -27,7 +28,7 @@ pub enum ReplyEvent {
     /// A piece of the clean reply.
     Delta(String),
     /// The reply is complete; its text is the concatenation of the pieces.
-    Done(Generation),
+    Done(Box<Generation>),
     /// The generation failed; nothing follows.
     Failed(GenerateError),
 }
@@ -62,6 +63,7 @@ impl ChatService {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
         let variant = self.variant_of(&cmd);
+        let screen = self.screen(&cmd).await;
         let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
         let facts = ReplyEvent::Facts {
             status: retrieval.status,
@@ -71,11 +73,14 @@ impl ChatService {
             return;
         }
         let streamed = match prepared {
-            Ok(prepared) => self.stream_reply(&prepared, turn, events).await,
+            Ok(mut prepared) => {
+                prepared.instruct(&screen);
+                self.stream_reply(&prepared, turn, events, &screen).await
+            }
             Err(error) => Err(Some(error)),
         };
         let event = match streamed {
-            Ok(reply) => ReplyEvent::Done(record.finish(retrieval, reply)),
+            Ok(reply) => ReplyEvent::Done(Box::new(record.finish(retrieval, reply))),
             Err(Some(error)) => {
                 record.fail(&error, &variant.name);
                 ReplyEvent::Failed(error)
@@ -86,12 +91,14 @@ impl ChatService {
         let _ = events.send(event).await;
     }
 
-    /// Streams the model's reply into `events` as clean pieces. `Err(None)` when the client left.
+    /// Streams the model's reply into `events` as clean pieces (through the guard, when there
+    /// is one: a sentence at a time). `Err(None)` when the client left.
     async fn stream_reply(
         &self,
         prepared: &Prepared,
         turn: super::request::Deadline,
         events: &mpsc::Sender<ReplyEvent>,
+        screen: &Screen,
     ) -> Result<Reply, Option<GenerateError>> {
         let started = Instant::now();
         let deadline = self.model_deadline(turn);
@@ -102,21 +109,17 @@ impl ChatService {
         .await;
         let mut open = opened.map_err(|error| Some(generation_error(error, deadline)))?;
         let first_token = open.first_token.map(|t| t - started);
+        let mut outlet = self.outlet(events, prepared, screen);
+        let mut reading = true;
         if let Some(piece) = open.first.take() {
-            events
-                .send(ReplyEvent::Delta(piece))
-                .await
-                .map_err(|_| None)?;
+            reading = outlet.piece(piece).await.map_err(|()| None)?;
         }
-        while !open.ended {
+        while reading && !open.ended {
             match tokio::time::timeout_at(deadline.at, open.stream.next()).await {
                 Ok(Some(Ok(chunk))) => {
                     open.absorb(&chunk);
                     if let Some(piece) = open.reply.push(&chunk.text) {
-                        events
-                            .send(ReplyEvent::Delta(piece))
-                            .await
-                            .map_err(|_| None)?;
+                        reading = outlet.piece(piece).await.map_err(|()| None)?;
                     }
                 }
                 Ok(Some(Err(source))) => {
@@ -141,14 +144,16 @@ impl ChatService {
                 }
             }
         }
-        if let Some(piece) = open.reply.finish() {
-            events
-                .send(ReplyEvent::Delta(piece))
-                .await
-                .map_err(|_| None)?;
+        if reading {
+            if let Some(piece) = open.reply.finish() {
+                reading = outlet.piece(piece).await.map_err(|()| None)?;
+            }
+            if reading {
+                outlet.finish().await.map_err(|()| None)?;
+            }
         }
         usage.add(open.usage);
-        Ok(Reply {
+        let reply = Reply {
             text: open.reply.text().to_owned(),
             model: open
                 .model
@@ -159,7 +164,12 @@ impl ChatService {
             llm: started.elapsed(),
             first_token,
             variant: prepared.variant.clone(),
-        })
+            safety: None,
+            cut: false,
+        };
+        self.settle_stream(outlet, turn, reply)
+            .await
+            .map_err(|()| None)
     }
 
     /// Opens a model stream and reads it until the first clean piece can be shown (or the reply

@@ -23,9 +23,13 @@ impl ChatService {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
         let variant = self.variant_of(&cmd);
+        let screen = self.screen(&cmd).await;
         let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
         let replied = match prepared {
-            Ok(prepared) => self.reply(&prepared, turn).await,
+            Ok(mut prepared) => {
+                prepared.instruct(&screen);
+                self.guarded_reply(&prepared, turn, &screen).await
+            }
             Err(error) => Err(error),
         };
         match replied {
@@ -41,7 +45,7 @@ impl ChatService {
     }
 
     /// Asks the model until a reply is left once cleaned, within the attempts and the deadline.
-    async fn reply(
+    pub(super) async fn reply(
         &self,
         prepared: &Prepared,
         turn: super::request::Deadline,
@@ -56,10 +60,11 @@ impl ChatService {
             if text.is_empty() {
                 return Err(AttemptError::Empty);
             }
-            Ok((text, completion.model))
+            let cut = completion.finish_reason.as_deref() == Some("length");
+            Ok((text, completion.model, cut))
         })
         .await;
-        let (text, model) = answered.map_err(|error| generation_error(error, deadline))?;
+        let (text, model, cut) = answered.map_err(|error| generation_error(error, deadline))?;
         Ok(Reply {
             text,
             model,
@@ -69,6 +74,8 @@ impl ChatService {
             llm: started.elapsed(),
             first_token: None,
             variant: prepared.variant.clone(),
+            safety: None,
+            cut,
         })
     }
 }

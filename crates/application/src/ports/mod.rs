@@ -4,6 +4,7 @@
 mod chat_model;
 mod embedder;
 mod fact_store;
+mod guard;
 mod memory_prompts;
 mod moderation;
 mod prompt;
@@ -19,6 +20,7 @@ pub use fact_store::{
     EmbeddedFact, FactPage, FactQuery, FactStore, FactStoreError, LexicalHit, StoreStatus,
     StoredFact, UpsertReport, ensure_same_model,
 };
+pub use guard::{Finding, Guard, GuardError, GuardInput, GuardTag, Speaker};
 pub use memory_prompts::MemoryPrompts;
 pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

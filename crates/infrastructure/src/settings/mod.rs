@@ -4,6 +4,7 @@
 
 mod embedder;
 mod eval;
+mod guard;
 mod memory;
 mod retrieval;
 mod server;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
 pub use eval::{EvalSettings, JudgeSettings, ModerationSettings};
+pub use guard::GuardConfig;
 pub use memory::MemoryConfig;
 pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;
@@ -51,6 +53,8 @@ pub struct Settings {
     pub eval: EvalSettings,
     /// Memory extraction.
     pub memory: MemoryConfig,
+    /// The reply guard.
+    pub guard: GuardConfig,
     /// Named variants besides the default one (`[variants.NAME]`).
     pub variants: std::collections::BTreeMap<String, VariantConfig>,
     /// The split of users between the variants (`[experiment]`).
@@ -112,6 +116,7 @@ impl Settings {
         self.store.validate().map_err(at("store"))?;
         self.retrieval.validate().map_err(at("retrieval"))?;
         self.memory.validate().map_err(at("memory"))?;
+        self.guard.validate().map_err(at("guard"))?;
         variants::validate_variants(&self.variants).map_err(at("variants"))?;
         self.experiment
             .validate(&self.variants)

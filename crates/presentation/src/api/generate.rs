@@ -355,7 +355,7 @@ fn event_data(
         ReplyEvent::Delta(text) => ("delta", serde_json::to_string(&DeltaEvent { text })),
         ReplyEvent::Done(generation) => (
             "done",
-            serde_json::to_string(&GenerateResponse::from(generation)),
+            serde_json::to_string(&GenerateResponse::from(*generation)),
         ),
         ReplyEvent::Failed(error) => {
             let error = ApiError::from(error).with_request_id(request_id);

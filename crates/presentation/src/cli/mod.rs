@@ -6,6 +6,7 @@ mod client;
 mod eval;
 mod facts;
 mod facts_file;
+mod guard;
 #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
 mod model;
 mod progress;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Measure retrieval quality.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Check texts with the reply guard.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
     /// Get the in-process models (the local embedder and the local chat model).
     #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
     #[command(subcommand)]
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Facts(command) => facts::run(command, &settings).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Eval(command) => eval::run(command, &settings).await,
+        Command::Guard(command) => guard::run(command, &settings).await,
         #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
         Command::Model(command) => model::run(command, &settings).await,
     }

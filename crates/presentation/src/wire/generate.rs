@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ragback_application::guard::SafetyOutcome;
 use ragback_application::{Generation, PromptStats, Retrieval, RetrievalStatus};
 use ragback_domain::ScoredFact;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,41 @@ pub struct GenerateResponse {
     pub prompt: PromptDto,
     /// Stage timings in milliseconds.
     pub timings_ms: TimingsDto,
+    /// What the reply guard found and did (absent when the guard is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetyDto>,
+}
+
+/// What the reply guard found and did: every reply is checked before it is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SafetyDto {
+    /// Tags any attempt raised: `self_harm`, `sexual`, `minor`, `real_meeting`, `hate`,
+    /// `violence` (the safety floor), `assistant`, `user_voice`, `meta`, `truncated`, `banned`
+    /// (breaking character).
+    pub flags: Vec<String>,
+    /// `pass` (as written), `regenerated` (written again once), `replaced` (an in-character
+    /// deflection instead) or `trimmed` (ended at its last whole sentence).
+    pub action: String,
+    /// The user's message showed self-harm intent: show `referral` beside the reply.
+    pub crisis: bool,
+    /// The crisis referral (`RAGBACK_GUARD__REFERRAL`), set with `crisis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral: Option<String>,
+    /// The guard could not check the reply (the policy decided: replaced when failing closed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked: bool,
+}
+
+impl From<SafetyOutcome> for SafetyDto {
+    fn from(outcome: SafetyOutcome) -> Self {
+        Self {
+            flags: outcome.flags.iter().map(|t| t.key().to_owned()).collect(),
+            action: outcome.action.as_str().to_owned(),
+            crisis: outcome.crisis,
+            referral: outcome.referral,
+            unchecked: outcome.guard_error.is_some(),
+        }
+    }
 }
 
 /// What went into the prompt.
@@ -184,6 +220,7 @@ impl From<Generation> for GenerateResponse {
                 first_token: g.timings.first_token.map(ms),
                 total: ms(g.timings.total),
             },
+            safety: g.safety.map(SafetyDto::from),
         }
     }
 }

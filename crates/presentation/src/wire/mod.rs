@@ -14,6 +14,6 @@ pub use facts::{
 };
 pub use generate::{
     DeltaEvent, FactsEvent, GenerateResponse, PromptDto, RetrievalReport, RetrievalStatusDto,
-    TimingsDto, UsageDto, UsedFact,
+    SafetyDto, TimingsDto, UsageDto, UsedFact,
 };
 pub use memory::{ActionDto, DecisionDto, ExtractResponse};

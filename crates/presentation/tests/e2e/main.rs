@@ -19,6 +19,7 @@ mod eval;
 mod facts_api;
 mod faults;
 mod generate;
+mod guard;
 #[cfg(feature = "local-llm")]
 mod local_model;
 mod memory;

@@ -43,12 +43,14 @@ fn usage_chunk() -> String {
     format!("data: {body}\n\n")
 }
 
-/// A ragback whose LLM is the raw upstream.
+/// A ragback whose LLM is the raw upstream. These tests are about the stream's transport, piece
+/// by piece: the reply guard, which releases whole sentences only, is off (`guard.rs` tests it).
 async fn app_streaming_from(upstream: &SseUpstream, timeout_secs: u64) -> TestApp {
     TestApp::spawn_with(Setup {
         vars: vec![
             ("RAGBACK_LLM__BASE_URL".into(), upstream.base_url.clone()),
             ("RAGBACK_LLM__TIMEOUT_SECS".into(), timeout_secs.to_string()),
+            ("RAGBACK_GUARD__ENABLED".into(), "false".into()),
         ],
         facts: john_facts(),
         ..Setup::default()
@@ -149,7 +151,12 @@ async fn a_failure_before_the_first_token_is_retried_unseen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_chunk_after_the_first_token_ends_with_an_error_event_and_no_retry() {
-    let app = TestApp::spawn().await;
+    // Piece by piece: the guard, which holds text to a sentence's end, is off.
+    let app = TestApp::spawn_with(Setup {
+        vars: vec![("RAGBACK_GUARD__ENABLED".into(), "false".into())],
+        ..Setup::default()
+    })
+    .await;
     let error = json!({
         "id": "gen-1", "object": "chat.completion.chunk", "model": "mistralai/mistral-nemo",
         "error": {"code": 502, "message": "Provider returned error"},

@@ -17,6 +17,8 @@ pub struct Reply {
     pub text: String,
     /// What retrieval gave it.
     pub facts: FactsEvent,
+    /// The crisis referral the server set beside it, to show the person chatting.
+    pub referral: Option<String>,
 }
 
 /// What the caller is shown while a reply streams.
@@ -172,6 +174,7 @@ impl ChatClient {
                     return Ok(Reply {
                         text: done.text,
                         facts,
+                        referral: done.safety.and_then(|s| s.referral),
                     });
                 }
                 "error" => return Err(api_error(200, event.data.as_bytes()).into()),

@@ -154,6 +154,9 @@ async fn reply(client: &ChatClient, session: &mut Session, screen: &mut Screen) 
     screen.end_reply();
     match outcome {
         Some(Ok(reply)) => {
+            if let Some(referral) = &reply.referral {
+                screen.note(referral);
+            }
             session.answer(reply.text, reply.facts);
             true
         }

@@ -17,6 +17,7 @@ use clap::Subcommand;
 use ragback_infrastructure::Settings;
 
 pub use calls::BudgetReached;
+pub(crate) use journal::write_atomically;
 
 /// Evaluation commands.
 #[derive(Debug, Subcommand)]
