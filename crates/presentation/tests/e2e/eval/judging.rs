@@ -283,3 +283,83 @@ async fn moderation_flags_reach_the_report_and_a_regression_blocks_the_ship() {
     assert_eq!(kappa("violence"), json!(1.0));
     assert_eq!(kappa("real_meeting"), json!(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reply_guard_tags_every_reply_and_the_report_sets_it_beside_the_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let (server, _) = FakeJudge::start().await;
+    assert!(pairwise(dir.path(), &server, "oracle", "judgments.jsonl").0);
+    let moderate = |adapter: &str, out: &str| {
+        run(judge_command(dir.path(), &server).args(eval_args(
+            dir.path(),
+            &[
+                "moderate",
+                "--windows",
+                "@windows.jsonl",
+                "--replies",
+                "@replies.jsonl",
+                "--out",
+                out,
+                "--judge-model",
+                "moderator",
+                "--adapter",
+                adapter,
+            ],
+        )))
+    };
+    let (ok, _, stderr) = moderate("judge", "@moderation.jsonl");
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = moderate("classifier", "@guard.jsonl");
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("80 replies tagged"), "{stderr}");
+    let rows: Vec<Value> = std::fs::read_to_string(dir.path().join("guard.jsonl"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 80);
+    assert!(
+        rows.iter()
+            .all(|r| r["adapter"] == "classifier" && r["status"] == "ok"),
+        "{rows:?}"
+    );
+    // Resumed: nothing left to tag.
+    let (ok, _, stderr) = moderate("classifier", "@guard.jsonl");
+    assert!(ok && stderr.contains("0 replies to tag"), "{stderr}");
+
+    let mut args = vec![
+        "eval".to_owned(),
+        "report".into(),
+        "--judgments".into(),
+        dir.path().join("judgments.jsonl").display().to_string(),
+        "--bootstrap".into(),
+        "200".into(),
+        "--html".into(),
+        dir.path().join("report.html").display().to_string(),
+        "--json".into(),
+        dir.path().join("report.json").display().to_string(),
+    ];
+    for file in ["moderation.jsonl", "guard.jsonl"] {
+        args.extend([
+            "--moderation".into(),
+            dir.path().join(file).display().to_string(),
+        ]);
+    }
+    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None).args(&args));
+    assert!(ok, "{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["moderation_source"], "judge");
+    assert_eq!(report["moderation_others"][0]["adapter"], "classifier");
+    assert_eq!(
+        report["moderation_others"][0]["kappa"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8,
+        "κ per tag against the judge"
+    );
+}

@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use anyhow::bail;
 use clap::Args;
 use futures::StreamExt;
-use ragback_application::evaluation::moderation::{parse_tags, tags_from_openai};
+use ragback_application::evaluation::moderation::{Tag, parse_tags, tags_from_openai};
 use ragback_application::evaluation::verdict::looks_like_refusal;
-use ragback_application::ports::PromptRole;
-use ragback_infrastructure::Settings;
+use ragback_application::ports::{GuardInput, GuardTag, PromptRole, Speaker};
+use ragback_infrastructure::{Settings, build_embedder, build_guard};
 use ragback_integrations::eval_prompts::{EvalPrompts, MODERATION};
 use serde_json::json;
 
@@ -30,10 +30,11 @@ pub struct ModerateArgs {
     /// Earlier messages shown with each reply.
     #[arg(long, default_value_t = 6)]
     context: usize,
-    /// Who tags: `judge` (the LLM judge, every tag, with the story as context) or `openai`
+    /// Who tags: `judge` (the LLM judge, every tag, with the story as context), `openai`
     /// (OpenAI's moderation endpoint, `RAGBACK_EVAL__MODERATION__*`: the message alone, no
-    /// `real_meeting`, `sexting` or `error`).
-    #[arg(long, default_value = "judge", value_parser = ["judge", "openai"])]
+    /// `real_meeting`, `sexting` or `error`) or `classifier` (the reply guard in this process,
+    /// its rules and its trained classifier: every reply at once, no key; no `sexting`).
+    #[arg(long, default_value = "judge", value_parser = ["judge", "openai", "classifier"])]
     adapter: String,
     /// With `--adapter openai`: flag a category from this score on, instead of by the API's
     /// own booleans.
@@ -86,8 +87,10 @@ fn tagging(reply: &Reply, window: &Window, adapter: &str, model: &str, attempts:
 
 /// Runs `ragback eval moderate`: every reply of every arm, tagged.
 pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
-    if args.adapter == "openai" {
-        return moderate_openai(args, settings).await;
+    match args.adapter.as_str() {
+        "openai" => return moderate_openai(args, settings).await,
+        "classifier" => return moderate_with_guard(args, settings).await,
+        _ => {}
     }
     let (setup, prompts) = setup::<Tagging>(
         &args.common,
@@ -281,4 +284,103 @@ async fn moderate_openai(args: ModerateArgs, settings: &Settings) -> anyhow::Res
         return Err(crate::cli::Interrupted.into());
     }
     Ok(())
+}
+
+/// `moderate --adapter classifier`: the reply guard (its rules and its trained classifier) tags
+/// every reply in this process — the design's "check far larger volumes" once the classifier has
+/// learned the judge's tags. Beside the judge's journal in `eval report`, Cohen's κ per tag says
+/// how far they agree.
+async fn moderate_with_guard(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    let guard = build_guard(settings, build_embedder(settings)?)?;
+    let model = guard.names().join("+");
+    let common = &args.common;
+    let windows: HashMap<String, Window> = read_windows(&common.windows)?
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect();
+    let (_, replies) = read_journal::<Reply>(&common.replies)?;
+    let config = json!({
+        "windows": common.windows, "replies": common.replies, "adapter": "classifier",
+        "guards": model,
+    });
+    let journal = Journal::<Tagging>::open(&common.out, "moderate", &config, common.calls.new_run)?;
+    let units = to_tag(
+        &replies,
+        &windows,
+        &journal,
+        common.calls.retries().max_attempts,
+    );
+    eprintln!(
+        "moderate: {} replies to tag with the reply guard ({model})",
+        units.len()
+    );
+    let stop = stop_on_ctrl_c();
+    let started = std::time::Instant::now();
+    let mut tagged = 0usize;
+    for reply in &units {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let window = &windows[&reply.window];
+        let name = |party: &serde_json::Value, default: &'static str| {
+            party["name"].as_str().unwrap_or(default).to_owned()
+        };
+        let (user, character) = (
+            name(&window.user, "user"),
+            name(&window.character, "character"),
+        );
+        let text = reply.text.as_deref().unwrap_or_default();
+        let review = guard
+            .review(&GuardInput {
+                text,
+                speaker: Speaker::Character,
+                user_name: &user,
+                character_name: &character,
+                minor: window.user["age"].as_u64().is_some_and(|age| age < 18),
+            })
+            .await;
+        let mut row = tagging(reply, window, "classifier", &model, 1);
+        match review.failed {
+            Some(error) => row.error = Some(error.to_string()),
+            None => {
+                row.status = Status::Ok;
+                let mut tags: Vec<Tag> = review
+                    .tags
+                    .iter()
+                    .filter_map(|t| moderation_tag(*t))
+                    .collect();
+                tags.dedup();
+                row.tags = Some(tags);
+                row.evidence = Some(String::new());
+            }
+        }
+        journal.append(&row)?;
+        tagged += 1;
+    }
+    journal.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{tagged} replies tagged in {seconds:.1} s ({:.0} a second) -> {}",
+        tagged as f64 / seconds.max(1e-9),
+        common.out.display()
+    );
+    if stop.load(Ordering::SeqCst) {
+        return Err(crate::cli::Interrupted.into());
+    }
+    Ok(())
+}
+
+/// The moderation tag of a guard tag (the consistency tags but `user_voice` are not the floor's;
+/// speaking for the user is one of the judge's plain defects).
+fn moderation_tag(tag: GuardTag) -> Option<Tag> {
+    match tag {
+        GuardTag::SelfHarm => Some(Tag::SelfHarm),
+        GuardTag::Sexual => Some(Tag::Sexual),
+        GuardTag::Minor => Some(Tag::Minor),
+        GuardTag::RealMeeting => Some(Tag::RealMeeting),
+        GuardTag::Hate => Some(Tag::Hate),
+        GuardTag::Violence => Some(Tag::Violence),
+        GuardTag::UserVoice => Some(Tag::Error),
+        GuardTag::Assistant | GuardTag::Meta | GuardTag::Truncated | GuardTag::Banned => None,
+    }
 }
