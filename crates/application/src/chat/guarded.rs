@@ -355,7 +355,7 @@ impl Gated<'_> {
             }
             Decision::Trim => {}
             Decision::Regenerate(_) | Decision::Replace(_) => {
-                self.blocked = Some(format!("{}{text}", self.sent));
+                self.blocked = Some(so_far);
                 return Ok(false);
             }
         }

@@ -11,29 +11,45 @@ fn closes(c: char) -> bool {
     matches!(c, '"' | '\'' | '”' | '’' | ')' | ']' | '»')
 }
 
+/// Where each whole sentence of `text` ends: a sentence's end (with its closing quotes), followed
+/// by whitespace or at a line break; as the byte offset after it, and after the whitespace that
+/// follows it.
+fn sentence_ends(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while let Some((i, c)) = chars.next() {
+            if !ends_sentence(c) {
+                continue;
+            }
+            let mut stop = i + c.len_utf8();
+            while let Some(&(j, next)) = chars.peek() {
+                if closes(next) || ends_sentence(next) {
+                    stop = j + next.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            if c == '\n' || chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
+                let mut after = stop;
+                while let Some(&(j, next)) = chars.peek() {
+                    if !next.is_whitespace() {
+                        break;
+                    }
+                    after = j + next.len_utf8();
+                    chars.next();
+                }
+                return Some((stop, after));
+            }
+        }
+        None
+    })
+}
+
 /// The byte length of the longest prefix of `text` made of whole sentences: up to a sentence's
 /// end (with its closing quotes) followed by whitespace. `None` when there is no whole sentence.
 pub fn whole_sentences(text: &str) -> Option<usize> {
-    let mut end = None;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if !ends_sentence(c) {
-            continue;
-        }
-        let mut stop = i + c.len_utf8();
-        while let Some(&(j, next)) = chars.peek() {
-            if closes(next) || ends_sentence(next) {
-                stop = j + next.len_utf8();
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        if chars.peek().is_some_and(|(_, next)| next.is_whitespace()) || c == '\n' {
-            end = Some(stop);
-        }
-    }
-    end
+    sentence_ends(text).last().map(|(end, _)| end)
 }
 
 /// The sentences of `text`, each with the whitespace after it; an unfinished tail is the last.
@@ -41,31 +57,9 @@ pub fn whole_sentences(text: &str) -> Option<usize> {
 pub fn split_sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if !ends_sentence(c) {
-            continue;
-        }
-        let mut stop = i + c.len_utf8();
-        while let Some(&(j, next)) = chars.peek() {
-            if closes(next) || ends_sentence(next) {
-                stop = j + next.len_utf8();
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        if c == '\n' || chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
-            while let Some(&(j, next)) = chars.peek() {
-                if !next.is_whitespace() {
-                    break;
-                }
-                stop = j + next.len_utf8();
-                chars.next();
-            }
-            out.push(&text[start..stop]);
-            start = stop;
-        }
+    for (_, after) in sentence_ends(text) {
+        out.push(&text[start..after]);
+        start = after;
     }
     if start < text.len() {
         out.push(&text[start..]);

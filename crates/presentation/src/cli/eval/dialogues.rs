@@ -387,3 +387,11 @@ pub fn read_windows(path: &Path) -> anyhow::Result<Vec<Window>> {
         .map(|(_, w)| w)
         .collect())
 }
+
+/// The windows of `path`, by id.
+pub fn windows_by_id(path: &Path) -> anyhow::Result<std::collections::HashMap<String, Window>> {
+    Ok(read_windows(path)?
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect())
+}

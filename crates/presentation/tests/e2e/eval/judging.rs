@@ -10,7 +10,7 @@ async fn an_oracle_judge_gives_the_exact_counts_and_the_report_is_reproducible()
     let (ok, stderr) = pairwise(dir.path(), &server, "oracle", "judgments.jsonl");
     assert!(ok, "{stderr}");
     assert_eq!(judge.calls(), 40 * 3 * 2, "pairs × criteria × 2 orders");
-    let first = report(dir.path(), "judgments.jsonl", None);
+    let first = report(dir.path(), "judgments.jsonl", &[]);
     for name in ["in_character", "scenario_focus", "engagement"] {
         let c = criterion(&first, name);
         assert_eq!(c["counts"]["win"], 24);
@@ -39,7 +39,7 @@ async fn an_oracle_judge_gives_the_exact_counts_and_the_report_is_reproducible()
     let mut lines: Vec<&str> = text.lines().collect();
     lines[1..].reverse();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    report(dir.path(), "judgments.jsonl", None);
+    report(dir.path(), "judgments.jsonl", &[]);
     assert_eq!(
         std::fs::read(dir.path().join("report.json")).unwrap(),
         bytes
@@ -64,7 +64,7 @@ async fn a_first_slot_judge_makes_every_pair_inconsistent_and_the_run_invalid() 
     fixture(dir.path());
     let (server, _) = FakeJudge::start().await;
     assert!(pairwise(dir.path(), &server, "first", "judgments.jsonl").0);
-    let r = report(dir.path(), "judgments.jsonl", None);
+    let r = report(dir.path(), "judgments.jsonl", &[]);
     let c = criterion(&r, "engagement");
     assert_eq!(c["counts"]["inconsistent"], 40);
     assert_eq!(c["win_rate"]["value"], 0.5);
@@ -81,14 +81,14 @@ async fn malformed_refusing_and_flaky_judges_are_counted_as_specified() {
     // Malformed: each call is asked once more, then the pair is unjudged.
     assert!(pairwise(dir.path(), &server, "malformed", "malformed.jsonl").0);
     assert_eq!(judge.calls(), 240 * 2);
-    let r = report(dir.path(), "malformed.jsonl", None);
+    let r = report(dir.path(), "malformed.jsonl", &[]);
     assert_eq!(criterion(&r, "engagement")["counts"]["unjudged"], 40);
     assert_eq!(r["decision"]["verdict"], "INVALID");
     // Refusing: never retried.
     let before = judge.calls();
     assert!(pairwise(dir.path(), &server, "refuse", "refused.jsonl").0);
     assert_eq!(judge.calls() - before, 240);
-    let r = report(dir.path(), "refused.jsonl", None);
+    let r = report(dir.path(), "refused.jsonl", &[]);
     assert_eq!(criterion(&r, "engagement")["refusal_rate"], 1.0);
     // … and every refused pair is listed with what the judge said.
     assert_eq!(r["unjudged"].as_array().unwrap().len(), 120);
@@ -114,14 +114,14 @@ async fn malformed_refusing_and_flaky_judges_are_counted_as_specified() {
         extra, 3,
         "the three failed calls were each retried, and recorded"
     );
-    let r = report(dir.path(), "flaky.jsonl", None);
+    let r = report(dir.path(), "flaky.jsonl", &[]);
     assert_eq!(criterion(&r, "engagement")["counts"]["win"], 24);
     // Two pairs whose candidates stay malformed after the re-ask: 5 % unjudged is invalid.
     let replies = dir.path().join("replies.jsonl");
     let text = std::fs::read_to_string(&replies).unwrap();
     std::fs::write(&replies, text.replacen("⟦q=2⟧", "⟦q=2⟧ ⟦bad⟧", 2)).unwrap();
     assert!(pairwise(dir.path(), &server, "oracle", "two-bad.jsonl").0);
-    let r = report(dir.path(), "two-bad.jsonl", None);
+    let r = report(dir.path(), "two-bad.jsonl", &[]);
     let c = criterion(&r, "engagement");
     assert_eq!(
         (
@@ -181,22 +181,9 @@ async fn moderation_flags_reach_the_report_and_a_regression_blocks_the_ship() {
     fixture(dir.path());
     let (server, _) = FakeJudge::start().await;
     assert!(pairwise(dir.path(), &server, "oracle", "judgments.jsonl").0);
-    let (ok, _, stderr) = run(judge_command(dir.path(), &server).args(eval_args(
-        dir.path(),
-        &[
-            "moderate",
-            "--windows",
-            "@windows.jsonl",
-            "--replies",
-            "@replies.jsonl",
-            "--out",
-            "@moderation.jsonl",
-            "--judge-model",
-            "moderator",
-        ],
-    )));
+    let (ok, _, stderr) = moderate(dir.path(), &server, "moderation.jsonl", &[]);
     assert!(ok, "{stderr}");
-    let r = report(dir.path(), "judgments.jsonl", Some("moderation.jsonl"));
+    let r = report(dir.path(), "judgments.jsonl", &["moderation.jsonl"]);
     let b = r["moderation"]["arms"][1][1]
         .as_array()
         .unwrap()
@@ -290,27 +277,10 @@ async fn the_reply_guard_tags_every_reply_and_the_report_sets_it_beside_the_judg
     fixture(dir.path());
     let (server, _) = FakeJudge::start().await;
     assert!(pairwise(dir.path(), &server, "oracle", "judgments.jsonl").0);
-    let moderate = |adapter: &str, out: &str| {
-        run(judge_command(dir.path(), &server).args(eval_args(
-            dir.path(),
-            &[
-                "moderate",
-                "--windows",
-                "@windows.jsonl",
-                "--replies",
-                "@replies.jsonl",
-                "--out",
-                out,
-                "--judge-model",
-                "moderator",
-                "--adapter",
-                adapter,
-            ],
-        )))
-    };
-    let (ok, _, stderr) = moderate("judge", "@moderation.jsonl");
+    let by = |adapter: &str, out: &str| moderate(dir.path(), &server, out, &["--adapter", adapter]);
+    let (ok, _, stderr) = by("judge", "moderation.jsonl");
     assert!(ok, "{stderr}");
-    let (ok, _, stderr) = moderate("classifier", "@guard.jsonl");
+    let (ok, _, stderr) = by("classifier", "guard.jsonl");
     assert!(ok, "{stderr}");
     assert!(stderr.contains("80 replies tagged"), "{stderr}");
     let rows: Vec<Value> = std::fs::read_to_string(dir.path().join("guard.jsonl"))
@@ -326,32 +296,14 @@ async fn the_reply_guard_tags_every_reply_and_the_report_sets_it_beside_the_judg
         "{rows:?}"
     );
     // Resumed: nothing left to tag.
-    let (ok, _, stderr) = moderate("classifier", "@guard.jsonl");
+    let (ok, _, stderr) = by("classifier", "guard.jsonl");
     assert!(ok && stderr.contains("0 replies to tag"), "{stderr}");
 
-    let mut args = vec![
-        "eval".to_owned(),
-        "report".into(),
-        "--judgments".into(),
-        dir.path().join("judgments.jsonl").display().to_string(),
-        "--bootstrap".into(),
-        "200".into(),
-        "--html".into(),
-        dir.path().join("report.html").display().to_string(),
-        "--json".into(),
-        dir.path().join("report.json").display().to_string(),
-    ];
-    for file in ["moderation.jsonl", "guard.jsonl"] {
-        args.extend([
-            "--moderation".into(),
-            dir.path().join(file).display().to_string(),
-        ]);
-    }
-    let (ok, _, stderr) = run(ragback(BIN, &dir.path().join("store"), None).args(&args));
-    assert!(ok, "{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
-            .unwrap();
+    let report = report(
+        dir.path(),
+        "judgments.jsonl",
+        &["moderation.jsonl", "guard.jsonl"],
+    );
     assert_eq!(report["moderation_source"], "judge");
     assert_eq!(report["moderation_others"][0]["adapter"], "classifier");
     assert_eq!(

@@ -121,7 +121,31 @@ fn pairwise(dir: &Path, server: &wiremock::MockServer, model: &str, out: &str) -
     (ok, stderr)
 }
 
-fn report(dir: &Path, judgments: &str, moderation: Option<&str>) -> Value {
+/// `ragback eval moderate` of the fixture's replies into `out` by the judge at `server`, with
+/// `extra` arguments.
+fn moderate(
+    dir: &Path,
+    server: &wiremock::MockServer,
+    out: &str,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let out = format!("@{out}");
+    let mut args = vec![
+        "moderate",
+        "--windows",
+        "@windows.jsonl",
+        "--replies",
+        "@replies.jsonl",
+        "--out",
+        &out,
+        "--judge-model",
+        "moderator",
+    ];
+    args.extend_from_slice(extra);
+    run(judge_command(dir, server).args(eval_args(dir, &args)))
+}
+
+fn report(dir: &Path, judgments: &str, moderation: &[&str]) -> Value {
     let mut args = vec![
         "eval".to_owned(),
         "report".into(),
@@ -134,7 +158,7 @@ fn report(dir: &Path, judgments: &str, moderation: Option<&str>) -> Value {
         "--json".into(),
         dir.join("report.json").display().to_string(),
     ];
-    if let Some(m) = moderation {
+    for m in moderation {
         args.extend(["--moderation".into(), dir.join(m).display().to_string()]);
     }
     let (ok, _, stderr) = run(ragback(BIN, &dir.join("store"), None).args(&args));

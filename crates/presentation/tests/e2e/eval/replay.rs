@@ -199,7 +199,7 @@ async fn a_length_biased_judge_is_caught_by_the_length_controlled_rate() {
         ],
     )));
     assert!(ok, "{stderr}");
-    let r = report(dir.path(), "judgments.jsonl", None);
+    let r = report(dir.path(), "judgments.jsonl", &[]);
     let c = criterion(&r, "engagement");
     let (raw, lc) = (
         c["win_rate"]["value"].as_f64().unwrap(),
@@ -253,7 +253,7 @@ async fn without_a_judge_url_the_local_model_is_a_labelled_smoke_test_judge() {
     assert_eq!(judged.len(), 2, "both orders");
     assert!(judged.iter().all(|r| r["smoke_test_judge"] == true
         && r["judge_model"].as_str().unwrap().starts_with("local/")));
-    let r = report(dir.path(), "judgments.jsonl", None);
+    let r = report(dir.path(), "judgments.jsonl", &[]);
     assert_eq!(r["smoke_test_judge"], true);
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("Smoke-test judge"));

@@ -99,7 +99,7 @@ async fn the_report_renders_in_a_browser_without_fetching_anything() {
     fixture(dir.path());
     let (server, _) = FakeJudge::start().await;
     assert!(pairwise(dir.path(), &server, "oracle", "judgments.jsonl").0);
-    report(dir.path(), "judgments.jsonl", None);
+    report(dir.path(), "judgments.jsonl", &[]);
     let Some(browser) = Browser::start().await else {
         return;
     };

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 pub use self::moderate::{ModerateArgs, moderate};
 pub use self::pairwise::{PairwiseArgs, pairwise};
 use super::calls::{Budget, BudgetReached, CallArgs, Failure, Prices, Retries, retrying};
-use super::dialogues::{Window, read_windows};
+use super::dialogues::{Window, windows_by_id};
 use super::journal::{Journal, read_journal};
 use super::rows::{Reply, Row, Spoken, Usage};
 
@@ -100,10 +100,7 @@ fn setup<R: Row>(
         settings.eval.judge.model.clone()
     };
     let prompts = EvalPrompts::load(&common.prompts, names)?;
-    let windows = read_windows(&common.windows)?
-        .into_iter()
-        .map(|w| (w.id.clone(), w))
-        .collect();
+    let windows = windows_by_id(&common.windows)?;
     let (_, replies) = read_journal(&common.replies)?;
     let config = json!({
         "windows": common.windows, "replies": common.replies, "judge_model": model,

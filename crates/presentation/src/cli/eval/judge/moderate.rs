@@ -16,7 +16,7 @@ use ragback_integrations::eval_prompts::{EvalPrompts, MODERATION};
 use serde_json::json;
 
 use super::super::calls::{Failure, retrying, stop_on_ctrl_c, tally};
-use super::super::dialogues::{Window, read_windows};
+use super::super::dialogues::{Window, windows_by_id};
 use super::super::journal::{Journal, read_journal};
 use super::super::rows::{Reply, Status, Tagging};
 use super::pairwise::failure_status;
@@ -212,21 +212,34 @@ async fn tag(
     Ok(row)
 }
 
+/// What a tagger other than the judge reads and writes: the windows by id, the replies, and its
+/// journal, whose configuration is `config` with the two inputs' paths.
+#[allow(clippy::type_complexity)]
+fn tagger_inputs(
+    common: &JudgeArgs,
+    mut config: serde_json::Value,
+) -> anyhow::Result<(
+    HashMap<String, Window>,
+    HashMap<String, Reply>,
+    Journal<Tagging>,
+)> {
+    config["windows"] = json!(common.windows);
+    config["replies"] = json!(common.replies);
+    let windows = windows_by_id(&common.windows)?;
+    let (_, replies) = read_journal::<Reply>(&common.replies)?;
+    let journal = Journal::open(&common.out, "moderate", &config, common.calls.new_run)?;
+    Ok((windows, replies, journal))
+}
+
 /// `moderate --adapter openai`: the replies in batches of 32 through OpenAI's moderation
 /// endpoint; raw scores are kept beside the tags.
 async fn moderate_openai(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
     let api = ragback_infrastructure::build_moderation(settings)?;
     let common = &args.common;
-    let windows: HashMap<String, Window> = read_windows(&common.windows)?
-        .into_iter()
-        .map(|w| (w.id.clone(), w))
-        .collect();
-    let (_, replies) = read_journal::<Reply>(&common.replies)?;
-    let config = json!({
-        "windows": common.windows, "replies": common.replies, "adapter": "openai",
-        "model": api.model(), "threshold": args.openai_threshold,
-    });
-    let journal = Journal::<Tagging>::open(&common.out, "moderate", &config, common.calls.new_run)?;
+    let (windows, replies, journal) = tagger_inputs(
+        common,
+        json!({"adapter": "openai", "model": api.model(), "threshold": args.openai_threshold}),
+    )?;
     let retries = common.calls.retries();
     let units = to_tag(&replies, &windows, &journal, retries.max_attempts);
     eprintln!(
@@ -294,16 +307,8 @@ async fn moderate_with_guard(args: ModerateArgs, settings: &Settings) -> anyhow:
     let guard = build_guard(settings, build_embedder(settings)?)?;
     let model = guard.names().join("+");
     let common = &args.common;
-    let windows: HashMap<String, Window> = read_windows(&common.windows)?
-        .into_iter()
-        .map(|w| (w.id.clone(), w))
-        .collect();
-    let (_, replies) = read_journal::<Reply>(&common.replies)?;
-    let config = json!({
-        "windows": common.windows, "replies": common.replies, "adapter": "classifier",
-        "guards": model,
-    });
-    let journal = Journal::<Tagging>::open(&common.out, "moderate", &config, common.calls.new_run)?;
+    let (windows, replies, journal) =
+        tagger_inputs(common, json!({"adapter": "classifier", "guards": model}))?;
     let units = to_tag(
         &replies,
         &windows,
