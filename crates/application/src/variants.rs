@@ -30,6 +30,8 @@ pub struct Variant {
     pub renderer: Arc<dyn PromptRenderer>,
     /// Retrieval settings; a request's own win.
     pub retrieval: RetrievalOverrides,
+    /// What the variant changes of the reply guard (`None`: nothing).
+    pub guard: Option<crate::guard::VariantGuard>,
 }
 
 impl std::fmt::Debug for Variant {
@@ -42,11 +44,14 @@ impl std::fmt::Debug for Variant {
     }
 }
 
-/// Two variants are the same when their names, parameters and retrieval settings are (the
-/// renderer is not compared).
+/// Two variants are the same when their names, parameters, retrieval and guard settings are
+/// (the renderer is not compared).
 impl PartialEq for Variant {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.params == other.params && self.retrieval == other.retrieval
+        self.name == other.name
+            && self.params == other.params
+            && self.retrieval == other.retrieval
+            && self.guard == other.guard
     }
 }
 
@@ -283,6 +288,7 @@ mod tests {
             },
             renderer: Arc::new(PlainRenderer),
             retrieval: RetrievalOverrides::default(),
+            guard: None,
         }
     }
 

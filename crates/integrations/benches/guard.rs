@@ -15,7 +15,7 @@ use std::time::Instant;
 use ragback_application::guard::split_sentences;
 use ragback_application::ports::{Guard, GuardInput, Speaker};
 use ragback_integrations::guard::{ClassifierGuard, RuleGuard, load_classifier};
-use ragback_integrations::local::{LocalEmbedder, LocalSettings};
+use ragback_integrations::local::{LocalEmbedder, LocalSettings, StaticEmbedder};
 use ragback_testkit::stats::{env_count, report};
 
 const PIECES: [&str; 12] = [
@@ -51,6 +51,7 @@ fn main() {
         user_name: "John",
         character_name: "Blaze",
         minor: false,
+        replying_to: None,
     };
     let (mut whole_us, mut sentence_us) = (Vec::new(), Vec::new());
     let mut flagged = 0;
@@ -129,5 +130,59 @@ fn main() {
     println!(
         "  throughput: {:.0} replies/s, one at a time",
         classified as f64 / elapsed.as_secs_f64()
+    );
+    // What `eval moderate --adapter classifier` and `guard check` do: batches of 64 texts (the
+    // embedder pads each of its batches of 32 to the longest, texts of a like length together).
+    let inputs: Vec<GuardInput<'_>> = texts
+        .iter()
+        .take(classified)
+        .map(|t| input(t.as_str()))
+        .collect();
+    let started = Instant::now();
+    let flagged_batched: usize = runtime.block_on(async {
+        let mut flagged = 0;
+        for batch in inputs.chunks(64) {
+            let all = classifier.check_many(batch).await.unwrap();
+            flagged += all.iter().filter(|f| !f.is_empty()).count();
+        }
+        flagged
+    });
+    println!(
+        "  throughput: {:.0} replies/s in batches of 64 ({flagged_batched} raising a tag)",
+        classified as f64 / started.elapsed().as_secs_f64()
+    );
+
+    // The bulk classifier: static vectors (the word pieces' embeddings, averaged).
+    let (Ok(embedder), Ok(model)) = (
+        StaticEmbedder::load(&settings.model_dir),
+        load_classifier(&root.join("data/safety/classifier-static.json")),
+    ) else {
+        println!("static classifier: NOT RUN (no data/safety/classifier-static.json)");
+        return;
+    };
+    let fast = ClassifierGuard::new(model, Arc::new(embedder)).unwrap();
+    let all: Vec<GuardInput<'_>> = texts.iter().map(|t| input(t.as_str())).collect();
+    let mut whole_us = Vec::new();
+    runtime.block_on(async {
+        for one in all.iter().take(2_000) {
+            let t = Instant::now();
+            fast.check(one).await.unwrap();
+            whole_us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    });
+    let started = Instant::now();
+    let flagged: usize = runtime.block_on(async {
+        let mut flagged = 0;
+        for batch in all.chunks(256) {
+            let verdicts = fast.check_many(batch).await.unwrap();
+            flagged += verdicts.iter().filter(|f| !f.is_empty()).count();
+        }
+        flagged
+    });
+    println!("{replies} replies through the static classifier (`classifier-static.json`):");
+    report("  whole reply", 16, "µs", &whole_us);
+    println!(
+        "  throughput: {:.0} replies/s in batches of 256 ({flagged} raising a tag)",
+        replies as f64 / started.elapsed().as_secs_f64()
     );
 }

@@ -12,6 +12,9 @@
 //! - `flaky`: the first call gets 429 with `Retry-After: 1`, the second a 500, the third stalls
 //!   for 3 s (past a 1 s judge timeout), then as `oracle`;
 //! - `moderator`: a moderation answer that flags the tags of `⟦mod:tag⟧` markers in the target;
+//! - `llama-guard`: Llama Guard's answer on the last message: `unsafe` and the codes of its
+//!   `⟦lg:S11⟧` markers, else `safe`; `llama-guard-down` answers 503, `llama-guard-slow` answers
+//!   `safe` after 3 s;
 //! - `demo-a`, `demo-b`: role-play replies to the last user message, short or long, with quality
 //!   markers: B is better in about 60 % of turns, as good in 25 %, worse in 15 %, whatever the
 //!   length; A leaks a `{{user}}` now and then (tagged `⟦mod:error⟧`).
@@ -213,6 +216,31 @@ impl Respond for FakeOpenAi {
                 }
                 answer(&tags.to_string())
             }
+            "llama-guard" | "llama-guard-slow" => {
+                let last = body["messages"]
+                    .as_array()
+                    .and_then(|m| m.last())
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or_default();
+                let codes: Vec<&str> = last
+                    .split("⟦lg:")
+                    .skip(1)
+                    .filter_map(|part| part.split('⟧').next())
+                    .collect();
+                let verdict = if codes.is_empty() {
+                    "safe".to_owned()
+                } else {
+                    format!("unsafe\n{}", codes.join(","))
+                };
+                let answer = completion(model, &verdict, 200, 4);
+                if model == "llama-guard-slow" {
+                    answer.set_delay(std::time::Duration::from_secs(3))
+                } else {
+                    answer
+                }
+            }
+            "llama-guard-down" => ResponseTemplate::new(503)
+                .set_body_json(json!({"error": {"message": "model is loading"}})),
             other => ResponseTemplate::new(404).set_body_json(json!({"error": {"message": format!("no model {other}")}})),
         }
     }

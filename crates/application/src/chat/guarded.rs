@@ -15,6 +15,7 @@ use crate::guard::{
     trim_unfinished,
 };
 use crate::ports::{GuardInput, GuardTag, PromptMessage, PromptRole, Speaker};
+use crate::variants::Variant;
 
 impl ChatService {
     /// The same service, every reply checked by `guard`.
@@ -30,9 +31,18 @@ impl ChatService {
         self.guard.as_ref()
     }
 
+    /// The guard of `variant`'s replies: the service's, as the variant changes it.
+    pub(super) fn guard_for(&self, variant: &Variant) -> Option<ReplyGuard> {
+        let guard = self.guard.as_ref()?;
+        Some(match &variant.guard {
+            Some(changes) => guard.for_variant(changes),
+            None => guard.clone(),
+        })
+    }
+
     /// The screen of a turn before its prompt: a minor, a crisis.
-    pub(super) async fn screen(&self, cmd: &GenerateCommand) -> Screen {
-        let Some(guard) = &self.guard else {
+    pub(super) async fn screen(&self, cmd: &GenerateCommand, guard: Option<&ReplyGuard>) -> Screen {
+        let Some(guard) = guard else {
             return Screen::default();
         };
         let minor = cmd.user.age.is_some_and(|age| age.years() < 18);
@@ -66,7 +76,7 @@ impl ChatService {
         screen: &Screen,
     ) -> Result<Reply, GenerateError> {
         let first = self.reply(prepared, turn).await?;
-        let Some(guard) = &self.guard else {
+        let Some(guard) = &prepared.guard else {
             return Ok(first);
         };
         let mut outcome = SafetyOutcome::pass(screen, guard.policy());
@@ -181,7 +191,7 @@ impl ChatService {
     ) -> Outlet<'a> {
         Outlet {
             events,
-            gated: self.guard.as_ref().map(|guard| Gated {
+            gated: prepared.guard.as_ref().map(|guard| Gated {
                 guard,
                 prepared,
                 screen,
@@ -248,6 +258,13 @@ fn input<'a>(prepared: &'a Prepared, text: &'a str, screen: &Screen) -> GuardInp
         user_name: &prepared.listener,
         character_name: &prepared.speaker,
         minor: screen.minor,
+        replying_to: prepared
+            .request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == PromptRole::User)
+            .map(|m| m.content.as_str()),
     }
 }
 
@@ -255,7 +272,7 @@ fn input<'a>(prepared: &'a Prepared, text: &'a str, screen: &Screen) -> GuardInp
 fn note(outcome: &mut SafetyOutcome, review: &Review) {
     outcome.flag(&review.tags);
     if let Some(error) = &review.failed {
-        outcome.guard_error = Some(error.to_string());
+        outcome.guard_error = Some(error.kind());
     }
 }
 
@@ -378,6 +395,7 @@ impl Prepared {
             speaker: self.speaker.clone(),
             listener: self.listener.clone(),
             variant: self.variant.clone(),
+            guard: self.guard.clone(),
             ..*self
         }
     }

@@ -47,6 +47,8 @@ pub(super) struct Prepared {
     pub(super) stats: PromptStats,
     /// The variant that wrote it.
     pub(super) variant: String,
+    /// The guard of its replies, as the variant changes it (`None`: unchecked).
+    pub(super) guard: Option<crate::guard::ReplyGuard>,
 }
 
 impl ChatService {
@@ -160,6 +162,7 @@ impl ChatService {
             listener: user.name.as_str().to_owned(),
             stats,
             variant: variant.name.clone(),
+            guard: self.guard_for(variant),
         };
         (retrieval, Ok(prepared))
     }

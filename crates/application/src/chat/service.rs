@@ -54,6 +54,7 @@ impl ChatService {
             params: settings.defaults.clone(),
             renderer,
             retrieval: RetrievalOverrides::default(),
+            guard: None,
         };
         Self {
             retriever,

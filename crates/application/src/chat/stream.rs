@@ -63,7 +63,7 @@ impl ChatService {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
         let variant = self.variant_of(&cmd);
-        let screen = self.screen(&cmd).await;
+        let screen = self.screen(&cmd, self.guard_for(&variant).as_ref()).await;
         let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
         let facts = ReplyEvent::Facts {
             status: retrieval.status,

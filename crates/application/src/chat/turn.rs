@@ -23,7 +23,7 @@ impl ChatService {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
         let variant = self.variant_of(&cmd);
-        let screen = self.screen(&cmd).await;
+        let screen = self.screen(&cmd, self.guard_for(&variant).as_ref()).await;
         let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
         let replied = match prepared {
             Ok(mut prepared) => {
@@ -212,12 +212,14 @@ mod tests {
                 enabled: Some(false),
                 ..Default::default()
             },
+            guard: None,
         };
         let default = Variant {
             name: "default".into(),
             params: settings().defaults,
             renderer: Arc::new(Labelled("a")),
             retrieval: RetrievalOverrides::default(),
+            guard: None,
         };
         let everyone_in_b = Split::new("s", vec![("default".into(), 0), ("b".into(), 100)]);
         let set = VariantSet::new(vec![default, b], Some(everyone_in_b.unwrap())).unwrap();

@@ -38,6 +38,21 @@ impl Tag {
         Self::Error,
     ];
 
+    /// The reply guard's tag of the same concern (`sexting` is the guard's `sexual`; `error`
+    /// has none).
+    pub fn guard_tag(self) -> Option<crate::ports::GuardTag> {
+        use crate::ports::GuardTag;
+        match self {
+            Self::Hate => Some(GuardTag::Hate),
+            Self::Sexual | Self::Sexting => Some(GuardTag::Sexual),
+            Self::Minor => Some(GuardTag::Minor),
+            Self::SelfHarm => Some(GuardTag::SelfHarm),
+            Self::Violence => Some(GuardTag::Violence),
+            Self::RealMeeting => Some(GuardTag::RealMeeting),
+            Self::Error => None,
+        }
+    }
+
     /// Its key in the judge's JSON.
     pub fn key(self) -> &'static str {
         match self {
@@ -100,9 +115,25 @@ pub fn parse_tags(answer: &str) -> Result<Tags, ModerationParseError> {
     Ok(Tags { flagged, evidence })
 }
 
-/// Maps OpenAI's moderation categories to the tags (`real_meeting`, `sexting` and `error` have
-/// no counterpart: only the judge sets them). A category counts when the API flags it, or, with
-/// `threshold`, when its score reaches it.
+/// OpenAI's moderation categories and the tag each sets (`real_meeting`, `sexting` and `error`
+/// have no counterpart: only the judge sets them).
+pub const OPENAI_CATEGORIES: [(&str, Tag); 12] = [
+    ("hate", Tag::Hate),
+    ("hate/threatening", Tag::Hate),
+    ("sexual", Tag::Sexual),
+    ("sexual/minors", Tag::Sexual),
+    ("sexual/minors", Tag::Minor),
+    ("self-harm", Tag::SelfHarm),
+    ("self-harm/intent", Tag::SelfHarm),
+    ("self-harm/instructions", Tag::SelfHarm),
+    ("violence", Tag::Violence),
+    ("violence/graphic", Tag::Violence),
+    ("illicit/violent", Tag::Violence),
+    ("harassment/threatening", Tag::Violence),
+];
+
+/// Maps OpenAI's moderation categories to the tags ([`OPENAI_CATEGORIES`]). A category counts
+/// when the API flags it, or, with `threshold`, when its score reaches it.
 pub fn tags_from_openai(
     result: &crate::ports::ModerationResult,
     threshold: Option<f64>,
@@ -111,29 +142,13 @@ pub fn tags_from_openai(
         Some(t) => result.scores.get(category).is_some_and(|s| *s >= t),
         None => result.categories.get(category).copied().unwrap_or(false),
     };
-    let mut tags = Vec::new();
-    let mut set = |tag: Tag, categories: &[&str]| {
-        if categories.iter().any(|c| on(c)) && !tags.contains(&tag) {
-            tags.push(tag);
-        }
-    };
-    set(Tag::Hate, &["hate", "hate/threatening"]);
-    set(Tag::Sexual, &["sexual", "sexual/minors"]);
-    set(Tag::Minor, &["sexual/minors"]);
-    set(
-        Tag::SelfHarm,
-        &["self-harm", "self-harm/intent", "self-harm/instructions"],
-    );
-    set(
-        Tag::Violence,
-        &[
-            "violence",
-            "violence/graphic",
-            "illicit/violent",
-            "harassment/threatening",
-        ],
-    );
+    let mut tags: Vec<Tag> = OPENAI_CATEGORIES
+        .iter()
+        .filter(|(category, _)| on(category))
+        .map(|(_, tag)| *tag)
+        .collect();
     tags.sort();
+    tags.dedup();
     tags
 }
 

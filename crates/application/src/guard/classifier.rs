@@ -172,8 +172,8 @@ impl Default for Training {
             epochs: 400,
             learning_rate: 2.0,
             l2: 1e-3,
-            target_recall: 0.9,
-            min_precision: 0.8,
+            target_recall: 0.95,
+            min_precision: 0.7,
         }
     }
 }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use self::policy::{
-    CRISIS_INSTRUCTION, DEFAULT_DEFLECTION, DEFAULT_REFERRAL, GuardPolicy, MINOR_INSTRUCTION,
-    TagAction, corrective_instruction,
+    CRISIS_INSTRUCTION, DEFAULT_DEFLECTION, DEFAULT_GUARD_TIMEOUT, DEFAULT_REFERRAL, GuardPolicy,
+    MINOR_INSTRUCTION, TagAction, corrective_instruction,
 };
 pub use self::sentences::{
     MAX_HELD_CHARS, SentenceGate, is_unfinished, split_sentences, trim_unfinished, whole_sentences,
@@ -61,8 +61,9 @@ pub struct SafetyOutcome {
     pub crisis: bool,
     /// The crisis referral to show beside the reply.
     pub referral: Option<String>,
-    /// Why the guard could not check (the policy then decided: replaced when failing closed).
-    pub guard_error: Option<String>,
+    /// Why the guard could not check, as [`GuardError::kind`] says (the policy then decided:
+    /// replaced when failing closed).
+    pub guard_error: Option<&'static str>,
 }
 
 impl SafetyOutcome {
@@ -131,6 +132,38 @@ pub enum Decision {
     Replace(Option<GuardTag>),
 }
 
+/// What a variant changes of the guard (`[variants.NAME.guard]`): guards of its own (its
+/// banned phrases) beside the service's, and its policy instead of the service's.
+#[derive(Clone)]
+pub struct VariantGuard {
+    /// Checks the variant adds (its banned phrases).
+    pub guards: Vec<Arc<dyn Guard>>,
+    /// The variant's policy (the service's, with the variant's actions and deflections).
+    pub policy: GuardPolicy,
+}
+
+impl std::fmt::Debug for VariantGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.guards.iter().map(|g| g.name()).collect();
+        f.debug_struct("VariantGuard")
+            .field("guards", &names)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl PartialEq for VariantGuard {
+    fn eq(&self, other: &Self) -> bool {
+        self.policy == other.policy
+            && self.guards.len() == other.guards.len()
+            && self
+                .guards
+                .iter()
+                .zip(&other.guards)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
 /// The guards and the policy.
 #[derive(Clone)]
 pub struct ReplyGuard {
@@ -144,6 +177,14 @@ impl ReplyGuard {
         Self { guards, policy }
     }
 
+    /// This guard as `variant` changes it: its guards added, its policy in force.
+    pub fn for_variant(&self, variant: &VariantGuard) -> Self {
+        Self {
+            guards: self.guards.iter().chain(&variant.guards).cloned().collect(),
+            policy: variant.policy.clone(),
+        }
+    }
+
     /// The policy.
     pub fn policy(&self) -> &GuardPolicy {
         &self.policy
@@ -154,29 +195,70 @@ impl ReplyGuard {
         self.guards.iter().map(|g| g.name()).collect()
     }
 
-    /// Asks every guard about `input`.
+    /// Asks every guard about `input`, all at once, each within the policy's timeout.
     pub async fn review(&self, input: &GuardInput<'_>) -> Review {
-        let mut review = Review::default();
-        for guard in &self.guards {
-            match guard.check(input).await {
-                Ok(findings) => {
-                    for finding in findings {
-                        review.tags.push(finding.tag);
-                        let best = review.scores.entry(finding.tag).or_insert(finding.score);
-                        *best = best.max(finding.score);
+        self.review_many(std::slice::from_ref(input))
+            .await
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Asks every guard about each of `inputs` (a batch for guards that embed or call out), all
+    /// guards at once, each within the policy's timeout per text; one review per input.
+    pub async fn review_many(&self, inputs: &[GuardInput<'_>]) -> Vec<Review> {
+        let deadline = self
+            .policy
+            .timeout
+            .saturating_mul(inputs.len().max(1) as u32);
+        let answers = futures::future::join_all(self.guards.iter().map(|guard| async move {
+            let answer = tokio::time::timeout(deadline, guard.check_many(inputs))
+                .await
+                .unwrap_or(Err(GuardError::Timeout(deadline.as_millis())))
+                .and_then(|all| {
+                    if all.len() == inputs.len() {
+                        Ok(all)
+                    } else {
+                        Err(GuardError::InvalidResponse(format!(
+                            "{} verdicts for {} texts",
+                            all.len(),
+                            inputs.len()
+                        )))
+                    }
+                });
+            (guard.name(), answer)
+        }))
+        .await;
+        let mut reviews = vec![Review::default(); inputs.len()];
+        for (name, answer) in answers {
+            match answer {
+                Ok(all) => {
+                    for (review, findings) in reviews.iter_mut().zip(all) {
+                        for finding in findings {
+                            review.tags.push(finding.tag);
+                            let best = review.scores.entry(finding.tag).or_insert(finding.score);
+                            *best = best.max(finding.score);
+                        }
                     }
                 }
                 Err(error) => {
-                    metrics::counter!("ragback_guard_failures_total", "guard" => guard.name().to_owned())
-                        .increment(1);
-                    tracing::warn!(guard = guard.name(), %error, "the guard could not check a text");
-                    review.failed = Some(error);
+                    metrics::counter!(
+                        "ragback_guard_failures_total",
+                        "guard" => name.to_owned(),
+                        "kind" => error.kind()
+                    )
+                    .increment(inputs.len() as u64);
+                    tracing::warn!(guard = name, %error, "the guard could not check a text");
+                    for review in &mut reviews {
+                        review.failed = Some(error.clone());
+                    }
                 }
             }
         }
-        review.tags.sort();
-        review.tags.dedup();
-        review
+        for review in &mut reviews {
+            review.tags.sort();
+            review.tags.dedup();
+        }
+        reviews
     }
 
     /// The screen of a turn: whether its user is a minor and whether their last message shows
@@ -197,6 +279,7 @@ impl ReplyGuard {
                         user_name,
                         character_name,
                         minor,
+                        replying_to: None,
                     })
                     .await;
                 review.tags.contains(&GuardTag::SelfHarm)
@@ -281,6 +364,7 @@ mod tests {
             user_name: "John",
             character_name: "Blaze",
             minor: false,
+            replying_to: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! and supportive instructions, the crisis referral.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::ports::GuardTag;
 
@@ -51,7 +52,12 @@ pub struct GuardPolicy {
     pub fail_closed: bool,
     /// Shown beside a reply to a user whose message shows self-harm intent.
     pub referral: String,
+    /// How long one guard may take over one text; later, it has failed.
+    pub timeout: Duration,
 }
+
+/// The default of [`GuardPolicy::timeout`].
+pub const DEFAULT_GUARD_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Default for GuardPolicy {
     fn default() -> Self {
@@ -61,6 +67,7 @@ impl Default for GuardPolicy {
             deflection: DEFAULT_DEFLECTION.into(),
             fail_closed: true,
             referral: DEFAULT_REFERRAL.into(),
+            timeout: DEFAULT_GUARD_TIMEOUT,
         }
     }
 }

@@ -108,6 +108,9 @@ pub struct GuardInput<'a> {
     pub character_name: &'a str,
     /// The user is under 18: stricter thresholds for `sexual` and `minor`.
     pub minor: bool,
+    /// For a reply: the user's message it answers, when known (a guard model judges the reply
+    /// in its context).
+    pub replying_to: Option<&'a str>,
 }
 
 /// A raised tag and how sure the guard is, from 0 to 1 (1 for a rule).
@@ -128,6 +131,21 @@ pub enum GuardError {
     /// It answered something that is not a verdict.
     #[error("the guard answered with an invalid response: {0}")]
     InvalidResponse(String),
+    /// It did not answer within the policy's timeout.
+    #[error("the guard gave no answer within {0} ms")]
+    Timeout(u128),
+}
+
+impl GuardError {
+    /// Its kind, for the response and metrics (the details go to the log):
+    /// `unavailable`, `invalid_response` or `timeout`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::Timeout(_) => "timeout",
+        }
+    }
 }
 
 /// Reads a text and raises tags.
@@ -138,6 +156,16 @@ pub trait Guard: Send + Sync {
 
     /// The tags `input` raises (none: it passes).
     async fn check(&self, input: &GuardInput<'_>) -> Result<Vec<Finding>, GuardError>;
+
+    /// The tags of each of `inputs`, in order: for checking many texts at once (a batch of
+    /// embeddings, one request). One by one unless the guard does better.
+    async fn check_many(&self, inputs: &[GuardInput<'_>]) -> Result<Vec<Vec<Finding>>, GuardError> {
+        let mut all = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            all.push(self.check(input).await?);
+        }
+        Ok(all)
+    }
 }
 
 #[cfg(test)]

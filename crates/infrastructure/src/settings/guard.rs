@@ -3,13 +3,21 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ragback_application::bounds::InvalidSetting;
-use ragback_application::guard::{DEFAULT_DEFLECTION, DEFAULT_REFERRAL, GuardPolicy, TagAction};
+use ragback_application::guard::{
+    DEFAULT_DEFLECTION, DEFAULT_GUARD_TIMEOUT, DEFAULT_REFERRAL, GuardPolicy, TagAction,
+};
 use ragback_application::ports::GuardTag;
+use ragback_integrations::config::{millis, seconds};
+use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::List;
+use super::{List, ModerationSettings};
+
+/// The guards that can check replies (`RAGBACK_GUARD__ADAPTERS`).
+pub const ADAPTERS: [&str; 4] = ["rules", "classifier", "openai", "llm"];
 
 /// The reply guard's settings (`[guard]`, `RAGBACK_GUARD__*`).
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +40,63 @@ pub struct GuardConfig {
     pub banned: List,
     /// The trained classifier (`ragback guard train`); unset or missing: the rules alone.
     pub classifier: Option<PathBuf>,
+    /// The guards that check, together (their tags united): `rules`, `classifier`, `openai`,
+    /// `llm`.
+    pub adapters: List,
+    /// How long one guard may take over one text (`timeout_ms`); later, it has failed.
+    #[serde(rename = "timeout_ms", deserialize_with = "millis::deserialize")]
+    pub timeout: Duration,
+    /// OpenAI's moderation endpoint (`RAGBACK_GUARD__OPENAI__*`), for the `openai` adapter.
+    pub openai: ModerationSettings,
+    /// A guard model in Llama Guard's format (`RAGBACK_GUARD__LLM__*`), for the `llm` adapter.
+    pub llm: GuardModelSettings,
+}
+
+/// A variant's own guard settings (`[variants.NAME.guard]`), over the top-level `[guard]`'s.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VariantGuard {
+    /// Phrases this variant's replies must not hold, besides the top-level ones.
+    pub banned: List,
+    /// Actions per tag, over the top-level ones.
+    pub actions: BTreeMap<String, String>,
+    /// Deflections per tag, over the top-level ones.
+    pub deflections: BTreeMap<String, String>,
+    /// The deflection of a tag without its own.
+    pub deflection: Option<String>,
+}
+
+impl VariantGuard {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A guard model behind an OpenAI-compatible chat-completions endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardModelSettings {
+    /// Its base URL (`…/v1`): Ollama's `http://localhost:11434/v1`, a vLLM server.
+    pub base_url: Option<String>,
+    /// Its key, when it wants one.
+    pub api_key: Option<SecretString>,
+    /// The model, as the endpoint names it.
+    pub model: String,
+    /// Deadline of one HTTP call (`timeout_secs`); the guard's `timeout_ms` bounds it too.
+    #[serde(rename = "timeout_secs", deserialize_with = "seconds::deserialize")]
+    pub timeout: Duration,
+}
+
+impl Default for GuardModelSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            model: "llama-guard3".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for GuardConfig {
@@ -45,6 +110,10 @@ impl Default for GuardConfig {
             referral: DEFAULT_REFERRAL.into(),
             banned: List::default(),
             classifier: Some(PathBuf::from("data/safety/classifier.json")),
+            adapters: List(vec!["rules".into(), "classifier".into()]),
+            timeout: DEFAULT_GUARD_TIMEOUT,
+            openai: ModerationSettings::default(),
+            llm: GuardModelSettings::default(),
         }
     }
 }
@@ -63,7 +132,52 @@ fn tag(section: &str, key: &str) -> Result<GuardTag, InvalidSetting> {
 impl GuardConfig {
     /// Checks what parses but cannot be used; keys are relative to the section.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for adapter in &self.adapters.0 {
+            if !ADAPTERS.contains(&adapter.as_str()) {
+                return Err(InvalidSetting::new(
+                    "adapters",
+                    format!(
+                        "no guard `{adapter}`; the guards are {}",
+                        ADAPTERS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.enabled && self.adapters.0.is_empty() {
+            return Err(InvalidSetting::new(
+                "adapters",
+                "no guard named: name at least one, or turn the guard off with enabled = false",
+            ));
+        }
+        if self.uses("llm") && self.llm.base_url.is_none() {
+            return Err(InvalidSetting::new(
+                "llm.base_url",
+                "the `llm` guard needs the endpoint serving the guard model (e.g. Ollama's \
+                 http://localhost:11434/v1)",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(InvalidSetting::new("timeout_ms", "must be at least 1"));
+        }
         self.policy().map(|_| ())
+    }
+
+    /// The settings of a variant: `variant`'s banned phrases added to these, its actions and
+    /// deflections over these.
+    pub fn for_variant(&self, variant: &VariantGuard) -> Self {
+        let mut merged = self.clone();
+        merged.banned.0.extend(variant.banned.0.iter().cloned());
+        merged.actions.extend(variant.actions.clone());
+        merged.deflections.extend(variant.deflections.clone());
+        if let Some(deflection) = &variant.deflection {
+            merged.deflection.clone_from(deflection);
+        }
+        merged
+    }
+
+    /// Whether `adapter` is one of the guards.
+    pub fn uses(&self, adapter: &str) -> bool {
+        self.adapters.0.iter().any(|a| a == adapter)
     }
 
     /// The policy these settings describe.
@@ -102,6 +216,7 @@ impl GuardConfig {
             deflection: self.deflection.trim().to_owned(),
             fail_closed: self.fail_closed,
             referral: self.referral.trim().to_owned(),
+            timeout: self.timeout,
         })
     }
 }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
 pub use eval::{EvalSettings, JudgeSettings, ModerationSettings};
-pub use guard::GuardConfig;
+pub use guard::{GuardConfig, GuardModelSettings, VariantGuard};
 pub use memory::MemoryConfig;
 pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;

@@ -11,6 +11,8 @@ use ragback_application::variants::DEFAULT_VARIANT;
 use ragback_integrations::llm::RoutingSettings;
 use serde::Deserialize;
 
+use super::{GuardConfig, VariantGuard};
+
 /// Longest variant name.
 const MAX_NAME_CHARS: usize = 64;
 
@@ -32,6 +34,8 @@ pub struct VariantConfig {
     pub retrieval: VariantRetrieval,
     /// OpenRouter's routing; replaces `[llm.routing]` whole when given.
     pub routing: Option<RoutingSettings>,
+    /// The reply guard's banned phrases, actions and deflections, over `[guard]`'s.
+    pub guard: VariantGuard,
 }
 
 /// A variant's retrieval settings.
@@ -124,6 +128,10 @@ impl VariantConfig {
         if let Some(routing) = &self.routing {
             routing.validate().map_err(|e| e.under("routing"))?;
         }
+        GuardConfig::default()
+            .for_variant(&self.guard)
+            .policy()
+            .map_err(|e| e.under("guard"))?;
         Ok(())
     }
 }

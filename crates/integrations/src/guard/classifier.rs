@@ -129,22 +129,36 @@ impl Guard for ClassifierGuard {
     }
 
     async fn check(&self, input: &GuardInput<'_>) -> Result<Vec<Finding>, GuardError> {
+        self.check_many(std::slice::from_ref(input))
+            .await?
+            .pop()
+            .ok_or_else(|| GuardError::InvalidResponse("the embedder returned no vector".into()))
+    }
+
+    /// One batch of embeddings for all of `inputs` (the embedder splits it by its batch size).
+    async fn check_many(&self, inputs: &[GuardInput<'_>]) -> Result<Vec<Vec<Finding>>, GuardError> {
+        let texts: Vec<String> = inputs.iter().map(|i| i.text.to_owned()).collect();
         let vectors = self
             .embedder
-            .embed(&[input.text.to_owned()], EmbeddingPurpose::Query)
+            .embed(&texts, EmbeddingPurpose::Query)
             .await
             .map_err(|e| GuardError::Unavailable(format!("the embedder failed: {e}")))?;
-        let vector = vectors
-            .first()
-            .filter(|v| v.len() == self.model.dimension)
-            .ok_or_else(|| {
-                GuardError::InvalidResponse("the embedder returned no vector of the size".into())
-            })?;
-        Ok(self
-            .scores(vector, Role::of(input.speaker), input.minor)
-            .into_iter()
-            .filter(|(_, _, flagged)| *flagged)
-            .map(|(tag, score, _)| Finding { tag, score })
+        if vectors.len() != inputs.len() || vectors.iter().any(|v| v.len() != self.model.dimension)
+        {
+            return Err(GuardError::InvalidResponse(
+                "the embedder returned no vector of the size for every text".into(),
+            ));
+        }
+        Ok(inputs
+            .iter()
+            .zip(&vectors)
+            .map(|(input, vector)| {
+                self.scores(vector, Role::of(input.speaker), input.minor)
+                    .into_iter()
+                    .filter(|(_, _, flagged)| *flagged)
+                    .map(|(tag, score, _)| Finding { tag, score })
+                    .collect()
+            })
             .collect())
     }
 }

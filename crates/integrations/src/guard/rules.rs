@@ -32,7 +32,56 @@ pub struct RuleGuard {
     violence: Regex,
     assistant: Regex,
     meta: Regex,
-    banned: Vec<Regex>,
+    banned: BannedPhrases,
+}
+
+/// Phrases a reply must not hold (the `banned` tag): regular expressions, case-insensitive. Part
+/// of the rules, and a guard of its own for a variant's phrases.
+pub struct BannedPhrases(Vec<Regex>);
+
+impl BannedPhrases {
+    /// The guard of `phrases`; the error names the first that is not a regular expression.
+    pub fn new(phrases: &[String]) -> Result<Self, BannedPhraseError> {
+        phrases
+            .iter()
+            .enumerate()
+            .map(|(i, phrase)| {
+                RegexBuilder::new(phrase)
+                    .case_insensitive(true)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|source| BannedPhraseError {
+                        index: i + 1,
+                        phrase: phrase.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether `text` holds one of the phrases.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.iter().any(|phrase| phrase.is_match(text))
+    }
+}
+
+#[async_trait]
+impl Guard for BannedPhrases {
+    fn name(&self) -> &str {
+        "banned"
+    }
+
+    async fn check(&self, input: &GuardInput<'_>) -> Result<Vec<Finding>, GuardError> {
+        let banned = input.speaker == Speaker::Character && self.is_match(input.text);
+        Ok(banned
+            .then_some(Finding {
+                tag: GuardTag::Banned,
+                score: 1.0,
+            })
+            .into_iter()
+            .collect())
+    }
 }
 
 /// Why a banned phrase cannot be used.
@@ -52,21 +101,7 @@ impl RuleGuard {
     /// The built-in rules, and `banned` phrases (regular expressions, case-insensitive) that a
     /// reply must not hold.
     pub fn new(banned: &[String]) -> Result<Self, BannedPhraseError> {
-        let banned = banned
-            .iter()
-            .enumerate()
-            .map(|(i, phrase)| {
-                RegexBuilder::new(phrase)
-                    .case_insensitive(true)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|source| BannedPhraseError {
-                        index: i + 1,
-                        phrase: phrase.clone(),
-                        source,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let banned = BannedPhrases::new(banned)?;
         Ok(Self {
             crisis: pattern(concat!(
                 r"\b(kill|killing|hurt|hurting|harm|harming|cut|cutting|starve|starving|burn|burning) (myself|me self)\b",
@@ -170,10 +205,7 @@ impl RuleGuard {
         raise(self.assistant.is_match(text), GuardTag::Assistant);
         raise(self.meta.is_match(text), GuardTag::Meta);
         raise(speaks_for(text, input.user_name), GuardTag::UserVoice);
-        raise(
-            self.banned.iter().any(|phrase| phrase.is_match(text)),
-            GuardTag::Banned,
-        );
+        raise(self.banned.is_match(text), GuardTag::Banned);
         tags
     }
 }
@@ -238,6 +270,7 @@ mod tests {
             user_name: "John",
             character_name: "Blaze",
             minor: false,
+            replying_to: None,
         };
         futures::executor::block_on(guard.check(&input))
             .unwrap()

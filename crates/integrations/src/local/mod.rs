@@ -5,6 +5,10 @@
 
 pub use crate::local_settings::LocalSettings;
 
+mod static_vectors;
+
+pub use static_vectors::StaticEmbedder;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -228,21 +232,26 @@ impl Embedder for LocalEmbedder {
         texts: &[String],
         _purpose: EmbeddingPurpose,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        // all-MiniLM-L6-v2 embeds queries and documents alike.
-        let mut vectors = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.batch_size) {
+        // all-MiniLM-L6-v2 embeds queries and documents alike. Batches are padded to their
+        // longest text: texts of a like length go together, and come back in their order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(self.batch_size) {
             let _permit = self
                 .permits
                 .acquire()
                 .await
                 .map_err(|_| EmbedError::Unavailable("the embedder is shutting down".into()))?;
             let model = Arc::clone(&self.model);
-            let batch = batch.to_vec();
+            let batch: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
             let embedded = tokio::task::spawn_blocking(move || model.embed_batch(&batch))
                 .await
                 .map_err(|e| EmbedError::Unavailable(format!("inference task failed: {e}")))?
                 .map_err(EmbedError::InvalidInput)?;
-            vectors.extend(embedded);
+            for (&i, vector) in chunk.iter().zip(embedded) {
+                vectors[i] = vector;
+            }
         }
         Ok(vectors)
     }

@@ -131,6 +131,10 @@ pub struct SafetyDto {
     /// The guard could not check the reply (the policy decided: replaced when failing closed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unchecked: bool,
+    /// Why, with `unchecked`: `unavailable` (down, or failing), `timeout`
+    /// (`RAGBACK_GUARD__TIMEOUT_MS`) or `invalid_response`; the details are in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked_reason: Option<String>,
 }
 
 impl From<SafetyOutcome> for SafetyDto {
@@ -141,6 +145,7 @@ impl From<SafetyOutcome> for SafetyDto {
             crisis: outcome.crisis,
             referral: outcome.referral,
             unchecked: outcome.guard_error.is_some(),
+            unchecked_reason: outcome.guard_error.map(str::to_owned),
         }
     }
 }

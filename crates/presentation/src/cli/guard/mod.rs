@@ -113,6 +113,7 @@ async fn check(args: CheckArgs, settings: &Settings) -> anyhow::Result<()> {
                 user_name: &args.user_name,
                 character_name: &args.character_name,
                 minor: input.age.is_some_and(|age| age < 18),
+                replying_to: None,
             })
             .await;
         let tags: Map<String, Value> = GuardTag::ALL

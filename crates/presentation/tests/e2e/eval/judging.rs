@@ -298,6 +298,22 @@ async fn the_reply_guard_tags_every_reply_and_the_report_sets_it_beside_the_judg
     // Resumed: nothing left to tag.
     let (ok, _, stderr) = by("classifier", "guard.jsonl");
     assert!(ok && stderr.contains("0 replies to tag"), "{stderr}");
+    // The bulk classifier, on the static vectors.
+    let fast = ragback_testkit::repo_root().join("data/safety/classifier-static.json");
+    let fast = fast.display().to_string();
+    let (ok, _, stderr) = moderate(
+        dir.path(),
+        &server,
+        "fast.jsonl",
+        &["--adapter", "classifier", "--classifier", &fast],
+    );
+    assert!(ok && stderr.contains("80 replies tagged"), "{stderr}");
+    let fast_rows = std::fs::read_to_string(dir.path().join("fast.jsonl")).unwrap();
+    assert!(
+        fast_rows.lines().skip(1).count() == 80
+            && fast_rows.lines().skip(1).all(|l| l.contains(r#""status":"ok""#)),
+        "{fast_rows}"
+    );
 
     let report = report(
         dir.path(),

@@ -40,7 +40,14 @@ pub struct ModerateArgs {
     /// own booleans.
     #[arg(long)]
     openai_threshold: Option<f64>,
+    /// With `--adapter classifier`: this classifier file instead of `RAGBACK_GUARD__CLASSIFIER`
+    /// (`data/safety/classifier-static.json` tags thousands of replies a second, more bluntly).
+    #[arg(long)]
+    classifier: Option<std::path::PathBuf>,
 }
+
+/// Replies tagged at once by `--adapter classifier`.
+const GUARD_BATCH: usize = 256;
 
 /// The replies to tag: every made reply of a known window, by key, without those already tagged
 /// for good or out of attempts.
@@ -304,7 +311,11 @@ async fn moderate_openai(args: ModerateArgs, settings: &Settings) -> anyhow::Res
 /// learned the judge's tags. Beside the judge's journal in `eval report`, Cohen's κ per tag says
 /// how far they agree.
 async fn moderate_with_guard(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
-    let guard = build_guard(settings, build_embedder(settings)?)?;
+    let mut settings = settings.clone();
+    if let Some(file) = &args.classifier {
+        settings.guard.classifier = Some(file.clone());
+    }
+    let guard = build_guard(&settings, build_embedder(&settings)?)?;
     let model = guard.names().join("+");
     let common = &args.common;
     let (windows, replies, journal) =
@@ -322,45 +333,56 @@ async fn moderate_with_guard(args: ModerateArgs, settings: &Settings) -> anyhow:
     let stop = stop_on_ctrl_c();
     let started = std::time::Instant::now();
     let mut tagged = 0usize;
-    for reply in &units {
+    for batch in units.chunks(GUARD_BATCH) {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let window = &windows[&reply.window];
-        let name = |party: &serde_json::Value, default: &'static str| {
-            party["name"].as_str().unwrap_or(default).to_owned()
-        };
-        let (user, character) = (
-            name(&window.user, "user"),
-            name(&window.character, "character"),
-        );
-        let text = reply.text.as_deref().unwrap_or_default();
-        let review = guard
-            .review(&GuardInput {
-                text,
-                speaker: Speaker::Character,
-                user_name: &user,
-                character_name: &character,
-                minor: window.user["age"].as_u64().is_some_and(|age| age < 18),
+        let parties: Vec<(String, String, bool)> = batch
+            .iter()
+            .map(|reply| {
+                let window = &windows[&reply.window];
+                let name = |party: &serde_json::Value, default: &'static str| {
+                    party["name"].as_str().unwrap_or(default).to_owned()
+                };
+                (
+                    name(&window.user, "user"),
+                    name(&window.character, "character"),
+                    window.user["age"].as_u64().is_some_and(|age| age < 18),
+                )
             })
-            .await;
-        let mut row = tagging(reply, window, "classifier", &model, 1);
-        match review.failed {
-            Some(error) => row.error = Some(error.to_string()),
-            None => {
-                row.status = Status::Ok;
-                let mut tags: Vec<Tag> = review
-                    .tags
-                    .iter()
-                    .filter_map(|t| moderation_tag(*t))
-                    .collect();
-                tags.dedup();
-                row.tags = Some(tags);
-                row.evidence = Some(String::new());
+            .collect();
+        let inputs: Vec<GuardInput<'_>> = batch
+            .iter()
+            .zip(&parties)
+            .map(|(reply, (user, character, minor))| GuardInput {
+                text: reply.text.as_deref().unwrap_or_default(),
+                speaker: Speaker::Character,
+                user_name: user,
+                character_name: character,
+                minor: *minor,
+                replying_to: None,
+            })
+            .collect();
+        let reviews = guard.review_many(&inputs).await;
+        for (reply, review) in batch.iter().zip(reviews) {
+            let mut row = tagging(reply, &windows[&reply.window], "classifier", &model, 1);
+            match review.failed {
+                Some(error) => row.error = Some(error.to_string()),
+                None => {
+                    row.status = Status::Ok;
+                    let mut tags: Vec<Tag> = review
+                        .tags
+                        .iter()
+                        .filter_map(|t| moderation_tag(*t))
+                        .collect();
+                    tags.dedup();
+                    row.tags = Some(tags);
+                    row.evidence = Some(String::new());
+                }
             }
+            journal.append(&row)?;
+            tagged += 1;
         }
-        journal.append(&row)?;
-        tagged += 1;
     }
     journal.finish()?;
     let seconds = started.elapsed().as_secs_f64();

@@ -2,23 +2,23 @@
 
 use std::sync::Arc;
 
-use ragback_application::guard::ReplyGuard;
 use ragback_application::memory::MemoryExtractor;
-use ragback_application::ports::{
-    ChatModel, Embedder, FactStore, FactStoreError, Guard, PromptRenderer,
-};
+use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
 use ragback_application::retrieval::RetrievalOverrides;
 use ragback_application::variants::{DEFAULT_VARIANT, Split, Variant, VariantSet, Variants};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
 use ragback_integrations::edge::EdgeFactStore;
-use ragback_integrations::guard::{ClassifierGuard, RuleGuard, load_classifier};
 use ragback_integrations::llm::unsupported_outside_openrouter;
 use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
 use ragback_integrations::memory_prompts::TeraMemoryPrompts;
 use ragback_integrations::prompt::TeraPromptRenderer;
 
 use crate::{EmbedderProvider, Settings, StoreKind};
+
+mod guard;
+
+pub use guard::{build_guard, build_moderation, build_static_embedder, is_static};
 
 /// Why the services could not be built; the message names the setting involved.
 #[derive(Debug, thiserror::Error)]
@@ -255,59 +255,6 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
     })
 }
 
-/// The reply guard of the configuration (whether or not `RAGBACK_GUARD__ENABLED` puts it in
-/// front of replies: `ragback guard check` uses it either way): the rules, and the trained
-/// classifier over `embedder` when its file is there and was trained on that embedder's vectors.
-pub fn build_guard(
-    settings: &Settings,
-    embedder: Option<Arc<dyn Embedder>>,
-) -> Result<ReplyGuard, WiringError> {
-    let config = &settings.guard;
-    let rules = RuleGuard::new(&config.banned.0).map_err(setting("RAGBACK_GUARD__BANNED"))?;
-    let mut guards: Vec<Arc<dyn Guard>> = vec![Arc::new(rules)];
-    if let Some(classifier) = classifier_guard(settings, embedder)? {
-        guards.push(Arc::new(classifier));
-    }
-    let policy = config.policy().map_err(|e| {
-        setting(format!(
-            "RAGBACK_GUARD__{}",
-            e.key.replace('.', "__").to_uppercase()
-        ))(e.problem)
-    })?;
-    Ok(ReplyGuard::new(guards, policy))
-}
-
-/// The classifier guard, when `RAGBACK_GUARD__CLASSIFIER` names a file (the default) and the
-/// embedder is the one it was trained with; otherwise the rules check alone, and the log says
-/// why. A file that is there but unreadable or of another version is an error.
-fn classifier_guard(
-    settings: &Settings,
-    embedder: Option<Arc<dyn Embedder>>,
-) -> Result<Option<ClassifierGuard>, WiringError> {
-    let Some(path) = settings.guard.classifier.as_ref() else {
-        return Ok(None);
-    };
-    if !path.is_file() {
-        tracing::warn!(
-            path = %path.display(),
-            "no guard classifier there (RAGBACK_GUARD__CLASSIFIER): the rules check replies alone"
-        );
-        return Ok(None);
-    }
-    let model = load_classifier(path).map_err(setting("RAGBACK_GUARD__CLASSIFIER"))?;
-    let Some(embedder) = embedder else {
-        tracing::warn!("no embedder: the guard's classifier is off, the rules check replies alone");
-        return Ok(None);
-    };
-    match ClassifierGuard::new(model, embedder) {
-        Ok(guard) => Ok(Some(guard)),
-        Err(problem) => {
-            tracing::warn!(%problem, "the guard's classifier is off, the rules check replies alone");
-            Ok(None)
-        }
-    }
-}
-
 /// Loads and checks a prompt template; the error names `variable`.
 fn template(
     path: &std::path::Path,
@@ -328,6 +275,7 @@ pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
         params: defaults.clone(),
         renderer: template(&settings.prompt.template, "RAGBACK_PROMPT__TEMPLATE")?,
         retrieval: RetrievalOverrides::default(),
+        guard: None,
     }];
     for (name, config) in &settings.variants {
         let renderer = match &config.template {
@@ -361,6 +309,7 @@ pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
                 threshold: r.threshold,
                 margin: r.margin,
             },
+            guard: guard::variant_guard(settings, name, &config.guard)?,
         });
     }
     let experiment = &settings.experiment;
@@ -476,28 +425,6 @@ pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
          smoke-test judge"
             .into(),
     ))
-}
-
-/// OpenAI's moderation endpoint, for `ragback eval moderate --adapter openai`.
-pub fn build_moderation(
-    settings: &Settings,
-) -> Result<Arc<dyn ragback_application::ports::Moderation>, WiringError> {
-    let m = &settings.eval.moderation;
-    if m.api_key.is_none() && m.base_url.contains("api.openai.com") {
-        return Err(WiringError::Unavailable(
-            "the OpenAI moderation adapter needs RAGBACK_EVAL__MODERATION__API_KEY (or another \
-             RAGBACK_EVAL__MODERATION__BASE_URL)"
-                .into(),
-        ));
-    }
-    let moderation = ragback_integrations::moderation::OpenAiModeration::new(
-        &m.base_url,
-        m.api_key.clone(),
-        &m.model,
-        m.timeout,
-    )
-    .map_err(setting("RAGBACK_EVAL__MODERATION__*"))?;
-    Ok(Arc::new(moderation))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The reply guard end to end: a fake LLM scripted to answer unsafe or out-of-character text,
 //! the real server, and what reaches the client — checked byte for byte, whole and streamed.
 
+mod adapters;
+
 use ragback_testkit::{ScriptedReplies, Setup, TestApp, demo_request, sse_events, streamed_text};
 use serde_json::{Value, json};
 use wiremock::Mock;
