@@ -56,13 +56,14 @@ eval-demo: ## Compare two demo models end to end (replay, pairwise judge, modera
 	$(CARGO) build --quiet -p ragback-presentation --bin ragback -p ragback-testkit --bin fake-openai
 	RAGBACK=$(TARGET_DIR)/debug/ragback FAKE=$(TARGET_DIR)/debug/fake-openai scripts/eval-demo.sh
 
-bench: $(MODELS) ## Measure the pipeline's overhead, streaming's time to first token, Qdrant Edge search, hybrid search, the local embedder and the local chat model
+bench: $(MODELS) ## Measure the pipeline's overhead, streaming's time to first token, Qdrant Edge search, hybrid search, the local embedder, the local chat model and the reply guard
 	$(CARGO) bench -p ragback-presentation --bench pipeline
 	$(CARGO) bench -p ragback-presentation --bench first_token
 	$(CARGO) bench -p ragback-integrations --bench edge_search
 	$(CARGO) bench -p ragback-integrations --bench hybrid_search
 	$(CARGO) bench -p ragback-integrations --bench embedder
 	$(CARGO) bench -p ragback-presentation --bench local_llm
+	$(CARGO) bench -p ragback-integrations --bench guard --features local-embedder
 
 load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURRENCY=, LATENCY_MS=, REQUESTS=, SERVER_URL=, UPSTREAM_ADDR=)
 	$(CARGO) bench -p ragback-presentation --bench load
