@@ -311,7 +311,10 @@ async fn the_reply_guard_tags_every_reply_and_the_report_sets_it_beside_the_judg
     let fast_rows = std::fs::read_to_string(dir.path().join("fast.jsonl")).unwrap();
     assert!(
         fast_rows.lines().skip(1).count() == 80
-            && fast_rows.lines().skip(1).all(|l| l.contains(r#""status":"ok""#)),
+            && fast_rows
+                .lines()
+                .skip(1)
+                .all(|l| l.contains(r#""status":"ok""#)),
         "{fast_rows}"
     );
 
