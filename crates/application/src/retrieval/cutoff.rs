@@ -22,11 +22,12 @@ pub struct Cutoff {
 
 impl Cutoff {
     /// Whether a turn uses `candidate`, when the best score among its candidates is `best`: at or
-    /// above the threshold and within the margin of the best, or — found by its words, with a
-    /// lexical allowance — at or above the threshold less the allowance.
+    /// above the threshold and within the margin of the best (or the last message's own best
+    /// match, whatever the margin), or — found by its words, with a lexical allowance — at or
+    /// above the threshold less the allowance.
     pub fn admits(&self, candidate: &Candidate, best: f32) -> bool {
         let score = candidate.fact.score;
-        let by_vector = score >= self.threshold && score >= best - self.margin;
+        let by_vector = score >= self.threshold && (candidate.named || score >= best - self.margin);
         let by_words = candidate.lexical.is_some()
             && self
                 .lexical_allowance
@@ -34,13 +35,15 @@ impl Cutoff {
         by_vector || by_words
     }
 
-    /// The candidates a turn uses ([`Self::admits`]), in their order, without near-duplicates:
-    /// a fact whose words are nearly those of an earlier one (Jaccard ≥ 0.8 over lowercase
-    /// words) never takes a slot too.
+    /// The candidates a turn uses ([`Self::admits`]), the last message's own best match first,
+    /// the others in their order, without near-duplicates: a fact whose words are nearly those
+    /// of an earlier one (Jaccard ≥ 0.8 over lowercase words) never takes a slot too.
     pub fn apply<'a>(&self, candidates: &'a [Candidate]) -> Vec<&'a Candidate> {
         let best = best_score(candidates);
         let mut kept: Vec<(&Candidate, std::collections::BTreeSet<String>)> = Vec::new();
-        for candidate in candidates.iter().filter(|c| self.admits(c, best)) {
+        let named = candidates.iter().filter(|c| c.named);
+        let others = candidates.iter().filter(|c| !c.named);
+        for candidate in named.chain(others).filter(|c| self.admits(c, best)) {
             let words = words(candidate.fact.fact.text.as_str());
             if kept
                 .iter()

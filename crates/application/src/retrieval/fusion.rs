@@ -12,6 +12,25 @@ pub struct Candidate {
     pub fact: ScoredFact,
     /// Its lexical score, when the lexical search found it.
     pub lexical: Option<f32>,
+    /// The best match of the last user message searched alone: used above the threshold
+    /// whatever the margin, and before the others.
+    pub named: bool,
+}
+
+/// Two vector searches' facts as one list: each fact once, at the better of its two scores,
+/// best first, at most `limit`.
+pub fn best_of(a: Vec<ScoredFact>, b: Vec<ScoredFact>, limit: usize) -> Vec<ScoredFact> {
+    let mut best: Vec<ScoredFact> = Vec::with_capacity(a.len() + b.len());
+    for fact in a.into_iter().chain(b) {
+        match best.iter_mut().find(|f| f.fact.id == fact.fact.id) {
+            Some(found) if found.score < fact.score => *found = fact,
+            Some(_) => {}
+            None => best.push(fact),
+        }
+    }
+    best.sort_by(|x, y| y.score.total_cmp(&x.score));
+    best.truncate(limit);
+    best
 }
 
 /// Reciprocal rank fusion's constant: a fact's fused score is the sum of `1 / (k + rank)` over
@@ -30,6 +49,7 @@ pub fn fuse(dense: Vec<ScoredFact>, lexical: Vec<LexicalHit>) -> Vec<Candidate> 
             let candidate = Candidate {
                 fact,
                 lexical: None,
+                named: false,
             };
             (candidate, rrf(rank))
         })
@@ -47,6 +67,7 @@ pub fn fuse(dense: Vec<ScoredFact>, lexical: Vec<LexicalHit>) -> Vec<Candidate> 
                 Candidate {
                     fact: hit.fact,
                     lexical: Some(hit.lexical),
+                    named: false,
                 },
                 rrf(rank),
             )),

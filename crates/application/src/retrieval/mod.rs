@@ -12,7 +12,7 @@ mod rerank;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_domain::{FactOwner, Message, ScoredFact, UserId, ValidationError};
+use ragback_domain::{FactId, FactOwner, Message, ScoredFact, UserId, ValidationError};
 use tokio::time::Instant;
 
 use crate::bounds;
@@ -20,9 +20,10 @@ pub use crate::bounds::MAX_TOP_K;
 use crate::ports::{Embedder, FactQuery, FactStore, FactStoreError, RerankError, Reranker};
 use crate::retry::RetryPolicy;
 pub use cutoff::{Cutoff, best_score};
-pub use fusion::{Candidate, fuse};
+pub use fusion::{Candidate, best_of, fuse};
 pub(crate) use query::Query;
 pub use query::QueryError;
+use query::QueryVectors;
 
 /// Each search of a turn (by vector, by words) returns at least this many facts for the
 /// cut-off to choose from: the margin, the fusion and the deduplication see the same pool
@@ -53,6 +54,9 @@ pub struct RetrievalSettings {
     /// The query is the last user message plus this many messages before it, minus one
     /// (1 = only the last user message).
     pub query_messages: usize,
+    /// The last user message is also searched alone, and each fact keeps the better of its two
+    /// scores: a fact the message names is found even when the window is about something else.
+    pub query_last_alone: bool,
     /// Hybrid search: with an allowance, the store is also searched by the last user
     /// message's words (BM25), the two rankings are fused, and a fact found by its words is
     /// used at this much below the threshold (a request's threshold included), whatever the
@@ -310,8 +314,8 @@ impl FactRetriever {
 
         let started = Instant::now();
         let embed_deadline = deadline.min(started + self.settings.embed_timeout);
-        let vector = match self.embed(embedder.as_ref(), &query, embed_deadline).await {
-            Ok(vector) => vector,
+        let vectors = match self.embed(embedder.as_ref(), &query, embed_deadline).await {
+            Ok(vectors) => vectors,
             Err(error) => {
                 tracing::warn!(%error, "retrieval degraded: query embedding failed");
                 return Retrieval::without_facts(
@@ -327,7 +331,7 @@ impl FactRetriever {
         let ranked = self
             .rank(
                 &query,
-                vector,
+                vectors,
                 owners,
                 top_k,
                 Some(deadline),
@@ -342,12 +346,14 @@ impl FactRetriever {
                     margin: overrides.margin.unwrap_or(cutoff.margin),
                     ..cutoff
                 };
-                let facts = cutoff
+                let mut facts: Vec<ScoredFact> = cutoff
                     .apply(&candidates)
                     .into_iter()
                     .take(top_k)
                     .map(|c| c.fact.clone())
                     .collect();
+                // Chosen in the fused (or reranked) order, listed by the score shown.
+                facts.sort_by(|a, b| b.score.total_cmp(&a.score));
                 Retrieval {
                     status: RetrievalStatus::Ok,
                     facts,
@@ -362,14 +368,16 @@ impl FactRetriever {
         }
     }
 
-    /// The pipeline up to the cut-off: the owners' facts for the embedded `query` (`vector`) —
-    /// the vector search, fused with the lexical search's when the query has words, reranked
+    /// The pipeline up to the cut-off: the owners' facts for the embedded `query` (`vectors`) —
+    /// the vector search (by the window, and by the last message alone when it is searched
+    /// apart: each fact at its better score), fused with the lexical search's when the query
+    /// has words, reranked
     /// when there is a reranker — each search returning [`Self::pool`] of `top_k`, all before
     /// `deadline` (none: no limit but the searches' own).
     pub(crate) async fn rank(
         &self,
         query: &Query,
-        vector: Vec<f32>,
+        vectors: QueryVectors,
         owners: Vec<FactOwner>,
         top_k: usize,
         deadline: Option<Instant>,
@@ -381,14 +389,14 @@ impl FactRetriever {
             .map(|e| e.model_id().to_owned())
             .unwrap_or_default();
         let search = FactQuery {
-            vector,
+            vector: vectors.main,
             owners,
             limit: self.pool(top_k),
             model: embedder_model,
         };
         let candidates = within(
             deadline,
-            self.search_candidates(search, query.words.as_deref()),
+            self.search_candidates(search, vectors.alone, query.words.as_deref()),
         )
         .await
         .unwrap_or_else(|| {
@@ -426,26 +434,53 @@ impl FactRetriever {
         }
     }
 
-    /// The vector search's facts, fused with the lexical search's when there are `words`. A
-    /// failing lexical search leaves the vector search's facts, and says so in the log.
+    /// The vector search's facts (by `query`'s vector and by `alone`, each fact at its better
+    /// score), fused with the lexical search's when there are `words`. A failing lexical search
+    /// leaves the vector search's facts, and says so in the log.
     async fn search_candidates(
         &self,
         query: FactQuery,
+        alone: Option<Vec<f32>>,
         words: Option<&str>,
     ) -> Result<Vec<Candidate>, FactStoreError> {
         let Some(words) = words else {
-            let facts = self.store.search(query).await?;
-            return Ok(fuse(facts, Vec::new()));
+            let (facts, named) = self.dense(query, alone).await?;
+            return Ok(mark(fuse(facts, Vec::new()), named));
         };
         let (dense, lexical) = tokio::join!(
-            self.store.search(query.clone()),
+            self.dense(query.clone(), alone),
             self.store.search_lexical(query, words)
         );
         let lexical = lexical.unwrap_or_else(|error| {
             tracing::warn!(%error, "lexical search failed: the vector search's facts alone");
             Vec::new()
         });
-        Ok(fuse(dense?, lexical))
+        let (dense, named) = dense?;
+        Ok(mark(fuse(dense, lexical), named))
+    }
+
+    /// The vector search by `query`'s vector, and the last message's own best match by `alone`
+    /// when given (joining the list, or raised to its better score), best first, at most the
+    /// query's limit; with that match's id.
+    async fn dense(
+        &self,
+        query: FactQuery,
+        alone: Option<Vec<f32>>,
+    ) -> Result<(Vec<ScoredFact>, Option<FactId>), FactStoreError> {
+        let Some(alone) = alone else {
+            return Ok((self.store.search(query).await?, None));
+        };
+        let limit = query.limit;
+        let by_last = FactQuery {
+            vector: alone,
+            ..query.clone()
+        };
+        let (window, last) = tokio::join!(self.store.search(query), self.store.search(by_last));
+        // Only the last message's best match joins (or is raised): the rest of its ranking
+        // would bring back the noise the window keeps out.
+        let best: Vec<ScoredFact> = last?.into_iter().take(1).collect();
+        let named = best.first().map(|f| f.fact.id);
+        Ok((best_of(window?, best, limit), named))
     }
 
     /// Searches facts for an arbitrary text (operators tuning the threshold): every fact at or
@@ -462,7 +497,8 @@ impl FactRetriever {
         let deadline = Instant::now() + self.settings.embed_timeout;
         let vector = self
             .embed(embedder.as_ref(), &Self::text_query(text), deadline)
-            .await?;
+            .await?
+            .main;
         let mut facts = self
             .store
             .search(FactQuery {
@@ -487,6 +523,16 @@ async fn within<T>(
         Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
         None => Some(work.await),
     }
+}
+
+/// `candidates` with `named` marked as the last message's own best match.
+fn mark(mut candidates: Vec<Candidate>, named: Option<FactId>) -> Vec<Candidate> {
+    if let Some(named) = named
+        && let Some(candidate) = candidates.iter_mut().find(|c| c.fact.fact.id == named)
+    {
+        candidate.named = true;
+    }
+    candidates
 }
 
 #[cfg(test)]
@@ -762,6 +808,65 @@ mod tests {
         let found = for_john(&weighted, &history).await;
         assert_eq!(found.status, RetrievalStatus::Ok);
         assert_eq!(found.facts.len(), 1, "the context finds the sister");
+    }
+
+    #[tokio::test]
+    async fn the_fact_the_last_message_names_is_found_after_a_change_of_topic() {
+        let history = vec![
+            msg(
+                Role::User,
+                "the london marathon was long, the marathon crowd was loud",
+            ),
+            msg(
+                Role::Character,
+                "a whole london marathon, the crowd and the long road",
+            ),
+            msg(Role::User, "how is my dog Biscuit"),
+        ];
+        let store = Arc::new(InMemoryFactStore::default());
+        let embedder = Arc::new(WordEmbedder::default());
+        seed(
+            &*embedder,
+            &*store,
+            &user("john"),
+            &["ran the london marathon", "has a dog named Biscuit"],
+        )
+        .await;
+        let retriever = |alone: bool| {
+            FactRetriever::new(
+                Some(embedder.clone()),
+                store.clone(),
+                RetrievalSettings {
+                    query_messages: 3,
+                    query_last_alone: alone,
+                    threshold: 0.3,
+                    margin: 0.15,
+                    ..settings()
+                },
+            )
+        };
+        let texts = |r: &Retrieval| -> Vec<String> {
+            r.facts
+                .iter()
+                .map(|f| f.fact.text.as_str().to_owned())
+                .collect()
+        };
+        let window = for_john(&retriever(false), &history).await;
+        assert_eq!(
+            texts(&window),
+            ["ran the london marathon"],
+            "drowned: {window:?}"
+        );
+        let both = for_john(&retriever(true), &history).await;
+        assert!(
+            texts(&both).contains(&"has a dog named Biscuit".to_owned()),
+            "{both:?}"
+        );
+        assert!(
+            both.facts.windows(2).all(|w| w[0].score >= w[1].score),
+            "best first: {:?}",
+            both.facts
+        );
     }
 
     #[test]

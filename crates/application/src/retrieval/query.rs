@@ -18,6 +18,18 @@ pub(crate) struct Query {
     pub text: String,
     /// The words of the lexical search, with hybrid search on.
     pub words: Option<String>,
+    /// The last user message alone, searched beside the window when the window holds more
+    /// (`query_last_alone`): a fact it names is never drowned by an earlier topic.
+    pub alone: Option<String>,
+}
+
+/// The query's vectors: the window's (or the mix's), and the last message's alone.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct QueryVectors {
+    /// The window, or the last message mixed with its context.
+    pub main: Vec<f32>,
+    /// The last user message alone, when it is searched apart.
+    pub alone: Option<Vec<f32>>,
 }
 
 /// Why the query could not be embedded.
@@ -76,14 +88,13 @@ impl FactRetriever {
     /// last user message, and only with hybrid search on: the character's lines share words with
     /// facts they are not about.
     pub(crate) fn turn_query(&self, history: &[Message]) -> Option<Query> {
-        let (_, last_user) = self.query_window(history)?;
+        let (first, last_user) = self.query_window(history)?;
+        let last = history[last_user].text.as_str();
         Some(Query {
             embed: self.query_texts(history)?,
             text: self.query_text(history)?,
-            words: self
-                .settings
-                .lexical_allowance
-                .map(|_| history[last_user].text.as_str().to_owned()),
+            words: self.settings.lexical_allowance.map(|_| last.to_owned()),
+            alone: (self.settings.query_last_alone && first < last_user).then(|| last.to_owned()),
         })
     }
 
@@ -93,41 +104,56 @@ impl FactRetriever {
             embed: vec![text.to_owned()],
             text: text.to_owned(),
             words: None,
+            alone: None,
         }
     }
 
     /// Embeds the query in one call: one text is the query; two (the last message and its
-    /// context) are mixed by the context weight.
+    /// context) are mixed by the context weight; the last message alone, when it is searched
+    /// apart, comes last.
     pub(crate) async fn embed(
         &self,
         embedder: &dyn Embedder,
         query: &Query,
         deadline: Instant,
-    ) -> Result<Vec<f32>, QueryError> {
-        let texts = &query.embed;
-        let vectors = retry(
+    ) -> Result<QueryVectors, QueryError> {
+        let texts: Vec<String> = query.embed.iter().chain(&query.alone).cloned().collect();
+        let mut vectors = retry(
             &self.settings.embed_retry,
             deadline,
             "query embedding",
-            || embedder.embed(texts, EmbeddingPurpose::Query),
+            || embedder.embed(&texts, EmbeddingPurpose::Query),
         )
         .await?;
-        match vectors.as_slice() {
-            [one] if texts.len() == 1 => Ok(one.clone()),
-            [last, context] if texts.len() == 2 && last.len() == context.len() => {
+        let mismatch = |got: usize| QueryError::Mismatch {
+            expected: texts.len(),
+            got,
+        };
+        if vectors.len() != texts.len() {
+            return Err(mismatch(vectors.len()));
+        }
+        let alone = if query.alone.is_some() {
+            vectors.pop()
+        } else {
+            None
+        };
+        let main = match vectors.as_slice() {
+            [one] => one.clone(),
+            [last, context] if last.len() == context.len() => {
                 let w = self.settings.query_context_weight.clamp(0.0, 1.0);
                 let mixed: Vec<f32> = unit(last)
                     .iter()
                     .zip(unit(context))
                     .map(|(a, b)| (1.0 - w) * a + w * b)
                     .collect();
-                Ok(unit(&mixed))
+                unit(&mixed)
             }
-            _ => Err(QueryError::Mismatch {
-                expected: texts.len(),
-                got: vectors.len(),
-            }),
+            _ => return Err(mismatch(texts.len() + 1)),
+        };
+        if alone.as_ref().is_some_and(|a| a.len() != main.len()) {
+            return Err(mismatch(texts.len() + 1));
         }
+        Ok(QueryVectors { main, alone })
     }
 }
 

@@ -40,6 +40,7 @@ pub fn retrieval_settings(
         rerank_candidates: 10,
         query_context_weight: 0.0,
         query_messages: 1,
+        query_last_alone: false,
         lexical_allowance: None,
         default_user,
         embed_timeout: std::time::Duration::from_secs(1),

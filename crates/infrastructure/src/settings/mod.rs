@@ -191,6 +191,7 @@ impl Settings {
             rerank_candidates: r.rerank_candidates,
             query_messages: r.query_messages,
             query_context_weight: r.query_context_weight,
+            query_last_alone: r.query_last_alone,
             lexical_allowance: r.hybrid.then_some(r.lexical_allowance),
             default_user: Some(r.default_user_id.clone()),
             embed_timeout: self.embedder.query_timeout,

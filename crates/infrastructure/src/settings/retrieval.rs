@@ -43,6 +43,8 @@ pub struct RetrievalConfig {
     /// How much the earlier messages of the query weigh against the last user message (0 to 1;
     /// 0 embeds the window as one text).
     pub query_context_weight: f32,
+    /// The last user message is also searched alone, each fact at the better of its scores.
+    pub query_last_alone: bool,
     /// Hybrid search: the last user message's words (BM25) searched beside its embedding.
     pub hybrid: bool,
     /// With hybrid search, a fact found by its words is used at this much below the threshold
@@ -66,6 +68,7 @@ impl Default for RetrievalConfig {
             rerank_candidates: 20,
             query_messages: 3,
             query_context_weight: 0.0,
+            query_last_alone: true,
             hybrid: true,
             lexical_allowance: 0.025,
             default_user_id: UserId::parse(DEFAULT_USER)

@@ -228,7 +228,9 @@ async fn eval_retrieval_on_the_hard_set_holds_its_numbers() {
     assert_eq!(report["leaks"], 0, "another user's facts came back");
     let configured = &report["configured"];
     let get = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap();
-    assert!(get(configured, "precision") >= 0.83, "{configured}");
+    // 0.84 with the window alone; the last message searched apart (for a change of topic, see
+    // the next test) brings one wrong fact more.
+    assert!(get(configured, "precision") >= 0.8, "{configured}");
     assert!(get(configured, "hit_rate") >= 0.7, "{configured}");
     assert!(get(configured, "small_talk_fed") <= 0.25, "{configured}");
     let allowances = report["lexical_allowances"].as_array().unwrap();
@@ -247,6 +249,32 @@ async fn eval_retrieval_on_the_hard_set_holds_its_numbers() {
         get(three, "hit_rate") > get(one, "hit_rate"),
         "the context finds what the last message alone misses: {one} vs {three}"
     );
+}
+
+/// A change of topic: the earlier turns about one fact, the last message naming another (and a
+/// few bare follow-ups that need the window). Searching the last message alone beside the window
+/// finds the named fact; the window alone loses it.
+#[tokio::test]
+async fn the_fact_the_last_message_names_is_found_after_a_change_of_topic() {
+    let hit_rate = |alone: &str| {
+        let store = tempfile::tempdir().unwrap();
+        let (ok, out, err) = run(ragback(store.path(), None)
+            .env("RAGBACK_RETRIEVAL__QUERY_LAST_ALONE", alone)
+            .args([
+                "eval",
+                "retrieval",
+                "--json",
+                "--queries",
+                "data/retrieval_eval_switch.jsonl",
+            ]));
+        assert!(ok, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["leaks"], 0);
+        report["configured"]["hit_rate"].as_f64().unwrap()
+    };
+    let (window, both) = (hit_rate("false"), hit_rate("true"));
+    assert!(both >= 0.9, "{both}");
+    assert!(both > window, "{window} vs {both}");
 }
 
 #[tokio::test]
