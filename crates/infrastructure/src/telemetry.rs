@@ -1,23 +1,44 @@
-//! Logging: `tracing` with an `EnvFilter` from `RUST_LOG` (default [`DEFAULT_FILTER`]), pretty or
-//! JSON lines.
+//! Logging: `tracing` with an `EnvFilter` from `RUST_LOG` (default [`DEFAULT_FILTER`] for the
+//! server, [`COMMAND_FILTER`] for the other commands), pretty or JSON lines, coloured only on a
+//! terminal.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::LogFormat;
 
-/// `info`, except two start-up warnings of Qdrant Edge about its process-wide flags, which say
-/// nothing to an operator (its real failures come back as errors), and llama.cpp's description of
-/// every model it loads (its warnings and errors stay).
-pub const DEFAULT_FILTER: &str = "info,qdrant_edge::common=error,llama-cpp-2=warn";
+/// The server's: `info`, except the libraries' own bookkeeping — Qdrant Edge's (its WAL opening
+/// segments; two start-up warnings about its process-wide flags, which say nothing to an
+/// operator: its real failures come back as errors) and llama.cpp's description of every model
+/// it loads (their warnings and errors stay).
+pub const DEFAULT_FILTER: &str = "info,qdrant_edge=warn,qdrant_edge::common=error,llama-cpp-2=warn";
+
+/// The other commands' (`facts`, `eval`, `guard`, `model`): warnings and errors only — their
+/// output is what they print.
+pub const COMMAND_FILTER: &str = "warn,qdrant_edge::common=error";
+
+/// Who logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// `ragback serve`: what a running service does, at `info`.
+    Server,
+    /// A command: warnings and errors.
+    Command,
+}
 
 /// Installs the global subscriber. Call once, at start-up; later calls are ignored.
-pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+pub fn init(format: LogFormat, verbosity: Verbosity) {
+    let default = match verbosity {
+        Verbosity::Server => DEFAULT_FILTER,
+        Verbosity::Command => COMMAND_FILTER,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(FmtSpan::NONE);
     let _already_set = match format {
         LogFormat::Pretty => builder.compact().try_init(),

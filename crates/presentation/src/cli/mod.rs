@@ -65,7 +65,8 @@ pub enum Command {
     Facts(FactsCommand),
     /// Chat with a character through a running server (`make interact`).
     Chat(chat::ChatArgs),
-    /// Measure retrieval quality.
+    /// Evaluate: retrieval quality, memory extraction, pairwise judging of two variants,
+    /// moderation, dialogues, reports.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
     /// Check texts with the reply guard.
@@ -93,7 +94,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let sources = config_sources(&cli.config, &cli.env_file);
     let settings = Settings::load(&sources, &[])?;
-    telemetry::init(settings.log_format);
+    let verbosity = match command {
+        Command::Serve { .. } => telemetry::Verbosity::Server,
+        _ => telemetry::Verbosity::Command,
+    };
+    telemetry::init(settings.log_format, verbosity);
     match command {
         Command::Serve { addr, seed } => serve(settings, sources, addr, seed).await,
         Command::Facts(command) => facts::run(command, &settings).await,

@@ -164,15 +164,38 @@ async fn a_piped_chat_streams_replies_shows_facts_survives_errors_and_saves() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(saved.len(), 5);
+    assert_eq!(saved.len(), 6, "who and where, then five messages");
+    assert_eq!(saved[0]["session"]["scenario"], "A rainy rooftop.");
+    assert_eq!(saved[0]["session"]["character"]["name"], "Blaze");
+    assert_eq!(saved[0]["session"]["user"]["name"], "John");
     assert_eq!(
-        saved[1],
+        saved[2],
         json!({"role": "user", "text": "I finally ran the London marathon!"})
     );
     assert_eq!(
-        saved[2]["facts"][0]["text"],
+        saved[3]["facts"][0]["text"],
         "Completed the London marathon in 2024"
     );
+    // `eval import` keeps the scene and the parties the chat had.
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_ragback"))
+        .current_dir(ragback_testkit::repo_root())
+        .args([
+            "eval",
+            "import",
+            "--model-label",
+            "m",
+            "--id",
+            "c1",
+            "--chat-log",
+        ])
+        .arg(dir.path().join("chat.jsonl"))
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let dialogue: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(dialogue["scenario"], "A rainy rooftop.");
+    assert_eq!(dialogue["character"]["name"], "Blaze");
+    assert_eq!(dialogue["messages"].as_array().unwrap().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -325,3 +325,23 @@ async fn facts_move_between_stores_with_their_vectors() {
         "{found}"
     );
 }
+
+/// A command on an existing store, with the default log filter and stderr piped: what it prints
+/// and its own warnings, no library bookkeeping (Qdrant Edge's WAL), no colour codes.
+#[tokio::test]
+async fn commands_are_quiet_and_plain_when_piped() {
+    let cohere = fake_cohere().await;
+    let store = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(ragback(store.path(), Some(&cohere)).args(["facts", "add"]));
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(ragback(store.path(), None)
+        .env_remove("RUST_LOG")
+        .args(["facts", "list"]));
+    assert!(ok, "{err}");
+    assert!(out.lines().count() >= DEMO_FACTS, "{out}");
+    assert!(!err.contains('\u{1b}'), "colour codes on a pipe: {err:?}");
+    assert!(
+        !err.contains("qdrant_edge") && !err.contains(" INFO "),
+        "library logs: {err}"
+    );
+}

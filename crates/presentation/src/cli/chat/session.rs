@@ -190,9 +190,17 @@ impl Session {
         &self.turns
     }
 
-    /// Writes the dialogue as JSON lines (`{"role", "text", "facts"?}`); returns how many lines.
+    /// Writes the dialogue as JSON lines: first who and where
+    /// (`{"session": {"user", "character", "scenario"?}}`, what `ragback eval import` reads),
+    /// then one `{"role", "text", "facts"?}` per message; returns how many messages.
     pub fn save(&self, path: &Path) -> std::io::Result<usize> {
         let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let mut session = json!({"user": self.user, "character": self.character});
+        if let Some(scenario) = &self.scenario {
+            session["scenario"] = json!(scenario);
+        }
+        serde_json::to_writer(&mut file, &json!({ "session": session }))?;
+        file.write_all(b"\n")?;
         for turn in &self.turns {
             serde_json::to_writer(&mut file, turn)?;
             file.write_all(b"\n")?;

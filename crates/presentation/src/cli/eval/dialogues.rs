@@ -107,16 +107,18 @@ pub fn read_dialogues(path: &Path) -> anyhow::Result<Vec<Dialogue>> {
 /// `ragback eval import`: wraps a chat saved by `ragback chat` (`/save`) into one dialogue line.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The saved chat: one `{"role", "text"}` per line.
+    /// The saved chat: its `{"session": {"user", "character", "scenario"?}}` line (written by
+    /// `/save`), then one `{"role", "text"}` per line.
     #[arg(long)]
     chat_log: PathBuf,
-    /// The character, as `/generate` takes it.
-    #[arg(long, default_value = "data/character.json")]
-    character: PathBuf,
-    /// The user, as `/generate` takes it.
-    #[arg(long, default_value = "data/user.json")]
-    user: PathBuf,
-    /// The scene.
+    /// The character, as `/generate` takes it (default: the saved chat's, else
+    /// `data/character.json`).
+    #[arg(long)]
+    character: Option<PathBuf>,
+    /// The user, as `/generate` takes it (default: the saved chat's, else `data/user.json`).
+    #[arg(long)]
+    user: Option<PathBuf>,
+    /// The scene (default: the saved chat's).
     #[arg(long)]
     scenario: Option<String>,
     /// The model label of the character's messages.
@@ -142,19 +144,39 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}: not a JSON object", path.display()))
     };
     let mut messages = Vec::new();
-    for (line, mut message) in read_lines::<LoggedMessage>(&args.chat_log)? {
+    let mut session = Value::Null;
+    for (line, value) in read_lines::<Value>(&args.chat_log)? {
+        if let Some(saved) = value.get("session") {
+            session = saved.clone();
+            continue;
+        }
+        let mut message: LoggedMessage = serde_json::from_value(value)
+            .with_context(|| format!("{}:{line}: not a message", args.chat_log.display()))?;
         if message.role == "character" {
             message.model = Some(args.model_label.clone());
         }
         message.extra.insert("line".into(), Value::from(line));
         messages.push(message);
     }
+    // A flag wins over the saved chat, which wins over the demo files.
+    let party = |flag: &Option<PathBuf>, key: &str, demo: &str| -> anyhow::Result<Value> {
+        match (flag, session.get(key)) {
+            (Some(path), _) => object(path),
+            (None, Some(saved)) if saved.is_object() => Ok(saved.clone()),
+            (None, _) => object(Path::new(demo)),
+        }
+    };
     let dialogue = Dialogue {
         id: args.id,
         source: Some(args.source),
-        user: object(&args.user)?,
-        character: object(&args.character)?,
-        scenario: args.scenario,
+        user: party(&args.user, "user", "data/user.json")?,
+        character: party(&args.character, "character", "data/character.json")?,
+        scenario: args.scenario.or_else(|| {
+            session
+                .get("scenario")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }),
         messages,
         extra: serde_json::Map::new(),
     };

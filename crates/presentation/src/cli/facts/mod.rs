@@ -200,8 +200,8 @@ async fn backend(
                     Ok(Box::new(remote))
                 }
                 Err(error) => bail!(
-                    "{message}\nNo ragback server answers at {url} ({error:#}). Stop the process \
-                     that holds the store, or pass --server with the URL of the server that does."
+                    "{message}\n{error:#}. Stop the process that holds the store, or pass \
+                     --server with the URL of the server that does."
                 ),
             }
         }
