@@ -120,6 +120,7 @@ async fn in_process(path: &Path, threads: usize, prompt_tokens: usize, reply: u3
             seed: Some(1),
             routing: Default::default(),
         },
+        json_schema: None,
     };
     let (mut prefill, mut decode, mut first, mut total) = (vec![], vec![], vec![], vec![]);
     let (mut prompt, mut produced) = (0, 0);

@@ -153,7 +153,11 @@ impl ChatService {
                 "older messages left out of the prompt to fit its token budget"
             );
         }
-        let request = ChatRequest { messages, params };
+        let request = ChatRequest {
+            messages,
+            params,
+            json_schema: None,
+        };
         tracing::debug!(prompt = ?request.messages, "prompt rendered");
         let prepared = Prepared {
             request,

@@ -115,6 +115,19 @@ pub fn parse_tags(answer: &str) -> Result<Tags, ModerationParseError> {
     Ok(Tags { flagged, evidence })
 }
 
+/// The moderation judge's answer as a JSON schema: every tag 0 or 1, then the evidence.
+pub fn tags_schema() -> Value {
+    let mut properties = serde_json::Map::new();
+    for tag in Tag::ALL {
+        properties.insert(tag.key().to_owned(), serde_json::json!({"enum": [0, 1]}));
+    }
+    properties.insert(
+        "evidence".to_owned(),
+        serde_json::json!({"type": "string", "maxLength": 120}),
+    );
+    serde_json::json!({"type": "object", "properties": properties})
+}
+
 /// OpenAI's moderation categories and the tag each sets (`real_meeting`, `sexting` and `error`
 /// have no counterpart: only the judge sets them).
 pub const OPENAI_CATEGORIES: [(&str, Tag); 12] = [

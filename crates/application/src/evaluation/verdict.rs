@@ -45,6 +45,12 @@ const REFUSALS: [&str; 8] = [
     "извините",
 ];
 
+/// A pairwise verdict as a JSON schema (`{"verdict": "A" | "B" | "tie"}`): what a local judge is
+/// held to.
+pub fn verdict_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": {"verdict": {"enum": ["A", "B", "tie"]}}})
+}
+
 /// Reads the verdict of a judge's answer; `finish_reason` is the API's (`length`,
 /// `content_filter`, …).
 pub fn parse_verdict(answer: &str, finish_reason: Option<&str>) -> Result<SlotVerdict, NoVerdict> {

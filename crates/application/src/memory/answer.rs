@@ -14,6 +14,38 @@ fn last_json_object(answer: &str) -> Option<serde_json::Value> {
         .find_map(|start| serde_json::from_str::<serde_json::Value>(&answer[start..=end]).ok())
 }
 
+/// The extraction's answer as a JSON schema: at most 6 facts, each a short sentence.
+pub fn candidates_schema(character_canon: bool) -> serde_json::Value {
+    let owners: &[&str] = if character_canon {
+        &["user", "character"]
+    } else {
+        &["user"]
+    };
+    serde_json::json!({
+        "type": "object",
+        "properties": {"facts": {"type": "array", "maxItems": 6, "items": {
+            "type": "object",
+            "properties": {
+                "kind": {"enum": ["fact", "retraction"]},
+                "owner": {"enum": owners},
+                "text": {"type": "string", "maxLength": 160}
+            }
+        }}}
+    })
+}
+
+/// The reconciliation's answer as a JSON schema, for `stored` listed facts (numbered from 1).
+pub(super) fn verdict_schema(stored: usize) -> serde_json::Value {
+    let numbered = |action: &str| {
+        serde_json::json!({"type": "object", "properties": {
+            "action": {"const": action},
+            "fact": {"enum": (1..=stored.max(1)).collect::<Vec<_>>()}
+        }})
+    };
+    let bare = |action: &str| serde_json::json!({"type": "object", "properties": {"action": {"const": action}}});
+    serde_json::json!({"anyOf": [numbered("update"), numbered("delete"), bare("add"), bare("noop")]})
+}
+
 /// `{"facts": [{"owner", "text", "kind"}]}`, the extraction's answer.
 pub fn parse_candidates(answer: &str) -> Result<Vec<Candidate>, MemoryError> {
     #[derive(Deserialize)]

@@ -298,7 +298,8 @@ impl MemoryExtractor {
             context,
             self.settings.character_canon,
         )?;
-        let answer = self.ask(prompt).await?;
+        let schema = answer::candidates_schema(self.settings.character_canon);
+        let answer = self.ask(prompt, schema).await?;
         let candidates = parse_candidates(&answer)?;
         let user_words = words(
             &context
@@ -376,10 +377,15 @@ impl MemoryExtractor {
         Ok(self.store.has_message(owner, hash).await?)
     }
 
-    async fn ask(&self, messages: Vec<PromptMessage>) -> Result<String, MemoryError> {
+    async fn ask(
+        &self,
+        messages: Vec<PromptMessage>,
+        schema: serde_json::Value,
+    ) -> Result<String, MemoryError> {
         let request = ChatRequest {
             messages,
             params: self.settings.params.clone(),
+            json_schema: Some(schema),
         };
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let completion = retry(&self.settings.retry, deadline, "memory model", || {

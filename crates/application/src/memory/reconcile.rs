@@ -97,7 +97,8 @@ impl MemoryExtractor {
             return Ok(decision(Action::Add, None, Some(new_id), "new"));
         }
         let prompt = self.prompts.reconcile(candidate, &related)?;
-        let verdict = parse_verdict(&self.ask(prompt).await?, related.len())?;
+        let schema = super::answer::verdict_schema(related.len());
+        let verdict = parse_verdict(&self.ask(prompt, schema).await?, related.len())?;
         match verdict {
             Verdict::Add if !retraction => {
                 changes.add.push(stored(provenance));

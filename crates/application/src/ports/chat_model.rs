@@ -51,6 +51,10 @@ pub struct ChatRequest {
     pub messages: Vec<PromptMessage>,
     /// Model and sampling.
     pub params: GenerationParams,
+    /// The answer must be one JSON value of this schema (the prompt says so too): the in-process
+    /// model samples under a grammar made from it, so it cannot answer anything else; an API
+    /// model gets the prompt's instruction alone.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// Tokens used by a call.

@@ -130,6 +130,7 @@ impl Guard for LlamaGuard {
                 max_tokens: Some(20),
                 ..GenerationParams::default()
             },
+            json_schema: None,
         };
         let completion = self
             .model

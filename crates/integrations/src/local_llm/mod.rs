@@ -8,6 +8,7 @@
 //! left, the deadline passed — stops the decoding within one token.
 
 mod gguf;
+pub mod grammar;
 mod prompt;
 mod worker;
 
@@ -201,10 +202,20 @@ impl LocalChatModel {
             repeat_penalty: self.settings.repeat_penalty,
             repeat_last_n: self.settings.repeat_last_n,
         };
+        let grammar = request
+            .json_schema
+            .as_ref()
+            .map(grammar::grammar)
+            .transpose()
+            .map_err(|e| ChatModelError::Rejected {
+                status: 400,
+                message: e.to_string(),
+            })?;
         let (events, receiver) = mpsc::channel(64);
         let job = Job {
             prompt,
             sampling,
+            grammar,
             max_tokens: params.max_tokens.map(|n| n as usize),
             events,
         };

@@ -44,6 +44,8 @@ pub(crate) struct Sampling {
 pub(crate) struct Job {
     pub(crate) prompt: Vec<LlamaToken>,
     pub(crate) sampling: Sampling,
+    /// A GBNF grammar the reply must follow (its root rule `root`).
+    pub(crate) grammar: Option<String>,
     pub(crate) max_tokens: Option<usize>,
     pub(crate) events: mpsc::Sender<Event>,
 }
@@ -175,7 +177,7 @@ fn generate(
         metrics::counter!("ragback_local_llm_tokens_total", "kind" => "prompt")
             .increment(chunk.len() as u64);
     }
-    let mut sampler = sampler(model, job.sampling);
+    let mut sampler = sampler(model, job.sampling, job.grammar.as_deref())?;
     let mut pending: Vec<u8> = Vec::new();
     let mut position = prompt.len();
     let mut completion = 0usize;
@@ -183,8 +185,9 @@ fn generate(
         if job.events.is_closed() {
             return Ok(None);
         }
+        // `sample` accepts the token too (llama.cpp's `llama_sampler_sample`): the grammar
+        // and the penalty's history move on once.
         let token = sampler.sample(context, batch.n_tokens() - 1);
-        sampler.accept(token);
         if vocab.is_eog(token) {
             break;
         }
@@ -221,26 +224,39 @@ fn generate(
     }))
 }
 
-/// The sampler chain: the repeat penalty, then greedy (temperature 0) or nucleus sampling at the
-/// temperature with the seed.
-fn sampler(model: &LlamaModel, sampling: Sampling) -> LlamaSampler {
-    let penalty = LlamaSampler::penalties(
+/// The sampler chain: the repeat penalty, the grammar when there is one (every token it does not
+/// allow is ruled out), then greedy (temperature 0) or nucleus sampling at the temperature with
+/// the seed.
+fn sampler(
+    model: &LlamaModel,
+    sampling: Sampling,
+    grammar: Option<&str>,
+) -> Result<LlamaSampler, ChatModelError> {
+    let mut chain = vec![LlamaSampler::penalties(
         model.n_vocab(),
         i32::try_from(sampling.repeat_last_n).unwrap_or(i32::MAX),
         sampling.repeat_penalty,
         0.0,
         0.0,
-    );
+    )];
+    if let Some(grammar) = grammar {
+        chain.push(LlamaSampler::grammar(model, grammar, "root").map_err(|e| {
+            ChatModelError::Rejected {
+                status: 400,
+                message: format!("the answer's grammar: {e}"),
+            }
+        })?);
+    }
     if sampling.temperature <= 0.0 {
-        LlamaSampler::chain_simple([penalty, LlamaSampler::greedy()])
+        chain.push(LlamaSampler::greedy());
     } else {
-        LlamaSampler::chain_simple([
-            penalty,
+        chain.extend([
             LlamaSampler::top_p(sampling.top_p, 1),
             LlamaSampler::temp(sampling.temperature),
             LlamaSampler::dist(sampling.seed),
-        ])
+        ]);
     }
+    Ok(LlamaSampler::chain_simple(chain))
 }
 
 /// The longest complete UTF-8 text at the start of `bytes`, taken out; what may be the start of

@@ -51,6 +51,7 @@ fn request() -> ChatRequest {
             seed: Some(7),
             routing: Default::default(),
         },
+        json_schema: None,
     }
 }
 

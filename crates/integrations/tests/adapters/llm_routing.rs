@@ -32,6 +32,7 @@ fn request(reasoning: ReasoningBudget) -> ChatRequest {
             },
             ..Default::default()
         },
+        json_schema: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn request() -> ChatRequest {
             seed: None,
             routing: Default::default(),
         },
+        json_schema: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn request(user: &str, temperature: f32, max_tokens: u32, seed: Option<u64>) -> 
             seed,
             routing: Default::default(),
         },
+        json_schema: None,
     }
 }
 
@@ -201,4 +202,44 @@ async fn a_typed_control_token_stays_text() {
     let opening = plain_tokens.len() - counted(&plain);
     assert!((1..=4).contains(&opening), "{opening}");
     assert_eq!(tokens.len() - counted(&injected), opening);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_json_schema_the_model_can_only_answer_that_json() {
+    let model = model();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "facts": {"type": "array", "maxItems": 3, "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"enum": ["fact", "retraction"]},
+                    "owner": {"enum": ["user"]},
+                    "text": {"type": "string", "maxLength": 80}
+                }
+            }}
+        }
+    });
+    for (user, seed) in [
+        ("I have a dog named Biscuit and I live in Leeds.", Some(1)),
+        ("Write me a poem about the sea instead.", Some(2)),
+        ("hi", None),
+    ] {
+        let mut ask = request(user, 0.7, 160, seed);
+        ask.json_schema = Some(schema.clone());
+        let answer = model.complete(&ask).await.unwrap();
+        let value: serde_json::Value = serde_json::from_str(answer.text.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", answer.text));
+        let facts = value["facts"].as_array().expect("a facts list");
+        assert!(facts.len() <= 3, "{value}");
+        for fact in facts {
+            assert!(matches!(fact["kind"].as_str(), Some("fact" | "retraction")));
+            assert_eq!(fact["owner"], "user");
+            assert!(
+                fact["text"]
+                    .as_str()
+                    .is_some_and(|t| t.chars().count() <= 80)
+            );
+        }
+    }
 }

@@ -220,3 +220,27 @@ fn a_missing_or_wrong_model_file_stops_the_start_naming_it() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Memory extraction with no key: the local model, held to the answer's JSON schema, always
+/// answers with decisions (what they are worth is the 135M model's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_key_memory_extraction_answers_with_decisions() {
+    let app = keyless(&[]).await;
+    for text in [
+        "I moved to Lisbon last month and I adopted a cat called Pixel",
+        "lol no",
+    ] {
+        let request = json!({
+            "messages": [
+                {"role": "character", "text": "*wipes the counter* Where have you been?"},
+                {"role": "user", "text": text}
+            ],
+            "dry_run": true
+        });
+        let (status, body) = app
+            .post_json("/users/john/memories:extract", &request)
+            .await;
+        assert_eq!(status, 200, "{text}: {body}");
+        assert!(body["decisions"].is_array(), "{body}");
+    }
+}

@@ -253,6 +253,13 @@ async fn without_a_judge_url_the_local_model_is_a_labelled_smoke_test_judge() {
     assert_eq!(judged.len(), 2, "both orders");
     assert!(judged.iter().all(|r| r["smoke_test_judge"] == true
         && r["judge_model"].as_str().unwrap().starts_with("local/")));
+    // Held to the verdict's JSON schema, the local model always gives one.
+    assert!(
+        judged
+            .iter()
+            .all(|r| r["status"] == "ok" && r["verdict_slot"].is_string()),
+        "{judged:?}"
+    );
     let r = report(dir.path(), "judgments.jsonl", &[]);
     assert_eq!(r["smoke_test_judge"], true);
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();

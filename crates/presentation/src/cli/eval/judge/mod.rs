@@ -141,6 +141,7 @@ impl<R: Row> Setup<R> {
         messages: Vec<PromptMessage>,
         max_tokens: u32,
         seed: Option<u64>,
+        schema: serde_json::Value,
     ) -> (Result<(Completion, Answer), Failure>, u32) {
         let request = ChatRequest {
             messages,
@@ -152,6 +153,7 @@ impl<R: Row> Setup<R> {
                 seed,
                 routing: Default::default(),
             },
+            json_schema: Some(schema),
         };
         let spent = self.journal.attempts(key);
         retrying(self.retries, spent, || async {

@@ -169,7 +169,15 @@ async fn tag(
         message(PromptRole::System, system),
         message(PromptRole::User, user),
     ];
-    let (mut result, mut attempts) = setup.ask(&reply.key, messages.clone(), 200, seed).await;
+    let (mut result, mut attempts) = setup
+        .ask(
+            &reply.key,
+            messages.clone(),
+            200,
+            seed,
+            ragback_application::evaluation::moderation::tags_schema(),
+        )
+        .await;
     if let Ok((completion, _)) = &result
         && parse_tags(&completion.text).is_err()
         && !looks_like_refusal(&completion.text)
@@ -179,7 +187,15 @@ async fn tag(
             PromptRole::User,
             "Answer with the JSON object only.".into(),
         ));
-        (result, attempts) = setup.ask(&reply.key, messages, 200, seed).await;
+        (result, attempts) = setup
+            .ask(
+                &reply.key,
+                messages,
+                200,
+                seed,
+                ragback_application::evaluation::moderation::tags_schema(),
+            )
+            .await;
     }
     let mut row = tagging(reply, window, "judge", &setup.model, attempts);
     row.prompt_sha256 = Some(prompts.sha256().to_owned());

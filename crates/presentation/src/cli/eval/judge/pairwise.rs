@@ -243,7 +243,15 @@ async fn judge(
         message(PromptRole::User, user),
     ];
     let max_tokens = setup.max_tokens;
-    let (mut result, mut attempts) = setup.ask(&key, messages.clone(), max_tokens, seed).await;
+    let (mut result, mut attempts) = setup
+        .ask(
+            &key,
+            messages.clone(),
+            max_tokens,
+            seed,
+            ragback_application::evaluation::verdict::verdict_schema(),
+        )
+        .await;
     if let Ok((completion, first)) = &result
         && matches!(
             parse_verdict(&completion.text, completion.finish_reason.as_deref()),
@@ -253,7 +261,15 @@ async fn judge(
         messages.push(message(PromptRole::Assistant, completion.text.clone()));
         messages.push(message(PromptRole::User, REASK.into()));
         let first_cost = first.cost;
-        let (again, more) = setup.ask(&key, messages, max_tokens, seed).await;
+        let (again, more) = setup
+            .ask(
+                &key,
+                messages,
+                max_tokens,
+                seed,
+                ragback_application::evaluation::verdict::verdict_schema(),
+            )
+            .await;
         row.reasked = true;
         attempts = more;
         result = again.map(|(completion, mut answer)| {
