@@ -21,7 +21,9 @@ pub struct LocalLlmSettings {
     /// Generations computed at once, each on its own worker thread with its own context; more
     /// wait their turn (under their deadline).
     pub max_concurrency: usize,
-    /// CPU threads per generation; 0 means one per core.
+    /// CPU threads per generation; 0 means one per core but one (at least one): llama.cpp's
+    /// threads spin, and a generation that shares its cores with other work slows down many
+    /// times over.
     pub threads: usize,
     /// Tokens of context per generation (prompt and reply); at most the model's own.
     pub context_tokens: usize,
@@ -54,12 +56,15 @@ impl LocalLlmSettings {
         Bound::between(0.0, 4_096.0).setting_count("repeat_last_n", self.repeat_last_n)
     }
 
-    /// The threads of one generation.
+    /// The threads of one generation: the setting, or one per core but one, leaving headroom for
+    /// the server, the embedder and whatever else runs on the machine.
     pub fn resolved_threads(&self) -> usize {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map_or(1, usize::from)
+            std::thread::available_parallelism()
+                .map_or(1, |cores| usize::from(cores).saturating_sub(1))
+                .max(1)
         }
     }
 }

@@ -55,6 +55,7 @@ impl Retryable for AttemptError {
 pub(super) fn generation_error(
     error: RetryError<AttemptError>,
     deadline: Deadline,
+    hint: Option<String>,
 ) -> GenerateError {
     match error {
         RetryError::Failed {
@@ -72,6 +73,7 @@ pub(super) fn generation_error(
         RetryError::DeadlineExceeded { attempts } => GenerateError::DeadlineExceeded {
             deadline: deadline.length,
             attempts,
+            hint,
         },
     }
 }

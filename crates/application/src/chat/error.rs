@@ -26,6 +26,8 @@ pub enum GenerateError {
         deadline: Duration,
         /// Attempts made.
         attempts: u32,
+        /// What to change when the model itself is the slow part (the in-process model's threads).
+        hint: Option<String>,
     },
     /// Every attempt gave a reply that is empty once cleaned.
     #[error("the language model returned an empty reply {attempts} time(s)")]

@@ -107,7 +107,8 @@ impl ChatService {
             self.open_stream(prepared, &usage)
         })
         .await;
-        let mut open = opened.map_err(|error| Some(generation_error(error, deadline)))?;
+        let mut open = opened
+            .map_err(|error| Some(generation_error(error, deadline, self.model.slow_hint())))?;
         let first_token = open.first_token.map(|t| t - started);
         let mut outlet = self.outlet(events, prepared, screen);
         let mut reading = true;
@@ -140,6 +141,7 @@ impl ChatService {
                     return Err(Some(GenerateError::DeadlineExceeded {
                         deadline: deadline.length,
                         attempts: 1,
+                        hint: self.model.slow_hint(),
                     }));
                 }
             }

@@ -64,7 +64,8 @@ impl ChatService {
             Ok((text, completion.model, cut))
         })
         .await;
-        let (text, model, cut) = answered.map_err(|error| generation_error(error, deadline))?;
+        let (text, model, cut) =
+            answered.map_err(|error| generation_error(error, deadline, self.model.slow_hint()))?;
         Ok(Reply {
             text,
             model,

@@ -166,6 +166,12 @@ pub fn estimate_tokens(text: &str) -> usize {
 /// call or an open stream must stop the work behind it.
 #[async_trait]
 pub trait ChatModel: Send + Sync {
+    /// What to change when this model is too slow for the deadline, for the 504's message
+    /// (`None`: the deadlines alone).
+    fn slow_hint(&self) -> Option<String> {
+        None
+    }
+
     /// Whether calls can be made at all (credentials present). Readiness checks use it.
     fn is_configured(&self) -> bool;
 

@@ -259,6 +259,15 @@ impl ChatModel for LocalChatModel {
         format!("{} (in-process)", self.name)
     }
 
+    fn slow_hint(&self) -> Option<String> {
+        Some(format!(
+            "the in-process model wrote it on {} thread(s) and {} generation(s) at once: on a \
+             machine busy with other work fewer threads answer sooner \
+             (RAGBACK_LLM__LOCAL__THREADS, RAGBACK_LLM__LOCAL__MAX_CONCURRENCY)",
+            self.shared.threads, self.settings.max_concurrency
+        ))
+    }
+
     fn count_tokens(&self, message: &PromptMessage) -> usize {
         self.template.message_tokens(&self.shared.model, message)
     }

@@ -20,8 +20,10 @@ use llama_cpp_2::token::LlamaToken;
 use ragback_application::ports::{ChatModelError, TokenUsage};
 use tokio::sync::mpsc;
 
-/// Tokens decoded per batch of the prompt.
-pub(crate) const BATCH: usize = 512;
+/// Tokens decoded per batch of the prompt: small enough that a generation nobody waits for any
+/// more (a client gone, a deadline passed) frees its worker within a fraction of a second, even
+/// on a busy core.
+pub(crate) const BATCH: usize = 128;
 /// The longest reply when a request sets no `max_tokens`.
 const DEFAULT_MAX_TOKENS: usize = 512;
 
@@ -177,7 +179,7 @@ fn generate(
         metrics::counter!("ragback_local_llm_tokens_total", "kind" => "prompt")
             .increment(chunk.len() as u64);
     }
-    let mut sampler = sampler(model, job.sampling, job.grammar.as_deref())?;
+    let mut sampler = sampler(model, job.sampling, job.grammar.as_deref(), prompt)?;
     let mut pending: Vec<u8> = Vec::new();
     let mut position = prompt.len();
     let mut completion = 0usize;
@@ -224,21 +226,28 @@ fn generate(
     }))
 }
 
-/// The sampler chain: the repeat penalty, the grammar when there is one (every token it does not
-/// allow is ruled out), then greedy (temperature 0) or nucleus sampling at the temperature with
-/// the seed.
+/// The sampler chain: the repeat penalty (which has seen the prompt's last tokens, as llama.cpp's
+/// own tools do, so a small model does not copy the history's lines), the grammar when there is
+/// one (every token it does not allow is ruled out), then greedy (temperature 0) or nucleus
+/// sampling at the temperature with the seed.
 fn sampler(
     model: &LlamaModel,
     sampling: Sampling,
     grammar: Option<&str>,
+    prompt: &[LlamaToken],
 ) -> Result<LlamaSampler, ChatModelError> {
-    let mut chain = vec![LlamaSampler::penalties(
+    let mut penalty = LlamaSampler::penalties(
         model.n_vocab(),
         i32::try_from(sampling.repeat_last_n).unwrap_or(i32::MAX),
         sampling.repeat_penalty,
         0.0,
         0.0,
-    )];
+    );
+    let tail = prompt.len().saturating_sub(sampling.repeat_last_n);
+    for token in &prompt[tail..] {
+        penalty.accept(*token);
+    }
+    let mut chain = vec![penalty];
     if let Some(grammar) = grammar {
         chain.push(LlamaSampler::grammar(model, grammar, "root").map_err(|e| {
             ChatModelError::Rejected {

@@ -305,13 +305,18 @@ impl From<GenerateError> for ApiError {
                     )
                 }
             },
-            GenerateError::DeadlineExceeded { deadline, attempts } => Self::new(
+            GenerateError::DeadlineExceeded {
+                deadline,
+                attempts,
+                hint,
+            } => Self::new(
                 ErrorCode::LlmTimeout,
                 format!(
                     "no reply within the deadline of {} ms ({attempts} model attempt(s)); \
                      RAGBACK_LLM__TIMEOUT_SECS, RAGBACK_SERVER__REQUEST_TIMEOUT_MS and the \
-                     X-Request-Timeout header set it",
-                    deadline.as_millis()
+                     X-Request-Timeout header set it{}",
+                    deadline.as_millis(),
+                    hint.map(|h| format!("; {h}")).unwrap_or_default()
                 ),
             ),
             GenerateError::EmptyReply { attempts } => Self::new(
@@ -532,6 +537,7 @@ mod tests {
             GenerateError::DeadlineExceeded {
                 deadline: Duration::from_secs(3),
                 attempts: 1,
+                hint: None,
             },
             GenerateError::EmptyReply { attempts: 3 },
             GenerateError::Prompt(ragback_application::ports::PromptError::Template(

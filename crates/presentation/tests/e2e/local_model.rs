@@ -244,3 +244,26 @@ async fn with_no_key_memory_extraction_answers_with_decisions() {
         assert!(body["decisions"].is_array(), "{body}");
     }
 }
+
+/// A generation whose deadline passed frees the one worker at once (the prompt is decoded in
+/// small batches, each after checking that someone still waits): the next request is answered
+/// within its own deadline. The 504 names the local model's threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_generation_frees_the_worker_and_the_504_names_the_threads() {
+    let app = keyless(&[("RAGBACK_LLM__LOCAL__MAX_CONCURRENCY", "1")]).await;
+    let ask = |timeout_ms: &'static str| {
+        app.client
+            .post(app.url("/generate"))
+            .header("X-Request-Timeout", timeout_ms)
+            .json(&greedy())
+            .send()
+    };
+    let late = ask("50").await.unwrap();
+    assert_eq!(late.status(), 504);
+    let body: Value = late.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "llm_timeout", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("RAGBACK_LLM__LOCAL__THREADS"), "{message}");
+    let next = ask("10000").await.unwrap();
+    assert_eq!(next.status(), 200, "{:?}", next.text().await);
+}

@@ -316,7 +316,11 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert!(lines[0]["session"]["character"].is_object(), "{:?}", lines[0]);
+        assert!(
+            lines[0]["session"]["character"].is_object(),
+            "{:?}",
+            lines[0]
+        );
         assert_eq!(lines[1]["role"], "character");
         assert_eq!(lines[1]["facts"][0]["text"], "ran a marathon");
         assert_eq!(
