@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod app;
+pub mod browser;
 pub mod fake_openai;
 pub mod fake_qdrant;
 pub mod fault_upstream;

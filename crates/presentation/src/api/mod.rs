@@ -16,6 +16,7 @@ mod access;
 mod admission;
 mod auth;
 mod deadline;
+mod docs_page;
 mod dto;
 mod error;
 mod facts;
@@ -95,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::docs))
         .split_for_parts();
-    let spec = openapi::Spec(Arc::new(document));
+    let spec = openapi::Spec::new(document);
     let router = routes
         // After routing: the decision is on the route the router matched, never the raw path.
         .route_layer(middleware::from_fn(access::authorize))

@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 document (`GET /openapi.json`) and a reference UI over it (`GET /docs`).
+//! The OpenAPI 3.1 document (`GET /openapi.json`) and the reference page rendered from it
+//! (`GET /docs`, [`super::docs_page`]).
 //!
 //! The document is collected from the `#[utoipa::path]` annotations of the handlers that
 //! [`super::router`] registers through `utoipa_axum`, so a route cannot exist without its entry.
@@ -47,9 +48,18 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The finished document, shared by the handlers below.
+/// The finished document, shared by the handlers below, and its page (rendered once).
 #[derive(Clone)]
-pub(crate) struct Spec(pub Arc<Document>);
+pub(crate) struct Spec(pub Arc<Document>, pub Arc<str>);
+
+impl Spec {
+    /// The document and its reference page.
+    pub(crate) fn new(document: Document) -> Self {
+        let json = serde_json::to_value(&document).unwrap_or_default();
+        let page = super::docs_page::render(&json);
+        Self(Arc::new(document), page.into())
+    }
+}
 
 /// `GET /openapi.json`.
 #[utoipa::path(
@@ -63,7 +73,8 @@ pub(crate) async fn document(Extension(spec): Extension<Spec>) -> Json<Arc<Docum
     Json(spec.0)
 }
 
-/// `GET /docs`: Scalar's API reference over `/openapi.json` (the page loads Scalar from its CDN).
+/// `GET /docs`: the API reference, rendered by ragback from this document: no script, nothing
+/// fetched from anywhere.
 #[utoipa::path(
     get,
     path = "/docs",
@@ -71,20 +82,6 @@ pub(crate) async fn document(Extension(spec): Extension<Spec>) -> Json<Arc<Docum
     summary = "A browsable API reference",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html"))
 )]
-pub(crate) async fn docs() -> Html<&'static str> {
-    Html(DOCS_PAGE)
+pub(crate) async fn docs(Extension(spec): Extension<Spec>) -> Html<String> {
+    Html(spec.1.to_string())
 }
-
-const DOCS_PAGE: &str = r#"<!doctype html>
-<html>
-  <head>
-    <title>ragback API</title>
-    <meta charset="utf-8" />
-    <meta name="viewport" content="width=device-width, initial-scale=1" />
-  </head>
-  <body>
-    <script id="api-reference" data-url="/openapi.json"></script>
-    <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
-  </body>
-</html>
-"#;

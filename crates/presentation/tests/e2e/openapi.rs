@@ -122,7 +122,7 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn docs_is_a_page_over_the_document() {
+async fn docs_is_a_page_over_the_document_that_works_offline() {
     let app = TestApp::spawn().await;
     let response = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -133,7 +133,46 @@ async fn docs_is_a_page_over_the_document() {
             .starts_with("text/html")
     );
     let page = response.text().await.unwrap();
-    assert!(page.contains(r#"data-url="/openapi.json""#), "{page}");
+    assert!(!page.contains("<script"), "a page without scripts");
+    let doc = app.get_json("/openapi.json").await;
+    let mut routes: Vec<String> = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            routes.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    assert!(routes.len() >= 12, "{routes:?}");
+
+    // As a browser with no network but this machine renders it.
+    let Some(browser) =
+        ragback_testkit::browser::Browser::start(&[ragback_testkit::browser::OFFLINE]).await
+    else {
+        return;
+    };
+    browser.open(&app.url("/docs")).await;
+    let seen = browser
+        .script(
+            "return [Array.from(document.querySelectorAll('article h3')).map(h => \
+             h.querySelector('.method') ? h.querySelector('.method').innerText + ' ' + \
+             h.querySelector('code').innerText : ''), \
+             performance.getEntriesByType('resource').map(r => r.name), \
+             document.querySelectorAll('#schemas article').length];",
+        )
+        .await;
+    let listed: Vec<&str> = seen[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for route in &routes {
+        assert!(
+            listed.contains(&route.as_str()),
+            "{route} not in {listed:?}"
+        );
+    }
+    assert_eq!(seen[1], json!([]), "the page fetched: {}", seen[1]);
+    assert!(seen[2].as_u64().unwrap() >= 10, "the schemas: {}", seen[2]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
