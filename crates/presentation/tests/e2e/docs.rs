@@ -166,3 +166,69 @@ fn the_workflow_caches_by_files_that_exist() {
         );
     }
 }
+
+/// The answer the quick start shows (written by `scripts/readme-sample.sh` from a real run of the
+/// build): in both READMEs alike, with the fields a real answer has today, facts best first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_start_sample_has_the_shape_of_a_real_answer() {
+    let root = ragback_testkit::repo_root();
+    let sample = |readme: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(root.join(readme)).unwrap();
+        let after = "\"generation\": {\"seed\": 7}}'\n";
+        let start = text
+            .find(after)
+            .unwrap_or_else(|| panic!("{readme}: no request"))
+            + after.len();
+        let end = start + text[start..].find("\n}\n").expect("the answer's end") + 2;
+        serde_json::from_str(&text[start..end])
+            .unwrap_or_else(|e| panic!("{readme}: the sample is not JSON: {e}"))
+    };
+    let (en, ru) = (sample("README-EN.md"), sample("README.md"));
+    assert_eq!(en, ru, "both READMEs show the same run");
+    let scores: Vec<f64> = en["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
+
+    // The same request to this build (a scripted model): the same fields, at every level.
+    let app = ragback_testkit::TestApp::spawn_with(ragback_testkit::Setup {
+        facts: vec![(
+            ragback_domain::FactOwner::User(ragback_domain::UserId::parse("john").unwrap()),
+            vec!["Completed the London Marathon in 2024"],
+        )],
+        ..ragback_testkit::Setup::default()
+    })
+    .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ragback_testkit::ScriptedReplies::new(&[
+            "*grins* No way, bro!",
+        ]))
+        .mount(&app.llm)
+        .await;
+    let mut request = ragback_testkit::demo_request();
+    request["generation"] = serde_json::json!({"seed": 7});
+    let (status, real) = app.post_json("/generate", &request).await;
+    assert_eq!(status, 200, "{real}");
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object()
+            .unwrap_or_else(|| panic!("not an object: {v}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keys(&en), keys(&real), "run scripts/readme-sample.sh");
+    for field in ["usage", "prompt", "timings_ms", "safety"] {
+        assert_eq!(
+            keys(&en[field]),
+            keys(&real[field]),
+            "{field}: run scripts/readme-sample.sh"
+        );
+    }
+    assert_eq!(keys(&en["facts"][0]), keys(&real["facts"][0]));
+}
