@@ -15,6 +15,9 @@ const TEMPLATE: &str = "chat";
 const SYSTEM_BLOCK: &str = "system";
 /// The block holding the user-side cue for a greeting (optional).
 const OPENING_BLOCK: &str = "opening";
+/// The block of instructions that go after the chat history, as a last system message
+/// (optional; a Character Card's `post_history_instructions`).
+const AFTER_HISTORY_BLOCK: &str = "after_history";
 
 /// Settings of the prompt (`RAGBACK_PROMPT__*`).
 #[derive(Debug, Clone, Deserialize)]
@@ -87,13 +90,20 @@ pub enum InvalidTemplate {
     },
 }
 
-/// Renders the prompt from a Tera template with a `system` block and an optional `opening` block.
+/// Renders the prompt from a Tera template with a `system` block, and optional `opening` and
+/// `after_history` blocks.
 ///
 /// Values are inserted as data: template syntax inside messages, names or descriptions is never
 /// evaluated, and nothing is HTML-escaped.
 pub struct TeraPromptRenderer {
     tera: Tera,
     has_opening: bool,
+    has_after_history: bool,
+}
+
+/// Whether `source` defines the block `name`.
+fn defines(source: &str, name: &str) -> bool {
+    source.contains(&format!("{{% block {name}")) || source.contains(&format!("{{%- block {name}"))
 }
 
 impl TeraPromptRenderer {
@@ -116,8 +126,8 @@ impl TeraPromptRenderer {
         tera.add_raw_template(TEMPLATE, source)
             .map_err(InvalidTemplate::Syntax)?;
         let renderer = Self {
-            has_opening: source.contains("{% block opening")
-                || source.contains("{%- block opening"),
+            has_opening: defines(source, OPENING_BLOCK),
+            has_after_history: defines(source, AFTER_HISTORY_BLOCK),
             tera,
         };
         // Render once with sample data so that a broken template fails at start-up, not on the
@@ -128,12 +138,12 @@ impl TeraPromptRenderer {
 
     fn check(&self) -> Result<(), InvalidTemplate> {
         let context = Context::from_serialize(&View::sample()).map_err(InvalidTemplate::Syntax)?;
-        let blocks: &[&'static str] = if self.has_opening {
-            &[SYSTEM_BLOCK, OPENING_BLOCK]
-        } else {
-            &[SYSTEM_BLOCK]
-        };
-        for block in blocks {
+        let blocks = [
+            Some(SYSTEM_BLOCK),
+            self.has_opening.then_some(OPENING_BLOCK),
+            self.has_after_history.then_some(AFTER_HISTORY_BLOCK),
+        ];
+        for block in blocks.into_iter().flatten() {
             self.tera
                 .render_block(TEMPLATE, block, &context)
                 .map_err(|source| InvalidTemplate::Block { block, source })?;
@@ -160,9 +170,19 @@ impl PromptRenderer for TeraPromptRenderer {
         } else {
             None
         };
+        let after_history = if self.has_after_history {
+            let after = self
+                .tera
+                .render_block(TEMPLATE, AFTER_HISTORY_BLOCK, &context)
+                .map_err(|e| PromptError::Template(chain(&e)))?;
+            Some(tidy(&after)).filter(|a| !a.is_empty())
+        } else {
+            None
+        };
         Ok(RenderedPrompt {
             system: tidy(&system),
             opening_cue,
+            after_history,
         })
     }
 }

@@ -129,6 +129,12 @@ impl ChatService {
                 content: cue,
             });
         }
+        if let Some(after) = prompt.after_history {
+            prompt_messages.push(PromptMessage {
+                role: PromptRole::System,
+                content: after,
+            });
+        }
         let defaults = &variant.params;
         let params = GenerationParams {
             model: generation.model.unwrap_or_else(|| defaults.model.clone()),
@@ -204,7 +210,12 @@ fn fit_to_budget(
     messages.drain(1..first);
     let stats = PromptStats {
         tokens,
-        messages: messages.len().saturating_sub(1),
+        // The chat's messages: not the system prompt, nor instructions after the history.
+        messages: messages
+            .iter()
+            .skip(1)
+            .filter(|m| m.role != PromptRole::System)
+            .count(),
         dropped_messages,
     };
     (messages, stats)

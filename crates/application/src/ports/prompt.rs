@@ -25,6 +25,9 @@ pub struct RenderedPrompt {
     /// For a greeting, the user-side cue that asks the character to open the chat (some models
     /// need at least one user message).
     pub opening_cue: Option<String>,
+    /// Instructions after the chat history, as its last system message (a Character Card's
+    /// `post_history_instructions`, where the card spec puts them).
+    pub after_history: Option<String>,
 }
 
 /// Why rendering failed: a template problem, never the user's input.

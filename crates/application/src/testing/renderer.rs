@@ -21,6 +21,7 @@ impl PromptRenderer for PlainRenderer {
         Ok(RenderedPrompt {
             system,
             opening_cue: ctx.greeting.then(|| "open the chat".to_owned()),
+            after_history: None,
         })
     }
 }

@@ -270,7 +270,16 @@ async fn a_character_card_v2_feeds_the_prompt() {
         system.contains("> John: hi\n> Blaze: *nods* sup"),
         "{system}"
     );
-    assert!(system.contains("Keep it under 20 words."), "{system}");
+    // The card's post-history instructions come after the chat, as the spec says.
+    assert!(!system.contains("Keep it under 20 words."), "{system}");
+    let messages = app.llm_requests().await[0]["messages"].clone();
+    let last = messages.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        json!({"role": "system", "content": "Keep it under 20 words."}),
+        "{messages}"
+    );
+    assert_eq!(body["prompt"]["messages"], 3, "the chat's messages: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
