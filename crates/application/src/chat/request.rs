@@ -65,11 +65,13 @@ impl ChatService {
         turn.min(Deadline::after(Instant::now(), self.settings.timeout))
     }
 
-    /// Retrieval, then the prompt, as `variant` says. Retrieval never fails; the prompt may.
+    /// Retrieval, then the prompt, as `variant` says; its replies checked by `guard` (the
+    /// variant's, [`ChatService::guard_for`]). Retrieval never fails; the prompt may.
     pub(super) async fn prepare(
         &self,
         cmd: GenerateCommand,
         variant: &Variant,
+        guard: Option<crate::guard::ReplyGuard>,
         deadline: Instant,
     ) -> (Retrieval, Result<Prepared, GenerateError>) {
         let GenerateCommand {
@@ -172,7 +174,7 @@ impl ChatService {
             listener: user.name.as_str().to_owned(),
             stats,
             variant: variant.name.clone(),
-            guard: self.guard_for(variant),
+            guard,
         };
         (retrieval, Ok(prepared))
     }

@@ -23,8 +23,9 @@ impl ChatService {
         let record = TurnRecord::start();
         let turn = self.turn_deadline(record.started(), cmd.timeout);
         let variant = self.variant_of(&cmd);
-        let screen = self.screen(&cmd, self.guard_for(&variant).as_ref()).await;
-        let (retrieval, prepared) = self.prepare(cmd, &variant, turn.at).await;
+        let guard = self.guard_for(&variant);
+        let screen = self.screen(&cmd, guard.as_ref()).await;
+        let (retrieval, prepared) = self.prepare(cmd, &variant, guard, turn.at).await;
         let replied = match prepared {
             Ok(mut prepared) => {
                 prepared.instruct(&screen);

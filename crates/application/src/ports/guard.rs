@@ -122,6 +122,15 @@ pub struct Finding {
     pub score: f32,
 }
 
+impl Finding {
+    /// A tag raised for certain (a rule, a guard model's verdict): each of `tags` at score 1.
+    pub fn certain(tags: impl IntoIterator<Item = GuardTag>) -> Vec<Self> {
+        tags.into_iter()
+            .map(|tag| Self { tag, score: 1.0 })
+            .collect()
+    }
+}
+
 /// Why a guard could not answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GuardError {

@@ -142,10 +142,7 @@ impl Guard for LlamaGuard {
             })?;
         let tags = parse_verdict(&completion.text)
             .map_err(|e| GuardError::InvalidResponse(format!("the guard model's answer: {e}")))?;
-        Ok(tags
-            .into_iter()
-            .map(|tag| Finding { tag, score: 1.0 })
-            .collect())
+        Ok(Finding::certain(tags))
     }
 }
 

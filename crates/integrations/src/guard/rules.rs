@@ -74,13 +74,7 @@ impl Guard for BannedPhrases {
 
     async fn check(&self, input: &GuardInput<'_>) -> Result<Vec<Finding>, GuardError> {
         let banned = input.speaker == Speaker::Character && self.is_match(input.text);
-        Ok(banned
-            .then_some(Finding {
-                tag: GuardTag::Banned,
-                score: 1.0,
-            })
-            .into_iter()
-            .collect())
+        Ok(Finding::certain(banned.then_some(GuardTag::Banned)))
     }
 }
 
@@ -252,10 +246,7 @@ impl Guard for RuleGuard {
             Speaker::User => self.user_findings(input.text),
             Speaker::Character => self.reply_findings(input),
         };
-        Ok(tags
-            .into_iter()
-            .map(|tag| Finding { tag, score: 1.0 })
-            .collect())
+        Ok(Finding::certain(tags))
     }
 }
 

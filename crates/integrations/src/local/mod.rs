@@ -77,14 +77,7 @@ impl LocalEmbedder {
             |name: &str| std::fs::read(dir.join(name)).map_err(|e| files(format!("{name}: {e}")));
         let config: Config = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| files(format!("config.json: {e}")))?;
-        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
-            .map_err(|e| files(format!("tokenizer.json: {e}")))?;
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: MAX_TOKENS,
-                ..TruncationParams::default()
-            }))
-            .map_err(|e| files(format!("tokenizer.json: {e}")))?;
+        let mut tokenizer = truncating_tokenizer(dir)?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             ..PaddingParams::default()
@@ -114,6 +107,22 @@ impl LocalEmbedder {
     pub fn dimension(&self) -> usize {
         self.dimension
     }
+}
+
+/// The model's tokenizer (`tokenizer.json` in `dir`), truncating at [`MAX_TOKENS`].
+fn truncating_tokenizer(dir: &Path) -> Result<Tokenizer, LocalModelError> {
+    let invalid = |e: tokenizers::Error| LocalModelError::Files {
+        dir: dir.display().to_string(),
+        detail: format!("tokenizer.json: {e}"),
+    };
+    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(invalid)?;
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: MAX_TOKENS,
+            ..TruncationParams::default()
+        }))
+        .map_err(invalid)?;
+    Ok(tokenizer)
 }
 
 /// The tensors of a safetensors file, read one at a time: at most the weights and one tensor's

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use ragback_application::ports::{EmbedError, Embedder, EmbeddingPurpose};
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::Tokenizer;
 
-use super::{LocalModelError, MAX_TOKENS, model_name, read_safetensors};
+use super::{LocalModelError, model_name, read_safetensors, truncating_tokenizer};
 
 /// The tensor of the word-piece embeddings in a BERT safetensors file.
 const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
@@ -31,14 +31,7 @@ impl StaticEmbedder {
             dir: dir.display().to_string(),
             detail,
         };
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| files(format!("tokenizer.json: {e}")))?;
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: MAX_TOKENS,
-                ..TruncationParams::default()
-            }))
-            .map_err(|e| files(format!("tokenizer.json: {e}")))?;
+        let mut tokenizer = truncating_tokenizer(dir)?;
         tokenizer.with_padding(None);
         let tensors = read_safetensors(&dir.join("model.safetensors"), &candle_core::Device::Cpu)
             .map_err(|e| files(format!("model.safetensors: {e}")))?;
