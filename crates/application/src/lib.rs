@@ -14,11 +14,13 @@ pub mod chat;
 pub mod evaluation;
 pub mod facts;
 pub mod guard;
+pub mod lore;
 pub mod memory;
 pub mod ports;
 pub mod retrieval;
 pub mod retry;
 mod stable_hash;
+pub mod summary;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod variants;

@@ -1,10 +1,14 @@
-//! The Character Card V2 fields ragback uses (spec `chara_card_v2`).
+//! The Character Card V2 fields ragback uses (spec `chara_card_v2`; a V3 card's V2 fields).
 
+use crate::lore::Lorebook;
 use crate::text::check_free_text;
 use crate::{ValidationError, limits};
 
+/// The most alternate greetings a card may hold.
+pub const MAX_GREETINGS: usize = 64;
+
 /// The prompt-relevant part of a Character Card V2 (`data.*`). Every field is optional free text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CharacterCard {
     /// `data.personality`: a short summary of the character's personality.
     pub personality: Option<String>,
@@ -18,6 +22,10 @@ pub struct CharacterCard {
     pub system_prompt: Option<String>,
     /// `data.post_history_instructions`: instructions the card wants after the chat history.
     pub post_history_instructions: Option<String>,
+    /// `data.alternate_greetings`: other greetings, picked by index or by the request's seed.
+    pub alternate_greetings: Vec<String>,
+    /// `data.character_book`: the card's lorebook.
+    pub character_book: Option<Lorebook>,
 }
 
 impl CharacterCard {
@@ -31,16 +39,50 @@ impl CharacterCard {
                 }
             }
         }
+        if self.alternate_greetings.len() > MAX_GREETINGS {
+            return Err((
+                "alternate_greetings",
+                ValidationError::TooLong {
+                    max: MAX_GREETINGS,
+                    actual: self.alternate_greetings.len(),
+                },
+            ));
+        }
+        for greeting in &self.alternate_greetings {
+            check_free_text(greeting, limits::DESCRIPTION_CHARS)
+                .map_err(|e| ("alternate_greetings", e))?;
+        }
         Ok(self)
     }
 
+    /// The greeting numbered `index`: 0 is `first_mes`, 1 and on the alternate greetings in
+    /// order. `None` when there is no such greeting.
+    pub fn greeting(&self, index: usize) -> Option<&str> {
+        match index {
+            0 => self.first_mes.as_deref(),
+            n => self.alternate_greetings.get(n - 1).map(String::as_str),
+        }
+    }
+
+    /// How many greetings there are to pick from (`first_mes` counts when present).
+    pub fn greetings(&self) -> usize {
+        1 + self.alternate_greetings.len()
+    }
+
     /// Replaces the card macros `{{char}}` and `{{user}}` (any letter case) in every field.
-    /// Only these two macros are known; any other `{{…}}` stays as written.
+    /// Only these two macros are known; any other `{{…}}` stays as written. The alternate
+    /// greetings and the lorebook's entries are resolved too.
     pub fn resolve_macros(&mut self, char_name: &str, user_name: &str) {
         for (_, value) in self.fields_mut() {
             if let Some(text) = value {
                 *text = resolve_card_macros(text, char_name, user_name);
             }
+        }
+        for greeting in &mut self.alternate_greetings {
+            *greeting = resolve_card_macros(greeting, char_name, user_name);
+        }
+        if let Some(book) = &mut self.character_book {
+            book.resolve_macros(char_name, user_name);
         }
     }
 

@@ -9,7 +9,7 @@ label_id!(
 );
 
 /// A role-play character.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Character {
     /// Upstream id; without one, no character facts are retrieved.
     pub id: Option<CharacterId>,

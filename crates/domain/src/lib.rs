@@ -5,7 +5,9 @@
 
 mod card;
 mod character;
+mod conversation;
 mod fact;
+mod lore;
 mod message;
 mod provenance;
 mod reply;
@@ -15,7 +17,12 @@ mod user;
 
 pub use card::{CharacterCard, resolve_card_macros};
 pub use character::{Character, CharacterId};
+pub use conversation::{ConversationId, ConversationSummary, SUMMARY_CHARS};
 pub use fact::{Fact, FactId, FactOwner, FactText, OwnerKind, ScoredFact};
+pub use lore::{
+    LoreEntry, LoreKey, LoreKeyError, LorePosition, LoreSource, Lorebook, SelectiveLogic,
+    is_word_char, lore_limits, out_of_range,
+};
 pub use message::{Message, MessageText, Role};
 pub use provenance::{FactSource, Provenance, Timestamp};
 pub use reply::{ReplyStream, clean_reply};

@@ -15,5 +15,5 @@ pub use sources::ConfigSources;
 pub use wiring::{
     FactServices, Judge, Services, WiringError, build_embedder, build_fact_services, build_guard,
     build_judge, build_moderation, build_services, build_static_embedder, build_variants,
-    is_static, open_store,
+    is_static, open_store, open_stores,
 };

@@ -34,4 +34,5 @@ pub mod prompt;
 pub mod prompt_data;
 #[cfg(feature = "qdrant-server")]
 pub mod qdrant;
+pub mod summary_prompt;
 pub mod templates;

@@ -32,6 +32,10 @@ pub struct LocalLlmSettings {
     pub repeat_penalty: f32,
     /// How many of the latest tokens the repeat penalty looks at.
     pub repeat_last_n: usize,
+    /// Keep the KV cache of the prompt's prefix shared with the worker's previous generation
+    /// (consecutive turns of a conversation share their stable part and most of the history):
+    /// only the rest of the prompt is decoded.
+    pub reuse_prefix: bool,
 }
 
 impl Default for LocalLlmSettings {
@@ -43,6 +47,7 @@ impl Default for LocalLlmSettings {
             context_tokens: 2_048,
             repeat_penalty: 1.1,
             repeat_last_n: 64,
+            reuse_prefix: true,
         }
     }
 }

@@ -119,6 +119,7 @@ async fn in_process(path: &Path, threads: usize, prompt_tokens: usize, reply: u3
             max_tokens: Some(reply),
             seed: Some(1),
             routing: Default::default(),
+            cache_control: false,
         },
         json_schema: None,
     };

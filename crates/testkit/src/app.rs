@@ -98,6 +98,10 @@ impl TestApp {
                 "RAGBACK_MEMORY__PROMPTS".into(),
                 root.join("prompts/memory").display().to_string(),
             ),
+            (
+                "RAGBACK_SUMMARY__PROMPTS".into(),
+                root.join("prompts/summary").display().to_string(),
+            ),
             ("RAGBACK_RETRIEVAL__THRESHOLD".into(), "0.3".into()),
             (
                 "RAGBACK_EMBEDDER__LOCAL__MODEL_DIR".into(),

@@ -42,7 +42,8 @@ pub fn completion(text: &str) -> Value {
             "finish_reason": "stop",
             "message": {"role": "assistant", "content": text}
         }],
-        "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}
+        "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836,
+                  "prompt_tokens_details": {"cached_tokens": 512}}
     })
 }
 
@@ -126,7 +127,8 @@ impl Respond for EchoModel {
             chunk(
                 json!({}),
                 json!("stop"),
-                json!({"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}),
+                json!({"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836,
+                       "prompt_tokens_details": {"cached_tokens": 512}}),
             ),
             "data: [DONE]\n\n".to_owned(),
         ];

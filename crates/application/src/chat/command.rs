@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ragback_domain::{Character, Message, Scenario, User, ValidationError};
+use ragback_domain::{
+    Character, ConversationId, Lorebook, Message, Scenario, User, ValidationError,
+};
 
 use crate::bounds;
 use crate::retrieval::RetrievalOverrides;
@@ -85,6 +87,13 @@ pub struct GenerateCommand {
     /// The variant asked for (from [`crate::variants::VariantSet::named`]); `None`: the user's
     /// by the split.
     pub variant: Option<Arc<Variant>>,
+    /// The scene's lorebook (world info), beside the card's `character_book`.
+    pub lorebook: Option<Lorebook>,
+    /// Which of the card's greetings is shown as the example opening line: 0 is `first_mes`,
+    /// 1 and on the alternate greetings (`None`: picked by the seed, else `first_mes`).
+    pub greeting: Option<usize>,
+    /// The conversation, for its rolling summary (with a user id; `None`: no summary).
+    pub conversation: Option<ConversationId>,
 }
 
 #[cfg(test)]

@@ -25,12 +25,14 @@ pub(super) fn settings() -> ChatSettings {
             max_tokens: Some(200),
             seed: None,
             routing: Default::default(),
+            cache_control: false,
         },
         history_messages: 2,
         max_prompt_tokens: 4_096,
         retry: quick_retry(3),
         timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
+        lore: Default::default(),
     }
 }
 
@@ -81,6 +83,9 @@ pub(super) fn command(messages: &[(Role, &str)]) -> GenerateCommand {
         retrieval: RetrievalOverrides::default(),
         timeout: None,
         variant: None,
+        lorebook: None,
+        greeting: None,
+        conversation: None,
     }
 }
 
@@ -113,6 +118,7 @@ pub(super) fn done_chunk() -> Result<ChatChunk, ChatModelError> {
         usage: Some(TokenUsage {
             prompt_tokens: 7,
             completion_tokens: 3,
+            cached_tokens: 0,
         }),
     })
 }

@@ -33,6 +33,13 @@ pub struct PromptStats {
     pub messages: usize,
     /// Older messages left out to fit the token budget.
     pub dropped_messages: usize,
+    /// The chat's first message in the prompt (those before it are left out: by the window,
+    /// or the budget).
+    pub history_from: usize,
+    /// Tokens of the stable part (the first system message), the same from turn to turn.
+    pub stable_tokens: usize,
+    /// The messages the conversation's summary in the prompt covers (0: no summary).
+    pub summarized: usize,
 }
 
 /// The character's next line, and how it was made.
@@ -42,6 +49,8 @@ pub struct Generation {
     pub text: String,
     /// The facts given to the model, best first.
     pub facts: Vec<ScoredFact>,
+    /// The lorebook entries put into the prompt, in their order.
+    pub lore: Vec<crate::lore::LoreUse>,
     /// The model that answered (the provider's name for it, which may differ from the one asked
     /// for when it routes).
     pub model: String,

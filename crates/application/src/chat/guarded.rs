@@ -396,6 +396,8 @@ impl Prepared {
             listener: self.listener.clone(),
             variant: self.variant.clone(),
             guard: self.guard.clone(),
+            lore: self.lore.clone(),
+            summary_job: None,
             ..*self
         }
     }

@@ -6,11 +6,13 @@
 
 mod attempt;
 mod command;
+mod conversation;
 mod error;
 #[cfg(test)]
 mod fixtures;
 mod generation;
 mod guarded;
+mod layout;
 mod record;
 mod request;
 mod service;

@@ -34,6 +34,8 @@ pub(super) struct Reply {
     pub(super) prompt: PromptStats,
     /// The variant that wrote it.
     pub(super) variant: String,
+    /// The lorebook entries in the prompt.
+    pub(super) lore: Vec<crate::lore::LoreUse>,
     /// What the guard found and did (`None` without a guard).
     pub(super) safety: Option<crate::guard::SafetyOutcome>,
     /// The model stopped at its token limit (`finish_reason: length`): the reply may end
@@ -80,6 +82,14 @@ impl TurnRecord {
         count("ok", &reply.variant);
         metrics::histogram!("ragback_facts_per_reply", "variant" => variant.clone())
             .record(retrieval.facts.len() as f64);
+        for used in &reply.lore {
+            metrics::counter!(
+                "ragback_lore_entries_total",
+                "book" => used.source.as_str(),
+                "trigger" => used.trigger.kind(),
+            )
+            .increment(1);
+        }
         if let Some(usage) = reply.usage {
             let tokens = |kind: &'static str, n: u32| {
                 metrics::counter!(
@@ -89,6 +99,7 @@ impl TurnRecord {
             };
             tokens("prompt", usage.prompt_tokens);
             tokens("completion", usage.completion_tokens);
+            tokens("cached", usage.cached_tokens);
         }
         tracing::info!(
             retrieval = retrieval.status.as_str(),
@@ -106,6 +117,7 @@ impl TurnRecord {
         Generation {
             text: reply.text,
             facts: retrieval.facts,
+            lore: reply.lore,
             model: reply.model,
             variant: reply.variant,
             usage: reply.usage,

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use ragback_domain::Role;
+use ragback_domain::Lorebook;
 use tokio::time::Instant;
 
+use super::conversation::Conversation;
+use super::layout::{Layout, window_start};
 use super::{ChatService, GenerateCommand, GenerateError, PromptStats};
-use crate::ports::{
-    ChatModel, ChatRequest, GenerationParams, PromptContext, PromptMessage, PromptRole,
-};
+use crate::ports::{ChatRequest, GenerationParams, PromptContext, PromptMessage, PromptRole};
 use crate::retrieval::Retrieval;
 use crate::variants::Variant;
 
@@ -49,6 +49,10 @@ pub(super) struct Prepared {
     pub(super) variant: String,
     /// The guard of its replies, as the variant changes it (`None`: unchecked).
     pub(super) guard: Option<crate::guard::ReplyGuard>,
+    /// The lorebook entries in the prompt.
+    pub(super) lore: Vec<crate::lore::LoreUse>,
+    /// The conversation's summary to extend once the reply is done.
+    pub(super) summary_job: Option<crate::summary::SummaryJob>,
 }
 
 impl ChatService {
@@ -83,6 +87,9 @@ impl ChatService {
             retrieval: retrieval_overrides,
             timeout: _,
             variant: _,
+            mut lorebook,
+            greeting,
+            conversation,
         } = cmd;
         let retrieval_overrides = retrieval_overrides.or(&variant.retrieval);
 
@@ -94,48 +101,27 @@ impl ChatService {
             .retrieve(&messages, owners, &retrieval_overrides, deadline)
             .await;
 
+        let start = window_start(messages.len(), self.settings.history_messages);
+        let conversation = match (conversation, &user.id, &self.summaries) {
+            (Some(conversation), Some(user_id), Some(summaries)) => Some(
+                Conversation::read(
+                    summaries,
+                    user_id,
+                    conversation,
+                    &messages,
+                    &character,
+                    start,
+                    deadline,
+                )
+                .await,
+            ),
+            _ => None,
+        };
+
         let render_started = Instant::now();
         character.resolve_macros(user.name.as_str());
-        let scenario = scenario
-            .as_ref()
-            .map(|s| s.as_str())
-            .or_else(|| character.card.as_ref().and_then(|c| c.scenario.as_deref()));
-        let prompt = match variant.renderer.render(&PromptContext {
-            character: &character,
-            user: &user,
-            scenario,
-            facts: &retrieval.facts,
-            greeting: messages.is_empty(),
-        }) {
-            Ok(prompt) => prompt,
-            Err(error) => return (retrieval, Err(error.into())),
-        };
-        let history = &messages[messages
-            .len()
-            .saturating_sub(self.settings.history_messages)..];
-        let mut prompt_messages = Vec::with_capacity(history.len() + 2);
-        prompt_messages.push(PromptMessage {
-            role: PromptRole::System,
-            content: prompt.system,
-        });
-        prompt_messages.extend(history.iter().map(|m| PromptMessage {
-            role: match m.role {
-                Role::User => PromptRole::User,
-                Role::Character => PromptRole::Assistant,
-            },
-            content: m.text.as_str().to_owned(),
-        }));
-        if let Some(cue) = prompt.opening_cue.filter(|_| history.is_empty()) {
-            prompt_messages.push(PromptMessage {
-                role: PromptRole::User,
-                content: cue,
-            });
-        }
-        if let Some(after) = prompt.after_history {
-            prompt_messages.push(PromptMessage {
-                role: PromptRole::System,
-                content: after,
-            });
+        if let Some(book) = &mut lorebook {
+            book.resolve_macros(character.name.as_str(), user.name.as_str());
         }
         let defaults = &variant.params;
         let params = GenerationParams {
@@ -145,13 +131,72 @@ impl ChatService {
             max_tokens: generation.max_tokens.or(defaults.max_tokens),
             seed: generation.seed.or(defaults.seed),
             routing: defaults.routing.clone(),
+            cache_control: defaults.cache_control,
+        };
+        let card = character.card.as_ref();
+        let scenario = scenario
+            .as_ref()
+            .map(|s| s.as_str())
+            .or_else(|| card.and_then(|c| c.scenario.as_deref()));
+        let books: Vec<&Lorebook> = card
+            .and_then(|c| c.character_book.as_ref())
+            .into_iter()
+            .chain(lorebook.as_ref())
+            .collect();
+        let count = |text: &str| {
+            self.model.count_tokens(&PromptMessage {
+                role: PromptRole::System,
+                content: text.to_owned(),
+            })
+        };
+        let lore = crate::lore::select(&books, &messages, &self.settings.lore, &count);
+        // The greeting shown as an example: asked for, else picked by the seed, else first_mes.
+        let greeting_text = card.and_then(|c| {
+            let index = greeting.unwrap_or_else(|| {
+                params
+                    .seed
+                    .map_or(0, |seed| (seed % c.greetings() as u64) as usize)
+            });
+            c.greeting(index)
+        });
+        let render = |examples: bool| {
+            variant.renderer.render(&PromptContext {
+                character: &character,
+                user: &user,
+                scenario,
+                facts: &retrieval.facts,
+                greeting: messages.is_empty(),
+                greeting_text,
+                lore: &lore,
+                summary: conversation.as_ref().and_then(Conversation::summary_text),
+                examples,
+            })
         };
         let budget = prompt_budget(
             self.settings.max_prompt_tokens,
             self.model.context_tokens(),
             params.max_tokens,
         );
-        let (messages, stats) = fit_to_budget(prompt_messages, self.model.as_ref(), budget);
+        let layout = match render(true) {
+            Ok(prompt) => Layout::new(prompt, &messages, start, self.settings.history_messages),
+            Err(error) => return (retrieval, Err(error.into())),
+        };
+        // Over budget with the card's example dialogue: it goes first, before any history.
+        let has_examples = card.is_some_and(|c| c.mes_example.is_some());
+        let layout = if has_examples && layout.tokens(self.model.as_ref()) > budget {
+            tracing::debug!("the card's example dialogue left out to fit the token budget");
+            match render(false) {
+                Ok(prompt) => Layout::new(prompt, &messages, start, self.settings.history_messages),
+                Err(error) => return (retrieval, Err(error.into())),
+            }
+        } else {
+            layout
+        };
+        let (prompt_messages, mut stats) = layout.fit(self.model.as_ref(), budget);
+        let summary_job = conversation.and_then(|c| {
+            stats.summarized = c.covers();
+            c.job(&messages, &user, &character, stats.history_from)
+        });
         if stats.dropped_messages > 0 {
             tracing::info!(
                 dropped = stats.dropped_messages,
@@ -161,8 +206,14 @@ impl ChatService {
                 "older messages left out of the prompt to fit its token budget"
             );
         }
+        if lore.over_budget > 0 {
+            tracing::debug!(
+                left_out = lore.over_budget,
+                "lorebook entries left out over the lore token budget"
+            );
+        }
         let request = ChatRequest {
-            messages,
+            messages: prompt_messages,
             params,
             json_schema: None,
         };
@@ -175,6 +226,8 @@ impl ChatService {
             stats,
             variant: variant.name.clone(),
             guard,
+            lore: lore.entries,
+            summary_job,
         };
         (retrieval, Ok(prepared))
     }
@@ -189,51 +242,9 @@ fn prompt_budget(configured: usize, context: Option<usize>, max_tokens: Option<u
     })
 }
 
-/// Leaves out the oldest chat messages until the prompt fits `budget` tokens. The system prompt
-/// (first) and the last user message, with what follows it, always stay, even when they alone
-/// do not fit: the model then says so.
-fn fit_to_budget(
-    mut messages: Vec<PromptMessage>,
-    model: &dyn ChatModel,
-    budget: usize,
-) -> (Vec<PromptMessage>, PromptStats) {
-    let counts: Vec<usize> = messages.iter().map(|m| model.count_tokens(m)).collect();
-    let mut tokens: usize = counts.iter().sum();
-    let keep_from = messages
-        .iter()
-        .rposition(|m| m.role == PromptRole::User)
-        .unwrap_or(messages.len());
-    let mut first = 1;
-    while tokens > budget && first < keep_from {
-        tokens -= counts[first];
-        first += 1;
-    }
-    let dropped_messages = first - 1;
-    messages.drain(1..first);
-    let stats = PromptStats {
-        tokens,
-        // The chat's messages: not the system prompt, nor instructions after the history.
-        messages: messages
-            .iter()
-            .skip(1)
-            .filter(|m| m.role != PromptRole::System)
-            .count(),
-        dropped_messages,
-    };
-    (messages, stats)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::ScriptedChatModel;
-
-    fn message(role: PromptRole, words: usize) -> PromptMessage {
-        PromptMessage {
-            role,
-            content: "word ".repeat(words).trim_end().to_owned(),
-        }
-    }
 
     #[test]
     fn the_budget_leaves_room_for_the_reply_within_a_fixed_context() {
@@ -241,58 +252,5 @@ mod tests {
         assert_eq!(prompt_budget(4_096, Some(2_048), Some(200)), 1_848);
         assert_eq!(prompt_budget(1_000, Some(2_048), Some(200)), 1_000);
         assert_eq!(prompt_budget(1_000, Some(100), Some(200)), 0);
-    }
-
-    #[test]
-    fn the_oldest_messages_go_first_and_the_system_prompt_and_last_user_message_stay() {
-        let model = ScriptedChatModel::default();
-        // 100 words = 500 bytes ≈ 129 tokens estimated (bytes / 4 + 4).
-        let prompt = vec![
-            message(PromptRole::System, 100),
-            message(PromptRole::User, 100),
-            message(PromptRole::Assistant, 100),
-            message(PromptRole::User, 100),
-            message(PromptRole::Assistant, 100),
-            message(PromptRole::User, 100),
-        ];
-        let each = model.count_tokens(&prompt[0]);
-
-        let (all, stats) = fit_to_budget(prompt.clone(), &model, 10_000);
-        assert_eq!(all, prompt);
-        assert_eq!(
-            stats,
-            PromptStats {
-                tokens: 6 * each,
-                messages: 5,
-                dropped_messages: 0
-            }
-        );
-
-        let (fitted, stats) = fit_to_budget(prompt.clone(), &model, 4 * each);
-        assert_eq!(stats.dropped_messages, 2);
-        assert_eq!(stats.tokens, 4 * each);
-        assert_eq!(fitted[0], prompt[0], "the system prompt stays");
-        assert_eq!(fitted[1..], prompt[3..], "the oldest two went, in order");
-
-        let (least, stats) = fit_to_budget(prompt.clone(), &model, 1);
-        assert_eq!(stats.dropped_messages, 4);
-        assert_eq!(least, [prompt[0].clone(), prompt[5].clone()]);
-    }
-
-    #[test]
-    fn what_follows_the_last_user_message_stays_with_it() {
-        let model = ScriptedChatModel::default();
-        let prompt = vec![
-            message(PromptRole::System, 10),
-            message(PromptRole::Assistant, 10),
-            message(PromptRole::User, 10),
-            message(PromptRole::Assistant, 10),
-        ];
-        let (fitted, stats) = fit_to_budget(prompt.clone(), &model, 1);
-        assert_eq!(stats.dropped_messages, 1);
-        assert_eq!(
-            fitted,
-            [prompt[0].clone(), prompt[2].clone(), prompt[3].clone()]
-        );
     }
 }

@@ -27,6 +27,8 @@ pub struct ChatSettings {
     pub timeout: Duration,
     /// Deadline of a whole turn (retrieval and model); a command may ask for a shorter one.
     pub request_timeout: Duration,
+    /// Lorebooks: scan depth, token budget, recursion.
+    pub lore: crate::lore::LoreSettings,
 }
 
 /// Writes the character's next line: retrieve → render → complete → clean, the way the user's
@@ -38,6 +40,7 @@ pub struct ChatService {
     pub(super) settings: ChatSettings,
     pub(super) variants: Variants,
     pub(super) guard: Option<crate::guard::ReplyGuard>,
+    pub(super) summaries: Option<crate::summary::SummaryQueue>,
 }
 
 impl ChatService {
@@ -62,12 +65,29 @@ impl ChatService {
             settings,
             variants: Variants::new(VariantSet::single(default)),
             guard: None,
+            summaries: None,
+        }
+    }
+
+    /// The same service with rolling summaries: turns with a conversation id read them, and
+    /// queue their extension on `queue` after the reply.
+    pub fn with_summaries(self, queue: crate::summary::SummaryQueue) -> Self {
+        Self {
+            summaries: Some(queue),
+            ..self
         }
     }
 
     /// The same service with these variants (they replace the single default one).
     pub fn with_variants(self, variants: Variants) -> Self {
         Self { variants, ..self }
+    }
+
+    /// Queues the extension of a conversation's summary, after a reply.
+    pub(super) fn queue_summary(&self, job: Option<crate::summary::SummaryJob>) {
+        if let (Some(queue), Some(job)) = (&self.summaries, job) {
+            queue.submit(job);
+        }
     }
 
     /// The variants in force; replacing them changes the requests that start afterwards.

@@ -76,7 +76,11 @@ impl ChatService {
         let streamed = match prepared {
             Ok(mut prepared) => {
                 prepared.instruct(&screen);
-                self.stream_reply(&prepared, turn, events, &screen).await
+                let reply = self.stream_reply(&prepared, turn, events, &screen).await;
+                if reply.is_ok() {
+                    self.queue_summary(prepared.summary_job.take());
+                }
+                reply
             }
             Err(error) => Err(Some(error)),
         };
@@ -167,6 +171,7 @@ impl ChatService {
             llm: started.elapsed(),
             first_token,
             variant: prepared.variant.clone(),
+            lore: prepared.lore.clone(),
             safety: None,
             cut: false,
         };

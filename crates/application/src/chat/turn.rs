@@ -29,7 +29,11 @@ impl ChatService {
         let replied = match prepared {
             Ok(mut prepared) => {
                 prepared.instruct(&screen);
-                self.guarded_reply(&prepared, turn, &screen).await
+                let reply = self.guarded_reply(&prepared, turn, &screen).await;
+                if reply.is_ok() {
+                    self.queue_summary(prepared.summary_job.take());
+                }
+                reply
             }
             Err(error) => Err(error),
         };
@@ -76,6 +80,7 @@ impl ChatService {
             llm: started.elapsed(),
             first_token: None,
             variant: prepared.variant.clone(),
+            lore: prepared.lore.clone(),
             safety: None,
             cut,
         })
@@ -207,6 +212,7 @@ mod tests {
                     reasoning: Some(ReasoningBudget::MaxTokens(128)),
                     ..Default::default()
                 },
+                cache_control: false,
             },
             renderer: Arc::new(Labelled("b")),
             // Retrieval off: the fact john has must not reach b's prompt.

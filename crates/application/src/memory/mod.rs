@@ -518,6 +518,7 @@ mod tests {
                 max_tokens: Some(300),
                 seed: None,
                 routing: Default::default(),
+                cache_control: false,
             },
             context_messages: 2,
             character_canon: false,

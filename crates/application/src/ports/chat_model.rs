@@ -42,12 +42,17 @@ pub struct GenerationParams {
     pub seed: Option<u64>,
     /// Fallback models, provider preferences, reasoning budget (where the provider has them).
     pub routing: super::ModelRouting,
+    /// Mark the end of the prompt's stable part (its first message) with `cache_control`, for
+    /// providers that cache only at explicit breakpoints (Anthropic and Gemini models through
+    /// OpenRouter).
+    pub cache_control: bool,
 }
 
 /// One chat-completion call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
-    /// The prompt: system message first, then the chat turns.
+    /// The prompt: system message first, then the chat turns. For a chat turn the first
+    /// message is the prompt's stable part, the same from turn to turn (cached by providers).
     pub messages: Vec<PromptMessage>,
     /// Model and sampling.
     pub params: GenerationParams,
@@ -64,6 +69,10 @@ pub struct TokenUsage {
     pub prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
+    /// Prompt tokens the provider read from its cache (`prompt_tokens_details.cached_tokens`;
+    /// 0 when it does not say). For the in-process model: prompt tokens whose KV cache was
+    /// kept from the previous turn.
+    pub cached_tokens: u32,
 }
 
 impl ChatModelError {
@@ -84,6 +93,7 @@ impl TokenUsage {
             completion_tokens: self
                 .completion_tokens
                 .saturating_add(other.completion_tokens),
+            cached_tokens: self.cached_tokens.saturating_add(other.cached_tokens),
         }
     }
 }

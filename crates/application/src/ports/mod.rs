@@ -10,6 +10,7 @@ mod moderation;
 mod prompt;
 mod reranker;
 mod routing;
+mod summary;
 
 pub use chat_model::{
     ChatChunk, ChatModel, ChatModelError, ChatRequest, ChatStream, Completion, GenerationParams,
@@ -28,3 +29,4 @@ pub use reranker::{RerankError, Reranker};
 pub use routing::{
     DataCollection, ModelRouting, ProviderPreferences, ReasoningBudget, ReasoningEffort,
 };
+pub use summary::{SummaryPrompt, SummaryStore, SummaryStoreError};

@@ -15,6 +15,16 @@ pub struct PromptContext<'a> {
     pub facts: &'a [ScoredFact],
     /// True when the history is empty: the character opens the chat.
     pub greeting: bool,
+    /// The card's greeting to show as an example of the opening line (`first_mes`, or the
+    /// alternate greeting picked), when there is one.
+    pub greeting_text: Option<&'a str>,
+    /// The lorebook entries chosen for this turn.
+    pub lore: &'a crate::lore::LoreSelection,
+    /// What happened earlier in this conversation, before the messages in the prompt.
+    pub summary: Option<&'a str>,
+    /// Whether the card's example dialogue (`mes_example`) goes in; it is the first thing left
+    /// out when the prompt is over its budget.
+    pub examples: bool,
 }
 
 /// The rendered instructions.
@@ -28,6 +38,12 @@ pub struct RenderedPrompt {
     /// Instructions after the chat history, as its last system message (a Character Card's
     /// `post_history_instructions`, where the card spec puts them).
     pub after_history: Option<String>,
+    /// What changes every turn (facts, triggered lore, the summary), as a system message right
+    /// before the last user message; `system` stays the same from turn to turn.
+    pub context: Option<String>,
+    /// Lorebook entries to put among the history, as system messages this many messages
+    /// before its end.
+    pub at_depth: Vec<(usize, String)>,
 }
 
 /// Why rendering failed: a template problem, never the user's input.

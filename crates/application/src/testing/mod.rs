@@ -11,11 +11,13 @@ mod models;
 mod renderer;
 mod store;
 pub mod store_contract;
+mod summaries;
 
 pub use embedders::{FailingEmbedder, WORD_DIMENSION, WordEmbedder};
 pub use models::{EndlessChatModel, ScriptedChatModel, SilentChatModel, StallingChatModel};
 pub use renderer::PlainRenderer;
 pub use store::{InMemoryFactStore, seed};
+pub use summaries::{InMemorySummaryStore, PlainSummaryPrompt, summary_store_contract};
 
 /// A retry policy with millisecond backoff, for tests.
 pub fn quick_retry(max_attempts: u32) -> crate::RetryPolicy {

@@ -58,6 +58,7 @@ impl ScriptedChatModel {
             usage: Some(crate::ports::TokenUsage {
                 prompt_tokens: 10,
                 completion_tokens: 5,
+                cached_tokens: 0,
             }),
             finish_reason: Some("stop".to_owned()),
         })

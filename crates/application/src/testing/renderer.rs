@@ -22,6 +22,8 @@ impl PromptRenderer for PlainRenderer {
             system,
             opening_cue: ctx.greeting.then(|| "open the chat".to_owned()),
             after_history: None,
+            context: None,
+            at_depth: Vec::new(),
         })
     }
 }

@@ -9,6 +9,7 @@ mod memory;
 mod retrieval;
 mod server;
 mod store;
+mod summary;
 mod values;
 mod variants;
 
@@ -26,6 +27,7 @@ pub use memory::MemoryConfig;
 pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;
 pub use store::{StoreKind, StoreSettings};
+pub use summary::SummaryConfig;
 pub use values::{ApiKeys, List, LogFormat};
 pub use variants::{ExperimentConfig, VariantConfig, VariantRetrieval};
 
@@ -59,6 +61,10 @@ pub struct Settings {
     pub variants: std::collections::BTreeMap<String, VariantConfig>,
     /// The split of users between the variants (`[experiment]`).
     pub experiment: ExperimentConfig,
+    /// Lorebooks (`RAGBACK_LORE__*`).
+    pub lore: ragback_application::lore::LoreSettings,
+    /// The rolling summary (`RAGBACK_SUMMARY__*`).
+    pub summary: SummaryConfig,
 }
 
 /// Configuration that cannot be used; the message names the variable to fix.
@@ -117,6 +123,8 @@ impl Settings {
         self.retrieval.validate().map_err(at("retrieval"))?;
         self.memory.validate().map_err(at("memory"))?;
         self.guard.validate().map_err(at("guard"))?;
+        self.lore.validate().map_err(at("lore"))?;
+        self.summary.validate().map_err(at("summary"))?;
         variants::validate_variants(&self.variants).map_err(at("variants"))?;
         self.experiment
             .validate(&self.variants)
@@ -144,6 +152,7 @@ impl Settings {
                 max_tokens: sampling.max_tokens,
                 seed: None,
                 routing: l.routing.routing(),
+                cache_control: l.cache_control,
             },
             history_messages: self.prompt.history_messages,
             max_prompt_tokens: self.prompt.max_prompt_tokens,
@@ -154,6 +163,26 @@ impl Settings {
             },
             timeout: l.timeout,
             request_timeout: self.server.request_timeout,
+            lore: self.lore.clone(),
+        }
+    }
+
+    /// The use case's view of the summary settings: deterministic, in the configured model.
+    pub fn summary_settings(&self) -> ragback_application::summary::SummarySettings {
+        ragback_application::summary::SummarySettings {
+            params: GenerationParams {
+                model: self
+                    .summary
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| self.llm.model.clone()),
+                temperature: Some(0.0),
+                top_p: None,
+                max_tokens: Some(self.summary.max_tokens),
+                seed: Some(0),
+                routing: Default::default(),
+                cache_control: false,
+            },
         }
     }
 
@@ -168,6 +197,7 @@ impl Settings {
                 max_tokens: Some(m.max_tokens),
                 seed: Some(0),
                 routing: Default::default(),
+                cache_control: false,
             },
             context_messages: m.context_messages,
             character_canon: m.character_canon,

@@ -34,6 +34,8 @@ pub struct VariantConfig {
     pub retrieval: VariantRetrieval,
     /// OpenRouter's routing; replaces `[llm.routing]` whole when given.
     pub routing: Option<RoutingSettings>,
+    /// `cache_control` breakpoints (default: `RAGBACK_LLM__CACHE_CONTROL`).
+    pub cache_control: Option<bool>,
     /// The reply guard's banned phrases, actions and deflections, over `[guard]`'s.
     pub guard: VariantGuard,
 }

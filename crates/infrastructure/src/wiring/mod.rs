@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use ragback_application::memory::MemoryExtractor;
-use ragback_application::ports::{ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer};
+use ragback_application::ports::{
+    ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer, SummaryStore,
+};
 use ragback_application::retrieval::RetrievalOverrides;
+use ragback_application::summary::Summarizer;
 use ragback_application::variants::{DEFAULT_VARIANT, Split, Variant, VariantSet, Variants};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
@@ -13,6 +16,7 @@ use ragback_integrations::llm::unsupported_outside_openrouter;
 use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
 use ragback_integrations::memory_prompts::TeraMemoryPrompts;
 use ragback_integrations::prompt::TeraPromptRenderer;
+use ragback_integrations::summary_prompt::TeraSummaryPrompt;
 
 use crate::{EmbedderProvider, Settings, StoreKind};
 
@@ -63,6 +67,8 @@ pub struct FactServices {
     pub embedder: Option<String>,
     /// The store itself.
     pub store: Arc<dyn FactStore>,
+    /// The same store, holding conversation summaries.
+    pub summaries: Arc<dyn SummaryStore>,
     /// The embedder itself.
     pub embedder_port: Option<Arc<dyn Embedder>>,
 }
@@ -78,13 +84,32 @@ pub struct Services {
     pub facts: FactLibrary,
     /// The embedder's model id, when one is configured.
     pub embedder: Option<String>,
+    /// Writes conversation summaries (`None`: `RAGBACK_SUMMARY__ENABLED=false`).
+    pub summarizer: Option<Summarizer>,
+    /// Where summaries are, for reading and deleting them.
+    pub summaries: Arc<dyn SummaryStore>,
 }
 
 /// Opens the configured fact store.
 pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError> {
+    open_stores(settings).map(|(facts, _)| facts)
+}
+
+/// One store seen as the facts' and as the summaries'.
+pub type Stores = (Arc<dyn FactStore>, Arc<dyn SummaryStore>);
+
+/// Opens the configured fact store, as the facts' store and the summaries' (one store).
+pub fn open_stores(settings: &Settings) -> Result<Stores, WiringError> {
+    fn both<S: FactStore + SummaryStore + 'static>(store: S) -> Stores {
+        let store = Arc::new(store);
+        (
+            store.clone() as Arc<dyn FactStore>,
+            store as Arc<dyn SummaryStore>,
+        )
+    }
     match settings.store.kind {
         StoreKind::Edge => EdgeFactStore::open(&settings.store.path)
-            .map(|store| Arc::new(store) as Arc<dyn FactStore>)
+            .map(both)
             .map_err(|e| {
                 let variable = format!("RAGBACK_STORE__PATH={}", settings.store.path.display());
                 match e {
@@ -102,7 +127,7 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError
                 collection: s.collection.clone(),
                 timeout: s.timeout,
             })
-            .map(|store| Arc::new(store) as Arc<dyn FactStore>)
+            .map(both)
             .map_err(setting("RAGBACK_STORE__URL"))
         }
         #[cfg(not(feature = "qdrant-server"))]
@@ -164,7 +189,7 @@ pub fn build_embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, 
 /// The fact use cases without the chat model, for commands that only add, list and search facts
 /// (`ragback facts`, `ragback eval retrieval`): nothing loads a language model.
 pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringError> {
-    let store = open_store(settings)?;
+    let (store, summaries) = open_stores(settings)?;
     let embedder = build_embedder(settings)?;
     let mut retriever = FactRetriever::new(
         embedder.clone(),
@@ -193,6 +218,7 @@ pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringEr
         retriever,
         embedder: embedder.as_ref().map(|e| e.model_id().to_owned()),
         store,
+        summaries,
         embedder_port: embedder,
     })
 }
@@ -205,6 +231,7 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         retriever,
         embedder,
         store,
+        summaries,
         embedder_port,
     } = build_fact_services(settings)?;
     let model = chat_model(settings)?;
@@ -218,6 +245,18 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         facts.clone(),
         settings.memory_settings(),
     );
+    let summarizer = if settings.summary.enabled {
+        let prompt = TeraSummaryPrompt::load(&settings.summary.prompts)
+            .map_err(setting("RAGBACK_SUMMARY__PROMPTS"))?;
+        Some(Summarizer::new(
+            Arc::clone(&summaries),
+            Arc::clone(&model),
+            Arc::new(prompt),
+            settings.summary_settings(),
+        ))
+    } else {
+        None
+    };
     let variants = build_variants(settings)?;
     let renderer = Arc::clone(&variants.default_variant().renderer);
     tracing::info!(
@@ -252,6 +291,8 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         memory,
         facts,
         embedder,
+        summarizer,
+        summaries,
     })
 }
 
@@ -301,6 +342,7 @@ pub fn build_variants(settings: &Settings) -> Result<VariantSet, WiringError> {
                     .routing
                     .as_ref()
                     .map_or_else(|| defaults.routing.clone(), |r| r.routing()),
+                cache_control: config.cache_control.unwrap_or(defaults.cache_control),
             },
             renderer,
             retrieval: RetrievalOverrides {

@@ -1,6 +1,7 @@
 //! Qdrant Edge: the embedded, on-disk fact store (one process per directory).
 
 mod shard;
+mod summaries;
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ struct Inner {
     /// `None` until the first fact. Writers (upserts, which also flush) take it exclusively:
     /// Qdrant Edge's flush must not race with an update.
     shard: RwLock<Option<Shard>>,
+    /// The conversation summaries' shard; `None` until the first summary.
+    summaries: std::sync::Mutex<Option<qdrant_edge::EdgeShard>>,
 }
 
 impl EdgeFactStore {
@@ -83,11 +86,14 @@ impl EdgeFactStore {
             }
         }
         let shard = Shard::load_if_exists(&path)?;
+        let summaries =
+            summaries::load(&path).map_err(|e| FactStoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 _lock: lock,
                 shard: RwLock::new(shard),
+                summaries: std::sync::Mutex::new(summaries),
             }),
         })
     }
@@ -111,6 +117,34 @@ impl EdgeFactStore {
 }
 
 impl EdgeFactStore {
+    /// Runs work on the summaries' shard (created by the work when it needs one), on the
+    /// blocking pool.
+    async fn summaries<T, F>(
+        &self,
+        work: F,
+    ) -> Result<T, ragback_application::ports::SummaryStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                &mut Option<qdrant_edge::EdgeShard>,
+                &Path,
+            ) -> Result<T, ragback_application::ports::SummaryStoreError>
+            + Send
+            + 'static,
+    {
+        use ragback_application::ports::SummaryStoreError;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut shard = inner
+                .summaries
+                .lock()
+                .map_err(|_| SummaryStoreError::Unavailable("summaries lock poisoned".into()))?;
+            work(&mut shard, &inner.path)
+        })
+        .await
+        .map_err(|e| SummaryStoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
     /// Runs a write that needs an existing shard exclusively; without a shard nothing is
     /// deleted.
     async fn write<F>(&self, work: F) -> Result<usize, FactStoreError>

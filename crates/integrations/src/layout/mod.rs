@@ -5,6 +5,7 @@
 
 pub(crate) mod lexical;
 pub(crate) mod payload;
+pub(crate) mod summary;
 
 use ragback_application::ports::FactStoreError;
 

@@ -78,7 +78,7 @@ impl ChatModel for OpenAiChatModel {
         if !self.configured {
             return Err(ChatModelError::NotConfigured(MISSING_KEY_HINT.into()));
         }
-        let body = self.body(request, false);
+        let body = self.body(request, false)?;
         let response: CompletionBody = self
             .client
             .chat()
@@ -92,7 +92,7 @@ impl ChatModel for OpenAiChatModel {
         if !self.configured {
             return Err(ChatModelError::NotConfigured(MISSING_KEY_HINT.into()));
         }
-        let body = self.body(request, true);
+        let body = self.body(request, true)?;
         let chunks = self
             .client
             .chat()
@@ -108,7 +108,11 @@ impl ChatModel for OpenAiChatModel {
 impl OpenAiChatModel {
     /// The body of one call: OpenRouter gets its routing fields; another provider only a
     /// reasoning effort, as OpenAI's `reasoning_effort`.
-    fn body(&self, request: &ChatRequest, stream: bool) -> Body {
+    fn body(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<serde_json::Value, ChatModelError> {
         let mut openai = to_wire(request);
         if stream {
             openai.stream = Some(true);
@@ -132,7 +136,35 @@ impl OpenAiChatModel {
             }
             OpenRouterFields::default()
         };
-        Body { openai, openrouter }
+        // Through text, not `to_value`: an `f32` like 0.7 stays 0.7 instead of widening.
+        let mut body = serde_json::to_string(&Body { openai, openrouter })
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text))
+            .map_err(|e| ChatModelError::Rejected {
+                status: 400,
+                message: format!("the request cannot be written as JSON: {e}"),
+            })?;
+        if request.params.cache_control {
+            mark_cache_breakpoint(&mut body);
+        }
+        Ok(body)
+    }
+}
+
+/// Marks the end of the prompt's stable part, its first message, with an explicit cache
+/// breakpoint: the content becomes one text part with `cache_control`, as Anthropic's and
+/// Gemini's models take it through OpenRouter.
+fn mark_cache_breakpoint(body: &mut serde_json::Value) {
+    if let Some(first) = body.pointer_mut("/messages/0")
+        && let Some(text) = first
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned)
+    {
+        first["content"] = serde_json::json!([{
+            "type": "text",
+            "text": text,
+            "cache_control": {"type": "ephemeral"},
+        }]);
     }
 }
 
@@ -164,6 +196,10 @@ fn usage(u: Usage) -> TokenUsage {
     TokenUsage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
+        cached_tokens: u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
     }
 }
 

@@ -133,6 +133,9 @@ pub struct LlmSettings {
     pub dialect: Dialect,
     /// How OpenRouter may route calls (`RAGBACK_LLM__ROUTING__*`); the default variant's.
     pub routing: RoutingSettings,
+    /// Mark the end of the prompt's stable part with `cache_control` (explicit cache
+    /// breakpoints: Anthropic and Gemini models through OpenRouter); the default variant's.
+    pub cache_control: bool,
     /// `HTTP-Referer` sent to OpenRouter (app attribution); empty to omit.
     pub http_referer: String,
     /// `X-Title` sent to OpenRouter (app attribution); empty to omit.
@@ -163,6 +166,7 @@ impl Default for LlmSettings {
             max_tokens: None,
             dialect: Dialect::Auto,
             routing: RoutingSettings::default(),
+            cache_control: false,
             http_referer: "https://github.com/ragback/ragback".into(),
             app_title: "ragback".into(),
             connect_timeout: Duration::from_secs(10),

@@ -67,6 +67,16 @@ pub(super) struct Usage {
     pub(super) prompt_tokens: u32,
     #[serde(default)]
     pub(super) completion_tokens: u32,
+    /// OpenAI's and OpenRouter's details: the prompt tokens read from the provider's cache.
+    #[serde(default)]
+    pub(super) prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PromptTokensDetails {
+    #[serde(default)]
+    pub(super) cached_tokens: Option<u32>,
 }
 
 /// One chunk of a streamed completion (`data: {…}` of the event stream). OpenRouter may send an

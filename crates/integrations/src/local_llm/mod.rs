@@ -127,6 +127,7 @@ impl LocalChatModel {
             context_tokens: u32::try_from(context_tokens).unwrap_or(u32::MAX),
             threads: i32::try_from(settings.resolved_threads()).unwrap_or(1),
             decoded: Arc::clone(&decoded),
+            reuse_prefix: settings.reuse_prefix,
         });
         // One context at a time: llama.cpp does not create contexts of one model concurrently.
         for index in 0..settings.max_concurrency {

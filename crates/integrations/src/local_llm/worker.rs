@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) threads: i32,
     /// Tokens decoded in all, prompt tokens not counted (for metrics and tests).
     pub(crate) decoded: Arc<AtomicU64>,
+    /// Whether a worker keeps the KV cache of the prefix its next prompt shares.
+    pub(crate) reuse_prefix: bool,
 }
 
 /// Runs worker `index`: creates its context, says it is ready (or why not), then serves jobs until
@@ -95,6 +97,7 @@ pub(crate) fn run(
     };
     let _ = ready.send(Ok(()));
     drop(ready);
+    let mut cached = Cached::default();
     loop {
         let job = match shared.jobs.lock() {
             Ok(jobs) => jobs.recv(),
@@ -108,13 +111,14 @@ pub(crate) fn run(
             continue;
         }
         let started = Instant::now();
-        let outcome = generate(&shared, &mut context, &job);
+        let outcome = generate(&shared, &mut context, &mut cached, &job);
         let event = match outcome {
             Ok(Some(usage)) => {
                 tracing::debug!(
                     worker = index,
                     prompt_tokens = usage.prompt_tokens,
                     completion_tokens = usage.completion_tokens,
+                    reused_tokens = usage.cached_tokens,
                     ms = started.elapsed().as_millis() as u64,
                     "local generation done"
                 );
@@ -134,10 +138,38 @@ pub(crate) fn run(
     }
 }
 
-/// Runs one job. `Ok(None)` when the receiver went away before the end.
+/// What a worker's context holds: the tokens whose keys and values it has, in position order,
+/// and how many of the first of them were decoded in whole batches of [`BATCH`] aligned on
+/// position 0 — as a fresh decode of the same tokens would batch them.
+#[derive(Default)]
+struct Cached {
+    tokens: Vec<LlamaToken>,
+    aligned: usize,
+}
+
+/// How many of `prompt`'s first tokens can be kept from `cached`: a whole number of batches
+/// that it holds decoded exactly as a fresh decode would (so the reply is the same, bit for bit,
+/// as without reuse: llama.cpp's results depend on how tokens are batched), leaving at least the
+/// last token to decode, whose logits start the reply.
+fn reusable(cached: &Cached, prompt: &[LlamaToken]) -> usize {
+    let common = cached
+        .tokens
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let keep = common
+        .min(cached.aligned)
+        .min(prompt.len().saturating_sub(1));
+    keep - keep % BATCH
+}
+
+/// Runs one job. `Ok(None)` when the receiver went away before the end. `cached` is what the
+/// context holds, before and after.
 fn generate(
     shared: &Shared,
     context: &mut LlamaContext<'_>,
+    cached: &mut Cached,
     job: &Job,
 ) -> Result<Option<TokenUsage>, ChatModelError> {
     let model = &shared.model;
@@ -159,14 +191,30 @@ fn generate(
         .max_tokens
         .unwrap_or(DEFAULT_MAX_TOKENS)
         .min(room - prompt.len());
-    context.clear_kv_cache();
+    // Keep what the previous generation left of this prompt's prefix; drop the rest.
+    let mut reused = if shared.reuse_prefix {
+        reusable(cached, prompt)
+    } else {
+        0
+    };
+    let kept = reused > 0
+        && u32::try_from(reused)
+            .ok()
+            .and_then(|from| context.clear_kv_cache_seq(Some(0), Some(from), None).ok())
+            .unwrap_or(false);
+    if !kept {
+        context.clear_kv_cache();
+        reused = 0;
+    }
+    cached.tokens.truncate(reused);
+    cached.aligned = reused;
     let mut batch = LlamaBatch::new(BATCH, 1);
-    for (chunk_index, chunk) in prompt.chunks(BATCH).enumerate() {
+    for (chunk_index, chunk) in prompt[reused..].chunks(BATCH).enumerate() {
         if job.events.is_closed() {
             return Ok(None);
         }
         batch.clear();
-        let offset = chunk_index * BATCH;
+        let offset = reused + chunk_index * BATCH;
         for (i, token) in chunk.iter().enumerate() {
             let position = offset + i;
             batch
@@ -178,7 +226,13 @@ fn generate(
             .map_err(|e| ChatModelError::unavailable(format!("local model prompt: {e}")))?;
         metrics::counter!("ragback_local_llm_tokens_total", "kind" => "prompt")
             .increment(chunk.len() as u64);
+        cached.tokens.extend_from_slice(chunk);
+        if chunk.len() == BATCH {
+            cached.aligned += BATCH;
+        }
     }
+    metrics::counter!("ragback_local_llm_tokens_total", "kind" => "reused")
+        .increment(reused as u64);
     let mut sampler = sampler(model, job.sampling, job.grammar.as_deref(), prompt)?;
     let mut pending: Vec<u8> = Vec::new();
     let mut position = prompt.len();
@@ -213,6 +267,7 @@ fn generate(
         context
             .decode(&mut batch)
             .map_err(|e| ChatModelError::unavailable(format!("local model decoding: {e}")))?;
+        cached.tokens.push(token);
     }
     if !pending.is_empty() {
         let rest = String::from_utf8_lossy(&pending).into_owned();
@@ -223,6 +278,7 @@ fn generate(
     Ok(Some(TokenUsage {
         prompt_tokens: u32::try_from(prompt.len()).unwrap_or(u32::MAX),
         completion_tokens: u32::try_from(completion).unwrap_or(u32::MAX),
+        cached_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
     }))
 }
 
@@ -291,6 +347,35 @@ fn take_utf8(bytes: &mut Vec<u8>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_aligned_batches_of_the_shared_prefix_are_reused_never_the_last_token() {
+        let t = |n: usize, last: i32| {
+            let mut tokens: Vec<LlamaToken> = (0..n as i32).map(LlamaToken::new).collect();
+            tokens.push(LlamaToken::new(last));
+            tokens
+        };
+        let held = |tokens: Vec<LlamaToken>, aligned| Cached { tokens, aligned };
+        // 300 shared tokens, of which 256 in whole batches.
+        let cached = held(t(300, -1), 256);
+        assert_eq!(reusable(&cached, &t(310, -2)), 256);
+        assert_eq!(
+            reusable(&cached, &t(200, -2)),
+            128,
+            "a shorter common prefix"
+        );
+        assert_eq!(
+            reusable(&held(t(300, -1), 128), &t(310, -2)),
+            128,
+            "aligned part only"
+        );
+        assert_eq!(
+            reusable(&held(t(255, -1), 256), &t(255, -1)),
+            128,
+            "never the last token"
+        );
+        assert_eq!(reusable(&Cached::default(), &t(300, -2)), 0);
+    }
 
     #[test]
     fn characters_split_across_tokens_wait_for_their_end() {

@@ -7,6 +7,7 @@
 
 mod collection;
 mod points;
+mod summaries;
 
 use collection::Collection;
 use points::{dense_of, lexical_vector, owners_filter, point_id, scored_fact};

@@ -270,3 +270,23 @@ async fn a_store_written_before_lexical_vectors_gets_them_when_opened() {
     );
     assert_eq!(reopened.count(None).await.unwrap(), 301);
 }
+
+#[tokio::test]
+async fn conversation_summaries_keep_the_summary_store_contract_and_survive_a_reopen() {
+    use ragback_application::ports::SummaryStore;
+    use ragback_domain::{ConversationId, ConversationSummary, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    ragback_application::testing::summary_store_contract(&EdgeFactStore::open(dir.path()).unwrap())
+        .await;
+    let (user, conversation) = (
+        UserId::parse("jane").unwrap(),
+        ConversationId::parse("c1").unwrap(),
+    );
+    let reopened = EdgeFactStore::open(dir.path()).unwrap();
+    let kept: Option<ConversationSummary> =
+        reopened.get_summary(&user, &conversation).await.unwrap();
+    assert_eq!(
+        kept.map(|s| s.updated),
+        Some(Timestamp::from_unix_millis(1_764_979_200_000))
+    );
+}

@@ -50,6 +50,7 @@ fn request() -> ChatRequest {
             max_tokens: Some(200),
             seed: Some(7),
             routing: Default::default(),
+            cache_control: false,
         },
         json_schema: None,
     }
@@ -70,7 +71,8 @@ fn completion(text: &str) -> serde_json::Value {
             "index": 0,
             "message": {"role": "assistant", "content": text, "refusal": null}
         }],
-        "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836}
+        "usage": {"prompt_tokens": 812, "completion_tokens": 24, "total_tokens": 836,
+                  "prompt_tokens_details": {"cached_tokens": 512}}
     })
 }
 
@@ -122,7 +124,8 @@ async fn a_completion_is_requested_with_the_prompt_parameters_and_attribution_he
         done.usage,
         Some(TokenUsage {
             prompt_tokens: 812,
-            completion_tokens: 24
+            completion_tokens: 24,
+            cached_tokens: 512,
         })
     );
 }

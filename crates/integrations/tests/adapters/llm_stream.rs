@@ -34,6 +34,7 @@ fn request() -> ChatRequest {
             max_tokens: None,
             seed: None,
             routing: Default::default(),
+            cache_control: false,
         },
         json_schema: None,
     }
@@ -101,7 +102,8 @@ async fn pieces_model_and_usage_arrive_until_done() {
         chunks.last().unwrap().usage,
         Some(TokenUsage {
             prompt_tokens: 42,
-            completion_tokens: 5
+            completion_tokens: 5,
+            cached_tokens: 0,
         })
     );
 }

@@ -21,8 +21,8 @@ fn model_path() -> PathBuf {
         })
 }
 
-/// A model with one worker, loaded from the repository's `models/` (`make model`).
-fn load() -> LocalChatModel {
+/// The settings of a model with one worker, from the repository's `models/` (`make model`).
+fn settings() -> LocalLlmSettings {
     let path = model_path();
     if let Some(dir) = path.parent()
         && let Err(problems) = verify_dir(&CHAT, dir)
@@ -32,13 +32,17 @@ fn load() -> LocalChatModel {
             path.display()
         );
     }
-    LocalChatModel::load(&LocalLlmSettings {
+    LocalLlmSettings {
         model_path: path,
         // One thread each: tests run side by side, and ggml's threads spin while they wait.
         threads: 1,
         ..LocalLlmSettings::default()
-    })
-    .unwrap()
+    }
+}
+
+/// A model with one worker.
+fn load() -> LocalChatModel {
+    LocalChatModel::load(&settings()).unwrap()
 }
 
 /// One model for the tests of this file, with one worker: they queue on it like requests do.
@@ -71,6 +75,7 @@ fn request(user: &str, temperature: f32, max_tokens: u32, seed: Option<u64>) -> 
             max_tokens: Some(max_tokens),
             seed,
             routing: Default::default(),
+            cache_control: false,
         },
         json_schema: None,
     }
@@ -117,7 +122,56 @@ async fn the_streamed_pieces_make_the_whole_reply() {
         last.model.as_deref(),
         Some("local/SmolLM2-135M-Instruct-Q4_1")
     );
-    assert_eq!(last.usage, whole.usage);
+    let (first, second) = (whole.usage.unwrap(), last.usage.unwrap());
+    assert_eq!(second.prompt_tokens, first.prompt_tokens);
+    assert_eq!(second.completion_tokens, first.completion_tokens);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_extends_the_last_one_reuses_its_kv_cache_and_replies_the_same() {
+    // A model of its own: no other test's prompt between the two turns.
+    let model = load();
+    let mut first = request("How is your dog doing?", 0.0, 30, Some(3));
+    // A system prompt of a few batches, as a real one is.
+    first.messages[0].content = format!(
+        "{}\n\nBlaze tends bar in London; he grew up in Brooklyn. {}",
+        first.messages[0].content,
+        "He has a dog, Biscuit, who chases ducks in the park and steals socks. ".repeat(20)
+    );
+    let mut second = first.clone();
+    second
+        .messages
+        .push(message(PromptRole::Assistant, "*grins* Biscuit is great."));
+    second
+        .messages
+        .push(message(PromptRole::User, "Does he still chase the ducks?"));
+
+    let one = model.complete(&first).await.unwrap().usage.unwrap();
+    let reused = model.complete(&second).await.unwrap();
+    let usage = reused.usage.unwrap();
+    assert_eq!(one.cached_tokens, 0, "a fresh context: {one:?}");
+    // Whole batches of 128 of the first turn's prompt are kept.
+    assert!(
+        usage.cached_tokens >= 256 && usage.cached_tokens % 128 == 0,
+        "the first turn's prompt is reused: {usage:?} after {one:?}"
+    );
+    assert!(
+        one.prompt_tokens - usage.cached_tokens < 128,
+        "{usage:?} after {one:?}"
+    );
+
+    let fresh = LocalChatModel::load(&LocalLlmSettings {
+        reuse_prefix: false,
+        ..settings()
+    })
+    .unwrap();
+    fresh.complete(&first).await.unwrap();
+    let decoded = fresh.complete(&second).await.unwrap();
+    assert_eq!(decoded.usage.unwrap().cached_tokens, 0);
+    assert_eq!(
+        decoded.text, reused.text,
+        "greedy: the same reply either way"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

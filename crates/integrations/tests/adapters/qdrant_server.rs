@@ -236,3 +236,9 @@ async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
     assert_eq!(found.len(), 1);
     assert!((found[0].fact.score - 1.0).abs() < 1e-4, "{found:?}");
 }
+
+#[tokio::test]
+async fn conversation_summaries_keep_the_summary_store_contract() {
+    let url = ragback_testkit::fake_qdrant::start().await;
+    ragback_application::testing::summary_store_contract(&store(&url, "facts")).await;
+}

@@ -54,6 +54,16 @@ pub(crate) const ROUTES: &[(Method, &str, Need)] = &[
         "/users/{id}/memories:extract",
         Need::Grant(Grant::Learn),
     ),
+    (
+        Method::GET,
+        "/users/{id}/conversations/{conversation_id}/summary",
+        Need::Grant(Grant::Read),
+    ),
+    (
+        Method::DELETE,
+        "/users/{id}/conversations/{conversation_id}/summary",
+        Need::Grant(Grant::Write),
+    ),
 ];
 
 /// What `method` on the route `template` needs (`HEAD` as `GET`); unlisted: [`Grant::Write`].

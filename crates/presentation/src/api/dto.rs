@@ -4,12 +4,14 @@
 use std::fmt::Display;
 
 use ragback_domain::{
-    Age, Character, CharacterCard, CharacterId, Message, MessageText, Name, Role, User, UserId,
-    ValidationError,
+    Age, Character, CharacterCard, CharacterId, LoreSource, Message, MessageText, Name, Role, User,
+    UserId, ValidationError,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::lore_dto::LorebookDto;
 use super::state::Limits;
 
 /// Attaches the field path to a validation failure.
@@ -60,31 +62,56 @@ pub(crate) struct CharacterDto {
     card: Option<CardDto>,
 }
 
-/// A Character Card V2 (`{"spec": "chara_card_v2", "spec_version": "2.0", "data": {…}}`).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// A Character Card V2 (`{"spec": "chara_card_v2", "spec_version": "2.0", "data": {…}}`); a V3
+/// card (`chara_card_v3`) is read by its V2 fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct CardDto {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     spec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spec_version: Option<String>,
     data: CardDataDto,
 }
 
-/// The card fields ragback uses; the others (tags, creator, extensions, …) are ignored.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+/// The card's data: the prompt fields ragback uses, and the others kept as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct CardDataDto {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     personality: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     scenario: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     first_mes: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     mes_example: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creator_notes: Option<String>,
+    /// Replaces nothing: it follows ragback's own rules, or wraps them where it says
+    /// `{{original}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     system_prompt: Option<String>,
-    #[serde(default)]
+    /// Sent after the chat history, as its last system message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     post_history_instructions: Option<String>,
+    /// Picked by the request's `greeting`, else by its `generation.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alternate_greetings: Option<Vec<String>>,
+    /// The card's lorebook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    character_book: Option<LorebookDto>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    character_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    extensions: Option<Map<String, Value>>,
 }
 
 /// Converts the history, refusing more than `limits.messages` messages and messages longer than
@@ -151,14 +178,27 @@ impl CharacterDto {
         let (card, card_description) = match self.card {
             Some(card) => {
                 if let Some(spec) = card.spec.as_deref()
-                    && spec != "chara_card_v2"
+                    && !matches!(spec, "chara_card_v2" | "chara_card_v3")
                 {
                     return Err(ApiError::invalid_field(
                         "character.card.spec",
-                        format!("must be `chara_card_v2` (Character Card V2), got `{spec}`"),
+                        format!(
+                            "must be `chara_card_v2` (Character Card V2) or `chara_card_v3`, got \
+                             `{}`",
+                            super::error::printable(spec)
+                        ),
                     ));
                 }
                 let data = card.data;
+                let character_book = data
+                    .character_book
+                    .map(|book| {
+                        book.into_domain(
+                            LoreSource::Character,
+                            "character.card.data.character_book",
+                        )
+                    })
+                    .transpose()?;
                 let parsed = CharacterCard {
                     personality: data.personality,
                     scenario: data.scenario,
@@ -166,6 +206,8 @@ impl CharacterDto {
                     mes_example: data.mes_example,
                     system_prompt: data.system_prompt,
                     post_history_instructions: data.post_history_instructions,
+                    alternate_greetings: data.alternate_greetings.unwrap_or_default(),
+                    character_book,
                 }
                 .new()
                 .map_err(|(field, e)| {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use ragback_application::facts::ChangeError;
 use ragback_application::memory::MemoryError;
-use ragback_application::ports::{ChatModelError, FactStoreError};
+use ragback_application::ports::{ChatModelError, FactStoreError, SummaryStoreError};
 use ragback_application::retrieval::SearchError;
 use ragback_application::retry::RetryError;
 use ragback_application::{AddFactsError, GenerateError};
@@ -204,6 +204,11 @@ impl ApiError {
         Self::new(ErrorCode::FactNotFound, format!("{owner} has no fact {id}"))
     }
 
+    /// 404: the conversation has no summary.
+    pub fn summary_not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::SummaryNotFound, message)
+    }
+
     /// 503: no embedder, so facts cannot be embedded.
     fn embedder_not_configured() -> Self {
         Self::new(
@@ -347,6 +352,24 @@ impl From<FactStoreError> for ApiError {
             FactStoreError::Corrupted(_) => Self::new(
                 ErrorCode::StoreCorrupted,
                 "the fact store holds data ragback cannot read; the cause is in its log",
+            ),
+        }
+        .because(cause)
+    }
+}
+
+impl From<SummaryStoreError> for ApiError {
+    /// The mapping of summary store failures.
+    fn from(error: SummaryStoreError) -> Self {
+        let cause = error.to_string();
+        match error {
+            SummaryStoreError::Unavailable(_) => Self::new(
+                ErrorCode::StoreUnavailable,
+                "the fact store is unavailable; try again later",
+            ),
+            SummaryStoreError::Corrupted(_) => Self::new(
+                ErrorCode::StoreCorrupted,
+                "the fact store holds a summary ragback cannot read; the cause is in its log",
             ),
         }
         .because(cause)

@@ -13,7 +13,7 @@ use ragback_application::memory::ExtractRequest;
 use ragback_application::{
     GenerateCommand, GenerateFailure, GenerationOverrides, ReplyEvent, RetrievalOverrides,
 };
-use ragback_domain::Scenario;
+use ragback_domain::{ConversationId, LoreSource, Scenario};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -24,6 +24,7 @@ use super::deadline::RequestTimeout;
 use super::dto::{self, CharacterDto, MessageDto, UserDto, at};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::lore_dto::LorebookDto;
 use super::request_id;
 use super::state::{AppState, Limits, SharedState};
 use crate::wire::{DeltaEvent, ErrorBody, FactsEvent, GenerateResponse, UsedFact};
@@ -50,6 +51,18 @@ pub(crate) struct GenerateRequest {
     /// evaluations and tests); unknown names are refused.
     #[serde(default)]
     variant: Option<String>,
+    /// The scene's lorebook (world info), in the Character Card V2 `character_book` format;
+    /// used beside the card's own book.
+    #[serde(default)]
+    lorebook: Option<LorebookDto>,
+    /// Which of the card's greetings shows the character's opening line: 0 is `first_mes`, 1
+    /// and on `alternate_greetings` (default: picked by `generation.seed`, else `first_mes`).
+    #[serde(default)]
+    greeting: Option<usize>,
+    /// The conversation (needs `user.id`): what no longer fits the prompt is summarized after
+    /// the reply, and the summary goes into the next turns' prompts.
+    #[serde(default)]
+    conversation_id: Option<String>,
 }
 
 /// Per-request memory: whether to extract facts from this turn, off the reply's path.
@@ -102,6 +115,32 @@ impl GenerateRequest {
         let messages = dto::messages(self.messages, limits)?;
         let user = self.user.into_domain()?;
         let character = self.character.into_domain()?;
+        if let Some(index) = self.greeting {
+            let greetings = character.card.as_ref().map_or(0, |c| c.greetings());
+            if index >= greetings {
+                return Err(ApiError::invalid_field(
+                    "greeting",
+                    format!(
+                        "the card has {greetings} greeting(s) (0 is first_mes, then \
+                         alternate_greetings), got {index}"
+                    ),
+                ));
+            }
+        }
+        let conversation = self
+            .conversation_id
+            .map(|id| at("conversation_id", ConversationId::parse(id)))
+            .transpose()?;
+        if conversation.is_some() && user.id.is_none() {
+            return Err(ApiError::invalid_field(
+                "user.id",
+                "a conversation's summary is kept per user: give `user.id` with `conversation_id`",
+            ));
+        }
+        let lorebook = self
+            .lorebook
+            .map(|book| book.into_domain(LoreSource::Scene, "lorebook"))
+            .transpose()?;
         let scenario = self
             .scenario
             .filter(|s| !s.trim().is_empty())
@@ -137,6 +176,9 @@ impl GenerateRequest {
             retrieval,
             timeout,
             variant: None,
+            lorebook,
+            greeting: self.greeting,
+            conversation,
         })
     }
 }

@@ -77,6 +77,9 @@ pub(crate) async fn chat(
         timeout,
         // One user for everyone cannot be split: the old contract gets the default variant.
         variant: Some(state.chat.variants().current().default_variant()),
+        lorebook: None,
+        greeting: None,
+        conversation: None,
     };
     // With the whole body read and valid, a generation slot.
     let _slot = state.admission.generation.admit().await?;

@@ -24,6 +24,7 @@ mod generate;
 mod health;
 mod json;
 mod legacy;
+mod lore_dto;
 mod memory;
 mod observe;
 mod openapi;
@@ -32,6 +33,7 @@ mod query;
 mod request_id;
 mod serve;
 mod state;
+mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(facts::delete_one))
         .routes(routes!(facts::search))
         .routes(routes!(memory::extract))
+        .routes(routes!(summary::get, summary::delete))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(observe::metrics))

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "generate", description = "Replies"),
         (name = "facts", description = "What ragback knows about users and characters"),
+        (name = "summaries", description = "Rolling summaries of long conversations"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     ),
     modifiers(&BearerAuth)

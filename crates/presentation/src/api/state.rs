@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ragback_application::memory::{MemoryExtractor, MemoryQueue};
+use ragback_application::ports::SummaryStore;
+use ragback_application::summary::SummaryQueue;
 use ragback_application::{ChatService, FactLibrary};
 use ragback_infrastructure::telemetry::{self, Metrics};
 use ragback_infrastructure::{Services, Settings};
@@ -72,6 +74,8 @@ pub struct AppState {
     pub memory_queue: Option<MemoryQueue>,
     /// Whether `/generate` extracts when the request does not say.
     pub memory_auto: bool,
+    /// Conversation summaries, to read and delete (`None`: not offered, 503).
+    pub summaries: Option<Arc<dyn SummaryStore>>,
     /// Request limits.
     pub limits: Limits,
     /// The slots calls take before reaching an upstream.
@@ -100,8 +104,17 @@ impl AppState {
             request_timeout: server.request_timeout,
             body_timeout: server.body_timeout,
         };
+        // Turns with a conversation id read summaries and queue their extension.
+        let chat = match services.summarizer {
+            Some(summarizer) => services.chat.with_summaries(SummaryQueue::start(
+                summarizer,
+                settings.summary.queue_capacity,
+            )),
+            None => services.chat,
+        };
         Self {
-            chat: services.chat,
+            chat,
+            summaries: settings.summary.enabled.then_some(services.summaries),
             facts: services.facts,
             memory_queue: Some(MemoryQueue::start(
                 services.memory.clone(),

@@ -11,6 +11,7 @@ mod guard;
 mod model;
 mod progress;
 mod reload;
+mod summary;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,9 @@ pub enum Command {
     /// Check texts with the reply guard.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
+    /// Read or delete a conversation's rolling summary.
+    #[command(subcommand)]
+    Summary(summary::SummaryCommand),
     /// Get the in-process models (the local embedder and the local chat model).
     #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
     #[command(subcommand)]
@@ -105,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Eval(command) => eval::run(command, &settings).await,
         Command::Guard(command) => guard::run(command, &settings).await,
+        Command::Summary(command) => summary::run(command, &settings).await,
         #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
         Command::Model(command) => model::run(command, &settings).await,
     }

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     NotFound,
     /// 404: the owner has no fact with this id.
     FactNotFound,
+    /// 404: the conversation has no summary (or summaries are off).
+    SummaryNotFound,
     /// 405: the route does not take this method.
     MethodNotAllowed,
     /// 408: the request's body did not arrive within `RAGBACK_SERVER__BODY_TIMEOUT_MS`.
@@ -73,7 +75,7 @@ impl ErrorCode {
             Self::MalformedJson | Self::InvalidHeader | Self::InvalidPath => 400,
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
-            Self::NotFound | Self::FactNotFound => 404,
+            Self::NotFound | Self::FactNotFound | Self::SummaryNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
@@ -105,6 +107,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::FactNotFound => "fact_not_found",
+            Self::SummaryNotFound => "summary_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",

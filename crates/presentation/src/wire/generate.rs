@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ragback_application::guard::SafetyOutcome;
+use ragback_application::lore::{LoreTrigger, LoreUse};
 use ragback_application::{Generation, PromptStats, Retrieval, RetrievalStatus};
 use ragback_domain::ScoredFact;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,9 @@ pub struct GenerateResponse {
     pub text: String,
     /// The facts given to the model, best first.
     pub facts: Vec<UsedFact>,
+    /// The lorebook entries put into the prompt, in their order.
+    #[serde(default)]
+    pub lore: Vec<UsedLore>,
     /// The model that answered, as the provider names it (with fallbacks, maybe not the one
     /// asked for).
     pub model: String,
@@ -111,6 +115,51 @@ pub struct GenerateResponse {
     /// What the reply guard found and did (absent when the guard is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetyDto>,
+}
+
+/// A lorebook entry put into the prompt, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsedLore {
+    /// `character` (the card's `character_book`) or `scene` (the request's `lorebook`).
+    pub book: String,
+    /// The entry's id (its `id`, else its index in the book).
+    pub id: String,
+    /// Its name (`name`, else `comment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `constant`, `key` (a key in the chat) or `recursion` (a key in another entry).
+    pub trigger: String,
+    /// The key that matched, as the book writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// With `key`: how many messages back it was (1: the last message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_back: Option<usize>,
+    /// With `recursion`: the entry whose content held the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Tokens it took.
+    pub tokens: usize,
+}
+
+impl From<LoreUse> for UsedLore {
+    fn from(used: LoreUse) -> Self {
+        let (key, messages_back, from) = match used.trigger.clone() {
+            LoreTrigger::Constant => (None, None, None),
+            LoreTrigger::Key { key, messages_back } => (Some(key), Some(messages_back), None),
+            LoreTrigger::Recursion { key, from } => (Some(key), None, Some(from)),
+        };
+        Self {
+            book: used.source.as_str().to_owned(),
+            id: used.id,
+            name: used.name,
+            trigger: used.trigger.kind().to_owned(),
+            key,
+            messages_back,
+            from,
+            tokens: used.tokens,
+        }
+    }
 }
 
 /// What the reply guard found and did: every reply is checked before it is returned.
@@ -160,6 +209,14 @@ pub struct PromptDto {
     /// Older messages left out to fit `RAGBACK_PROMPT__MAX_PROMPT_TOKENS` (and a local model's
     /// context).
     pub dropped_messages: usize,
+    /// Tokens of the stable part (the first system message), byte-identical from turn to turn
+    /// for a user and a character: what a provider's prompt cache can hold.
+    #[serde(default)]
+    pub stable_tokens: usize,
+    /// With a `conversation_id`: the conversation's first messages the summary in the prompt
+    /// covers (0: no summary in it).
+    #[serde(default)]
+    pub summarized_messages: usize,
 }
 
 impl From<PromptStats> for PromptDto {
@@ -168,6 +225,8 @@ impl From<PromptStats> for PromptDto {
             tokens: stats.tokens,
             messages: stats.messages,
             dropped_messages: stats.dropped_messages,
+            stable_tokens: stats.stable_tokens,
+            summarized_messages: stats.summarized,
         }
     }
 }
@@ -179,6 +238,10 @@ pub struct UsageDto {
     pub prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
+    /// Prompt tokens the provider read from its prompt cache (OpenAI's and OpenRouter's
+    /// `prompt_tokens_details.cached_tokens`; 0 when it does not say).
+    #[serde(default)]
+    pub cached_tokens: u32,
 }
 
 /// Stage timings in milliseconds.
@@ -209,11 +272,13 @@ impl From<Generation> for GenerateResponse {
         Self {
             text: g.text,
             facts: g.facts.into_iter().map(UsedFact::from).collect(),
+            lore: g.lore.into_iter().map(UsedLore::from).collect(),
             model: g.model,
             variant: g.variant,
             usage: g.usage.map(|u| UsageDto {
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
+                cached_tokens: u.cached_tokens,
             }),
             retrieval: g.retrieval.into(),
             prompt: g.prompt.into(),

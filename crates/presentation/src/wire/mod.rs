@@ -6,6 +6,7 @@ mod error;
 mod facts;
 mod generate;
 mod memory;
+mod summary;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use facts::{
@@ -14,6 +15,7 @@ pub use facts::{
 };
 pub use generate::{
     DeltaEvent, FactsEvent, GenerateResponse, PromptDto, RetrievalReport, RetrievalStatusDto,
-    SafetyDto, TimingsDto, UsageDto, UsedFact,
+    SafetyDto, TimingsDto, UsageDto, UsedFact, UsedLore,
 };
 pub use memory::{ActionDto, DecisionDto, ExtractResponse};
+pub use summary::SummaryRecord;

@@ -39,12 +39,14 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
                 max_tokens: None,
                 seed: None,
                 routing: Default::default(),
+                cache_control: false,
             },
             history_messages: 20,
             max_prompt_tokens: 4_096,
             retry,
             timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
+            lore: Default::default(),
         },
     );
     let limits = Limits {
@@ -64,6 +66,7 @@ fn state(model: Arc<ScriptedChatModel>) -> AppState {
         memory: None,
         memory_queue: None,
         memory_auto: false,
+        summaries: None,
         admission: Admissions::new(&limits),
         limits,
         auth: Default::default(),
@@ -182,7 +185,7 @@ async fn field_errors_are_422s_naming_the_field() {
         (
             with(
                 "character.card",
-                json!({"spec": "chara_card_v3", "data": {}}),
+                json!({"spec": "chara_card_v9", "data": {}}),
             ),
             "character.card.spec",
         ),

@@ -15,6 +15,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/{kind}/{id}/facts/{fact_id}"),
     ("post", "/facts/search"),
     ("post", "/users/{id}/memories:extract"),
+    ("get", "/users/{id}/conversations/{conversation_id}/summary"),
+    ("delete", "/users/{id}/conversations/{conversation_id}/summary"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

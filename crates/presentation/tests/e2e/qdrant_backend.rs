@@ -79,3 +79,53 @@ async fn an_unreachable_qdrant_degrades_retrieval_and_fails_readiness() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_summaries_are_kept_on_the_qdrant_server_for_every_replica() {
+    let qdrant = ragback_testkit::fake_qdrant::start().await;
+    let replica = || {
+        TestApp::spawn_with(Setup {
+            vars: vec![
+                ("RAGBACK_STORE__KIND".into(), "qdrant".into()),
+                ("RAGBACK_STORE__URL".into(), qdrant.clone()),
+                ("RAGBACK_STORE__COLLECTION".into(), "facts".into()),
+                ("RAGBACK_PROMPT__HISTORY_MESSAGES".into(), "8".into()),
+            ],
+            ..Setup::default()
+        })
+    };
+    let (one, two) = (replica().await, replica().await);
+    one.llm_replies("They talked about boats.").await;
+    let messages: Vec<_> = (0..9)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "character" };
+            json!({"role": role, "text": format!("message number {i}")})
+        })
+        .collect();
+    let request = json!({
+        "messages": messages,
+        "user": {"id": "john", "name": "John"},
+        "character": {"id": "mira", "name": "Mira", "description": "A captain."},
+        "conversation_id": "c1",
+    });
+    let (status, body) = one.post_json("/generate", &request).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Written by the first replica's worker, read through the second.
+    let path = "/users/john/conversations/c1/summary";
+    let mut summary = serde_json::Value::Null;
+    for _ in 0..100 {
+        let response = two.client.get(two.url(path)).send().await.unwrap();
+        if response.status() == 200 {
+            summary = response.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(summary["covers"], 2, "{summary}");
+    assert_eq!(summary["text"], "They talked about boats.");
+    let deleted = two.client.delete(two.url(path)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let missing = one.client.get(one.url(path)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}

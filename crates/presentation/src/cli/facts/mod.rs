@@ -154,7 +154,7 @@ pub enum FactsCommand {
 pub struct Interrupted;
 
 /// The server's base URL from its configured address.
-fn default_server_url(settings: &Settings) -> String {
+pub(crate) fn default_server_url(settings: &Settings) -> String {
     let addr = settings.server.addr;
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_owned()
@@ -166,7 +166,7 @@ fn default_server_url(settings: &Settings) -> String {
 
 /// The key the CLI sends to a server with authentication on: an admin key (facts change), else a
 /// plain one.
-fn operator_key(settings: &Settings) -> Option<&SecretString> {
+pub(crate) fn operator_key(settings: &Settings) -> Option<&SecretString> {
     let server = &settings.server;
     server
         .admin_api_keys

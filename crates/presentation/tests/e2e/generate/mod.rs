@@ -1,5 +1,7 @@
 //! `POST /generate` end to end: real server, real Qdrant Edge, fake Cohere and OpenRouter.
 
+mod lore;
+mod summary;
 mod upstreams;
 
 use std::time::Duration;
@@ -44,8 +46,17 @@ async fn app_with_demo_facts() -> TestApp {
     .await
 }
 
-fn system_prompt(request: &Value) -> &str {
-    request["messages"][0]["content"].as_str().unwrap()
+/// Every system message of a request the provider received (the stable part first, then the
+/// turn's context), one text.
+fn system_prompt(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +76,7 @@ async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
     assert_eq!(body["model"], "mistralai/mistral-nemo");
     assert_eq!(
         body["usage"],
-        json!({"prompt_tokens": 812, "completion_tokens": 24})
+        json!({"prompt_tokens": 812, "completion_tokens": 24, "cached_tokens": 512})
     );
     let facts = body["facts"].as_array().unwrap();
     assert_eq!(facts[0]["text"], "Completed the London marathon in 2024");
@@ -86,6 +97,7 @@ async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
 
     let sent = &app.llm_requests().await[0];
     let system = system_prompt(sent);
+    let system = system.as_str();
     assert!(system.contains("Street persona from Brooklyn"), "{system}");
     assert!(system.contains("You meet John at a bar"), "{system}");
     assert!(
@@ -98,6 +110,7 @@ async fn a_reply_uses_the_users_facts_and_the_prompt_holds_the_whole_context() {
     );
     let turns: Vec<(&str, &str)> = sent["messages"].as_array().unwrap()[1..]
         .iter()
+        .filter(|m| m["role"] != "system")
         .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
         .collect();
     assert_eq!(
@@ -166,7 +179,7 @@ async fn another_users_facts_are_never_retrieved() {
             "Works as a bartender at a London club"
         ]
     );
-    let system = system_prompt(&app.llm_requests().await[0]).to_owned();
+    let system = system_prompt(&app.llm_requests().await[0]);
     assert!(!system.contains("golden retriever") && !system.contains("London marathon in 2024"));
 }
 
@@ -215,6 +228,7 @@ async fn template_syntax_in_user_text_reaches_the_model_literally() {
     let messages = sent["messages"].as_array().unwrap();
     assert_eq!(messages.last().unwrap()["content"], tricky);
     let system = system_prompt(sent);
+    let system = system.as_str();
     assert!(
         system.contains("with {{ user.age }}, who is 23"),
         "{system}"
@@ -256,7 +270,7 @@ async fn a_character_card_v2_feeds_the_prompt() {
     let (status, body) = app.post_json("/generate", &request).await;
 
     assert_eq!(status, 200, "{body}");
-    let system = system_prompt(&app.llm_requests().await[0]).to_owned();
+    let system = system_prompt(&app.llm_requests().await[0]);
     assert!(
         system.contains("Blaze is a bartender who calls John bro."),
         "{system}"
@@ -271,7 +285,11 @@ async fn a_character_card_v2_feeds_the_prompt() {
         "{system}"
     );
     // The card's post-history instructions come after the chat, as the spec says.
-    assert!(!system.contains("Keep it under 20 words."), "{system}");
+    let stable = app.llm_requests().await[0]["messages"][0]["content"].clone();
+    assert!(
+        !stable.as_str().unwrap().contains("Keep it under 20 words."),
+        "{stable}"
+    );
     let messages = app.llm_requests().await[0]["messages"].clone();
     let last = messages.as_array().unwrap().last().unwrap().clone();
     assert_eq!(

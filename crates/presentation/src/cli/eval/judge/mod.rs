@@ -152,6 +152,7 @@ impl<R: Row> Setup<R> {
                 max_tokens: Some(max_tokens),
                 seed,
                 routing: Default::default(),
+                cache_control: false,
             },
             json_schema: Some(schema),
         };
