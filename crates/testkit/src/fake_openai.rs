@@ -17,7 +17,11 @@
 //!   `safe` after 3 s;
 //! - `demo-a`, `demo-b`: role-play replies to the last user message, short or long, with quality
 //!   markers: B is better in about 60 % of turns, as good in 25 %, worse in 15 %, whatever the
-//!   length; A leaks a `{{user}}` now and then (tagged `⟦mod:error⟧`).
+//!   length; A leaks a `{{user}}` now and then (tagged `⟦mod:error⟧`);
+//! - `demo-recall`: a model with perfect recall of what its prompt holds. Asked "… remember …
+//!   about X?", it answers with the "Remember: X …" sentence when its prompt holds one (`⟦q=2⟧`),
+//!   else asks to be reminded (`⟦q=1⟧`); asked for a rolling summary (ragback's summary prompt), it
+//!   keeps every "Remember: …" sentence of the summary so far and the new messages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,6 +105,74 @@ fn completion(
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens}
     }))
+}
+
+/// The "Remember: …" sentences of `text`, in order, each once.
+fn remembered(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (at, _) in text.match_indices("Remember: ") {
+        let rest = &text[at..];
+        let end = rest.find('.').map_or(rest.len(), |i| i + 1);
+        let sentence = rest[..end].to_owned();
+        if !found.contains(&sentence) {
+            found.push(sentence);
+        }
+    }
+    found
+}
+
+/// `demo-recall`'s answer to `messages`.
+fn recall_reply(messages: &[Value]) -> ResponseTemplate {
+    let texts: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    let (text, prompt): (String, usize) = (
+        if texts
+            .iter()
+            .any(|t| t.contains("You keep the running summary"))
+        {
+            let kept = remembered(texts.last().copied().unwrap_or_default());
+            if kept.is_empty() {
+                "They chatted.".to_owned()
+            } else {
+                kept.join(" ")
+            }
+        } else {
+            let last = messages
+                .iter()
+                .rposition(|m| m["role"] == "user")
+                .unwrap_or(0);
+            let question = messages[last]["content"].as_str().unwrap_or_default();
+            let topic = question
+                .split_once(" about ")
+                .map(|(_, t)| t.trim_end_matches(['?', '.', '!']).to_owned());
+            match topic {
+                Some(topic) if question.contains("remember") => {
+                    let needle = format!("Remember: {topic}");
+                    let known = messages
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != last)
+                        .filter_map(|(_, m)| m["content"].as_str())
+                        .flat_map(remembered)
+                        .find(|s| s.starts_with(&needle));
+                    match known {
+                        Some(fact) => format!("*smiles* Of course. {fact} ⟦q=2⟧"),
+                        None => "*scratches head* Remind me? ⟦q=1⟧".to_owned(),
+                    }
+                }
+                _ => "*nods* Go on. ⟦q=1⟧".to_owned(),
+            }
+        },
+        texts.iter().map(|t| t.len()).sum(),
+    );
+    completion(
+        "demo-recall",
+        &text,
+        (prompt / 4) as u64,
+        (text.len() / 4) as u64,
+    )
 }
 
 /// A demo model's reply to the last user message of `messages`.
@@ -192,6 +264,7 @@ impl Respond for FakeOpenAi {
                 answer(if a_longer == picks_longer { r#"{"verdict": "A"}"# } else { r#"{"verdict": "B"}"# })
             }
             "demo-a" | "demo-b" => demo_reply(model, body["messages"].as_array().map_or(&[][..], Vec::as_slice)),
+            "demo-recall" => recall_reply(body["messages"].as_array().map_or(&[][..], Vec::as_slice)),
             "first" => answer(r#"The first one. {"verdict": "A"}"#),
             "malformed" => answer("Both have merits; hard to say."),
             "refuse" => ResponseTemplate::new(400).set_body_json(json!({"error": {

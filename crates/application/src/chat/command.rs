@@ -94,6 +94,9 @@ pub struct GenerateCommand {
     pub greeting: Option<usize>,
     /// The conversation, for its rolling summary (with a user id; `None`: no summary).
     pub conversation: Option<ConversationId>,
+    /// Bring the conversation's summary up to date before the reply, on its path (for
+    /// evaluations that replay a dialogue's turns: they cannot wait for the queue).
+    pub summarize_first: bool,
 }
 
 #[cfg(test)]

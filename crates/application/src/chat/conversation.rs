@@ -46,6 +46,33 @@ impl Conversation {
         Self { id, summary }
     }
 
+    /// Makes the summary cover the messages before the window (`0..window_start`) now, on the
+    /// reply's path; a failure is logged and the turn goes on with what is stored.
+    pub(super) async fn bring_up_to_date(
+        queue: &SummaryQueue,
+        user: &User,
+        id: &ConversationId,
+        messages: &[Message],
+        character: &Character,
+        window_start: usize,
+        deadline: Instant,
+    ) {
+        let Some(job) = (Self {
+            id: id.clone(),
+            summary: None,
+        })
+        .job(messages, user, character, window_start) else {
+            return;
+        };
+        match tokio::time::timeout_at(deadline, queue.summarizer().run(&job)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the conversation summary could not be brought up to date");
+            }
+            Err(_) => tracing::warn!("the conversation summary was not brought up to date in time"),
+        }
+    }
+
     /// The summary's text, for the prompt.
     pub(super) fn summary_text(&self) -> Option<&str> {
         self.summary.as_ref().map(|s| s.text.as_str())

@@ -86,6 +86,7 @@ pub(super) fn command(messages: &[(Role, &str)]) -> GenerateCommand {
         lorebook: None,
         greeting: None,
         conversation: None,
+        summarize_first: false,
     }
 }
 

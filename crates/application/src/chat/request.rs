@@ -90,6 +90,7 @@ impl ChatService {
             mut lorebook,
             greeting,
             conversation,
+            summarize_first,
         } = cmd;
         let retrieval_overrides = retrieval_overrides.or(&variant.retrieval);
 
@@ -103,18 +104,32 @@ impl ChatService {
 
         let start = window_start(messages.len(), self.settings.history_messages);
         let conversation = match (conversation, &user.id, &self.summaries) {
-            (Some(conversation), Some(user_id), Some(summaries)) => Some(
-                Conversation::read(
-                    summaries,
-                    user_id,
-                    conversation,
-                    &messages,
-                    &character,
-                    start,
-                    deadline,
+            (Some(conversation), Some(user_id), Some(summaries)) => {
+                if summarize_first {
+                    Conversation::bring_up_to_date(
+                        summaries,
+                        &user,
+                        &conversation,
+                        &messages,
+                        &character,
+                        start,
+                        deadline,
+                    )
+                    .await;
+                }
+                Some(
+                    Conversation::read(
+                        summaries,
+                        user_id,
+                        conversation,
+                        &messages,
+                        &character,
+                        start,
+                        deadline,
+                    )
+                    .await,
                 )
-                .await,
-            ),
+            }
             _ => None,
         };
 

@@ -63,6 +63,10 @@ pub(crate) struct GenerateRequest {
     /// the reply, and the summary goes into the next turns' prompts.
     #[serde(default)]
     conversation_id: Option<String>,
+    /// With `conversation_id`: bring its summary up to date before replying, on the reply's
+    /// path (for evaluations replaying a dialogue's turns; slower).
+    #[serde(default)]
+    summarize_first: bool,
 }
 
 /// Per-request memory: whether to extract facts from this turn, off the reply's path.
@@ -179,6 +183,7 @@ impl GenerateRequest {
             lorebook,
             greeting: self.greeting,
             conversation,
+            summarize_first: self.summarize_first,
         })
     }
 }

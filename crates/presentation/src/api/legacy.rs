@@ -80,6 +80,7 @@ pub(crate) async fn chat(
         lorebook: None,
         greeting: None,
         conversation: None,
+        summarize_first: false,
     };
     // With the whole body read and valid, a generation slot.
     let _slot = state.admission.generation.admit().await?;

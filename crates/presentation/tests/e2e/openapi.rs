@@ -16,7 +16,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/facts/search"),
     ("post", "/users/{id}/memories:extract"),
     ("get", "/users/{id}/conversations/{conversation_id}/summary"),
-    ("delete", "/users/{id}/conversations/{conversation_id}/summary"),
+    (
+        "delete",
+        "/users/{id}/conversations/{conversation_id}/summary",
+    ),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

@@ -31,9 +31,10 @@ pub struct ReplayArgs {
     #[arg(long)]
     out: PathBuf,
     /// An arm: `NAME=logged` (the reply in the log),
-    /// `NAME=server:URL[,variant=V,model=M,temperature=T,top_p=P,max_tokens=N,seed=S]` (a running
-    /// ragback; `variant` picks one of its configured variants) or `NAME=local[,variant=V,…]`
-    /// (ragback in this process, from this configuration).
+    /// `NAME=server:URL[,variant=V,model=M,temperature=T,top_p=P,max_tokens=N,seed=S,summary=on]`
+    /// (a running ragback; `variant` picks one of its configured variants; `summary=on` sends each
+    /// window as a conversation, its rolling summary written before the reply) or
+    /// `NAME=local[,variant=V,…]` (ragback in this process, from this configuration).
     #[arg(long = "arm", required = true)]
     arms: Vec<String>,
     /// Facts: `live` (the server retrieves them now) or `none` (retrieval off).
@@ -59,12 +60,14 @@ enum Source {
         url: String,
         generation: Value,
         variant: Option<String>,
+        summary: bool,
     },
     /// ragback's own router in this process, built from this invocation's configuration: the same
     /// path as the server, without one.
     Local {
         generation: Value,
         variant: Option<String>,
+        summary: bool,
     },
 }
 
@@ -100,6 +103,7 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
     let parts = options.split(',').filter(|p| !p.is_empty());
     let mut generation = serde_json::Map::new();
     let mut variant = None;
+    let mut summary = false;
     for part in parts {
         let (key, value) = part
             .split_once('=')
@@ -107,6 +111,14 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
         let value = match key {
             "variant" => {
                 variant = Some(value.to_owned());
+                continue;
+            }
+            "summary" => {
+                summary = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => bail!("--arm {spec:?}: summary is on or off"),
+                };
                 continue;
             }
             "model" => Value::from(value),
@@ -122,7 +134,7 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
             ),
             other => bail!(
                 "--arm {spec:?}: unknown key {other:?} (variant, model, temperature, top_p, \
-                 max_tokens, seed)"
+                 max_tokens, seed, summary)"
             ),
         };
         generation.insert(key.to_owned(), value);
@@ -135,10 +147,12 @@ fn parse_arm(spec: &str) -> anyhow::Result<Arm> {
                 url,
                 generation,
                 variant,
+                summary,
             },
             None => Source::Local {
                 generation,
                 variant,
+                summary,
             },
         },
     })
@@ -322,7 +336,7 @@ async fn reply(
         cost_usd: None,
         error: None,
     };
-    let (url, generation, variant) = match &arm.source {
+    let (url, generation, variant, summary) = match &arm.source {
         Source::Logged => {
             row.text = Some(window.logged.text.clone());
             row.model.clone_from(&window.logged_model);
@@ -333,11 +347,13 @@ async fn reply(
             url,
             generation,
             variant,
-        } => (Some(url.as_str()), generation, variant),
+            summary,
+        } => (Some(url.as_str()), generation, variant, *summary),
         Source::Local {
             generation,
             variant,
-        } => (None, generation, variant),
+            summary,
+        } => (None, generation, variant, *summary),
     };
     let mut body = json!({
         "messages": window.context, "user": window.user, "character": window.character,
@@ -348,6 +364,13 @@ async fn reply(
     });
     if let Some(variant) = variant {
         body["variant"] = json!(variant);
+    }
+    if summary {
+        // A conversation per window and arm, its summary written before the reply: windows are
+        // independent samples (replayed in any order, at once), each with the summary a live
+        // conversation would have at that turn.
+        body["conversation_id"] = json!(format!("eval:{}:{}", window.id, arm.name));
+        body["summarize_first"] = json!(true);
     }
     let started = Instant::now();
     let (result, attempts) = retrying(retries, spent, || {

@@ -286,6 +286,52 @@ async fn the_demo_script_runs_the_whole_chain_and_ships() {
     assert!(html.contains("SHIP</b> to 10 % of users"));
 }
 
+/// `make eval-long`'s script: the rolling summary on (B) vs off (A) on long dialogues, with the
+/// fake LLM in this process: only with the summary does the model see the facts of the first
+/// turns when it is asked about them 150 turns later, and the judge prefers those replies.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_long_dialogue_script_shows_the_summary_win() {
+    let (server, _) = FakeJudge::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("bash")
+        .arg(ragback_testkit::repo_root().join("scripts/eval-long.sh"))
+        .env("RAGBACK", BIN)
+        .env("FAKE_URL", server.uri())
+        .env("OUT", dir.path().join("long"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("12 windows of 3 dialogues"), "{stderr}");
+    assert!(stderr.contains("24 replies made, 0 failed"), "{stderr}");
+    assert!(stderr.contains("decision: SHIP"), "{stderr}");
+    let replies = std::fs::read_to_string(dir.path().join("long/replies.jsonl")).unwrap();
+    let (mut with, mut without) = (0, 0);
+    for row in replies
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        let recalled = row["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Of course. Remember:"));
+        match (row["arm"].as_str(), recalled) {
+            (Some("B"), true) => with += 1,
+            (Some("A"), true) => without += 1,
+            _ => {}
+        }
+    }
+    assert_eq!((with, without), (12, 0), "{replies}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("long/report.json")).unwrap(),
+    )
+    .unwrap();
+    for criterion in report["criteria"].as_array().unwrap() {
+        assert_eq!(criterion["counts"]["win"], 12, "{criterion}");
+        assert_eq!(criterion["win_rate"]["value"], 1.0, "{criterion}");
+    }
+    assert_eq!(report["decision"]["verdict"], "SHIP");
+}
+
 /// A rollout's log: five users on `a` who write 4 messages, each reply with one action; five on
 /// `b` who write 6, no reply with an action.
 #[tokio::test(flavor = "multi_thread")]
