@@ -14,7 +14,7 @@
 
 use ragback_testkit::stats::{env_count, report};
 use ragback_testkit::{Setup, TestApp};
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn server(reuse: bool) -> TestApp {
     TestApp::spawn_with(Setup {
@@ -36,32 +36,15 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         let (on, off) = (server(true).await, server(false).await);
-        let root = ragback_testkit::repo_root();
-        let text = std::fs::read_to_string(root.join("data/eval/dialogues.jsonl")).unwrap();
         let (mut llm_on, mut llm_off, mut reused, mut prompt) = (vec![], vec![], 0u64, 0u64);
-        for line in text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
+        for turns in ragback_testkit::demo_dialogue_turns()
+            .iter()
             .take(dialogues)
         {
-            let dialogue: Value = serde_json::from_str(line).unwrap();
-            let messages = dialogue["messages"].as_array().unwrap();
-            for (i, message) in messages.iter().enumerate() {
-                if message["role"] != "user" {
-                    continue;
-                }
-                let history: Vec<Value> = messages[..=i]
-                    .iter()
-                    .map(|m| json!({"role": m["role"], "text": m["text"]}))
-                    .collect();
-                let request = json!({
-                    "messages": history,
-                    "user": dialogue["user"],
-                    "character": dialogue["character"],
-                    "scenario": dialogue["scenario"],
-                    "generation": {"max_tokens": 1, "temperature": 0.0},
-                    "retrieval": {"enabled": false},
-                });
+            for request in turns {
+                let mut request = request.clone();
+                request["generation"] = json!({"max_tokens": 1, "temperature": 0.0});
+                request["retrieval"] = json!({"enabled": false});
                 for (app, times) in [(&on, &mut llm_on), (&off, &mut llm_off)] {
                     let (status, body) = app.post_json("/generate", &request).await;
                     // One token may be cleaned away to nothing: a 502 after retries is

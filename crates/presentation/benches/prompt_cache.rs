@@ -7,7 +7,8 @@
 //! messages the provider received: the share of the prompt (in bytes of the messages' roles and
 //! contents, ≈ tokens) in the longest prefix identical to the previous turn's.
 //!
-//! Only HTTP goes in and out, so the same file runs against an older commit for a before/after.
+//! Only HTTP goes in and out: for the before/after of docs/benchmarks.md, this file as of 1c6d5d6
+//! (which built the requests itself) ran on 4a9c579.
 //!
 //! `cargo bench -p ragback-presentation --bench prompt_cache`
 
@@ -15,7 +16,7 @@
 
 use ragback_domain::FactOwner;
 use ragback_testkit::{Setup, TestApp};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The prompt as the provider saw it: each message's role and text, in order.
 fn flatten(request: &Value) -> Vec<u8> {
@@ -60,31 +61,14 @@ fn main() {
         })
         .await;
         app.llm_replies("*nods* Sure.").await;
-        let dialogues = std::fs::read_to_string(root.join("data/eval/dialogues.jsonl")).unwrap();
+        let dialogues = ragback_testkit::demo_dialogue_turns();
         // (turn number within its dialogue, shared share of the prompt)
         let mut shares: Vec<(usize, f64)> = Vec::new();
         let mut sent = 0;
-        for line in dialogues.lines().filter(|l| !l.trim().is_empty()) {
-            let dialogue: Value = serde_json::from_str(line).unwrap();
-            let messages = dialogue["messages"].as_array().unwrap();
+        for turns in &dialogues {
             let mut previous: Option<Vec<u8>> = None;
-            let mut turn = 0;
-            for (i, message) in messages.iter().enumerate() {
-                if message["role"] != "user" {
-                    continue;
-                }
-                turn += 1;
-                let history: Vec<Value> = messages[..=i]
-                    .iter()
-                    .map(|m| json!({"role": m["role"], "text": m["text"]}))
-                    .collect();
-                let request = json!({
-                    "messages": history,
-                    "user": dialogue["user"],
-                    "character": dialogue["character"],
-                    "scenario": dialogue["scenario"],
-                });
-                let (status, body) = app.post_json("/generate", &request).await;
+            for (turn, request) in turns.iter().enumerate().map(|(i, r)| (i + 1, r)) {
+                let (status, body) = app.post_json("/generate", request).await;
                 assert_eq!(status, 200, "{body}");
                 sent += 1;
                 let requests = app.llm_requests().await;
@@ -108,7 +92,7 @@ fn main() {
         let (all, n_all) = mean(&|_| true);
         let (late, n_late) = mean(&|t| t > 5);
         let (early, n_early) = mean(&|t| t <= 5);
-        println!("{sent} turns of {} dialogues", dialogues.lines().count());
+        println!("{sent} turns of {} dialogues", dialogues.len());
         println!("prefix shared with the previous turn, share of the prompt (mean):");
         println!("  turns 2-5          {early:.3}  (n={n_early})");
         println!("  turns past the 5th {late:.3}  (n={n_late})");

@@ -72,3 +72,33 @@ pub fn demo_request() -> Value {
         "scenario": "You meet John at a bar after a long time apart."
     })
 }
+
+/// The demo dialogues (`data/eval/dialogues.jsonl`) as `/generate` requests, turn by turn: for
+/// each dialogue, one request per user message, holding the dialogue up to it.
+pub fn demo_dialogue_turns() -> Vec<Vec<Value>> {
+    let text = std::fs::read_to_string(repo_root().join("data/eval/dialogues.jsonl")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let dialogue: Value = serde_json::from_str(line).unwrap();
+            let messages = dialogue["messages"].as_array().cloned().unwrap_or_default();
+            messages
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m["role"] == "user")
+                .map(|(i, _)| {
+                    let history: Vec<Value> = messages[..=i]
+                        .iter()
+                        .map(|m| json!({"role": m["role"], "text": m["text"]}))
+                        .collect();
+                    json!({
+                        "messages": history,
+                        "user": dialogue["user"],
+                        "character": dialogue["character"],
+                        "scenario": dialogue["scenario"],
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use ragback_domain::Lorebook;
+use ragback_domain::{CharacterCard, Lorebook};
 use tokio::time::Instant;
 
-use super::conversation::Conversation;
+use super::conversation::{Chat, Conversation};
 use super::layout::{Layout, window_start};
 use super::{ChatService, GenerateCommand, GenerateError, PromptStats};
 use crate::ports::{ChatRequest, GenerationParams, PromptContext, PromptMessage, PromptRole};
@@ -103,35 +103,15 @@ impl ChatService {
             .await;
 
         let start = window_start(messages.len(), self.settings.history_messages);
-        let conversation = match (conversation, &user.id, &self.summaries) {
-            (Some(conversation), Some(user_id), Some(summaries)) => {
-                if summarize_first {
-                    Conversation::bring_up_to_date(
-                        summaries,
-                        &user,
-                        &conversation,
-                        &messages,
-                        &character,
-                        start,
-                        deadline,
-                    )
-                    .await;
-                }
-                Some(
-                    Conversation::read(
-                        summaries,
-                        user_id,
-                        conversation,
-                        &messages,
-                        &character,
-                        start,
-                        deadline,
-                    )
-                    .await,
-                )
-            }
-            _ => None,
+        let chat = Chat {
+            user: &user,
+            character: &character,
+            messages: &messages,
+            window_start: start,
         };
+        let conversation = self
+            .conversation(conversation, summarize_first, chat, deadline)
+            .await;
 
         let render_started = Instant::now();
         character.resolve_macros(user.name.as_str());
@@ -165,15 +145,7 @@ impl ChatService {
             })
         };
         let lore = crate::lore::select(&books, &messages, &self.settings.lore, &count);
-        // The greeting shown as an example: asked for, else picked by the seed, else first_mes.
-        let greeting_text = card.and_then(|c| {
-            let index = greeting.unwrap_or_else(|| {
-                params
-                    .seed
-                    .map_or(0, |seed| (seed % c.greetings() as u64) as usize)
-            });
-            c.greeting(index)
-        });
+        let greeting_text = card.and_then(|c| greeting_of(c, greeting, params.seed));
         let render = |examples: bool| {
             variant.renderer.render(&PromptContext {
                 character: &character,
@@ -210,7 +182,13 @@ impl ChatService {
         let (prompt_messages, mut stats) = layout.fit(self.model.as_ref(), budget);
         let summary_job = conversation.and_then(|c| {
             stats.summarized = c.covers();
-            c.job(&messages, &user, &character, stats.history_from)
+            let chat = Chat {
+                user: &user,
+                character: &character,
+                messages: &messages,
+                window_start: start,
+            };
+            c.job(chat, stats.history_from)
         });
         if stats.dropped_messages > 0 {
             tracing::info!(
@@ -246,6 +224,14 @@ impl ChatService {
         };
         (retrieval, Ok(prepared))
     }
+}
+
+/// The greeting shown as the example of the opening line: the one asked for, else picked by the
+/// seed, else `first_mes`.
+fn greeting_of(card: &CharacterCard, asked: Option<usize>, seed: Option<u64>) -> Option<&str> {
+    let index =
+        asked.unwrap_or_else(|| seed.map_or(0, |seed| (seed % card.greetings() as u64) as usize));
+    card.greeting(index)
 }
 
 /// The tokens a prompt may take: the configured budget, and for a model with a fixed context no
