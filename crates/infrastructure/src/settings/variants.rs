@@ -339,6 +339,8 @@ variants = { default = 80, b = 10, c = 10 }
             b.params.routing.reasoning,
             Some(ReasoningBudget::MaxTokens(256))
         );
+        assert!(b.params.cache_control, "b marks its stable part");
+        assert!(!set.named("default").unwrap().params.cache_control);
         assert_eq!(set.split().unwrap().shares()[0], ("b".to_owned(), 10));
     }
 
