@@ -23,6 +23,8 @@ pub mod lore_limits {
     pub const POSITION_DEPTH: usize = 1_000;
     /// The compiled size of one regex key, in bytes.
     pub const REGEX_BYTES: usize = 256 * 1024;
+    /// Regex keys in one book: each is compiled per request, so their number bounds its cost.
+    pub const REGEX_KEYS: usize = 256;
 }
 
 /// One key: literal text, or a regular expression written `/pattern/flags`.

@@ -117,12 +117,26 @@ impl LorebookDto {
                 out_of_range(depth, lore_limits::SCAN_DEPTH).to_string(),
             ));
         }
-        let entries = self
+        let entries: Vec<LoreEntry> = self
             .entries
             .into_iter()
             .enumerate()
             .map(|(i, entry)| entry.into_domain(i, &format!("{path}.entries[{i}]")))
             .collect::<Result<_, _>>()?;
+        let patterns = entries
+            .iter()
+            .flat_map(|e| e.keys.iter().chain(&e.secondary_keys))
+            .filter(|k| matches!(k, LoreKey::Pattern { .. }))
+            .count();
+        if patterns > lore_limits::REGEX_KEYS {
+            return Err(ApiError::invalid_field(
+                format!("{path}.entries"),
+                format!(
+                    "at most {} regular-expression keys per book, got {patterns}",
+                    lore_limits::REGEX_KEYS
+                ),
+            ));
+        }
         Ok(Lorebook {
             source,
             name: self.name,
@@ -354,6 +368,15 @@ mod tests {
                 "lorebook.entries[0].content",
             ),
         ];
+        let many: Vec<Value> = (0..=lore_limits::REGEX_KEYS)
+            .map(|i| json!({"keys": [format!("/k{i}/")], "content": "x"}))
+            .collect();
+        let book: LorebookDto = serde_json::from_value(json!({ "entries": many })).unwrap();
+        let error = book.into_domain(LoreSource::Scene, "lorebook").unwrap_err();
+        assert_eq!(
+            error.body().error.field.as_deref(),
+            Some("lorebook.entries")
+        );
         for (entry, field) in cases {
             let book: LorebookDto = serde_json::from_value(json!({ "entries": [entry] })).unwrap();
             let error = book.into_domain(LoreSource::Scene, "lorebook").unwrap_err();
