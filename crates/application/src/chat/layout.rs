@@ -33,24 +33,55 @@ fn step(max: usize) -> usize {
     (max / 4).max(1)
 }
 
-/// A rendered prompt and the history window, before the budget.
+/// A rendered prompt and the history window, before the budget, with every part's tokens
+/// counted once (for the local model a count is a tokenization).
 pub(super) struct Layout {
     prompt: RenderedPrompt,
     history: Vec<PromptMessage>,
+    /// Tokens of each history message.
+    history_tokens: Vec<usize>,
+    /// Tokens of the stable part (the first system message).
+    stable_tokens: usize,
+    /// Tokens of everything but the history.
+    fixed_tokens: usize,
     /// Where the window starts in the chat.
     start: usize,
     step: usize,
 }
 
+/// Tokens of `content` as a system message.
+fn system_tokens(model: &dyn ChatModel, content: &str) -> usize {
+    model.count_tokens(&PromptMessage {
+        role: PromptRole::System,
+        content: content.to_owned(),
+    })
+}
+
+/// Tokens of the stable part, and of everything but the history.
+fn prompt_tokens(model: &dyn ChatModel, p: &RenderedPrompt) -> (usize, usize) {
+    let system = |content: &str| system_tokens(model, content);
+    let stable = system(&p.system);
+    let fixed = stable
+        + p.context.as_deref().map_or(0, system)
+        + p.opening_cue.as_deref().map_or(0, system)
+        + p.after_history.as_deref().map_or(0, system)
+        + p.at_depth
+            .iter()
+            .map(|(_, text)| system(text))
+            .sum::<usize>();
+    (stable, fixed)
+}
+
 impl Layout {
     /// `messages[start..]` under `prompt`; `window` is the configured window's size.
     pub(super) fn new(
+        model: &dyn ChatModel,
         prompt: RenderedPrompt,
         messages: &[Message],
         start: usize,
         window: usize,
     ) -> Self {
-        let history = messages[start..]
+        let history: Vec<PromptMessage> = messages[start..]
             .iter()
             .map(|m| PromptMessage {
                 role: match m.role {
@@ -60,58 +91,42 @@ impl Layout {
                 content: m.text.as_str().to_owned(),
             })
             .collect();
+        let history_tokens = history.iter().map(|m| model.count_tokens(m)).collect();
+        let (stable_tokens, fixed_tokens) = prompt_tokens(model, &prompt);
         Self {
             prompt,
             history,
+            history_tokens,
+            stable_tokens,
+            fixed_tokens,
             start,
             step: step(window),
         }
     }
 
-    /// Tokens of everything but the history.
-    fn fixed_tokens(&self, model: &dyn ChatModel) -> usize {
-        let system = |content: &str| {
-            model.count_tokens(&PromptMessage {
-                role: PromptRole::System,
-                content: content.to_owned(),
-            })
-        };
-        let p = &self.prompt;
-        system(&p.system)
-            + p.context.as_deref().map_or(0, system)
-            + p.opening_cue.as_deref().map_or(0, system)
-            + p.after_history.as_deref().map_or(0, system)
-            + p.at_depth
-                .iter()
-                .map(|(_, text)| system(text))
-                .sum::<usize>()
+    /// The same history under another rendering of the prompt (only the prompt is counted).
+    pub(super) fn with_prompt(self, model: &dyn ChatModel, prompt: RenderedPrompt) -> Self {
+        let (stable_tokens, fixed_tokens) = prompt_tokens(model, &prompt);
+        Self {
+            prompt,
+            stable_tokens,
+            fixed_tokens,
+            ..self
+        }
     }
 
     /// The whole prompt's tokens, history included.
-    pub(super) fn tokens(&self, model: &dyn ChatModel) -> usize {
-        self.fixed_tokens(model)
-            + self
-                .history
-                .iter()
-                .map(|m| model.count_tokens(m))
-                .sum::<usize>()
+    pub(super) fn tokens(&self) -> usize {
+        self.fixed_tokens + self.history_tokens.iter().sum::<usize>()
     }
 
     /// Leaves out the oldest messages (in the window's steps) until the prompt fits `budget`
     /// tokens, then puts the messages in order. The stable system prompt and the last user
     /// message, with what follows it, always stay, even when they alone do not fit: the model
     /// then says so.
-    pub(super) fn fit(
-        self,
-        model: &dyn ChatModel,
-        budget: usize,
-    ) -> (Vec<PromptMessage>, PromptStats) {
-        let counts: Vec<usize> = self.history.iter().map(|m| model.count_tokens(m)).collect();
-        let stable_tokens = model.count_tokens(&PromptMessage {
-            role: PromptRole::System,
-            content: self.prompt.system.clone(),
-        });
-        let mut tokens = self.fixed_tokens(model) + counts.iter().sum::<usize>();
+    pub(super) fn fit(self, budget: usize) -> (Vec<PromptMessage>, PromptStats) {
+        let mut tokens = self.tokens();
+        let counts = &self.history_tokens;
         let keep_from = self
             .history
             .iter()
@@ -127,6 +142,7 @@ impl Layout {
             prompt,
             mut history,
             start,
+            stable_tokens,
             ..
         } = self;
         let history: Vec<PromptMessage> = history.drain(first..).collect();
@@ -243,8 +259,8 @@ mod tests {
     fn the_stable_part_leads_and_the_context_precedes_the_last_user_message() {
         let model = ScriptedChatModel::default();
         let messages = chat(5, 1);
-        let layout = Layout::new(prompt(), &messages, 0, 20);
-        let (fitted, stats) = layout.fit(&model, 10_000);
+        let layout = Layout::new(&model, prompt(), &messages, 0, 20);
+        let (fitted, stats) = layout.fit(10_000);
         assert_eq!(
             contents(&fitted),
             [
@@ -254,7 +270,7 @@ mod tests {
         assert_eq!(stats.messages, 5);
         assert_eq!(stats.dropped_messages, 0);
 
-        let (greeting, _) = Layout::new(prompt(), &[], 0, 20).fit(&model, 10_000);
+        let (greeting, _) = Layout::new(&model, prompt(), &[], 0, 20).fit(10_000);
         assert_eq!(
             contents(&greeting),
             ["stable", "lore", "context", "open", "after"]
@@ -265,19 +281,19 @@ mod tests {
     fn the_oldest_messages_go_in_steps_and_the_last_user_message_stays() {
         let model = ScriptedChatModel::default();
         let messages = chat(9, 100);
-        let layout = Layout::new(prompt(), &messages, 0, 8);
-        let all = layout.tokens(&model);
+        let layout = Layout::new(&model, prompt(), &messages, 0, 8);
+        let all = layout.tokens();
         let each = model.count_tokens(&PromptMessage {
             role: PromptRole::User,
             content: messages[0].text.as_str().to_owned(),
         });
-        let (fitted, stats) = Layout::new(prompt(), &messages, 0, 8).fit(&model, all - each);
+        let (fitted, stats) = Layout::new(&model, prompt(), &messages, 0, 8).fit(all - each);
         assert_eq!(stats.dropped_messages, 2, "a step of 8 / 4");
         assert_eq!(stats.history_from, 2);
         assert_eq!(contents(&fitted)[1], "m2");
         assert_eq!(stats.tokens, all - 2 * each);
 
-        let (least, stats) = Layout::new(prompt(), &messages, 0, 8).fit(&model, 1);
+        let (least, stats) = Layout::new(&model, prompt(), &messages, 0, 8).fit(1);
         assert_eq!(stats.dropped_messages, 8);
         assert_eq!(
             contents(&least),

@@ -164,22 +164,24 @@ impl ChatService {
             self.model.context_tokens(),
             params.max_tokens,
         );
+        let model = self.model.as_ref();
+        let window = self.settings.history_messages;
         let layout = match render(true) {
-            Ok(prompt) => Layout::new(prompt, &messages, start, self.settings.history_messages),
+            Ok(prompt) => Layout::new(model, prompt, &messages, start, window),
             Err(error) => return (retrieval, Err(error.into())),
         };
         // Over budget with the card's example dialogue: it goes first, before any history.
         let has_examples = card.is_some_and(|c| c.mes_example.is_some());
-        let layout = if has_examples && layout.tokens(self.model.as_ref()) > budget {
+        let layout = if has_examples && layout.tokens() > budget {
             tracing::debug!("the card's example dialogue left out to fit the token budget");
             match render(false) {
-                Ok(prompt) => Layout::new(prompt, &messages, start, self.settings.history_messages),
+                Ok(prompt) => layout.with_prompt(model, prompt),
                 Err(error) => return (retrieval, Err(error.into())),
             }
         } else {
             layout
         };
-        let (prompt_messages, mut stats) = layout.fit(self.model.as_ref(), budget);
+        let (prompt_messages, mut stats) = layout.fit(budget);
         let summary_job = conversation.and_then(|c| {
             stats.summarized = c.covers();
             let chat = Chat {

@@ -163,10 +163,7 @@ pub fn select(
         .max()
         .unwrap_or(0);
     let chat = Scan::new(messages.iter().rev().take(deepest).map(|m| m.text.as_str()));
-    let mut chosen = vec![Vec::<bool>::new(); books.len()];
-    for (book, flags) in books.iter().zip(&mut chosen) {
-        *flags = vec![false; book.entries.len()];
-    }
+    let mut chosen: Vec<Vec<bool>> = books.iter().map(|b| vec![false; b.entries.len()]).collect();
     let mut budget = Budget::new(books, settings.token_budget);
     let mut selection = LoreSelection::default();
 

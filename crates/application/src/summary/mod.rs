@@ -153,6 +153,9 @@ impl Summarizer {
 
     /// Runs one job: extends the stored summary to cover `job.messages`, or writes it anew.
     pub async fn run(&self, job: &SummaryJob) -> Result<SummaryOutcome, SummaryError> {
+        let Some(last) = job.messages.last() else {
+            return Ok(SummaryOutcome::UpToDate);
+        };
         let target = job.messages.len();
         let stored = self
             .store
@@ -178,9 +181,6 @@ impl Summarizer {
             })
             .await?;
         let text = usable(&completion.text)?;
-        let Some(last) = job.messages.last() else {
-            return Ok(SummaryOutcome::UpToDate);
-        };
         let summary = ConversationSummary {
             character: job.character.clone(),
             text,

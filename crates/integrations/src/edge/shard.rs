@@ -26,7 +26,7 @@ use crate::layout::{
 };
 
 /// The file Qdrant Edge writes its configuration to; its presence means a shard exists.
-const EDGE_CONFIG_FILE: &str = "edge_config.json";
+pub(super) const EDGE_CONFIG_FILE: &str = "edge_config.json";
 /// Written once every fact has its lexical vector: a store from before them (or a migration
 /// cut short by a crash) lacks it, and is migrated when opened.
 const LEXICAL_READY_FILE: &str = "lexical-v1.ready";

@@ -14,12 +14,10 @@ use ragback_application::ports::{SummaryStore, SummaryStoreError};
 use ragback_domain::{ConversationId, ConversationSummary, UserId};
 
 use super::EdgeFactStore;
+use super::shard::EDGE_CONFIG_FILE;
 use crate::layout::summary::{
     SUMMARIES, SUMMARY_VECTOR, summary_from, summary_payload, summary_point, summary_vector,
 };
-
-/// The file Qdrant Edge writes its configuration to; its presence means the shard exists.
-const EDGE_CONFIG_FILE: &str = "edge_config.json";
 
 fn unavailable(context: &'static str) -> impl Fn(qdrant_edge::OperationError) -> SummaryStoreError {
     move |e| SummaryStoreError::Unavailable(format!("{context}: {e}"))

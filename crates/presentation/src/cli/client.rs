@@ -1,10 +1,23 @@
 //! What the clients of a running ragback share (`ragback facts` through a server, `ragback
 //! chat`): the bearer header, and reading the API's error body.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::wire::{ErrorBody, ErrorDetail};
+
+/// What a path segment keeps as it is (RFC 3986 unreserved characters).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` as one path segment, percent-encoded.
+pub(crate) fn path_segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
 
 /// `Authorization: Bearer <key>` (marked sensitive, so never printed), or nothing.
 pub(crate) fn bearer_headers(key: Option<&SecretString>) -> anyhow::Result<HeaderMap> {

@@ -9,7 +9,7 @@ use ragback_application::ports::SummaryStore;
 use ragback_domain::{ConversationId, UserId};
 use ragback_infrastructure::{Settings, WiringError, open_stores};
 
-use super::client::{api_error, bearer_headers};
+use super::client::{api_error, bearer_headers, path_segment};
 use super::facts::{default_server_url, operator_key};
 use crate::wire::SummaryRecord;
 
@@ -105,13 +105,12 @@ async fn remote(
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
         .build()?;
-    let url = reqwest::Url::parse(base.trim_end_matches('/'))
-        .context("--server")?
-        .join(&format!(
-            "/users/{}/conversations/{}/summary",
-            urlencoding(user.as_str()),
-            urlencoding(conversation.as_str())
-        ))?;
+    let url = format!(
+        "{}/users/{}/conversations/{}/summary",
+        base.trim_end_matches('/'),
+        path_segment(user.as_str()),
+        path_segment(conversation.as_str())
+    );
     let request = if show {
         http.get(url)
     } else {
@@ -134,17 +133,4 @@ async fn remote(
         eprintln!("deleted the summary of conversation `{conversation}` of user `{user}`");
     }
     Ok(())
-}
-
-/// A path segment, percent-encoded.
-fn urlencoding(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

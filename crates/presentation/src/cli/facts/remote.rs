@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ragback_application::AddFactsReport;
 use ragback_application::ports::{EmbeddedFact, FactPage, StoredFact};
 use ragback_domain::{Fact, FactId, FactOwner, OwnerKind, ScoredFact};
@@ -12,7 +11,7 @@ use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
 use super::backend::{AddStopped, FactsBackend, FactsError, OnProgress, StopReason, StopWhen};
-use crate::cli::client::{api_error, bearer_headers};
+use crate::cli::client::{api_error, bearer_headers, path_segment};
 use crate::wire::{
     AddFactsRequest, AddFactsResponse, DeleteFactsResponse, FactRecord, ListFactsResponse,
     SearchFactsRequest, SearchFactsResponse,
@@ -24,13 +23,6 @@ const FACTS_PER_CALL: usize = 64;
 
 /// Largest page the API lists.
 const MAX_PAGE: usize = 1_000;
-
-/// What a path segment keeps as it is (RFC 3986 unreserved characters).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// A client of the facts API.
 #[derive(Debug, Clone)]
@@ -45,7 +37,7 @@ fn path(owner: &FactOwner) -> String {
         OwnerKind::User => "users",
         OwnerKind::Character => "characters",
     };
-    format!("{kind}/{}/facts", utf8_percent_encode(owner.id(), SEGMENT))
+    format!("{kind}/{}/facts", path_segment(owner.id()))
 }
 
 fn unreachable(error: reqwest::Error) -> FactsError {
