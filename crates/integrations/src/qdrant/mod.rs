@@ -51,6 +51,8 @@ pub struct QdrantFactStore {
     collection: String,
     /// The collection, once looked at.
     known: tokio::sync::OnceCell<Collection>,
+    /// The summaries' collection is known to exist.
+    summaries_known: std::sync::atomic::AtomicBool,
 }
 
 /// Why the settings cannot be used.
@@ -84,6 +86,7 @@ impl QdrantFactStore {
             url: settings.url.clone(),
             collection: settings.collection.clone(),
             known: tokio::sync::OnceCell::new(),
+            summaries_known: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -188,10 +188,15 @@ pub(super) fn fact_of(
     id: FactId,
     payload: HashMap<String, QdrantValue>,
 ) -> Result<(Fact, Option<String>), FactStoreError> {
-    let map: Map<String, serde_json::Value> = payload
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::Value::from(v)))
-        .collect();
+    let map = json_map(payload);
     let fact = from_payload(id, &map)?;
     Ok((fact, model_of(&map)))
+}
+
+/// A point's payload as JSON.
+pub(super) fn json_map(payload: HashMap<String, QdrantValue>) -> Map<String, serde_json::Value> {
+    payload
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::from(v)))
+        .collect()
 }

@@ -9,9 +9,9 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, QdrantError};
 use ragback_application::ports::{SummaryStore, SummaryStoreError};
 use ragback_domain::{ConversationId, ConversationSummary, UserId};
-use serde_json::{Map, Value};
 
 use super::QdrantFactStore;
+use super::points::json_map;
 use crate::layout::summary::{
     SUMMARIES, SUMMARY_VECTOR, summary_from, summary_payload, summary_point, summary_vector,
 };
@@ -28,11 +28,22 @@ impl QdrantFactStore {
         move |e| SummaryStoreError::Unavailable(format!("{what} at {}: {e}", self.url))
     }
 
+    /// Whether the summaries' collection exists; once it does, known without asking again (a
+    /// turn with a conversation id reads its summary: one call, not two).
     async fn summaries_exist(&self) -> Result<bool, SummaryStoreError> {
-        self.client
+        use std::sync::atomic::Ordering;
+        if self.summaries_known.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let exists = self
+            .client
             .collection_exists(self.summaries_collection())
             .await
-            .map_err(self.summary_unavailable("checking the summaries"))
+            .map_err(self.summary_unavailable("checking the summaries"))?;
+        if exists {
+            self.summaries_known.store(true, Ordering::Relaxed);
+        }
+        Ok(exists)
     }
 }
 
@@ -63,14 +74,7 @@ impl SummaryStore for QdrantFactStore {
             .result
             .into_iter()
             .next()
-            .map(|p| {
-                let payload: Map<String, Value> = p
-                    .payload
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_json()))
-                    .collect();
-                summary_from(&payload)
-            })
+            .map(|p| summary_from(&json_map(p.payload)))
             .transpose()
     }
 
