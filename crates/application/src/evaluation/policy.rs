@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::moderation::Tag;
-use super::scoring::{CriterionStats, ModerationStats};
+use super::scoring::{CriterionStats, ModerationStats, PERIOD};
 use super::verdict::Arm;
 
 /// The thresholds of the rule (the defaults are the design's).
@@ -31,6 +31,8 @@ pub struct Policy {
     pub rollout_share: f64,
     /// Significance level.
     pub alpha: f64,
+    /// The judge is unusable when its Cohen's κ against people (when given) is below this.
+    pub min_human_kappa: f64,
 }
 
 impl Default for Policy {
@@ -46,6 +48,7 @@ impl Default for Policy {
             min_segment_pairs: 100,
             rollout_share: 0.10,
             alpha: 0.05,
+            min_human_kappa: 0.4,
         }
     }
 }
@@ -218,6 +221,16 @@ pub fn decide(
             ));
         }
         Some(c) => {
+            // Windows from several source periods (`--strata period`): B must win in each.
+            for period in c.segments.iter().filter(|s| s.name.starts_with(PERIOD)) {
+                if period.win_rate.value <= 0.5 {
+                    ship = false;
+                    reasons.push(format!(
+                        "{} × {}: win rate {:.3} (n = {}) — B must win in every source period",
+                        c.criterion, period.name, period.win_rate.value, period.n
+                    ));
+                }
+            }
             let (low, lc_low) = (
                 c.win_rate.ci.map_or(f64::NAN, |ci| ci.low),
                 c.length_controlled.ci.map_or(f64::NAN, |ci| ci.low),
@@ -272,6 +285,108 @@ pub fn decide(
     }
 }
 
+/// Why a judge's A/A run (the judge comparing an arm with a second sample of itself) fails: a win
+/// rate whose interval excludes 0.5, a position bias or a swap-inconsistency past the policy's
+/// bounds. Empty when it passes.
+pub fn aa_failures(criteria: &[CriterionStats], policy: &Policy) -> Vec<String> {
+    let mut why = Vec::new();
+    for c in criteria {
+        if let Some(ci) = c.win_rate.ci
+            && (ci.low > 0.5 || ci.high < 0.5)
+        {
+            why.push(format!(
+                "A/A {}: the judge prefers one of two samples of the same arm, win rate {:.3} [{:.3}, {:.3}] excludes 0.5",
+                c.criterion, c.win_rate.value, ci.low, ci.high
+            ));
+        }
+        if let Some(first) = c.first_slot_rate
+            && (first - 0.5).abs() > policy.max_first_slot_bias
+        {
+            why.push(format!(
+                "A/A {}: the judge picks the first-shown reply {:.0} % of the time (0.5 ± {:.2} allowed)",
+                c.criterion,
+                100.0 * first,
+                policy.max_first_slot_bias
+            ));
+        }
+        if let Some(consistency) = c.swap_consistency
+            && consistency < policy.min_swap_consistency
+        {
+            why.push(format!(
+                "A/A {}: swap-consistency {consistency:.2} (< {:.2})",
+                c.criterion, policy.min_swap_consistency
+            ));
+        }
+    }
+    if criteria.is_empty() {
+        why.push("A/A: no judgments".into());
+    }
+    why
+}
+
+/// Why the judge's agreement with people fails: κ below the policy's floor on a criterion (`None`
+/// κ — chance agrees on everything — fails too: it shows nothing).
+pub fn human_failures(kappas: &[(String, Option<f64>)], policy: &Policy) -> Vec<String> {
+    kappas
+        .iter()
+        .filter(|(_, kappa)| kappa.is_none_or(|k| k < policy.min_human_kappa))
+        .map(|(criterion, kappa)| match kappa {
+            Some(k) => format!(
+                "{criterion}: the judge agrees with people at κ {k:.2} (< {:.2})",
+                policy.min_human_kappa
+            ),
+            None => format!("{criterion}: κ against people is undefined (every verdict alike)"),
+        })
+        .collect()
+}
+
+/// `decision`, made INVALID when the judge's calibration failed (`failures` not empty).
+pub fn invalidate(decision: Decision, failures: Vec<String>) -> Decision {
+    if failures.is_empty() {
+        return decision;
+    }
+    Decision {
+        verdict: Verdict::Invalid,
+        rollout_share: None,
+        reasons: failures,
+    }
+}
+
+/// The decision of several studies of one candidate (offline replay, simulated dialogues): an
+/// INVALID judge or a loss in any study blocks; else a ship in any study ships (each study's
+/// own rule held, and none loses); else inconclusive. Reasons are prefixed by the study.
+pub fn combine_studies(studies: &[(&str, &Decision)]) -> Decision {
+    let pick = |verdict: Verdict| -> Vec<&(&str, &Decision)> {
+        studies
+            .iter()
+            .filter(|(_, d)| d.verdict == verdict)
+            .collect()
+    };
+    let verdict = [Verdict::Invalid, Verdict::NoShip, Verdict::Ship]
+        .into_iter()
+        .find(|v| !pick(*v).is_empty())
+        .unwrap_or(Verdict::Inconclusive);
+    let reasons = studies
+        .iter()
+        .flat_map(|(name, d)| {
+            let verdict = serde_json::to_value(d.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            std::iter::once(format!("{name}: {verdict}"))
+                .chain(d.reasons.iter().map(move |r| format!("{name}: {r}")))
+        })
+        .collect();
+    Decision {
+        verdict,
+        rollout_share: pick(Verdict::Ship)
+            .first()
+            .filter(|_| verdict == Verdict::Ship)
+            .and_then(|(_, d)| d.rollout_share),
+        reasons,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +400,9 @@ mod tests {
             .map(|i| PairRow {
                 dialogue: format!("d{}", i % 25),
                 window: format!("d{}#{i}", i % 25),
-                bucket: Bucket::Middle,
+                bucket: Some(Bucket::Middle),
+                period: None,
+                sample: 0,
                 outcome: if i < unjudged {
                     PairOutcome::Unjudged
                 } else if i % win_every == 0 {
@@ -294,6 +411,7 @@ mod tests {
                     PairOutcome::Win
                 },
                 order_score: None,
+                order_gap: None,
                 chars: (40, 40 + i % 7),
                 tokens: (None, None),
                 first_slot: vec![Some(i % 2 == 0), Some(i % 2 == 1)],
@@ -325,5 +443,53 @@ mod tests {
         );
         let valid = decision(100, 1);
         assert_eq!(valid.verdict, Verdict::Ship, "{:?}", valid.reasons);
+    }
+}
+
+#[cfg(test)]
+mod calibration_tests {
+    use super::*;
+
+    fn decision(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            rollout_share: (verdict == Verdict::Ship).then_some(0.1),
+            reasons: vec!["because".into()],
+        }
+    }
+
+    #[test]
+    fn studies_combine_worst_first_then_a_ship() {
+        let (ship, inc, no) = (
+            decision(Verdict::Ship),
+            decision(Verdict::Inconclusive),
+            decision(Verdict::NoShip),
+        );
+        let both = combine_studies(&[("replay", &inc), ("simulation", &ship)]);
+        assert_eq!(both.verdict, Verdict::Ship);
+        assert_eq!(both.rollout_share, Some(0.1));
+        assert_eq!(both.reasons[0], "replay: INCONCLUSIVE");
+        let blocked = combine_studies(&[("replay", &no), ("simulation", &ship)]);
+        assert_eq!(blocked.verdict, Verdict::NoShip);
+        assert_eq!(blocked.rollout_share, None);
+    }
+
+    #[test]
+    fn a_low_kappa_invalidates() {
+        let policy = Policy::default();
+        let why = human_failures(
+            &[
+                ("engagement".into(), Some(0.3)),
+                ("in_character".into(), Some(0.7)),
+            ],
+            &policy,
+        );
+        assert_eq!(why.len(), 1);
+        let d = invalidate(decision(Verdict::Ship), why);
+        assert_eq!(d.verdict, Verdict::Invalid);
+        assert_eq!(
+            invalidate(decision(Verdict::Ship), vec![]).verdict,
+            Verdict::Ship
+        );
     }
 }

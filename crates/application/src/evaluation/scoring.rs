@@ -12,19 +12,28 @@ use super::stats::{
 use super::verdict::{Arm, PairOutcome};
 use super::windows::Bucket;
 
+/// The prefix of a source period's segment name (`period:2025-W47`).
+pub const PERIOD: &str = "period:";
+
 /// One pair on one criterion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairRow {
     /// The dialogue it comes from (the bootstrap's cluster).
     pub dialogue: String,
-    /// Its window id.
+    /// Its window id (the seed dialogue's, for a whole-dialogue pair).
     pub window: String,
-    /// The target's bucket.
-    pub bucket: Bucket,
+    /// The target's bucket (`None` for a whole dialogue).
+    pub bucket: Option<Bucket>,
+    /// The dialogue's source period, when the report is stratified by it.
+    pub period: Option<String>,
+    /// The sample's number (replies drawn again for the same window: `replay --samples`).
+    pub sample: u32,
     /// The combined outcome for B.
     pub outcome: PairOutcome,
     /// The mean of the two orders' scores, when both were judged.
     pub order_score: Option<f64>,
+    /// How far the two orders' scores are apart (0, ½ or 1), when both were judged.
+    pub order_gap: Option<f64>,
     /// Characters (Unicode scalars) of A's and B's replies.
     pub chars: (usize, usize),
     /// Completion tokens of A's and B's replies, when known.
@@ -136,6 +145,8 @@ pub struct CriterionStats {
     pub minimum_detectable_effect: Option<f64>,
     /// Pairs needed to detect the observed effect (with the measured design effect).
     pub pairs_needed_for_observed: Option<u64>,
+    /// With several samples per window: the candidate's own variance apart from the judge's.
+    pub samples: Option<super::variance::SampleVariance>,
 }
 
 /// Clusters rows by dialogue: `(sorted dialogue ids, cluster index of each row)`.
@@ -272,24 +283,33 @@ pub fn criterion_stats(criterion: &str, rows: &[PairRow], bootstrap: Bootstrap) 
         );
     }
 
+    let segment = |name: String, of: &dyn Fn(&PairRow) -> bool| {
+        let values: Vec<Option<f64>> = rows
+            .iter()
+            .zip(&scores)
+            .map(|(r, s)| s.filter(|_| of(r)))
+            .collect();
+        let n = values.iter().flatten().count() as u64;
+        let value = weighted_mean(&values, &cluster, &all_ones)?;
+        let ci = bootstrap.interval(ids.len(), |w| weighted_mean(&values, &cluster, w));
+        Some(Segment {
+            name,
+            n,
+            win_rate: Estimate { value, ci },
+            p_value: ci.map_or(1.0, |ci| two_sided_p(value, 0.5, ci.se)),
+        })
+    };
+    let mut periods: Vec<&str> = rows.iter().filter_map(|r| r.period.as_deref()).collect();
+    periods.sort_unstable();
+    periods.dedup();
     let segments = Bucket::ALL
         .into_iter()
-        .filter_map(|bucket| {
-            let values: Vec<Option<f64>> = rows
-                .iter()
-                .zip(&scores)
-                .map(|(r, s)| s.filter(|_| r.bucket == bucket))
-                .collect();
-            let n = values.iter().flatten().count() as u64;
-            let value = weighted_mean(&values, &cluster, &all_ones)?;
-            let ci = bootstrap.interval(ids.len(), |w| weighted_mean(&values, &cluster, w));
-            Some(Segment {
-                name: bucket.as_str().into(),
-                n,
-                win_rate: Estimate { value, ci },
-                p_value: ci.map_or(1.0, |ci| two_sided_p(value, 0.5, ci.se)),
+        .filter_map(|bucket| segment(bucket.as_str().into(), &|r| r.bucket == Some(bucket)))
+        .chain(periods.iter().filter_map(|period| {
+            segment(format!("{PERIOD}{period}"), &|r| {
+                r.period.as_deref() == Some(*period)
             })
-        })
+        }))
         .collect();
 
     let tie_share = share(
@@ -349,6 +369,7 @@ pub fn criterion_stats(criterion: &str, rows: &[PairRow], bootstrap: Bootstrap) 
             )
         }),
         pairs_needed_for_observed,
+        samples: super::variance::split(&rows),
     }
 }
 

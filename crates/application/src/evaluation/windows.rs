@@ -206,6 +206,38 @@ pub fn sample(candidates: &[Candidate], sampling: &Sampling) -> Vec<Candidate> {
     chosen
 }
 
+/// The ISO week (`2025-W47`) of an RFC 3339 timestamp's date (`2025-11-20T18:02:31Z`): the
+/// source period of a dialogue that names none. `None` when the date cannot be read.
+pub fn iso_week(ts: &str) -> Option<String> {
+    let date = ts.get(..10)?;
+    let mut parts = date.split('-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let days = |y: i64, m: i64, d: i64| {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+    };
+    let today = days(y, m, d);
+    let weekday = (today + 3).rem_euclid(7); // Monday 0 (1970-01-01 was a Thursday).
+    let thursday = today - weekday + 3; // The week belongs to its Thursday's year.
+    let mut year = y + 1;
+    while days(year, 1, 1) > thursday {
+        year -= 1;
+    }
+    let week = (thursday - days(year, 1, 1)) / 7 + 1;
+    Some(format!("{year}-W{week:02}"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -213,6 +245,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn iso_weeks_follow_their_thursday() {
+        for (ts, week) in [
+            ("2025-11-20T18:02:31Z", "2025-W47"),
+            ("2025-12-29T00:00:00Z", "2026-W01"),
+            ("2021-01-03", "2020-W53"),
+            ("2024-12-30", "2025-W01"),
+            ("2026-12-06T14:00:00Z", "2026-W49"),
+        ] {
+            assert_eq!(iso_week(ts).as_deref(), Some(week), "{ts}");
+        }
+        assert_eq!(iso_week("yesterday"), None);
+    }
 
     fn speakers(pattern: &str) -> Vec<Speaker> {
         pattern
