@@ -9,11 +9,12 @@ mod wiring;
 pub use settings::{
     ApiKeys, ConfigError, EmbedderProvider, EmbedderSettings, EvalSettings, GuardConfig,
     GuardModelSettings, JudgeSettings, List, LogFormat, ModerationSettings, RetrievalConfig,
-    ServerSettings, Settings, StoreKind, StoreSettings, VariantConfig, VariantRetrieval,
+    ServerSettings, Settings, SimulatorSettings, StoreKind, StoreSettings, VariantConfig,
+    VariantRetrieval,
 };
 pub use sources::ConfigSources;
 pub use wiring::{
     FactServices, Judge, Services, WiringError, build_embedder, build_fact_services, build_guard,
-    build_judge, build_moderation, build_services, build_static_embedder, build_variants,
-    is_static, open_store, open_stores,
+    build_judge, build_moderation, build_services, build_simulator, build_static_embedder,
+    build_variants, is_static, open_store, open_stores,
 };

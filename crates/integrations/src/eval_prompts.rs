@@ -6,6 +6,10 @@ pub use crate::templates::{TemplateError, TemplateSet as EvalPrompts};
 
 /// The templates a judge needs, by name without `.tera`.
 pub const PAIRWISE: [&str; 2] = ["pairwise_system", "pairwise_user"];
+/// The templates of the judge of whole simulated conversations (`pairwise --unit dialogue`).
+pub const PAIRWISE_DIALOGUE: [&str; 2] = ["pairwise_dialogue_system", "pairwise_dialogue_user"];
+/// The user simulator's templates (`ragback eval simulate`).
+pub const SIMULATOR: [&str; 2] = ["simulator_system", "simulator_user"];
 /// The moderation judge's templates.
 pub const MODERATION: [&str; 2] = ["moderation_system", "moderation_user"];
 

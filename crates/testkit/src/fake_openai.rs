@@ -18,6 +18,13 @@
 //! - `demo-a`, `demo-b`: role-play replies to the last user message, short or long, with quality
 //!   markers: B is better in about 60 % of turns, as good in 25 %, worse in 15 %, whatever the
 //!   length; A leaks a `{{user}}` now and then (tagged `⟦mod:error⟧`);
+//! - `demo-late`: as good as `demo-a` on average (quality 2, 0 or 1: better in a quarter of the
+//!   turns, worse in a quarter) until the request holds five earlier replies of the character,
+//!   then always better (quality 2): a candidate that only shows on long dialogues;
+//!   `demo-a`, `demo-b` and `demo-late` draw again when the request carries a `seed`;
+//! - `simulator`: a user simulator scripted per persona (the `You play NAME` of its prompt): the
+//!   persona's next line of its script by the number of user lines in the transcript, then
+//!   `[END]`; the persona `Zed` speaks as the character (what the simulator's health check finds);
 //! - `demo-recall`: a model with perfect recall of what its prompt holds. Asked "… remember …
 //!   about X?", it answers with the "Remember: X …" sentence when its prompt holds one (`⟦q=2⟧`),
 //!   else asks to be reminded (`⟦q=1⟧`); asked for a rolling summary (ragback's summary prompt), it
@@ -81,12 +88,19 @@ fn candidate<'a>(prompt: &'a str, heading: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn quality(text: &str) -> i64 {
-    text.split("⟦q=")
-        .nth(1)
-        .and_then(|rest| rest.split('⟧').next())
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(0)
+/// The mean of the `⟦q=k⟧` markers of a candidate (one reply has one; a whole dialogue one per
+/// reply), 0 without any.
+fn quality(text: &str) -> f64 {
+    let marks: Vec<f64> = text
+        .split("⟦q=")
+        .skip(1)
+        .filter_map(|rest| rest.split('⟧').next()?.parse().ok())
+        .collect();
+    if marks.is_empty() {
+        0.0
+    } else {
+        marks.iter().sum::<f64>() / marks.len() as f64
+    }
 }
 
 fn answer(text: &str) -> ResponseTemplate {
@@ -176,7 +190,7 @@ fn recall_reply(messages: &[Value]) -> ResponseTemplate {
 }
 
 /// A demo model's reply to the last user message of `messages`.
-fn demo_reply(model: &str, messages: &[Value]) -> ResponseTemplate {
+fn demo_reply(model: &str, messages: &[Value], seed: Option<u64>) -> ResponseTemplate {
     let last = messages
         .iter()
         .rev()
@@ -200,8 +214,25 @@ fn demo_reply(model: &str, messages: &[Value]) -> ResponseTemplate {
             })
             % 100
     };
-    let roll = if model == "demo-a" { hash(11) } else { hash(7) };
+    let seed = seed.unwrap_or(0);
+    let roll = if model == "demo-b" {
+        hash(7 + seed)
+    } else {
+        hash(11 + seed)
+    };
+    let earlier = messages.iter().filter(|m| m["role"] == "assistant").count();
     let text = match (model, roll) {
+        ("demo-late", 0..50) if earlier >= 5 => {
+            format!("*grins and leans in* {echo}? Tell me the rest. ⟦q=2⟧")
+        }
+        ("demo-late", _) if earlier >= 5 => {
+            format!("*slides a glass over* {echo}. Okay, now I'm curious — go on. ⟦q=2⟧")
+        }
+        ("demo-late", 0..25) => format!("*leans on the bar* {echo}? Go on, I'm listening. ⟦q=2⟧"),
+        ("demo-late", 25..50) => format!("*shrugs* {echo}. Sure. ⟦q=0⟧"),
+        ("demo-late", _) => {
+            format!("*wipes a glass* {echo}. Yeah, happens to everyone, I guess. ⟦q=1⟧")
+        }
         ("demo-a", 0..12) => format!("*nods* {echo}, {{{{user}}}}. ⟦q=1⟧ ⟦mod:error⟧"),
         ("demo-a", 12..50) => format!("*nods* {echo}. Cool. ⟦q=1⟧"),
         ("demo-a", _) => format!(
@@ -220,6 +251,111 @@ fn demo_reply(model: &str, messages: &[Value]) -> ResponseTemplate {
     completion(model, &text, (prompt / 4) as u64, (text.len() / 4) as u64)
 }
 
+/// The scripts of `simulator`, by persona: lines in order, then `[END]`.
+const SCRIPTS: [(&str, &[&str]); 5] = [
+    (
+        "John",
+        &[
+            "Rough week, honestly.",
+            "My boss moved the deadline again.",
+            "*laughs* You always say that.",
+            "Pour me something new tonight.",
+            "What's the strangest order you've had?",
+            "No way. Then what?",
+            "*sips* Okay, that is good.",
+            "Tell me about your brother.",
+            "Does he still call you?",
+            "I should go soon.",
+            "One more story?",
+            "Alright, night! [END]",
+        ],
+    ),
+    (
+        "Ana",
+        &[
+            "I can't sleep lately.",
+            "Is the alarm serious?",
+            "*rubs eyes* What do you need me to do?",
+            "How long until we dock?",
+            "Do you ever miss Earth?",
+            "I miss rain, mostly.",
+            "What do you miss?",
+            "*smiles* That's oddly sweet.",
+            "Teach me to read the nav chart?",
+            "Okay, show me.",
+            "Got it, I think.",
+        ],
+    ),
+    (
+        "Kai",
+        &[
+            "Hey, is this seat free?",
+            "*sits* What's good here?",
+            "Surprise me.",
+            "That's bold.",
+            "Tell me a secret.",
+            "*grins* I won't tell.",
+            "Alright, I'm out. [END]",
+        ],
+    ),
+    (
+        "Lena",
+        &[
+            "Long time no see!",
+            "I moved back last month.",
+            "*looks around* Nothing changed here.",
+            "Do you still sing on Fridays?",
+            "I'd come for that.",
+            "Save me a seat?",
+            "What song would you pick?",
+            "*hums along* Nice.",
+            "Same time next week?",
+            "Deal.",
+        ],
+    ),
+    (
+        "Zed",
+        &[
+            "Hi.",
+            "Blaze: *wipes the counter* Long shift, but you showed up, so it's good now.",
+            "Okay.",
+        ],
+    ),
+];
+
+/// `simulator`'s next line: the persona's script at the number of user lines so far.
+fn simulated_user(messages: &[Value]) -> ResponseTemplate {
+    let texts: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    let system = texts.first().copied().unwrap_or_default();
+    let persona = system
+        .split_once("You play ")
+        .and_then(|(_, rest)| rest.split([',', '.']).next())
+        .unwrap_or_default()
+        .trim();
+    let transcript = texts.last().copied().unwrap_or_default();
+    let said = transcript.matches(&format!("\n{persona}: <<<")).count();
+    let line = SCRIPTS
+        .iter()
+        .find(|(name, _)| *name == persona)
+        .map_or_else(
+            || format!("Tell me more, please ({said})."),
+            |(_, script)| {
+                script
+                    .get(said)
+                    .map_or("[END]".to_owned(), |l| (*l).to_owned())
+            },
+        );
+    completion(
+        "simulator",
+        &line,
+        (transcript.len() / 4) as u64,
+        (line.len() / 4) as u64,
+    )
+}
+
 impl Respond for FakeOpenAi {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
@@ -235,7 +371,7 @@ impl Respond for FakeOpenAi {
                 quality(candidate(prompt, "[Candidate A")),
                 quality(candidate(prompt, "[Candidate B")),
             );
-            let verdict = match a.cmp(&b) {
+            let verdict = match a.total_cmp(&b) {
                 std::cmp::Ordering::Greater => "A",
                 std::cmp::Ordering::Less => "B",
                 std::cmp::Ordering::Equal => "tie",
@@ -263,7 +399,8 @@ impl Respond for FakeOpenAi {
                 let a_longer = a.chars().count() >= b.chars().count();
                 answer(if a_longer == picks_longer { r#"{"verdict": "A"}"# } else { r#"{"verdict": "B"}"# })
             }
-            "demo-a" | "demo-b" => demo_reply(model, body["messages"].as_array().map_or(&[][..], Vec::as_slice)),
+            "demo-a" | "demo-b" | "demo-late" => demo_reply(model, body["messages"].as_array().map_or(&[][..], Vec::as_slice), body["seed"].as_u64()),
+            "simulator" => simulated_user(body["messages"].as_array().map_or(&[][..], Vec::as_slice)),
             "demo-recall" => recall_reply(body["messages"].as_array().map_or(&[][..], Vec::as_slice)),
             "first" => answer(r#"The first one. {"verdict": "A"}"#),
             "malformed" => answer("Both have merits; hard to say."),

@@ -17,6 +17,41 @@ pub struct EvalSettings {
     pub server_api_key: Option<SecretString>,
     /// OpenAI's moderation endpoint (`RAGBACK_EVAL__MODERATION__*`), for `moderate --adapter openai`.
     pub moderation: ModerationSettings,
+    /// The user simulator of `ragback eval simulate` (`RAGBACK_EVAL__SIMULATOR__*`).
+    pub simulator: SimulatorSettings,
+}
+
+/// The user simulator: any OpenAI-compatible chat-completions endpoint, sampled (a person does
+/// not answer the same way twice) with a seed per turn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Its base URL (`…/v1`); unset, the local chat model simulates as a smoke test.
+    pub base_url: Option<String>,
+    /// Its key.
+    pub api_key: Option<SecretString>,
+    /// Its model.
+    pub model: String,
+    /// Deadline of one turn (`timeout_secs`).
+    #[serde(rename = "timeout_secs", deserialize_with = "seconds::deserialize")]
+    pub timeout: Duration,
+    /// Tokens of one user turn.
+    pub max_tokens: u32,
+    /// Its sampling temperature.
+    pub temperature: f32,
+}
+
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            model: "openai/gpt-4o-mini".into(),
+            timeout: Duration::from_secs(60),
+            max_tokens: 120,
+            temperature: 0.8,
+        }
+    }
 }
 
 /// A moderation endpoint speaking OpenAI's `POST /moderations`.

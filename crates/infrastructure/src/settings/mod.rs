@@ -21,7 +21,7 @@ use ragback_integrations::prompt::PromptSettings;
 use serde::Deserialize;
 
 pub use embedder::{EmbedderProvider, EmbedderSettings};
-pub use eval::{EvalSettings, JudgeSettings, ModerationSettings};
+pub use eval::{EvalSettings, JudgeSettings, ModerationSettings, SimulatorSettings};
 pub use guard::{GuardConfig, GuardModelSettings, VariantGuard};
 pub use memory::MemoryConfig;
 pub use retrieval::{Rerank, RetrievalConfig};

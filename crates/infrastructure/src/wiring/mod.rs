@@ -433,19 +433,56 @@ pub struct Judge {
 /// smoke-test judge (when built in and its file is present).
 pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
     let judge = &settings.eval.judge;
-    if let Some(base_url) = &judge.base_url {
+    eval_model(
+        settings,
+        judge.base_url.as_deref(),
+        judge.api_key.as_ref(),
+        &judge.model,
+        judge.timeout,
+        "RAGBACK_EVAL__JUDGE",
+        "judge",
+    )
+}
+
+/// The user simulator of `ragback eval simulate`: `RAGBACK_EVAL__SIMULATOR__*`, else the local
+/// chat model as a smoke-test simulator.
+pub fn build_simulator(settings: &Settings) -> Result<Judge, WiringError> {
+    let simulator = &settings.eval.simulator;
+    eval_model(
+        settings,
+        simulator.base_url.as_deref(),
+        simulator.api_key.as_ref(),
+        &simulator.model,
+        simulator.timeout,
+        "RAGBACK_EVAL__SIMULATOR",
+        "simulator",
+    )
+}
+
+/// An evaluation model: an OpenAI-compatible endpoint when `base_url` is set, else the local chat
+/// model as a labelled smoke test.
+fn eval_model(
+    settings: &Settings,
+    base_url: Option<&str>,
+    api_key: Option<&secrecy::SecretString>,
+    model: &str,
+    timeout: std::time::Duration,
+    variables: &'static str,
+    role: &str,
+) -> Result<Judge, WiringError> {
+    if let Some(base_url) = base_url {
         let llm = ragback_integrations::llm::LlmSettings {
             provider: LlmProvider::Openai,
-            base_url: base_url.clone(),
-            api_key: judge.api_key.clone(),
-            model: judge.model.clone(),
-            timeout: judge.timeout,
+            base_url: base_url.to_owned(),
+            api_key: api_key.cloned(),
+            model: model.to_owned(),
+            timeout,
             ..Default::default()
         };
-        let model = OpenAiChatModel::new(&llm).map_err(setting("RAGBACK_EVAL__JUDGE__*"))?;
+        let chat = OpenAiChatModel::new(&llm).map_err(setting(variables))?;
         return Ok(Judge {
-            model: Arc::new(model),
-            model_name: judge.model.clone(),
+            model: Arc::new(chat),
+            model_name: model.to_owned(),
             smoke_test: false,
         });
     }
@@ -461,12 +498,12 @@ pub fn build_judge(settings: &Settings) -> Result<Judge, WiringError> {
             smoke_test: true,
         });
     }
-    Err(WiringError::Unavailable(
-        "no judge: set RAGBACK_EVAL__JUDGE__BASE_URL (and __API_KEY, __MODEL) to an \
-         OpenAI-compatible endpoint, or fetch the local chat model (`ragback model fetch`) for a \
-         smoke-test judge"
-            .into(),
-    ))
+    #[cfg(not(feature = "local-llm"))]
+    let _ = settings;
+    Err(WiringError::Unavailable(format!(
+        "no {role}: set {variables}__BASE_URL (and __API_KEY, __MODEL) to an OpenAI-compatible \
+         endpoint, or fetch the local chat model (`ragback model fetch`) for a smoke-test {role}"
+    )))
 }
 
 #[cfg(test)]
