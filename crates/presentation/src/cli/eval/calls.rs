@@ -198,6 +198,23 @@ where
     }
 }
 
+/// One chat completion of an evaluation model (`who` names it in the error) within `timeout`:
+/// a missed deadline is a transient failure, the model's own errors are classified by `classify`.
+pub async fn complete_within(
+    model: &dyn ragback_application::ports::ChatModel,
+    request: &ragback_application::ports::ChatRequest,
+    timeout: Duration,
+    who: &str,
+    classify: impl Fn(ragback_application::ports::ChatModelError) -> Failure,
+) -> Result<ragback_application::ports::Completion, Failure> {
+    tokio::time::timeout(timeout, model.complete(request))
+        .await
+        .map_err(|_| {
+            Failure::transient(format!("the {who} did not answer within {timeout:?}"), None)
+        })?
+        .map_err(classify)
+}
+
 /// Prices per million tokens, by model: `MODEL=INPUT:OUTPUT` (USD).
 #[derive(Debug, Clone, Default)]
 pub struct Prices(Vec<(String, f64, f64)>);

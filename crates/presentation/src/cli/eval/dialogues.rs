@@ -246,6 +246,27 @@ pub struct WindowsArgs {
     /// Seed of the draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// `period`: draw the same number of windows from each source period (a dialogue's
+    /// `period`, else the ISO week of its first message), so that a verdict can be required to
+    /// hold in each (`report --strata period`).
+    #[arg(long, value_parser = ["period"])]
+    strata: Option<String>,
+}
+
+/// A dialogue's source period: its own `period`, else the ISO week of its first message.
+pub fn source_period(dialogue: &Dialogue) -> Option<String> {
+    dialogue
+        .extra
+        .get("period")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            dialogue
+                .messages
+                .iter()
+                .find_map(|m| m.ts.as_deref())
+                .and_then(windows::iso_week)
+        })
 }
 
 /// A replay window, self-contained: what `/generate` needs, and the logged reply.
@@ -279,6 +300,9 @@ pub struct Window {
     /// The source of the dialogue.
     #[serde(default)]
     pub source: Option<String>,
+    /// The dialogue's source period ([`source_period`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
 }
 
 /// A message as `/generate` takes it.
@@ -354,9 +378,38 @@ pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
         max_per_dialogue: args.max_per_dialogue,
         seed: args.seed,
     };
-    let chosen = windows::sample(&candidates, &sampling);
     let by_id: std::collections::HashMap<&str, &Dialogue> =
         dialogues.iter().map(|d| (d.id.as_str(), d)).collect();
+    let chosen = if args.strata.is_some() {
+        // One draw per period, each with an equal share of the total (the last takes the rest).
+        let mut periods: std::collections::BTreeMap<Option<String>, Vec<Candidate>> =
+            Default::default();
+        for candidate in candidates.iter().cloned() {
+            periods
+                .entry(source_period(by_id[candidate.dialogue.as_str()]))
+                .or_default()
+                .push(candidate);
+        }
+        let count = periods.len();
+        let mut chosen = Vec::new();
+        for (i, (_, group)) in periods.iter().enumerate() {
+            let total = sampling
+                .total
+                .map(|t| t / count + usize::from(i < t % count));
+            chosen.extend(windows::sample(
+                group,
+                &Sampling {
+                    total,
+                    ..sampling.clone()
+                },
+            ));
+        }
+        chosen.sort_by(|a, b| (&a.dialogue, a.index).cmp(&(&b.dialogue, b.index)));
+        eprintln!("{count} source periods, sampled alike");
+        chosen
+    } else {
+        windows::sample(&candidates, &sampling)
+    };
     let mut out = String::new();
     for candidate in &chosen {
         let dialogue = by_id[candidate.dialogue.as_str()];
@@ -382,6 +435,7 @@ pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
             logged_model: target.model.clone(),
             logged_variant: target.variant.clone(),
             source: dialogue.source.clone(),
+            period: source_period(dialogue),
         };
         out.push_str(&serde_json::to_string(&window)?);
         out.push('\n');

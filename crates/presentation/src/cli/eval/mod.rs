@@ -1,9 +1,10 @@
 //! `ragback eval`: retrieval quality, and the comparison of a candidate model or prompt (arm B)
-//! with the current one (arm A) — `import` → `windows` → `replay` → `pairwise` / `moderate` →
-//! `report`, and `power` for planning. Every stage writes append-only JSONL and resumes.
+//! with the current one (arm A) — `import` → `windows` → `replay` (or `simulate`) → `pairwise` /
+//! `moderate` → `report`, `agree` to calibrate the judge against people, and `power` for planning. Every stage writes append-only JSONL and resumes.
 
 mod calls;
 mod dialogues;
+mod generate;
 mod journal;
 mod judge;
 mod memory;
@@ -11,6 +12,7 @@ mod replay;
 mod report;
 mod retrieval;
 mod rows;
+mod simulate;
 mod variants;
 
 use clap::Subcommand;
@@ -34,12 +36,18 @@ pub enum EvalCommand {
     Windows(dialogues::WindowsArgs),
     /// Regenerates each window's last reply for each arm (resumable).
     Replay(replay::ReplayArgs),
+    /// Lets each arm talk its own way through conversations with a simulated user, from the
+    /// same seed conversations (resumable); writes them as a dialogue log labelled by arm.
+    Simulate(simulate::SimulateArgs),
     /// Judges A against B per criterion, in both orders (resumable).
     Pairwise(judge::PairwiseArgs),
     /// Tags every reply for what must never happen (resumable).
     Moderate(judge::ModerateArgs),
     /// Computes the statistics and the ship decision: report.json and report.html.
     Report(report::ReportArgs),
+    /// The judge's verdicts against human labels on the same pairs: agreement and Cohen's κ
+    /// per criterion, with intervals.
+    Agree(report::AgreeArgs),
     /// Pairs and judge calls needed to detect an effect.
     Power(report::PowerArgs),
     /// Groups logged dialogues by the variant that wrote each reply and compares each variant
@@ -55,9 +63,11 @@ pub async fn run(command: EvalCommand, settings: &Settings) -> anyhow::Result<()
         EvalCommand::Import(args) => dialogues::import(args),
         EvalCommand::Windows(args) => dialogues::windows(args),
         EvalCommand::Replay(args) => replay::run(args, settings).await,
+        EvalCommand::Simulate(args) => simulate::run(args, settings).await,
         EvalCommand::Pairwise(args) => judge::pairwise(args, settings).await,
         EvalCommand::Moderate(args) => judge::moderate(args, settings).await,
         EvalCommand::Report(args) => report::run(args),
+        EvalCommand::Agree(args) => report::agree(args),
         EvalCommand::Power(args) => report::power(args),
         EvalCommand::Variants(args) => variants::run(args),
     }

@@ -6,6 +6,7 @@
 //! `kind` field (`reply`, `judgment`, `moderation`) by [`super::journal::Journal::append`].
 
 use ragback_application::evaluation::moderation::Tag;
+use ragback_application::evaluation::simulation::Drift;
 use ragback_application::evaluation::verdict::{ArmVerdict, SlotVerdict};
 use ragback_application::evaluation::windows::Bucket;
 use serde::de::DeserializeOwned;
@@ -139,17 +140,79 @@ pub struct Reply {
     pub error: Option<String>,
 }
 
+/// What a pairwise judgment compares.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Two replies to one window (offline replay).
+    #[default]
+    Reply,
+    /// Two whole simulated conversations grown from one seed conversation.
+    Dialogue,
+}
+
+impl Reply {
+    /// A reply row about to be made: `ok`, nothing in it yet.
+    pub fn new(key: String, window: &str, dialogue: &str, arm: &str, sample: u32) -> Self {
+        Self {
+            key,
+            window: window.to_owned(),
+            dialogue: dialogue.to_owned(),
+            bucket: None,
+            arm: arm.to_owned(),
+            sample,
+            status: Status::Ok,
+            attempts: 0,
+            latency_ms: None,
+            text: None,
+            model: None,
+            variant: None,
+            facts: None,
+            retrieval: None,
+            usage: None,
+            cost_usd: None,
+            error: None,
+        }
+    }
+}
+
+impl From<Option<ragback_application::ports::TokenUsage>> for Usage {
+    fn from(usage: Option<ragback_application::ports::TokenUsage>) -> Self {
+        let usage = usage.unwrap_or_default();
+        Self {
+            prompt_tokens: u64::from(usage.prompt_tokens),
+            completion_tokens: u64::from(usage.completion_tokens),
+        }
+    }
+}
+
 /// One judge call on one pair, one criterion, one order (`ragback eval pairwise`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgment {
     /// `"{pair}|{criterion}|{order}"`.
     pub key: String,
-    /// The window both replies answer.
+    /// The window both replies answer (`{window}@{sample}` for a sample after the first), or the
+    /// seed conversation both dialogues grew from.
     pub pair: String,
-    /// Its dialogue.
+    /// Its dialogue (the bootstrap's cluster).
     pub dialogue: String,
-    /// Its position bucket.
-    pub bucket: Bucket,
+    /// What is compared.
+    #[serde(default)]
+    pub unit: Unit,
+    /// The samples compared (`replay --samples`, `simulate --samples`).
+    #[serde(default)]
+    pub sample: u32,
+    /// An A/A judgment: two samples of the same arm.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aa: bool,
+    /// Its position bucket (a reply's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<Bucket>,
+    /// The dialogue's source period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
     /// The criterion.
     pub criterion: String,
     /// 1: A shown first, 2: B shown first, 0: identical texts (no call).
@@ -275,6 +338,65 @@ pub struct Tagging {
     pub error: Option<String>,
 }
 
+/// One turn of a simulated conversation (`ragback eval simulate`): the simulated user's message
+/// (or their leaving) or the arm's reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// `"{seed dialogue}|{arm}|{sample}|{index}"`.
+    pub key: String,
+    /// The seed conversation.
+    pub seed_dialogue: String,
+    /// The arm answering.
+    pub arm: String,
+    /// The sample.
+    pub sample: u32,
+    /// The message's index in the conversation.
+    pub index: usize,
+    /// `user` (the simulator) or `character` (the arm).
+    pub role: String,
+    /// How it ended.
+    pub status: Status,
+    /// Attempts spent.
+    #[serde(default)]
+    pub attempts: u32,
+    /// What was said (none when the user left without a word).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The user leaves after this turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ends: bool,
+    /// What the simulator's health check found in a user turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifts: Vec<Drift>,
+    /// The simulator's sampling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator_seed: Option<u64>,
+    /// The simulator's templates' hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_sha256: Option<String>,
+    /// The model that wrote it (the simulator's, or the arm's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The local chat model simulated the user (a smoke test).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smoke_test_simulator: bool,
+    /// The variant that wrote a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Milliseconds it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Tokens used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// What it cost, USD, when priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// What went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 fn judge() -> String {
     "judge".into()
 }
@@ -302,6 +424,7 @@ macro_rules! row {
 row!(Reply, "reply");
 row!(Judgment, "judgment");
 row!(Tagging, "moderation");
+row!(Turn, "turn");
 
 #[cfg(test)]
 mod tests {

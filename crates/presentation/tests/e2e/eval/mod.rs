@@ -5,6 +5,7 @@
 mod judging;
 mod replay;
 mod report_page;
+mod simulation;
 
 use std::path::{Path, PathBuf};
 
@@ -164,6 +165,31 @@ fn report(dir: &Path, judgments: &str, moderation: &[&str]) -> Value {
     let (ok, _, stderr) = run(ragback(BIN, &dir.join("store"), None).args(&args));
     assert!(ok, "{stderr}");
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// The decision lines (`decision: …` and its reasons) of the transcript in docs/evaluation.md
+/// that follows `first_line`: what a run of the demo must print again, so that the page never
+/// shows numbers of an older build.
+fn documented_decision(first_line: &str) -> Vec<String> {
+    let page =
+        std::fs::read_to_string(ragback_testkit::repo_root().join("docs/evaluation.md")).unwrap();
+    let start = page
+        .find(first_line)
+        .expect("the transcript is in docs/evaluation.md");
+    let block = &page[start
+        ..page[start..]
+            .find("```")
+            .map_or(page.len(), |end| start + end)];
+    let lines: Vec<String> = block
+        .lines()
+        .filter(|l| l.starts_with("decision: ") || l.starts_with("  - "))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "no decision in the transcript of {first_line}"
+    );
+    lines
 }
 
 fn criterion<'a>(report: &'a Value, name: &str) -> &'a Value {

@@ -282,6 +282,12 @@ async fn the_demo_script_runs_the_whole_chain_and_ships() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("116 replies made, 0 failed"), "{stderr}");
     assert!(stderr.contains("decision: SHIP"), "{stderr}");
+    for line in super::documented_decision("$ make eval-demo") {
+        assert!(
+            stderr.contains(&line),
+            "docs/evaluation.md shows {line:?}, the run:\n{stderr}"
+        );
+    }
     let html = std::fs::read_to_string(dir.path().join("demo/report.html")).unwrap();
     assert!(html.contains("SHIP</b> to 10 % of users"));
 }

@@ -2,6 +2,7 @@
 //! each call journaled so that a run resumes where it stopped. What both share is here: the
 //! arguments, the judge's set-up and its calls with retries; each judgment in its own module.
 
+mod dialogue;
 mod moderate;
 mod pairwise;
 
@@ -21,7 +22,9 @@ use serde_json::{Value, json};
 
 pub use self::moderate::{ModerateArgs, moderate};
 pub use self::pairwise::{PairwiseArgs, pairwise};
-use super::calls::{Budget, BudgetReached, CallArgs, Failure, Prices, Retries, retrying};
+use super::calls::{
+    Budget, BudgetReached, CallArgs, Failure, Prices, Retries, complete_within, retrying,
+};
 use super::dialogues::{Window, windows_by_id};
 use super::journal::{Journal, read_journal};
 use super::rows::{Reply, Row, Spoken, Usage};
@@ -31,10 +34,10 @@ use super::rows::{Reply, Row, Spoken, Usage};
 pub struct JudgeArgs {
     /// The windows the replies were made for.
     #[arg(long)]
-    windows: PathBuf,
-    /// The replies journal (`ragback eval replay`).
+    windows: Option<PathBuf>,
+    /// The replies journal (`ragback eval replay`, or `simulate`'s `replies.jsonl`).
     #[arg(long)]
-    replies: PathBuf,
+    replies: Option<PathBuf>,
     /// Where the judgments go (resumed when it exists).
     #[arg(long)]
     out: PathBuf,
@@ -49,6 +52,16 @@ pub struct JudgeArgs {
     judge_seed: Option<u64>,
     #[command(flatten)]
     calls: CallArgs,
+}
+
+impl JudgeArgs {
+    /// The windows and the replies, which judging replies needs.
+    fn inputs(&self) -> anyhow::Result<(&std::path::Path, &std::path::Path)> {
+        match (&self.windows, &self.replies) {
+            (Some(windows), Some(replies)) => Ok((windows, replies)),
+            _ => anyhow::bail!("--windows and --replies are needed to judge replies"),
+        }
+    }
 }
 
 /// A judge call's answer.
@@ -100,8 +113,14 @@ fn setup<R: Row>(
         settings.eval.judge.model.clone()
     };
     let prompts = EvalPrompts::load(&common.prompts, names)?;
-    let windows = windows_by_id(&common.windows)?;
-    let (_, replies) = read_journal(&common.replies)?;
+    let windows = match &common.windows {
+        Some(path) => windows_by_id(path)?,
+        None => HashMap::new(),
+    };
+    let replies = match &common.replies {
+        Some(path) => read_journal(path)?.1,
+        None => HashMap::new(),
+    };
     let config = json!({
         "windows": common.windows, "replies": common.replies, "judge_model": model,
         "judge_seed": common.judge_seed, "prompt_sha256": prompts.sha256(), "extra": extra,
@@ -158,21 +177,15 @@ impl<R: Row> Setup<R> {
         };
         let spent = self.journal.attempts(key);
         retrying(self.retries, spent, || async {
-            let completion =
-                tokio::time::timeout(self.timeout, self.judge.model.complete(&request))
-                    .await
-                    .map_err(|_| {
-                        Failure::transient(
-                            format!("the judge did not answer within {:?}", self.timeout),
-                            None,
-                        )
-                    })?
-                    .map_err(classify)?;
-            let usage = completion.usage.unwrap_or_default();
-            let usage = Usage {
-                prompt_tokens: u64::from(usage.prompt_tokens),
-                completion_tokens: u64::from(usage.completion_tokens),
-            };
+            let completion = complete_within(
+                &*self.judge.model,
+                &request,
+                self.timeout,
+                "judge",
+                classify,
+            )
+            .await?;
+            let usage = Usage::from(completion.usage);
             let answer = Answer {
                 text: completion.text.clone(),
                 usage,

@@ -94,6 +94,8 @@ fn tagging(reply: &Reply, window: &Window, adapter: &str, model: &str, attempts:
 
 /// Runs `ragback eval moderate`: every reply of every arm, tagged.
 pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    let (_, replies) = args.common.inputs()?;
+    let replies = replies.to_owned();
     match args.adapter.as_str() {
         "openai" => return moderate_openai(args, settings).await,
         "classifier" => return moderate_with_guard(args, settings).await,
@@ -140,10 +142,7 @@ pub async fn moderate(args: ModerateArgs, settings: &Settings) -> anyhow::Result
         .buffer_unordered(args.common.calls.concurrency.max(1));
     let (ok, failed) = tally(results).await?;
     if ok + failed == 0 && setup.journal.done.is_empty() {
-        bail!(
-            "no replies to moderate in {}",
-            args.common.replies.display()
-        );
+        bail!("no replies to moderate in {}", replies.display());
     }
     finish(&setup, &stop, ok, failed, &args.common.out)
 }
@@ -248,8 +247,9 @@ fn tagger_inputs(
 )> {
     config["windows"] = json!(common.windows);
     config["replies"] = json!(common.replies);
-    let windows = windows_by_id(&common.windows)?;
-    let (_, replies) = read_journal::<Reply>(&common.replies)?;
+    let (windows, replies) = common.inputs()?;
+    let windows = windows_by_id(windows)?;
+    let (_, replies) = read_journal::<Reply>(replies)?;
     let journal = Journal::open(&common.out, "moderate", &config, common.calls.new_run)?;
     Ok((windows, replies, journal))
 }

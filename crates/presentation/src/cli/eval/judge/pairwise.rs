@@ -12,11 +12,11 @@ use ragback_application::evaluation::verdict::{
 };
 use ragback_application::ports::PromptRole;
 use ragback_infrastructure::Settings;
-use ragback_integrations::eval_prompts::PAIRWISE;
-use serde_json::json;
+use ragback_integrations::eval_prompts::{PAIRWISE, PAIRWISE_DIALOGUE};
+use serde_json::{Value, json};
 
 use super::super::calls::{stop_on_ctrl_c, tally};
-use super::super::rows::{Judgment, Reply, Status};
+use super::super::rows::{Judgment, Reply, Status, Unit};
 use super::{JudgeArgs, Setup, context_lines, finish, message, setup};
 
 /// The criteria and how the judge is told to compare on them.
@@ -43,6 +43,32 @@ pub const CRITERIA: [(&str, &str); 3] = [
     ),
 ];
 
+/// The criteria over a whole conversation (`--unit dialogue`).
+pub const DIALOGUE_CRITERIA: [(&str, &str); 3] = [
+    (
+        "in_character",
+        "Across the whole conversation, which character stays more consistently in character: \
+         the same personality, voice and speech habits from the first message to the last, what \
+         the character would and would not know, facts established earlier kept? Breaking \
+         character — speaking as an AI or assistant, mentioning rules or prompts, out-of-persona \
+         moralising — anywhere is a severe failure.",
+    ),
+    (
+        "scenario_focus",
+        "Across the whole conversation, which character keeps better to the scene and the \
+         scenario: answering the user each time, keeping place, time, people and events coherent \
+         from turn to turn, moving the situation forward, without drifting to unrelated topics, \
+         contradicting itself or the scene, or writing the user's words or actions?",
+    ),
+    (
+        "engagement",
+        "Across the whole conversation, which character makes the user more eager to keep \
+         talking: vivid and specific, with emotion and initiative, hooks, questions, choices or \
+         twists that the user takes up; not bland, generic, repetitive or assistant-like, and \
+         not a conversation the user tires of? Do not reward length or flattery.",
+    ),
+];
+
 /// The house style of `prompts/chat.tera`, as the judge is told it.
 const HOUSE_STYLE: &str = "short, one to three sentences; exactly one brief action in asterisks; \
      stay in character and in the scene; never write the user's words or actions.";
@@ -63,32 +89,225 @@ pub struct PairwiseArgs {
     /// Criteria, comma-separated.
     #[arg(long, default_value = "in_character,scenario_focus,engagement")]
     criteria: String,
+    /// What is compared: `reply` (each window's replies, from `--windows` and `--replies`) or
+    /// `dialogue` (each seed conversation's two simulated conversations, from `--dialogues`).
+    #[arg(long, default_value = "reply", value_parser = ["reply", "dialogue"])]
+    unit: String,
+    /// The simulated conversations (`ragback eval simulate`'s `dialogues.jsonl`), with
+    /// `--unit dialogue`.
+    #[arg(long)]
+    dialogues: Option<std::path::PathBuf>,
+    /// The A/A check: the judge compares the arm `--a` with a second sample of itself (samples 0
+    /// and 1, 2 and 3, …: `replay --samples 2`, `simulate --samples 2`). Its win rate must hold
+    /// 0.5, its position bias and inconsistency stay in the policy's bounds.
+    #[arg(long)]
+    aa: bool,
 }
 
 /// One judge call to make: a pair, a criterion, an order.
-struct Job {
-    pair: String,
-    criterion: &'static str,
-    definition: &'static str,
-    /// 1: A first, 2: B first, 0: identical texts.
-    order: u8,
-    a: Reply,
-    b: Reply,
+pub(super) struct Job {
+    /// The row, filled but for the call's outcome.
+    pub(super) row: Judgment,
+    pub(super) criterion: &'static str,
+    pub(super) definition: &'static str,
+    /// 1: A first, 2: B first, 0: identical (no call).
+    pub(super) order: u8,
+    /// The templates' data but the criterion and the candidates.
+    pub(super) data: Arc<Value>,
+    /// The candidates as the templates show them, A then B.
+    pub(super) candidates: Arc<(Value, Value)>,
+    /// The system and user templates.
+    pub(super) templates: [&'static str; 2],
 }
 
 impl Job {
     fn key(&self) -> String {
-        format!("{}|{}|{}", self.pair, self.criterion, self.order)
+        format!("{}|{}|{}", self.row.pair, self.criterion, self.order)
     }
+}
+
+/// A pair ready to be judged on every criterion: its row, its data and its candidates.
+pub(super) struct Pair {
+    pub(super) row: Judgment,
+    pub(super) data: Value,
+    pub(super) candidates: (Value, Value),
+    pub(super) identical: bool,
+}
+
+impl Pair {
+    /// The jobs of this pair: each criterion, both orders (one call-less row when identical).
+    fn jobs(
+        self,
+        criteria: &[(&'static str, &'static str)],
+        templates: [&'static str; 2],
+    ) -> Vec<Job> {
+        let (data, candidates) = (Arc::new(self.data), Arc::new(self.candidates));
+        let orders: &[u8] = if self.identical { &[0] } else { &[1, 2] };
+        let mut jobs = Vec::new();
+        for (criterion, definition) in criteria {
+            for order in orders {
+                jobs.push(Job {
+                    row: self.row.clone(),
+                    criterion,
+                    definition,
+                    order: *order,
+                    data: data.clone(),
+                    candidates: candidates.clone(),
+                    templates,
+                });
+            }
+        }
+        jobs
+    }
+}
+
+/// The pair id of the `k`-th pair of `id`: `id` for the first, `id@k` after.
+pub(super) fn pair_id(id: &str, k: u32) -> String {
+    match k {
+        0 => id.to_owned(),
+        k => format!("{id}@{k}"),
+    }
+}
+
+/// A judgment row of `pair` between `arms`, before any call.
+pub(super) fn blank(
+    setup: &Setup<Judgment>,
+    prompt_sha256: &str,
+    pair: &str,
+    arms: [String; 2],
+) -> Judgment {
+    Judgment {
+        key: String::new(),
+        pair: pair.to_owned(),
+        dialogue: String::new(),
+        unit: Unit::Reply,
+        sample: 0,
+        aa: false,
+        bucket: None,
+        period: None,
+        criterion: String::new(),
+        order: 0,
+        arms,
+        chars_a: 0,
+        chars_b: 0,
+        tokens_a: None,
+        tokens_b: None,
+        text_a: String::new(),
+        text_b: String::new(),
+        context_tail: Vec::new(),
+        prompt_sha256: prompt_sha256.to_owned(),
+        judge_model: setup.model.clone(),
+        smoke_test_judge: setup.judge.smoke_test,
+        status: Status::Identical,
+        attempts: 0,
+        slot_a: None,
+        reasked: false,
+        usage: None,
+        cost_usd: None,
+        reason: None,
+        verdict_slot: None,
+        verdict_arm: None,
+        truncated: None,
+        error: None,
+    }
+}
+
+/// The pairs of replies: per window, arm A's sample `s` against B's sample `s` (or, A/A, A's
+/// samples `2k` and `2k + 1`).
+fn reply_pairs(
+    setup: &Setup<Judgment>,
+    prompt_sha256: &str,
+    a: &str,
+    b: &str,
+    aa: bool,
+) -> Vec<Pair> {
+    let reply = |window: &str, arm: &str, sample: u32| {
+        setup
+            .replies
+            .get(&format!("{window}|{arm}|{sample}"))
+            .filter(|r| r.status == Status::Ok)
+    };
+    let samples = setup.replies.values().map(|r| r.sample).max().unwrap_or(0);
+    let matches: Vec<(u32, [(String, u32); 2])> = if aa {
+        (0..samples.div_ceil(2).max(1))
+            .map(|k| (k, [(a.to_owned(), 2 * k), (a.to_owned(), 2 * k + 1)]))
+            .collect()
+    } else {
+        (0..=samples)
+            .map(|s| (s, [(a.to_owned(), s), (b.to_owned(), s)]))
+            .collect()
+    };
+    let mut ids: Vec<&String> = setup.windows.keys().collect();
+    ids.sort();
+    let (mut pairs, mut missing) = (Vec::new(), 0);
+    for id in ids {
+        let window = &setup.windows[id];
+        for (k, [(arm_a, sa), (arm_b, sb)]) in &matches {
+            let (Some(ra), Some(rb)) = (reply(id, arm_a, *sa), reply(id, arm_b, *sb)) else {
+                missing += usize::from(*k == 0);
+                continue;
+            };
+            let text = |r: &Reply| r.text.clone().unwrap_or_default();
+            let (ta, tb) = (text(ra), text(rb));
+            let tokens = |r: &Reply| r.usage.map(|u| u.completion_tokens);
+            let label = |arm: &str, s: u32| {
+                if aa {
+                    format!("{arm}#{s}")
+                } else {
+                    arm.to_owned()
+                }
+            };
+            let mut row = blank(
+                setup,
+                prompt_sha256,
+                &pair_id(id, *k),
+                [label(arm_a, *sa), label(arm_b, *sb)],
+            );
+            row.dialogue.clone_from(&window.dialogue);
+            row.sample = *k;
+            row.aa = aa;
+            row.bucket = Some(window.bucket);
+            row.period.clone_from(&window.period);
+            row.chars_a = ta.chars().count();
+            row.chars_b = tb.chars().count();
+            row.tokens_a = tokens(ra);
+            row.tokens_b = tokens(rb);
+            row.context_tail = context_lines(window, 2);
+            let data = json!({
+                "character": window.character, "user": window.user, "scenario": window.scenario,
+                "context": context_lines(window, usize::MAX),
+            });
+            pairs.push(Pair {
+                identical: same_text(&ta, &tb),
+                candidates: (json!(ta), json!(tb)),
+                row: Judgment {
+                    text_a: ta,
+                    text_b: tb,
+                    ..row
+                },
+                data,
+            });
+        }
+    }
+    if missing > 0 {
+        eprintln!("pairwise: {missing} windows lack a reply of {a} or {b} (left out)");
+    }
+    pairs
 }
 
 /// Runs `ragback eval pairwise`.
 pub async fn pairwise(args: PairwiseArgs, settings: &Settings) -> anyhow::Result<()> {
-    let criteria: Vec<(&str, &str)> = args
+    let dialogue_unit = args.unit == "dialogue";
+    let definitions = if dialogue_unit {
+        &DIALOGUE_CRITERIA
+    } else {
+        &CRITERIA
+    };
+    let criteria: Vec<(&'static str, &'static str)> = args
         .criteria
         .split(',')
         .map(|c| {
-            CRITERIA
+            definitions
                 .iter()
                 .find(|(name, _)| *name == c.trim())
                 .copied()
@@ -99,49 +318,36 @@ pub async fn pairwise(args: PairwiseArgs, settings: &Settings) -> anyhow::Result
                 })
         })
         .collect::<anyhow::Result<_>>()?;
-    let extra = json!({"a": args.a, "b": args.b, "criteria": args.criteria});
-    let (setup, prompts) = setup::<Judgment>(&args.common, settings, "pairwise", &PAIRWISE, extra)?;
-    let setup = Arc::new(setup);
-    let reply = |window: &str, arm: &str| {
-        setup
-            .replies
-            .get(&format!("{window}|{arm}|0"))
-            .filter(|r| r.status == Status::Ok)
-            .cloned()
+    let mut extra = json!({"a": args.a, "b": args.b, "criteria": args.criteria});
+    if dialogue_unit {
+        extra["unit"] = json!("dialogue");
+        extra["dialogues"] = json!(args.dialogues);
+    }
+    if args.aa {
+        extra["aa"] = json!(true);
+    }
+    let templates = if dialogue_unit {
+        PAIRWISE_DIALOGUE
+    } else {
+        PAIRWISE
     };
-    let mut jobs = Vec::new();
-    let mut missing = 0;
-    let mut ids: Vec<&String> = setup.windows.keys().collect();
-    ids.sort();
-    for id in ids {
-        let (Some(a), Some(b)) = (reply(id, &args.a), reply(id, &args.b)) else {
-            missing += 1;
-            continue;
-        };
-        let identical = same_text(
-            a.text.as_deref().unwrap_or_default(),
-            b.text.as_deref().unwrap_or_default(),
-        );
-        let orders: &[u8] = if identical { &[0] } else { &[1, 2] };
-        for (criterion, definition) in &criteria {
-            for order in orders {
-                jobs.push(Job {
-                    pair: id.clone(),
-                    criterion,
-                    definition,
-                    order: *order,
-                    a: a.clone(),
-                    b: b.clone(),
-                });
-            }
-        }
-    }
-    if missing > 0 {
-        eprintln!(
-            "pairwise: {missing} windows lack a reply of {} or {} (left out)",
-            args.a, args.b
-        );
-    }
+    let (setup, prompts) =
+        setup::<Judgment>(&args.common, settings, "pairwise", &templates, extra)?;
+    let setup = Arc::new(setup);
+    let pairs = if dialogue_unit {
+        let path = args
+            .dialogues
+            .as_deref()
+            .context("--unit dialogue needs --dialogues (simulate's dialogues.jsonl)")?;
+        super::dialogue::pairs(&setup, prompts.sha256(), path, &args.a, &args.b, args.aa)?
+    } else {
+        args.common.inputs()?;
+        reply_pairs(&setup, prompts.sha256(), &args.a, &args.b, args.aa)
+    };
+    let jobs: Vec<Job> = pairs
+        .into_iter()
+        .flat_map(|pair| pair.jobs(&criteria, templates))
+        .collect();
     let todo: Vec<Job> = jobs
         .into_iter()
         .filter(|job| {
@@ -158,16 +364,14 @@ pub async fn pairwise(args: PairwiseArgs, settings: &Settings) -> anyhow::Result
     let stop = stop_on_ctrl_c();
     let prompts = Arc::new(prompts);
     let seed = args.common.judge_seed;
-    let arms = [args.a.clone(), args.b.clone()];
     let results = futures::stream::iter(todo)
         .map(|job| {
-            let (setup, prompts, stop, arms) =
-                (setup.clone(), prompts.clone(), stop.clone(), arms.clone());
+            let (setup, prompts, stop) = (setup.clone(), prompts.clone(), stop.clone());
             async move {
                 if stop.load(Ordering::SeqCst) || setup.budget.exhausted() {
                     return Ok(None);
                 }
-                let row = judge(&setup, &prompts, job, arms, seed).await?;
+                let row = judge(&setup, &prompts, job, seed).await?;
                 let ok = row.status == Status::Ok || row.status == Status::Identical;
                 setup.journal.append(&row)?;
                 Ok::<_, anyhow::Error>(Some(ok))
@@ -184,60 +388,33 @@ async fn judge(
     setup: &Setup<Judgment>,
     prompts: &ragback_integrations::eval_prompts::EvalPrompts,
     job: Job,
-    arms: [String; 2],
     seed: Option<u64>,
 ) -> anyhow::Result<Judgment> {
-    let window = &setup.windows[&job.pair];
     let key = job.key();
-    let text = |r: &Reply| r.text.clone().unwrap_or_default();
-    let (ta, tb) = (text(&job.a), text(&job.b));
-    let tokens = |r: &Reply| r.usage.map(|u| u.completion_tokens);
     let mut row = Judgment {
         key: key.clone(),
-        pair: job.pair.clone(),
-        dialogue: window.dialogue.clone(),
-        bucket: window.bucket,
         criterion: job.criterion.to_owned(),
         order: job.order,
-        arms,
-        chars_a: ta.chars().count(),
-        chars_b: tb.chars().count(),
-        tokens_a: tokens(&job.a),
-        tokens_b: tokens(&job.b),
-        text_a: ta.clone(),
-        text_b: tb.clone(),
-        context_tail: context_lines(window, 2),
-        prompt_sha256: prompts.sha256().to_owned(),
-        judge_model: setup.model.clone(),
-        smoke_test_judge: setup.judge.smoke_test,
-        status: Status::Identical,
-        attempts: 0,
-        slot_a: None,
-        reasked: false,
-        usage: None,
-        cost_usd: None,
-        reason: None,
-        verdict_slot: None,
-        verdict_arm: None,
-        truncated: None,
-        error: None,
+        ..job.row
     };
     if job.order == 0 {
         return Ok(row);
     }
+    let (a, b) = &*job.candidates;
     let (first, second) = if first_shown(job.order) == Arm::A {
-        (&ta, &tb)
+        (a, b)
     } else {
-        (&tb, &ta)
+        (b, a)
     };
     row.slot_a = Some(if job.order == 1 { "A" } else { "B" }.to_owned());
-    let data = json!({
-        "criterion": job.criterion, "definition": job.definition, "house_style": HOUSE_STYLE,
-        "character": window.character, "user": window.user, "scenario": window.scenario,
-        "context": context_lines(window, usize::MAX), "first": first, "second": second,
-    });
-    let system = prompts.render("pairwise_system", &data)?;
-    let user = prompts.render("pairwise_user", &data)?;
+    let mut data = (*job.data).clone();
+    data["criterion"] = json!(job.criterion);
+    data["definition"] = json!(job.definition);
+    data["house_style"] = json!(HOUSE_STYLE);
+    data["first"] = first.clone();
+    data["second"] = second.clone();
+    let system = prompts.render(job.templates[0], &data)?;
+    let user = prompts.render(job.templates[1], &data)?;
     let mut messages = vec![
         message(PromptRole::System, system),
         message(PromptRole::User, user),

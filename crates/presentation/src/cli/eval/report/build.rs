@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ragback_application::evaluation::moderation::Tag;
-use ragback_application::evaluation::policy::{Decision, Policy, decide};
+use ragback_application::evaluation::policy::{
+    Decision, Policy, combine_studies, decide, invalidate,
+};
 use ragback_application::evaluation::scoring::{
     CriterionStats, ModerationRow, ModerationStats, PairRow, criterion_stats, moderation_stats,
 };
@@ -14,7 +16,7 @@ use ragback_application::evaluation::verdict::{
 };
 use serde::Serialize;
 
-use super::super::rows::{Judgment, Spoken, Status, Tagging};
+use super::super::rows::{Judgment, Spoken, Status, Tagging, Unit};
 
 /// `report.json`.
 #[derive(Debug, Serialize)]
@@ -32,7 +34,18 @@ pub struct Report {
     /// Other moderation sources, beside the deciding one.
     pub(super) moderation_others: Vec<OtherModeration>,
     pub(super) cost: Cost,
+    /// The decision: of the one study, or of both (replay and simulation) combined.
     pub(super) decision: Decision,
+    /// `period` when the segments include the source periods.
+    pub(super) strata: Option<&'static str>,
+    /// The replay's own decision, when a simulation sits beside it.
+    pub(super) replay_decision: Option<Decision>,
+    /// The whole-dialogue comparison of simulated conversations.
+    pub(super) simulation: Option<Study>,
+    /// The judge's A/A check and its agreement with people.
+    pub(super) calibration: super::calibration::Calibration,
+    /// The simulator's health.
+    pub(super) health: Option<super::health::Health>,
     pub(super) lost: Vec<LostPair>,
     /// Pairs without a verdict, with what each order got: the judge's failures, listed.
     pub(super) unjudged: Vec<Unjudged>,
@@ -145,42 +158,29 @@ fn kappa(primary: &[ModerationRow], other: &[ModerationRow]) -> Vec<(Tag, Option
         .collect()
 }
 
-/// The report of `judgments` and, when moderation ran, of its `taggings`.
-pub(super) fn build(
-    judgments: &HashMap<String, Judgment>,
-    taggings: Option<Vec<Tagging>>,
-    policy: &Policy,
-    bootstrap: Bootstrap,
-    seed: u64,
-) -> Report {
+/// What one set of judgments (one unit, main or A/A) gives.
+pub(super) struct StudyParts {
+    pub(super) criteria: Vec<CriterionStats>,
+    pub(super) lost: Vec<LostPair>,
+    pub(super) unjudged: Vec<Unjudged>,
+    /// Per (criterion, pair): B's outcome, and the pair's dialogue.
+    pub(super) outcomes: BTreeMap<(String, String), (PairOutcome, String)>,
+}
+
+/// The statistics of `rows` (one unit; `strata`: segments by source period too).
+pub(super) fn study(rows: &[&Judgment], bootstrap: Bootstrap, strata: bool) -> StudyParts {
     // Judgments by (criterion, pair), both orders; sorted, so input order never matters.
     let mut by_pair: BTreeMap<(&str, &str), Vec<&Judgment>> = BTreeMap::new();
-    let mut cost = Cost::default();
-    let (mut models, mut hashes, mut smoke) = (Vec::new(), Vec::new(), false);
-    for row in judgments.values() {
+    for row in rows {
         by_pair
             .entry((row.criterion.as_str(), row.pair.as_str()))
             .or_default()
             .push(row);
-        if row.status != Status::Identical {
-            cost.judge_calls += 1;
-        }
-        let usage = row.usage.unwrap_or_default();
-        cost.prompt_tokens += usage.prompt_tokens;
-        cost.completion_tokens += usage.completion_tokens;
-        cost.usd += row.cost_usd.unwrap_or(0.0);
-        models.push(row.judge_model.clone());
-        hashes.push(row.prompt_sha256.clone());
-        smoke |= row.smoke_test_judge;
-    }
-    for list in [&mut models, &mut hashes] {
-        list.retain(|s| !s.is_empty());
-        list.sort();
-        list.dedup();
     }
     let mut per_criterion: BTreeMap<String, Vec<PairRow>> = BTreeMap::new();
     let mut lost = Vec::new();
     let mut unjudged = Vec::new();
+    let mut outcomes = BTreeMap::new();
     for ((criterion, pair), mut judged) in by_pair {
         judged.sort_by_key(|r| r.order);
         let first = judged[0];
@@ -200,9 +200,16 @@ pub(super) fn build(
         } else {
             combine(v1, v2)
         };
-        let order_score = match (v1, v2) {
-            (Some(a), Some(b)) => Some(mean_order_score(a, b)),
-            _ => None,
+        outcomes.insert(
+            (criterion.to_owned(), pair.to_owned()),
+            (outcome, first.dialogue.clone()),
+        );
+        let (order_score, order_gap) = match (v1, v2) {
+            (Some(a), Some(b)) => (
+                Some(mean_order_score(a, b)),
+                Some((mean_order_score(a, a) - mean_order_score(b, b)).abs()),
+            ),
+            _ => (None, None),
         };
         let first_slot = [o1, o2]
             .into_iter()
@@ -231,24 +238,74 @@ pub(super) fn build(
             });
         }
         let tokens = |t: Option<u64>| t.and_then(|t| u32::try_from(t).ok());
+        // A later sample of a window is the same window (`w@2` is `w`).
+        let window = match first.sample {
+            0 => pair,
+            k => pair.strip_suffix(&format!("@{k}")).unwrap_or(pair),
+        };
         per_criterion
             .entry(criterion.to_owned())
             .or_default()
             .push(PairRow {
                 dialogue: first.dialogue.clone(),
-                window: pair.to_owned(),
+                window: window.to_owned(),
                 bucket: first.bucket,
+                period: first.period.clone().filter(|_| strata),
+                sample: first.sample,
                 outcome,
                 order_score,
+                order_gap,
                 chars: (first.chars_a, first.chars_b),
                 tokens: (tokens(first.tokens_a), tokens(first.tokens_b)),
                 first_slot,
                 refused: judged.iter().any(|r| r.status == Status::Refused),
             });
     }
-    let criteria: Vec<CriterionStats> = per_criterion
+    StudyParts {
+        criteria: per_criterion
+            .iter()
+            .map(|(name, rows)| criterion_stats(name, rows, bootstrap))
+            .collect(),
+        lost,
+        unjudged,
+        outcomes,
+    }
+}
+
+/// The report of `judgments` and, when moderation ran, of its `taggings`.
+pub(super) fn build(
+    judgments: &HashMap<String, Judgment>,
+    taggings: Option<Vec<Tagging>>,
+    policy: &Policy,
+    bootstrap: Bootstrap,
+    seed: u64,
+    options: &Options,
+) -> anyhow::Result<Report> {
+    let mut cost = Cost::default();
+    let (mut models, mut hashes, mut smoke) = (Vec::new(), Vec::new(), false);
+    let mut sets: BTreeMap<(Unit, bool), Vec<&Judgment>> = BTreeMap::new();
+    for row in judgments.values() {
+        sets.entry((row.unit, row.aa)).or_default().push(row);
+        if row.status != Status::Identical {
+            cost.judge_calls += 1;
+        }
+        let usage = row.usage.unwrap_or_default();
+        cost.prompt_tokens += usage.prompt_tokens;
+        cost.completion_tokens += usage.completion_tokens;
+        cost.usd += row.cost_usd.unwrap_or(0.0);
+        models.push(row.judge_model.clone());
+        hashes.push(row.prompt_sha256.clone());
+        smoke |= row.smoke_test_judge;
+    }
+    for list in [&mut models, &mut hashes] {
+        list.retain(|s| !s.is_empty());
+        list.sort();
+        list.dedup();
+    }
+    let strata = options.strata_period;
+    let mut parts: BTreeMap<(Unit, bool), StudyParts> = sets
         .iter()
-        .map(|(name, rows)| criterion_stats(name, rows, bootstrap))
+        .map(|(set, rows)| (*set, study(rows, bootstrap, strata)))
         .collect();
     let mut flagged = Vec::new();
     let mut moderation_failures = Vec::new();
@@ -300,10 +357,49 @@ pub(super) fn build(
         }
         moderation_stats(&primary, bootstrap)
     });
-    let decision = decide(&criteria, moderation.as_ref(), policy);
+    // One judge: a failed calibration (of either unit) invalidates every study.
+    let calibration = super::calibration::Calibration::of(&parts, options, policy, bootstrap)?;
+    let replay = parts.remove(&(Unit::Reply, false));
+    let simulated = parts.remove(&(Unit::Dialogue, false));
+    let mut studies: Vec<(&str, Decision)> = Vec::new();
+    for (name, part) in [("replay", &replay), ("simulation", &simulated)] {
+        if let Some(part) = part {
+            let decision = decide(&part.criteria, moderation.as_ref(), policy);
+            studies.push((name, invalidate(decision, calibration.failures.clone())));
+        }
+    }
+    let decision = match studies.as_slice() {
+        [] => invalidate(
+            decide(&[], moderation.as_ref(), policy),
+            calibration.failures.clone(),
+        ),
+        [(_, only)] => only.clone(),
+        many => combine_studies(&many.iter().map(|(n, d)| (*n, d)).collect::<Vec<_>>()),
+    };
+    let simulation = simulated.map(|part| Study {
+        decision: studies
+            .iter()
+            .find(|(n, _)| *n == "simulation")
+            .map(|(_, d)| d.clone()),
+        design: "on-policy simulation: each arm talked its own way through conversations with a simulated user from the same seed conversations; whole conversations judged, one pair per seed",
+        criteria: part.criteria,
+        lost: part.lost,
+        unjudged: part.unjudged,
+    });
+    let replay_decision = studies
+        .iter()
+        .find(|(n, _)| *n == "replay")
+        .map(|(_, d)| d.clone())
+        .filter(|_| simulation.is_some());
+    let replay = replay.unwrap_or(StudyParts {
+        criteria: Vec::new(),
+        lost: Vec::new(),
+        unjudged: Vec::new(),
+        outcomes: BTreeMap::new(),
+    });
     cost.usd = (cost.usd * 1e6).round() / 1e6;
-    Report {
-        schema: "ragback.eval.report/1",
+    Ok(Report {
+        schema: "ragback.eval.report/2",
         judge_models: models,
         smoke_test_judge: smoke,
         prompt_sha256: hashes,
@@ -313,15 +409,41 @@ pub(super) fn build(
             cluster: "dialogue",
         },
         design: "offline replay: each window's last reply regenerated by both arms in contexts written with A answering (B is judged off-policy, one turn deep)",
-        criteria,
+        strata: strata.then_some("period"),
+        criteria: replay.criteria,
         moderation,
         moderation_source,
         moderation_others,
         cost,
         decision,
-        lost,
-        unjudged,
+        replay_decision,
+        simulation,
+        calibration,
+        health: options.health.clone(),
+        lost: replay.lost,
+        unjudged: replay.unjudged.into_iter().collect(),
         moderation_failures,
         flagged,
-    }
+    })
+}
+
+/// What the report is asked for beyond the journals.
+#[derive(Debug, Default)]
+pub(super) struct Options {
+    /// Segments by source period, and the rule that B wins in each.
+    pub(super) strata_period: bool,
+    /// Human verdicts to compare the judge with.
+    pub(super) human: Option<Vec<super::calibration::HumanLabel>>,
+    /// The simulator's health over the simulated conversations.
+    pub(super) health: Option<super::health::Health>,
+}
+
+/// The whole-dialogue comparison of simulated conversations.
+#[derive(Debug, Serialize)]
+pub(super) struct Study {
+    pub(super) design: &'static str,
+    pub(super) criteria: Vec<CriterionStats>,
+    pub(super) decision: Option<Decision>,
+    pub(super) lost: Vec<LostPair>,
+    pub(super) unjudged: Vec<Unjudged>,
 }

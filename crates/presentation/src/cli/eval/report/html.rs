@@ -3,7 +3,7 @@
 //! template only places them.
 
 use ragback_application::evaluation::policy::{Policy, Verdict};
-use ragback_application::evaluation::scoring::{Estimate, ModerationStats};
+use ragback_application::evaluation::scoring::{CriterionStats, Estimate, ModerationStats};
 use ragback_application::evaluation::windows::Bucket;
 use serde::Serialize;
 use tera::{Context, Tera};
@@ -26,7 +26,7 @@ pub(super) fn html(report: &Report, policy: &Policy) -> anyhow::Result<String> {
 }
 
 /// A number with three decimals, or `—` when undefined.
-fn fmt(v: f64) -> String {
+pub(super) fn fmt(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.3}")
     } else {
@@ -34,14 +34,50 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn opt(v: Option<f64>) -> String {
+pub(super) fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), fmt)
 }
 
-fn ci(e: &Estimate) -> String {
+pub(super) fn ci(e: &Estimate) -> String {
     e.ci.map_or("—".into(), |ci| {
         format!("[{}, {}]", fmt(ci.low), fmt(ci.high))
     })
+}
+
+/// A criterion's counts and rates, as the tables show them: pairs, dialogues, win, tie,
+/// inconsistent, loss, identical, unjudged, win rate, CI, p, LC, LC CI.
+pub(super) fn cells(c: &CriterionStats) -> Vec<String> {
+    let k = &c.counts;
+    vec![
+        c.n_pairs.to_string(),
+        c.n_dialogues.to_string(),
+        k.win.to_string(),
+        k.tie.to_string(),
+        k.inconsistent.to_string(),
+        k.loss.to_string(),
+        k.identical.to_string(),
+        k.unjudged.to_string(),
+        fmt(c.win_rate.value),
+        ci(&c.win_rate),
+        format!("{:.4}", c.p_value),
+        fmt(c.length_controlled.value),
+        ci(&c.length_controlled),
+    ]
+}
+
+/// A verdict's name and its banner's class.
+pub(super) fn verdict_names(verdict: Verdict) -> (String, &'static str) {
+    let name = serde_json::to_value(verdict)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let class = match verdict {
+        Verdict::Ship => "ship",
+        Verdict::NoShip => "noship",
+        Verdict::Invalid => "invalid",
+        Verdict::Inconclusive => "inconclusive",
+    };
+    (name, class)
 }
 
 /// What the template shows.
@@ -69,6 +105,8 @@ struct Page<'a> {
     failures: Vec<[String; 3]>,
     lost_count: usize,
     lost: Vec<LostView<'a>>,
+    /// Simulation, calibration, health, periods and samples.
+    extra: super::html_extra::Extra,
 }
 
 #[derive(Serialize)]
@@ -132,33 +170,9 @@ struct LostView<'a> {
 
 impl<'a> Page<'a> {
     fn of(report: &'a Report, policy: &Policy) -> Self {
-        let verdict = serde_json::to_value(report.decision.verdict)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let verdict_class = match report.decision.verdict {
-            Verdict::Ship => "ship",
-            Verdict::NoShip => "noship",
-            Verdict::Invalid => "invalid",
-            Verdict::Inconclusive => "inconclusive",
-        };
+        let (verdict, verdict_class) = verdict_names(report.decision.verdict);
         let criteria = report.criteria.iter().map(|c| {
-            let k = &c.counts;
-            let cells = vec![
-                c.n_pairs.to_string(),
-                c.n_dialogues.to_string(),
-                k.win.to_string(),
-                k.tie.to_string(),
-                k.inconsistent.to_string(),
-                k.loss.to_string(),
-                k.identical.to_string(),
-                k.unjudged.to_string(),
-                fmt(c.win_rate.value),
-                ci(&c.win_rate),
-                format!("{:.4}", c.p_value),
-                fmt(c.length_controlled.value),
-                ci(&c.length_controlled),
-            ];
+            let cells = cells(c);
             let segments = Bucket::ALL
                 .iter()
                 .map(|b| match c.segments.iter().find(|s| s.name == b.as_str()) {
@@ -274,6 +288,7 @@ impl<'a> Page<'a> {
                     reasons: &l.reasons,
                 })
                 .collect(),
+            extra: super::html_extra::Extra::of(report),
         }
     }
 }

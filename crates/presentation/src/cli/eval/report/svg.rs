@@ -245,6 +245,7 @@ mod tests {
             design_effect: None,
             minimum_detectable_effect: None,
             pairs_needed_for_observed: None,
+            samples: None,
         }
     }
 
