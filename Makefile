@@ -14,7 +14,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 WORKSPACE := --workspace --all-targets --all-features --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt model add-facts interact eval eval-demo eval-long bench load soak dc.up dc.down clean
+.PHONY: help run build test lint fmt model add-facts interact eval eval-demo eval-sim eval-long bench load soak dc.up dc.down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ eval: $(MODELS) ## Measure retrieval on the labelled demo queries (recall@k, MRR
 eval-demo: ## Compare two demo models end to end (replay, pairwise judge, moderation, report) against a local fake LLM; leaves var/eval-demo/report.html
 	$(CARGO) build --quiet -p ragback-presentation --bin ragback -p ragback-testkit --bin fake-openai
 	RAGBACK=$(TARGET_DIR)/debug/ragback FAKE=$(TARGET_DIR)/debug/fake-openai scripts/eval-demo.sh
+
+eval-sim: ## Replay and on-policy simulation of a candidate side by side (simulated users, whole-dialogue judging, A/A, human agreement) against a local fake LLM; leaves var/eval-sim/report.html
+	$(CARGO) build --quiet -p ragback-presentation --bin ragback -p ragback-testkit --bin fake-openai
+	RAGBACK=$(TARGET_DIR)/debug/ragback FAKE=$(TARGET_DIR)/debug/fake-openai scripts/eval-sim.sh
 
 eval-long: ## The rolling summary on vs off on long dialogues (replay, pairwise judge, report) against a local fake LLM; leaves var/eval-long/report.html
 	$(CARGO) build --quiet -p ragback-presentation --bin ragback -p ragback-testkit --bin fake-openai

@@ -11,15 +11,8 @@ fake=${FAKE:-target/debug/fake-openai}
 rm -rf "$out"
 mkdir -p "$out"
 
-if [ -n "${FAKE_URL:-}" ]; then
-    url=$FAKE_URL   # a fake already running (the test of this script starts one in process)
-else
-    "$fake" > "$out/fake.url" &
-    fake_pid=$!
-    trap 'kill $fake_pid 2>/dev/null || true' EXIT
-    for _ in $(seq 100); do [ -s "$out/fake.url" ] && break; sleep 0.1; done
-    url=$(head -n 1 "$out/fake.url")
-fi
+. scripts/fake-llm.sh
+fake_llm "$out"
 
 # ragback in process answers with the fake's demo models; no embedder, no facts; the judge is
 # the fake too. No config files: only these variables.

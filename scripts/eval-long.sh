@@ -17,14 +17,9 @@ judge=${JUDGE:-oracle}
 rm -rf "$out"
 mkdir -p "$out"
 
-if [ -n "${FAKE_URL:-}" ]; then
-    url=$FAKE_URL
-elif [ -z "${RAGBACK_LLM__BASE_URL:-}" ]; then
-    "$fake" > "$out/fake.url" &
-    fake_pid=$!
-    trap 'kill $fake_pid 2>/dev/null || true' EXIT
-    for _ in $(seq 100); do [ -s "$out/fake.url" ] && break; sleep 0.1; done
-    url=$(head -n 1 "$out/fake.url")
+. scripts/fake-llm.sh
+if [ -n "${FAKE_URL:-}" ] || [ -z "${RAGBACK_LLM__BASE_URL:-}" ]; then
+    fake_llm "$out"
 fi
 if [ -n "${url:-}" ]; then
     export RAGBACK_LLM__PROVIDER=openai RAGBACK_LLM__BASE_URL="$url/v1" \
