@@ -235,6 +235,27 @@ impl FactLibrary {
         self.store.status().await
     }
 
+    /// Prepares the store before the server takes requests ([`FactStore::prepare`]): retried
+    /// with backoff (1 s doubling to 30 s) while the store cannot be reached; a store set up
+    /// otherwise than the settings say is logged, once, and left for readiness to report.
+    pub async fn prepare(&self) {
+        let mut delay = std::time::Duration::from_secs(1);
+        loop {
+            match self.store.prepare().await {
+                Ok(()) => return,
+                Err(FactStoreError::Unavailable(cause)) => {
+                    tracing::warn!(%cause, retry_in = ?delay, "the fact store cannot be prepared yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the fact store cannot serve: ragback stays not ready");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Whether the store answers (for readiness probes: counts nothing).
     pub async fn ping(&self) -> Result<(), FactStoreError> {
         self.store.ping().await

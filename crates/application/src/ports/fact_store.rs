@@ -112,6 +112,10 @@ pub enum FactStoreError {
     /// Stored data could not be understood.
     #[error("fact store holds invalid data: {0}")]
     Corrupted(String),
+    /// The store is not set up as the settings say (a Qdrant collection's shards or replication):
+    /// fix the settings or the store; retrying does not help.
+    #[error("fact store misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 /// Refuses `given` when the store's facts record another model (`stored`).
@@ -183,6 +187,14 @@ pub trait FactStore: Send + Sync {
 
     /// Whether the store is usable, and what it holds.
     async fn status(&self) -> Result<StoreStatus, FactStoreError>;
+
+    /// Gets the store ready before a server takes requests: checks its set-up against the
+    /// settings and runs the migrations it needs, once across the processes sharing it. A server
+    /// calls it at start-up, off any request, and is not ready until it is done; stores with
+    /// nothing to do keep this default.
+    async fn prepare(&self) -> Result<(), FactStoreError> {
+        Ok(())
+    }
 
     /// Whether the store answers, cheaply: what readiness probes call, often. Counts nothing.
     async fn ping(&self) -> Result<(), FactStoreError> {

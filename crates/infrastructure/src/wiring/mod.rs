@@ -119,13 +119,30 @@ pub fn open_stores(settings: &Settings) -> Result<Stores, WiringError> {
             }),
         #[cfg(feature = "qdrant-server")]
         StoreKind::Qdrant => {
-            use ragback_integrations::qdrant::{QdrantFactStore, QdrantSettings};
+            use ragback_integrations::qdrant::{
+                ClusterSettings, QdrantFactStore, QdrantSettings, ReadConsistencyLevel,
+                WriteOrderingLevel,
+            };
             let s = &settings.store;
             QdrantFactStore::new(&QdrantSettings {
                 url: s.url.clone(),
                 api_key: s.api_key.clone(),
                 collection: s.collection.clone(),
                 timeout: s.timeout,
+                // Both parsed already by the settings' validation.
+                cluster: ClusterSettings {
+                    shard_number: s.shard_number,
+                    replication_factor: s.replication_factor,
+                    write_consistency_factor: s.write_consistency_factor,
+                    read_consistency: s
+                        .read_consistency
+                        .as_deref()
+                        .and_then(ReadConsistencyLevel::parse),
+                    write_ordering: WriteOrderingLevel::parse(&s.write_ordering)
+                        .unwrap_or(WriteOrderingLevel::Medium),
+                    on_disk_payload: s.on_disk_payload,
+                    on_disk_vectors: s.on_disk_vectors,
+                },
             })
             .map(both)
             .map_err(setting("RAGBACK_STORE__URL"))

@@ -1,16 +1,18 @@
-//! The collection: created on the first write with the layout's vectors and the owner index,
-//! looked at once per process (its dimension, whether it has the lexical vector), and migrated
-//! then when it was written before the lexical vector.
+//! The collection: created on the first write with the layout's vectors, the owner index and the
+//! cluster settings; prepared at start-up — its layout checked against the settings, its facts
+//! given the lexical vector when written before it — once across the processes sharing it.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::create_vector_name_request::VectorConfig as NewVectorConfig;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::{
-    Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    CreateVectorNameRequestBuilder, Distance, FieldType, Filter, KeywordIndexParamsBuilder,
-    Modifier, PointVectors, SparseVectorConfig, SparseVectorCreationConfig, SparseVectorParams,
-    UpdatePointVectorsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    CollectionParams, Condition, CountPointsBuilder, CreateCollectionBuilder,
+    CreateFieldIndexCollectionBuilder, CreateVectorNameRequestBuilder, Distance, FieldType, Filter,
+    KeywordIndexParamsBuilder, Modifier, PointVectors, SparseVectorConfig,
+    SparseVectorCreationConfig, SparseVectorParams, UpdatePointVectorsBuilder, VectorParamsBuilder,
+    VectorsConfigBuilder,
 };
 use ragback_application::ports::FactStoreError;
 
@@ -28,41 +30,201 @@ pub(super) struct Collection {
     pub(super) lexical: bool,
 }
 
+/// Where the start-up preparation is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) enum Preparation {
+    /// Not asked for: a command-line tool, which prepares on first use.
+    #[default]
+    NotAsked,
+    /// Running (the server asked at start-up): requests find the store unavailable meanwhile.
+    Running,
+    /// Failed for good (the collection is not laid out as the settings say).
+    Failed(String),
+    /// Done.
+    Done,
+}
+
+/// How long a migration lock may stand before another process takes it over (its holder died).
+const LOCK_STALE: Duration = Duration::from_secs(600);
+/// How often a process waiting for another's migration looks again.
+const LOCK_POLL: Duration = Duration::from_millis(250);
+
 impl QdrantFactStore {
-    /// The collection's dimension; `None` when the collection does not exist yet. The first
-    /// look at an existing collection reads its configuration and migrates it (once per
-    /// process, whoever asks first: the others wait for it).
+    /// The collection's dimension; `None` when the collection does not exist yet. A server
+    /// prepares the collection at start-up ([`Self::prepare_collection`]) and its requests never
+    /// migrate: until that is done they find the store unavailable. A tool that did not ask for
+    /// the preparation gets it on first use.
     pub(super) async fn dimension(&self) -> Result<Option<usize>, FactStoreError> {
         if let Some(known) = self.known.get() {
             return Ok(Some(known.dimension));
         }
-        let exists = self
-            .client
-            .collection_exists(&self.collection)
-            .await
-            .map_err(self.unavailable("checking the collection"))?;
-        if !exists {
+        if !self.exists().await? {
             return Ok(None);
         }
-        let known = self.known.get_or_try_init(|| self.inspect()).await?;
-        Ok(Some(known.dimension))
+        match self.preparation() {
+            // A tool's first use; or a collection another process created after this one was
+            // prepared (created with the lexical vector: nothing to migrate, a read).
+            Preparation::NotAsked | Preparation::Done => {
+                let known = self.known.get_or_try_init(|| self.inspect()).await?;
+                Ok(Some(known.dimension))
+            }
+            Preparation::Running => Err(FactStoreError::Unavailable(format!(
+                "Qdrant collection `{}` is being prepared (its layout checked, its facts migrated) \
+                 at start-up",
+                self.collection
+            ))),
+            Preparation::Failed(why) => Err(FactStoreError::Misconfigured(why)),
+        }
     }
 
-    /// Reads the existing collection's configuration, and gives its facts lexical vectors when
-    /// they lack them.
-    async fn inspect(&self) -> Result<Collection, FactStoreError> {
+    pub(super) fn preparation(&self) -> Preparation {
+        self.preparation
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or(Preparation::Running)
+    }
+
+    fn set_preparation(&self, state: Preparation) {
+        if let Ok(mut p) = self.preparation.lock() {
+            *p = state;
+        }
+    }
+
+    /// Prepares the collection before the server takes requests: checks an existing one's layout
+    /// against the settings and gives its facts the lexical vector they lack — under a lock that
+    /// every process sharing the collection respects, so that replicas starting together migrate
+    /// it once. Returns how many facts this process migrated. A collection that does not exist
+    /// yet is created with the settings on the first write.
+    pub async fn prepare_collection(&self) -> Result<usize, FactStoreError> {
+        self.set_preparation(Preparation::Running);
+        let result = self.prepare_inner().await;
+        match &result {
+            Ok(_) => self.set_preparation(Preparation::Done),
+            Err(FactStoreError::Misconfigured(why)) => {
+                self.set_preparation(Preparation::Failed(why.clone()));
+            }
+            // Unreachable now: asked again (the server retries).
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Whether the facts' collection exists.
+    async fn exists(&self) -> Result<bool, FactStoreError> {
+        self.client
+            .collection_exists(&self.collection)
+            .await
+            .map_err(self.unavailable("checking the collection"))
+    }
+
+    async fn prepare_inner(&self) -> Result<usize, FactStoreError> {
+        if !self.exists().await? {
+            return Ok(0);
+        }
+        let lock = format!("{}__migration_lock", self.collection);
+        let started = Instant::now();
+        loop {
+            let (params, pending) = self.pending_migration().await?;
+            if !pending {
+                let known = self.known_of(&params, true)?;
+                self.known.get_or_init(|| async { known }).await;
+                return Ok(0);
+            }
+            if self.create_lock(&lock).await? {
+                let outcome = self.migrate(&params).await;
+                if let Err(error) = self.client.delete_collection(&lock).await {
+                    tracing::warn!(collection = %lock, %error, "the migration lock could not be removed: other processes take it over after 10 minutes");
+                }
+                let (known, migrated) = outcome?;
+                self.known.get_or_init(|| async { known }).await;
+                return Ok(migrated);
+            }
+            if started.elapsed() > LOCK_STALE {
+                tracing::warn!(collection = %lock, "a migration lock stood for 10 minutes: its holder is gone; taking it over");
+                self.client
+                    .delete_collection(&lock)
+                    .await
+                    .map_err(self.unavailable("removing a stale migration lock"))?;
+                continue;
+            }
+            tracing::info!(collection = %self.collection, "another process is migrating the collection; waiting for it");
+            while started.elapsed() <= LOCK_STALE
+                && self
+                    .client
+                    .collection_exists(&lock)
+                    .await
+                    .map_err(self.unavailable("checking the migration lock"))?
+            {
+                tokio::time::sleep(LOCK_POLL).await;
+            }
+        }
+    }
+
+    /// Takes the migration lock: creating a collection succeeds for one process only.
+    async fn create_lock(&self, lock: &str) -> Result<bool, FactStoreError> {
+        let mut vectors = VectorsConfigBuilder::default();
+        vectors.add_named_vector_params("lock", VectorParamsBuilder::new(1, Distance::Cosine));
+        match self
+            .client
+            .create_collection(CreateCollectionBuilder::new(lock).vectors_config(vectors))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let held = self
+                    .client
+                    .collection_exists(lock)
+                    .await
+                    .map_err(self.unavailable("checking the migration lock"))?;
+                if held {
+                    Ok(false)
+                } else {
+                    Err(self.unavailable("taking the migration lock")(error))
+                }
+            }
+        }
+    }
+
+    /// The existing collection's parameters, checked against the settings, and whether facts
+    /// lack the lexical vector.
+    async fn pending_migration(&self) -> Result<(CollectionParams, bool), FactStoreError> {
         let info = self
             .client
             .collection_info(&self.collection)
             .await
             .map_err(self.unavailable("reading the collection"))?;
-        let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
-        let has_lexical = params
+        let params = info
+            .result
+            .and_then(|r| r.config)
+            .and_then(|c| c.params)
+            .unwrap_or_default();
+        self.check_layout(&params)?;
+        if !has_lexical(&params) {
+            return Ok((params, true));
+        }
+        let without = self
+            .client
+            .count(
+                CountPointsBuilder::new(&self.collection)
+                    .filter(Filter::must_not([Condition::has_vector(LEXICAL)]))
+                    .exact(true),
+            )
+            .await
+            .map_err(self.unavailable("counting facts without words"))?;
+        Ok((params, without.result.is_some_and(|r| r.count > 0)))
+    }
+
+    /// What ragback knows of a collection of these parameters.
+    fn known_of(
+        &self,
+        params: &CollectionParams,
+        lexical: bool,
+    ) -> Result<Collection, FactStoreError> {
+        let size = match params
+            .vectors_config
             .as_ref()
-            .and_then(|p| p.sparse_vectors_config.as_ref())
-            .is_some_and(|s| s.map.contains_key(LEXICAL));
-        let config = params.and_then(|p| p.vectors_config).and_then(|v| v.config);
-        let size = match config {
+            .and_then(|v| v.config.as_ref())
+        {
             Some(VectorsConfigKind::ParamsMap(map)) => map.map.get(VECTOR).map(|p| p.size),
             _ => None,
         };
@@ -75,8 +237,25 @@ impl QdrantFactStore {
         };
         Ok(Collection {
             dimension: usize::try_from(size).unwrap_or(usize::MAX),
-            lexical: self.add_lexical_vectors(has_lexical).await?,
+            lexical,
         })
+    }
+
+    /// Migrates the collection (the lock held): what ragback then knows of it, and how many
+    /// facts got their lexical vector.
+    async fn migrate(
+        &self,
+        params: &CollectionParams,
+    ) -> Result<(Collection, usize), FactStoreError> {
+        self.known_of(params, false)?;
+        let (lexical, migrated) = self.add_lexical_vectors(has_lexical(params)).await?;
+        Ok((self.known_of(params, lexical)?, migrated))
+    }
+
+    /// Reads the existing collection's configuration and migrates it (a tool's first use).
+    async fn inspect(&self) -> Result<Collection, FactStoreError> {
+        let (params, _) = self.pending_migration().await?;
+        Ok(self.migrate(&params).await?.0)
     }
 
     /// Gives the facts stored without a lexical vector (a collection written before them, or a
@@ -85,7 +264,10 @@ impl QdrantFactStore {
     /// vector another ragback wrote meanwhile is harmless. A server that cannot add a vector to
     /// a collection (Qdrant before 1.18) leaves it without: `false`, and a warning saying what
     /// to do.
-    async fn add_lexical_vectors(&self, has_lexical: bool) -> Result<bool, FactStoreError> {
+    async fn add_lexical_vectors(
+        &self,
+        has_lexical: bool,
+    ) -> Result<(bool, usize), FactStoreError> {
         if !has_lexical {
             let config = NewVectorConfig::SparseConfig(SparseVectorCreationConfig {
                 modifier: Some(Modifier::Idf.into()),
@@ -108,7 +290,7 @@ impl QdrantFactStore {
                      upgrade the server, or move the facts to a new collection \
                      (`ragback facts export`, then `import` with another RAGBACK_STORE__COLLECTION)"
                 );
-                return Ok(false);
+                return Ok((false, 0));
             }
         }
         let without = Filter::must_not([Condition::has_vector(LEXICAL)]);
@@ -132,7 +314,9 @@ impl QdrantFactStore {
             if !points.is_empty() {
                 self.client
                     .update_vectors(
-                        UpdatePointVectorsBuilder::new(&self.collection, points).wait(true),
+                        UpdatePointVectorsBuilder::new(&self.collection, points)
+                            .wait(true)
+                            .ordering(self.cluster.ordering()),
                     )
                     .await
                     .map_err(self.unavailable("migrating facts"))?;
@@ -145,7 +329,7 @@ impl QdrantFactStore {
         if migrated > 0 || !has_lexical {
             tracing::info!(url = %self.url, collection = %self.collection, facts = migrated, "added lexical vectors to facts stored before them");
         }
-        Ok(true)
+        Ok((true, migrated))
     }
 
     /// The dimension, creating the collection for `dimension` when it does not exist.
@@ -157,14 +341,15 @@ impl QdrantFactStore {
             return Ok(existing);
         }
         let mut vectors = VectorsConfigBuilder::default();
-        vectors.add_named_vector_params(
-            VECTOR,
-            VectorParamsBuilder::new(dimension as u64, Distance::Cosine),
-        );
+        let mut params = VectorParamsBuilder::new(dimension as u64, Distance::Cosine);
+        if let Some(on_disk) = self.cluster.on_disk_vectors {
+            params = params.on_disk(on_disk);
+        }
+        vectors.add_named_vector_params(VECTOR, params);
         let created = self
             .client
             .create_collection(
-                CreateCollectionBuilder::new(&self.collection)
+                self.laid_out(&self.collection)
                     .vectors_config(vectors)
                     .sparse_vectors_config(SparseVectorConfig {
                         map: HashMap::from([(
@@ -192,7 +377,8 @@ impl QdrantFactStore {
                     FieldType::Keyword,
                 )
                 .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
-                .wait(true),
+                .wait(true)
+                .ordering(self.cluster.ordering()),
             )
             .await
             .map_err(self.unavailable("indexing the owner field"))?;
@@ -209,6 +395,19 @@ impl QdrantFactStore {
         Ok(known.dimension)
     }
 
+    /// A new collection named `name`, laid out as the settings say (shards, replication, write
+    /// consistency, payload on disk).
+    pub(super) fn laid_out(&self, name: &str) -> CreateCollectionBuilder {
+        let mut builder = CreateCollectionBuilder::new(name)
+            .shard_number(self.cluster.shard_number)
+            .replication_factor(self.cluster.replication_factor)
+            .write_consistency_factor(self.cluster.write_consistency_factor);
+        if let Some(on_disk) = self.cluster.on_disk_payload {
+            builder = builder.on_disk_payload(on_disk);
+        }
+        builder
+    }
+
     pub(super) fn check(store: usize, given: usize) -> Result<(), FactStoreError> {
         if store == given {
             Ok(())
@@ -216,4 +415,12 @@ impl QdrantFactStore {
             Err(FactStoreError::DimensionMismatch { store, given })
         }
     }
+}
+
+/// Whether a collection's parameters hold the lexical vector.
+fn has_lexical(params: &CollectionParams) -> bool {
+    params
+        .sparse_vectors_config
+        .as_ref()
+        .is_some_and(|s| s.map.contains_key(LEXICAL))
 }

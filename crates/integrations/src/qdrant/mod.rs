@@ -5,11 +5,13 @@
 //! together). The collection is created on the first upsert with that batch's dimension
 //! ([`collection`]); [`points`] speaks the wire format.
 
+mod cluster;
 mod collection;
 mod points;
 mod summaries;
 
-use collection::Collection;
+pub use cluster::{ClusterSettings, ReadConsistencyLevel, WriteOrderingLevel};
+use collection::{Collection, Preparation};
 use points::{dense_of, lexical_vector, owners_filter, point_id, scored_fact};
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +44,8 @@ pub struct QdrantSettings {
     pub collection: String,
     /// Timeout of one call.
     pub timeout: Duration,
+    /// The collection's layout on a cluster, and the consistency of reads and writes.
+    pub cluster: ClusterSettings,
 }
 
 /// Facts in a Qdrant server collection.
@@ -53,6 +57,10 @@ pub struct QdrantFactStore {
     known: tokio::sync::OnceCell<Collection>,
     /// The summaries' collection is known to exist.
     summaries_known: std::sync::atomic::AtomicBool,
+    /// The collection's layout and the consistency of reads and writes.
+    cluster: ClusterSettings,
+    /// The start-up preparation.
+    preparation: std::sync::Mutex<Preparation>,
 }
 
 /// Why the settings cannot be used.
@@ -87,6 +95,8 @@ impl QdrantFactStore {
             collection: settings.collection.clone(),
             known: tokio::sync::OnceCell::new(),
             summaries_known: std::sync::atomic::AtomicBool::new(false),
+            cluster: settings.cluster,
+            preparation: std::sync::Mutex::new(Preparation::NotAsked),
         })
     }
 
@@ -157,7 +167,11 @@ impl FactStore for QdrantFactStore {
         }
         if !points.is_empty() {
             self.client
-                .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
+                .upsert_points(
+                    UpsertPointsBuilder::new(&self.collection, points)
+                        .wait(true)
+                        .ordering(self.cluster.ordering()),
+                )
                 .await
                 .map_err(self.unavailable("storing facts"))?;
         }
@@ -255,7 +269,8 @@ impl FactStore for QdrantFactStore {
             .delete_points(
                 DeletePointsBuilder::new(&self.collection)
                     .points(PointsIdsList { ids: owned })
-                    .wait(true),
+                    .wait(true)
+                    .ordering(self.cluster.ordering()),
             )
             .await
             .map_err(self.unavailable("deleting facts"))?;
@@ -271,7 +286,8 @@ impl FactStore for QdrantFactStore {
             .delete_points(
                 DeletePointsBuilder::new(&self.collection)
                     .points(owners_filter(std::slice::from_ref(owner)))
-                    .wait(true),
+                    .wait(true)
+                    .ordering(self.cluster.ordering()),
             )
             .await
             .map_err(self.unavailable("deleting facts"))?;
@@ -283,6 +299,9 @@ impl FactStore for QdrantFactStore {
             return Ok(0);
         }
         let mut request = CountPointsBuilder::new(&self.collection).exact(true);
+        if let Some(read) = self.cluster.read() {
+            request = request.read_consistency(read);
+        }
         if let Some(owner) = owner {
             request = request.filter(owners_filter(std::slice::from_ref(owner)));
         }
@@ -314,7 +333,21 @@ impl FactStore for QdrantFactStore {
         Ok(counted.result.is_some_and(|r| r.count > 0))
     }
 
+    async fn prepare(&self) -> Result<(), FactStoreError> {
+        self.prepare_collection().await.map(drop)
+    }
+
     async fn ping(&self) -> Result<(), FactStoreError> {
+        match self.preparation() {
+            Preparation::Running => {
+                return Err(FactStoreError::Unavailable(format!(
+                    "Qdrant collection `{}` is being prepared at start-up",
+                    self.collection
+                )));
+            }
+            Preparation::Failed(why) => return Err(FactStoreError::Misconfigured(why)),
+            Preparation::NotAsked | Preparation::Done => {}
+        }
         self.client
             .collection_exists(&self.collection)
             .await

@@ -37,10 +37,13 @@ impl QdrantFactStore {
         let found = self
             .client
             .query(
-                nearest
-                    .filter(owners_filter(&query.owners))
-                    .limit(query.limit as u64)
-                    .with_payload(true),
+                match self.cluster.read() {
+                    Some(read) => nearest.read_consistency(read),
+                    None => nearest,
+                }
+                .filter(owners_filter(&query.owners))
+                .limit(query.limit as u64)
+                .with_payload(true),
             )
             .await
             .map_err(self.unavailable(what))?;
@@ -59,6 +62,9 @@ impl QdrantFactStore {
             .limit(limit)
             .with_payload(true)
             .with_vectors(with_vectors);
+        if let Some(read) = self.cluster.read() {
+            request = request.read_consistency(read);
+        }
         if let Some(filter) = filter {
             request = request.filter(filter);
         }
@@ -104,9 +110,14 @@ impl QdrantFactStore {
         let found = self
             .client
             .get_points(
-                GetPointsBuilder::new(&self.collection, points)
-                    .with_payload(payload)
-                    .with_vectors(false),
+                match self.cluster.read() {
+                    Some(read) => {
+                        GetPointsBuilder::new(&self.collection, points).read_consistency(read)
+                    }
+                    None => GetPointsBuilder::new(&self.collection, points),
+                }
+                .with_payload(payload)
+                .with_vectors(false),
             )
             .await
             .map_err(self.unavailable("reading facts"))?;

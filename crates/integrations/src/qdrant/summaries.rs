@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
-    CreateCollectionBuilder, DeletePointsBuilder, Distance, GetPointsBuilder, PointId, PointStruct,
-    PointsIdsList, UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    DeletePointsBuilder, Distance, GetPointsBuilder, PointId, PointStruct, PointsIdsList,
+    UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, QdrantError};
 use ragback_application::ports::{SummaryStore, SummaryStoreError};
@@ -64,9 +64,19 @@ impl SummaryStore for QdrantFactStore {
         let found = self
             .client
             .get_points(
-                GetPointsBuilder::new(self.summaries_collection(), vec![point(user, conversation)])
-                    .with_payload(true)
-                    .with_vectors(false),
+                match self.cluster.read() {
+                    Some(read) => GetPointsBuilder::new(
+                        self.summaries_collection(),
+                        vec![point(user, conversation)],
+                    )
+                    .read_consistency(read),
+                    None => GetPointsBuilder::new(
+                        self.summaries_collection(),
+                        vec![point(user, conversation)],
+                    ),
+                }
+                .with_payload(true)
+                .with_vectors(false),
             )
             .await
             .map_err(self.summary_unavailable("reading a summary"))?;
@@ -88,7 +98,7 @@ impl SummaryStore for QdrantFactStore {
         if !self.summaries_exist().await? {
             let created = self
                 .client
-                .create_collection(CreateCollectionBuilder::new(&collection).vectors_config({
+                .create_collection(self.laid_out(&collection).vectors_config({
                     let mut config = VectorsConfigBuilder::default();
                     config.add_named_vector_params(
                         SUMMARY_VECTOR,
@@ -120,7 +130,8 @@ impl SummaryStore for QdrantFactStore {
                         payload,
                     )],
                 )
-                .wait(true),
+                .wait(true)
+                .ordering(self.cluster.ordering()),
             )
             .await
             .map_err(self.summary_unavailable("storing a summary"))?;
@@ -141,7 +152,8 @@ impl SummaryStore for QdrantFactStore {
                     .points(PointsIdsList {
                         ids: vec![point(user, conversation)],
                     })
-                    .wait(true),
+                    .wait(true)
+                    .ordering(self.cluster.ordering()),
             )
             .await
             .map_err(self.summary_unavailable("deleting a summary"))?;

@@ -7,14 +7,21 @@ use std::time::Duration;
 
 use ragback_application::ports::{EmbeddedFact, FactStore, FactStoreError};
 use ragback_domain::{Fact, FactOwner, FactText, UserId};
-use ragback_integrations::qdrant::{QdrantFactStore, QdrantSettings};
+use ragback_integrations::qdrant::{
+    ClusterSettings, QdrantFactStore, QdrantSettings, ReadConsistencyLevel, WriteOrderingLevel,
+};
 
 fn store(url: &str, collection: &str) -> QdrantFactStore {
+    on_cluster(url, collection, ClusterSettings::default())
+}
+
+fn on_cluster(url: &str, collection: &str, cluster: ClusterSettings) -> QdrantFactStore {
     QdrantFactStore::new(&QdrantSettings {
         url: url.to_owned(),
         api_key: None,
         collection: collection.to_owned(),
         timeout: Duration::from_secs(10),
+        cluster,
     })
     .unwrap()
 }
@@ -124,40 +131,9 @@ async fn an_unreachable_server_is_unavailable_and_names_the_url() {
     );
 }
 
-/// A collection as ragback created it before lexical vectors: one dense vector per point.
+/// A collection as ragback created it before lexical vectors (the testkit's).
 async fn old_collection(url: &str, texts: &[&str]) {
-    use qdrant_client::qdrant::{
-        CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder,
-        VectorsConfigBuilder,
-    };
-    let client = qdrant_client::Qdrant::from_url(url)
-        .skip_compatibility_check()
-        .build()
-        .unwrap();
-    let mut vectors = VectorsConfigBuilder::default();
-    vectors.add_named_vector_params("fact", VectorParamsBuilder::new(2, Distance::Cosine));
-    client
-        .create_collection(CreateCollectionBuilder::new("facts").vectors_config(vectors))
-        .await
-        .unwrap();
-    let points: Vec<PointStruct> = texts
-        .iter()
-        .map(|text| {
-            let payload = serde_json::json!({
-                "owner": "user:john", "owner_kind": "user", "owner_id": "john",
-                "text": text, "model": "test/model",
-            });
-            PointStruct::new(
-                uuid::Uuid::new_v4().to_string(),
-                std::collections::HashMap::from([("fact".to_owned(), vec![1.0_f32, 0.0])]),
-                qdrant_client::Payload::try_from(payload).unwrap(),
-            )
-        })
-        .collect();
-    client
-        .upsert_points(UpsertPointsBuilder::new("facts", points).wait(true))
-        .await
-        .unwrap();
+    ragback_testkit::fake_qdrant::old_collection(url, "facts", texts).await;
 }
 
 #[tokio::test]
@@ -190,7 +166,7 @@ async fn on_a_server_that_cannot_add_the_lexical_vector_an_old_collection_keeps_
 }
 
 #[tokio::test]
-async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
+async fn a_collection_written_before_lexical_vectors_gets_them_on_a_tools_first_use() {
     let url = ragback_testkit::fake_qdrant::start().await;
     let texts: Vec<String> = (0..300)
         .map(|i| match i {
@@ -209,7 +185,7 @@ async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
 
     let adapter = store(&url, "facts");
     let found = adapter.search_lexical(query(), "biscuit").await.unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found.len(), 1, "a tool migrates on first use: {found:?}");
     assert_eq!(found[0].fact.fact.text.as_str(), "Has a dog named Biscuit");
     assert!(found[0].fact.score.abs() < 1e-4, "its cosine: {found:?}");
     assert_eq!(
@@ -241,4 +217,166 @@ async fn a_collection_written_before_lexical_vectors_gets_them_on_first_use() {
 async fn conversation_summaries_keep_the_summary_store_contract() {
     let url = ragback_testkit::fake_qdrant::start().await;
     ragback_application::testing::summary_store_contract(&store(&url, "facts")).await;
+}
+
+/// A three-node cluster's settings: every shard on every node, a majority acknowledges writes
+/// and answers reads.
+fn three_nodes() -> ClusterSettings {
+    ClusterSettings {
+        shard_number: 3,
+        replication_factor: 3,
+        write_consistency_factor: 2,
+        read_consistency: Some(ReadConsistencyLevel::Majority),
+        write_ordering: WriteOrderingLevel::Medium,
+        on_disk_payload: Some(true),
+        on_disk_vectors: None,
+    }
+}
+
+#[tokio::test]
+async fn the_collection_is_laid_out_as_the_settings_say_and_reads_and_writes_ask_for_their_consistency()
+ {
+    let (url, seen) = ragback_testkit::fake_qdrant::start_seen().await;
+    let adapter = on_cluster(&url, "facts", three_nodes());
+    adapter.prepare().await.unwrap();
+    let john = FactOwner::User(UserId::parse("john").unwrap());
+    adapter
+        .upsert(vec![EmbeddedFact {
+            model: "test/model".into(),
+            fact: Fact::new(
+                john.clone(),
+                FactText::parse("Has a dog named Biscuit").unwrap(),
+            ),
+            vector: vec![1.0, 0.0],
+        }])
+        .await
+        .unwrap();
+    let query = ragback_application::ports::FactQuery {
+        model: "test/model".into(),
+        vector: vec![1.0, 0.0],
+        owners: vec![john.clone()],
+        limit: 3,
+    };
+    assert_eq!(adapter.search(query.clone()).await.unwrap().len(), 1);
+    assert_eq!(
+        adapter
+            .search_lexical(query, "biscuit")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(adapter.count(Some(&john)).await.unwrap(), 1);
+    assert_eq!(
+        seen.starting("create facts"),
+        ["create facts shards=3 replication=3 write_consistency=2 on_disk_payload=true"]
+    );
+    let writes = seen.starting("write facts");
+    assert!(!writes.is_empty());
+    for write in &writes {
+        assert!(write.ends_with("ordering=medium wait=true"), "{writes:?}");
+    }
+    let reads = seen.starting("read facts");
+    assert!(
+        reads.iter().any(|r| r.starts_with("read facts query")),
+        "{reads:?}"
+    );
+    for read in &reads {
+        assert!(read.ends_with("consistency=majority"), "{reads:?}");
+    }
+    // The summaries' collection is laid out alike.
+    let conversation = ragback_domain::ConversationId::parse("c-1").unwrap();
+    let summary = ragback_domain::ConversationSummary {
+        character: None,
+        text: "They met.".into(),
+        covers: 2,
+        last_hash: "00000000000000ff".into(),
+        prompt_hash: "ab".repeat(32),
+        model: "test/model".into(),
+        updated: ragback_domain::Timestamp::from_unix_millis(1_764_979_200_000),
+    };
+    ragback_application::ports::SummaryStore::put_summary(
+        &adapter,
+        &UserId::parse("john").unwrap(),
+        &conversation,
+        &summary,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seen.starting("create facts_summaries"),
+        ["create facts_summaries shards=3 replication=3 write_consistency=2 on_disk_payload=true"]
+    );
+}
+
+#[tokio::test]
+async fn a_collection_laid_out_otherwise_is_reported_at_start_and_never_served() {
+    let url = ragback_testkit::fake_qdrant::start().await;
+    let single = store(&url, "facts");
+    single
+        .upsert(vec![EmbeddedFact {
+            model: "test/model".into(),
+            fact: Fact::new(
+                FactOwner::User(UserId::parse("john").unwrap()),
+                FactText::parse("Learns the banjo").unwrap(),
+            ),
+            vector: vec![1.0, 0.0],
+        }])
+        .await
+        .unwrap();
+    let clustered = on_cluster(&url, "facts", three_nodes());
+    let error = clustered.prepare().await.unwrap_err();
+    let FactStoreError::Misconfigured(message) = &error else {
+        panic!("{error:?}");
+    };
+    assert!(
+        message.contains("shards: the collection has 1, RAGBACK_STORE__SHARD_NUMBER says 3")
+            && message.contains("RAGBACK_STORE__REPLICATION_FACTOR says 3"),
+        "{message}"
+    );
+    assert!(matches!(
+        clustered.ping().await,
+        Err(FactStoreError::Misconfigured(_))
+    ));
+    assert!(matches!(
+        clustered.count(None).await,
+        Err(FactStoreError::Misconfigured(_))
+    ));
+}
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_the_collection_once() {
+    let (url, seen) = ragback_testkit::fake_qdrant::start_seen().await;
+    let texts: Vec<String> = (0..300).map(|i| format!("Old fact number {i}")).collect();
+    old_collection(&url, &texts.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (a, b) = (store(&url, "facts"), store(&url, "facts"));
+    let (left, right) = tokio::join!(a.prepare_collection(), b.prepare_collection());
+    let mut migrated = [left.unwrap(), right.unwrap()];
+    migrated.sort_unstable();
+    assert_eq!(migrated, [0, 300], "one process migrated, the other waited");
+    let batches = seen.starting("write facts update_vectors").len();
+    assert_eq!(batches, 300_usize.div_ceil(256), "{:?}", seen.lines());
+    assert_eq!(seen.starting("drop facts__migration_lock").len(), 1);
+    let lock_attempts = seen.starting("create facts__migration_lock").len();
+    let john = FactOwner::User(UserId::parse("john").unwrap());
+    let query = ragback_application::ports::FactQuery {
+        model: "test/model".into(),
+        vector: vec![0.0, 1.0],
+        owners: vec![john],
+        limit: 3,
+    };
+    for store in [&a, &b] {
+        let found = store
+            .search_lexical(query.clone(), "number 299")
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 3, "{found:?}");
+    }
+    // A third start finds nothing to do, and takes no lock.
+    let later = store(&url, "facts");
+    assert_eq!(later.prepare_collection().await.unwrap(), 0);
+    assert_eq!(
+        seen.starting("create facts__migration_lock").len(),
+        lock_attempts
+    );
 }

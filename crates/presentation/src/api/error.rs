@@ -339,7 +339,11 @@ impl From<FactStoreError> for ApiError {
     fn from(error: FactStoreError) -> Self {
         let cause = error.to_string();
         match error {
-            FactStoreError::Unavailable(_) | FactStoreError::Locked(_) => Self::new(
+            // A misconfigured store is the operator's to fix (the cause is logged, and /ready
+            // says not ready): to a client it is a store that is not there.
+            FactStoreError::Unavailable(_)
+            | FactStoreError::Locked(_)
+            | FactStoreError::Misconfigured(_) => Self::new(
                 ErrorCode::StoreUnavailable,
                 "the fact store is unavailable; try again later",
             ),

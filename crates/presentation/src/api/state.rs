@@ -89,8 +89,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for `services` under `settings`; starts the memory worker on the current
-    /// runtime.
+    /// The state for `services` under `settings`; starts the background work on the current
+    /// runtime: the store's preparation, the memory and summary workers.
     pub fn from_settings(services: Services, settings: &Settings) -> Self {
         let server = &settings.server;
         let limits = Limits {
@@ -104,6 +104,10 @@ impl AppState {
             request_timeout: server.request_timeout,
             body_timeout: server.body_timeout,
         };
+        // The store is prepared (checked, migrated) at start-up, off every request; /ready says
+        // no until it is done.
+        let facts = services.facts.clone();
+        tokio::spawn(async move { facts.prepare().await });
         // Turns with a conversation id read summaries and queue their extension.
         let chat = match services.summarizer {
             Some(summarizer) => services.chat.with_summaries(SummaryQueue::start(

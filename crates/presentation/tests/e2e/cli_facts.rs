@@ -326,6 +326,49 @@ async fn facts_move_between_stores_with_their_vectors() {
     );
 }
 
+/// Moving off Qdrant Edge to a Qdrant server (docs/deployment.md): `facts export` from the
+/// embedded store, `facts import` into the server with the vectors as they are.
+#[cfg(feature = "qdrant-server")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_move_from_qdrant_edge_to_a_qdrant_server() {
+    let cohere = fake_cohere().await;
+    let edge = tempfile::tempdir().unwrap();
+    let url = ragback_testkit::fake_qdrant::start().await;
+    let server = |dir: &std::path::Path| {
+        let mut command = ragback(dir, None);
+        command
+            .env("RAGBACK_STORE__KIND", "qdrant")
+            .env("RAGBACK_STORE__URL", &url)
+            .env("RAGBACK_STORE__COLLECTION", "moved");
+        command
+    };
+    let (ok, _, err) = run(ragback(edge.path(), Some(&cohere)).args(["facts", "add"]));
+    assert!(ok, "{err}");
+    let export = edge.path().join("facts.jsonl");
+    let (ok, _, err) =
+        run(ragback(edge.path(), None).args(["facts", "export", "-o", export.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    let (ok, out, err) =
+        run(server(edge.path()).args(["facts", "import", export.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("added {DEMO_FACTS}, unchanged 0")),
+        "{out}"
+    );
+    let (_, on_edge, _) = run(ragback(edge.path(), None).args(["facts", "list", "--json"]));
+    let (ok, on_server, err) = run(server(edge.path()).args(["facts", "list", "--json"]));
+    assert!(ok, "{err}");
+    assert_eq!(on_edge, on_server, "texts, ids and provenance alike");
+    // Imported again: nothing changes.
+    let (ok, out, err) =
+        run(server(edge.path()).args(["facts", "import", export.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("added 0, unchanged {DEMO_FACTS}")),
+        "{out}"
+    );
+}
+
 /// A command on an existing store, with the default log filter and stderr piped: what it prints
 /// and its own warnings, no library bookkeeping (Qdrant Edge's WAL), no colour codes.
 #[tokio::test]

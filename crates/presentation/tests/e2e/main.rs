@@ -27,6 +27,8 @@ mod openapi;
 mod operations;
 #[cfg(feature = "qdrant-server")]
 mod qdrant_backend;
+#[cfg(feature = "qdrant-server")]
+mod replicas;
 mod serve_process;
 mod streaming;
 mod variants;

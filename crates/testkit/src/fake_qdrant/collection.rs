@@ -14,6 +14,8 @@ pub(super) struct Collection {
     pub(super) vectors: HashMap<String, u64>,
     /// Sparse vector names, and whether each has the IDF modifier.
     pub(super) sparse: HashMap<String, bool>,
+    /// Its layout as created (shards, replication, write consistency, payload on disk).
+    pub(super) layout: qdrant::CollectionParams,
     pub(super) _dir: tempfile::TempDir,
 }
 

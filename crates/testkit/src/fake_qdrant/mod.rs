@@ -9,6 +9,9 @@
 mod collection;
 mod convert;
 mod rpc;
+mod seen;
+
+pub use self::seen::Seen;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +46,8 @@ use self::convert::{
 #[derive(Default)]
 pub(crate) struct FakeQdrant {
     collections: Mutex<HashMap<String, Collection>>,
+    /// What it was asked.
+    seen: std::sync::Arc<Seen>,
     /// Answers `create_vector_name` as a server before 1.18 does: `UNIMPLEMENTED`.
     before_vector_names: bool,
 }
@@ -75,6 +80,7 @@ impl FakeQdrant {
         })
     }
 
+    #[allow(deprecated)] // the on-disk flag, which ragback sends and reads
     pub(crate) fn collections_create(
         &self,
         r: CreateCollection,
@@ -111,17 +117,41 @@ impl FakeQdrant {
         }
         let dir = tempfile::tempdir().map_err(internal)?;
         let shard = EdgeShard::new(dir.path(), builder.build()).map_err(internal)?;
+        let layout = CollectionParams {
+            shard_number: r.shard_number.unwrap_or(1),
+            replication_factor: Some(r.replication_factor.unwrap_or(1)),
+            write_consistency_factor: Some(r.write_consistency_factor.unwrap_or(1)),
+            on_disk_payload: r.on_disk_payload.unwrap_or(true),
+            ..Default::default()
+        };
         collections.insert(
             r.collection_name,
             Collection {
                 shard,
                 vectors,
                 sparse,
+                layout,
                 _dir: dir,
             },
         );
         Ok(CollectionOperationResponse {
             result: true,
+            time: 0.0,
+        })
+    }
+
+    pub(crate) fn collections_delete(
+        &self,
+        r: qdrant::DeleteCollection,
+    ) -> Result<CollectionOperationResponse, Status> {
+        let removed = self
+            .collections
+            .lock()
+            .map_err(internal)?
+            .remove(&r.collection_name)
+            .is_some();
+        Ok(CollectionOperationResponse {
+            result: removed,
             time: 0.0,
         })
     }
@@ -167,7 +197,7 @@ impl FakeQdrant {
                                 )),
                             }),
                             sparse_vectors_config: Some(SparseVectorConfig { map: sparse }),
-                            ..Default::default()
+                            ..c.layout.clone()
                         }),
                         ..Default::default()
                     }),
@@ -440,6 +470,50 @@ impl FakeQdrant {
 /// Serves a fresh fake on a free port; returns its gRPC URL.
 pub async fn start() -> String {
     serve(FakeQdrant::default()).await
+}
+
+/// Creates `collection` on the server at `url` as ragback created it before lexical vectors: a
+/// 2-dimensional dense vector `fact` per point, John's `texts` as facts, no sparse vector.
+pub async fn old_collection(url: &str, collection: &str, texts: &[&str]) {
+    use qdrant_client::qdrant::{
+        CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder,
+        VectorsConfigBuilder,
+    };
+    let client = qdrant_client::Qdrant::from_url(url)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let mut vectors = VectorsConfigBuilder::default();
+    vectors.add_named_vector_params("fact", VectorParamsBuilder::new(2, Distance::Cosine));
+    client
+        .create_collection(CreateCollectionBuilder::new(collection).vectors_config(vectors))
+        .await
+        .unwrap();
+    let points: Vec<PointStruct> = texts
+        .iter()
+        .map(|text| {
+            let payload = serde_json::json!({
+                "owner": "user:john", "owner_kind": "user", "owner_id": "john",
+                "text": text, "model": "test/model",
+            });
+            PointStruct::new(
+                uuid::Uuid::new_v4().to_string(),
+                std::collections::HashMap::from([("fact".to_owned(), vec![1.0_f32, 0.0])]),
+                qdrant_client::Payload::try_from(payload).unwrap(),
+            )
+        })
+        .collect();
+    client
+        .upsert_points(UpsertPointsBuilder::new(collection, points).wait(true))
+        .await
+        .unwrap();
+}
+
+/// Serves a fresh fake that records what it is asked ([`Seen`]).
+pub async fn start_seen() -> (String, std::sync::Arc<Seen>) {
+    let fake = FakeQdrant::default();
+    let seen = fake.seen.clone();
+    (serve(fake).await, seen)
 }
 
 /// Serves a fake that cannot add a vector to a collection, as Qdrant before 1.18.

@@ -14,29 +14,49 @@ impl Points for FakeQdrant {
         &self,
         request: Request<qdrant::UpsertPoints>,
     ) -> Result<Response<qdrant::PointsOperationResponse>, Status> {
-        self.points_upsert(request.into_inner()).map(Response::new)
+        let r = request.into_inner();
+        let op = if r.update_filter.is_some() {
+            "upsert_if"
+        } else {
+            "upsert"
+        };
+        self.seen
+            .write(&r.collection_name, op, r.ordering.as_ref(), r.wait);
+        self.points_upsert(r).map(Response::new)
     }
 
     async fn delete(
         &self,
         request: Request<qdrant::DeletePoints>,
     ) -> Result<Response<qdrant::PointsOperationResponse>, Status> {
-        self.points_delete(request.into_inner()).map(Response::new)
+        let r = request.into_inner();
+        self.seen
+            .write(&r.collection_name, "delete", r.ordering.as_ref(), r.wait);
+        self.points_delete(r).map(Response::new)
     }
 
     async fn get(
         &self,
         request: Request<qdrant::GetPoints>,
     ) -> Result<Response<qdrant::GetResponse>, Status> {
-        self.points_get(request.into_inner()).map(Response::new)
+        let r = request.into_inner();
+        self.seen
+            .read(&r.collection_name, "get", r.read_consistency.as_ref());
+        self.points_get(r).map(Response::new)
     }
 
     async fn update_vectors(
         &self,
         request: Request<qdrant::UpdatePointVectors>,
     ) -> Result<Response<qdrant::PointsOperationResponse>, Status> {
-        self.points_update_vectors(request.into_inner())
-            .map(Response::new)
+        let r = request.into_inner();
+        self.seen.write(
+            &r.collection_name,
+            "update_vectors",
+            r.ordering.as_ref(),
+            r.wait,
+        );
+        self.points_update_vectors(r).map(Response::new)
     }
 
     async fn delete_vectors(
@@ -129,7 +149,10 @@ impl Points for FakeQdrant {
         &self,
         request: Request<qdrant::ScrollPoints>,
     ) -> Result<Response<qdrant::ScrollResponse>, Status> {
-        self.points_scroll(request.into_inner()).map(Response::new)
+        let r = request.into_inner();
+        self.seen
+            .read(&r.collection_name, "scroll", r.read_consistency.as_ref());
+        self.points_scroll(r).map(Response::new)
     }
 
     async fn recommend(
@@ -171,7 +194,10 @@ impl Points for FakeQdrant {
         &self,
         request: Request<qdrant::CountPoints>,
     ) -> Result<Response<qdrant::CountResponse>, Status> {
-        self.points_count(request.into_inner()).map(Response::new)
+        let r = request.into_inner();
+        self.seen
+            .read(&r.collection_name, "count", r.read_consistency.as_ref());
+        self.points_count(r).map(Response::new)
     }
 
     async fn update_batch(
@@ -185,7 +211,10 @@ impl Points for FakeQdrant {
         &self,
         request: Request<qdrant::QueryPoints>,
     ) -> Result<Response<qdrant::QueryResponse>, Status> {
-        self.points_query(request.into_inner()).map(Response::new)
+        let r = request.into_inner();
+        self.seen
+            .read(&r.collection_name, "query", r.read_consistency.as_ref());
+        self.points_query(r).map(Response::new)
     }
 
     async fn query_batch(
@@ -241,12 +270,23 @@ impl Collections for FakeQdrant {
         Err(Status::unimplemented("Collections/list"))
     }
 
+    // The on-disk flag as ragback sends it (newer servers add a `memory` placement beside it).
+    #[allow(deprecated)]
     async fn create(
         &self,
         request: Request<qdrant::CreateCollection>,
     ) -> Result<Response<qdrant::CollectionOperationResponse>, Status> {
-        self.collections_create(request.into_inner())
-            .map(Response::new)
+        let r = request.into_inner();
+        self.seen.record(format!(
+            "create {} shards={} replication={} write_consistency={} on_disk_payload={}",
+            r.collection_name,
+            r.shard_number.unwrap_or(1),
+            r.replication_factor.unwrap_or(1),
+            r.write_consistency_factor.unwrap_or(1),
+            r.on_disk_payload
+                .map_or("default".to_owned(), |b| b.to_string()),
+        ));
+        self.collections_create(r).map(Response::new)
     }
 
     async fn update(
@@ -258,9 +298,11 @@ impl Collections for FakeQdrant {
 
     async fn delete(
         &self,
-        _request: Request<qdrant::DeleteCollection>,
+        request: Request<qdrant::DeleteCollection>,
     ) -> Result<Response<qdrant::CollectionOperationResponse>, Status> {
-        Err(Status::unimplemented("Collections/delete"))
+        let r = request.into_inner();
+        self.seen.record(format!("drop {}", r.collection_name));
+        self.collections_delete(r).map(Response::new)
     }
 
     async fn update_aliases(
