@@ -79,11 +79,11 @@ load: ## Load test: 1000 concurrent /generate against a 200 ms fake LLM (CONCURR
 soak: ## Soak test: 10 minutes at 200 concurrent, RSS every minute (DURATION_SECS=, CONCURRENCY=)
 	DURATION_SECS=$${DURATION_SECS:-600} CONCURRENCY=$${CONCURRENCY:-200} $(CARGO) bench -p ragback-presentation --bench load
 
-dc.up: ## Start a Qdrant server with docker compose (needs Docker)
-	docker compose up -d --wait
+dc.up: ## Start the Qdrant server of docker-compose.yml alone, for a ragback run from this clone (needs Docker; `docker compose up` starts ragback too)
+	docker compose up -d --wait qdrant
 
-dc.down: ## Stop the Qdrant server
-	docker compose down
+dc.down: ## Stop what docker compose started
+	docker compose --profile replicas down
 
 clean: ## Remove build output and the local store
 	$(CARGO) clean

@@ -80,6 +80,16 @@ pub enum Command {
     #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Exit 0 when a running ragback answers its health check (the container's HEALTHCHECK: the
+    /// image has no curl).
+    Healthcheck {
+        /// The URL to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8000/health")]
+        url: String,
+        /// How long to wait, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
 }
 
 impl Cli {
@@ -94,6 +104,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         // The chat client is a client: the server's configuration and logs are not its business.
         Command::Chat(args) => return chat::run(args).await,
+        Command::Healthcheck { url, timeout_secs } => {
+            return healthcheck(&url, Duration::from_secs(timeout_secs)).await;
+        }
         command => command,
     };
     let sources = config_sources(&cli.config, &cli.env_file);
@@ -107,12 +120,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { addr, seed } => serve(settings, sources, addr, seed).await,
         Command::Facts(command) => facts::run(command, &settings).await,
         Command::Chat(args) => chat::run(args).await,
+        Command::Healthcheck { .. } => Ok(()),
         Command::Eval(command) => eval::run(command, &settings).await,
         Command::Guard(command) => guard::run(command, &settings).await,
         Command::Summary(command) => summary::run(command, &settings).await,
         #[cfg(any(feature = "local-embedder", feature = "local-llm"))]
         Command::Model(command) => model::run(command, &settings).await,
     }
+}
+
+/// `ragback healthcheck`: one GET; a 2xx is healthy, anything else (or no answer) is an error.
+async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = ragback_integrations::http::client_builder()
+        .timeout(timeout)
+        .build()?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} does not answer"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(())
 }
 
 fn load_settings(config: &Path, env_file: &Path) -> anyhow::Result<Settings> {

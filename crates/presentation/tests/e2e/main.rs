@@ -13,6 +13,7 @@ mod auth;
 mod chat;
 mod cli;
 mod cli_facts;
+mod deployment;
 mod docs;
 mod durability;
 mod eval;
