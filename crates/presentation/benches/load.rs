@@ -19,7 +19,8 @@
 //! one), bind the fake upstream where that server can reach it with `UPSTREAM_ADDR`
 //! (`0.0.0.0:9100`), and start the server with its LLM and Cohere base URLs pointing there (the
 //! bench prints the variables). `SERVER_PID`, when the server runs on this host, adds its CPU and
-//! RSS to the report.
+//! RSS to the report. `QDRANT_URL` puts the facts on a Qdrant server instead of the embedded store
+//! (`target/release/fake-qdrant` prints one's URL: docs/deployment.md's sizing).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -136,6 +137,17 @@ impl Target {
                 concurrency.max(1).to_string(),
             )
             .env("RUST_LOG", "error");
+        // `QDRANT_URL`: the facts on a Qdrant server (the testkit's `fake-qdrant`, say) instead
+        // of the embedded store.
+        if let Ok(qdrant) = std::env::var("QDRANT_URL") {
+            command
+                .env("RAGBACK_STORE__KIND", "qdrant")
+                .env("RAGBACK_STORE__URL", qdrant)
+                .env(
+                    "RAGBACK_STORE__COLLECTION",
+                    format!("load_{}", std::process::id()),
+                );
+        }
         let server = ServerProcess::start(&mut command).await;
         Self {
             url: server.url(),
