@@ -98,35 +98,61 @@ impl Drift {
 }
 
 /// Phrases of a user who steps out of the story (lower case; English and Russian).
-const FOURTH_WALL: [&str; 28] = [
+const FOURTH_WALL: [&str; 38] = [
     "as an ai",
     "i'm an ai",
     "i am an ai",
     "just an ai",
+    "are you an ai",
+    "you're an ai",
+    "you are an ai",
+    "are you a bot",
+    "you're a bot",
     "chatbot",
+    "ai assistant",
     "role play",
+    "roleplay",
+    "role-play",
     "ooc:",
     "an ai model",
     "language model",
     "i am an assistant",
     "i'm an assistant",
     "as your assistant",
-    "this role-play",
-    "this roleplay",
-    "role-playing as",
-    "roleplaying as",
+    "as an assistant",
     "simulated user",
     "simulating the user",
-    "the simulation",
+    "this is a simulation",
     "system prompt",
     "my instructions",
+    "your instructions",
     "out of character",
     "(ooc",
     "[ooc",
+    "fictional character",
     "как ии",
+    "ты ии",
+    "ты бот",
+    "нейросеть",
     "языковая модель",
     "ролевой игр",
     "системный промпт",
+];
+
+/// What a simulator writes when it talks about its task instead of doing it (lower case).
+const META: [&str; 12] = [
+    "next message",
+    "as the user",
+    "user's message",
+    "user's reply",
+    "the user says",
+    "the user would",
+    "here is my reply",
+    "here's my reply",
+    "here is my response",
+    "here's my response",
+    "i'll respond as",
+    "i will respond as",
 ];
 
 /// Words of 6 in a row shared with the simulator's instructions make a leak.
@@ -180,11 +206,25 @@ pub fn check_turn(text: &str, context: &TurnContext<'_>) -> Vec<Drift> {
         format!("[{name}]"),
         format!("{name} says"),
     ];
-    // A line of the turn given to the character: the simulator writing the other side.
+    // A line of the turn given to the character, or an action of theirs narrated (`*Mira
+    // smiles*`): the simulator writing the other side. An action on them (`*hugs Mira*`) is fine.
     let labelled = lower.lines().any(|line| {
         let line = line.trim_start().trim_start_matches(['"', '\'']);
         labels.iter().any(|label| line.starts_with(label.as_str()))
-    });
+    }) || [
+        format!("*{name} "),
+        format!("*{name}'s "),
+        format!("*{name},"),
+    ]
+    .iter()
+    .any(|action| lower.contains(action.as_str()))
+        || [
+            format!("i am {name}"),
+            format!("i'm {name}"),
+            format!("as {name},"),
+        ]
+        .iter()
+        .any(|claim| lower.contains(claim.as_str()));
     let copied = context
         .character_last
         .is_some_and(|last| similarity(text, last) >= SAME);
@@ -197,6 +237,7 @@ pub fn check_turn(text: &str, context: &TurnContext<'_>) -> Vec<Drift> {
     let markup = ["<<<", ">>>", "[the chat so far", "next message]"];
     if said.windows(LEAK_SHINGLE).any(|w| shingles.contains(w))
         || markup.iter().any(|m| lower.contains(m))
+        || META.iter().any(|m| lower.contains(m))
     {
         found.push(Drift::PromptLeak);
     }
@@ -322,6 +363,21 @@ mod tests {
         );
         assert_eq!(check_turn("Ana: <<<Hi>>>", &c), [Drift::PromptLeak]);
         assert_eq!(check_turn("(OOC: this is fun)", &c), [Drift::FourthWall]);
+        assert_eq!(
+            check_turn("*Mira smiles and hands me a mug* Thanks!", &c),
+            [Drift::SpeaksAsCharacter]
+        );
+        assert_eq!(
+            check_turn("I'm Mira, the navigator.", &c),
+            [Drift::SpeaksAsCharacter]
+        );
+        assert!(check_turn("*hugs Mira* Thanks, you're the best.", &c).is_empty());
+        assert_eq!(
+            check_turn("Here's my next message: can we dock?", &c),
+            [Drift::PromptLeak]
+        );
+        assert_eq!(check_turn("Wait, are you an AI?", &c), [Drift::FourthWall]);
+        assert_eq!(check_turn("Ты бот, что ли?", &c), [Drift::FourthWall]);
     }
 
     #[test]

@@ -166,7 +166,8 @@ impl QdrantFactStore {
         vectors.add_named_vector_params("lock", VectorParamsBuilder::new(1, Distance::Cosine));
         match self
             .client
-            .create_collection(CreateCollectionBuilder::new(lock).vectors_config(vectors))
+            // Laid out like the facts: on a cluster the lock survives the node that holds it.
+            .create_collection(self.laid_out(lock).vectors_config(vectors))
             .await
         {
             Ok(_) => Ok(true),
