@@ -14,6 +14,7 @@ pub mod chat;
 pub mod evaluation;
 pub mod facts;
 pub mod guard;
+pub mod jobs;
 pub mod lore;
 pub mod memory;
 pub mod ports;

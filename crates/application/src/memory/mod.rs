@@ -29,6 +29,8 @@ mod worker;
 
 pub use answer::parse_candidates;
 pub use reconcile::MAX_HISTORY;
+#[cfg(test)]
+use worker::stored as worker_payload;
 pub use worker::{MemoryQueue, MemoryWorkerStopped};
 
 /// What a candidate fact is.
@@ -897,5 +899,62 @@ mod tests {
             ["Has a cat named Kit", "Plays the cello"],
             "nothing queued is lost"
         );
+    }
+
+    #[tokio::test]
+    async fn a_durable_queue_stores_its_jobs_until_done_and_takes_over_a_dead_processs() {
+        use crate::jobs::JobJournal;
+        use crate::ports::JobStore as _;
+        use crate::testing::InMemoryJobStore;
+        let jobs = std::sync::Arc::new(InMemoryJobStore::default());
+        let s = setup(&[
+            r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#,
+            r#"{"facts": [{"owner": "user", "text": "Plays the cello"}]}"#,
+        ]);
+        // A process that acknowledged a turn, stored its job and died before running it.
+        let left = JobJournal::new(
+            jobs.clone(),
+            "dead",
+            Duration::ZERO,
+            Duration::from_secs(60),
+        );
+        left.record(
+            crate::ports::JobKind::Memory,
+            // Either answer fits either turn: the two jobs may run in either order.
+            worker_payload(&said(
+                &[(
+                    Role::User,
+                    "I adopted a cat named Kit, and I play the cello.",
+                )],
+                false,
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!(jobs.count().await.unwrap(), 1);
+        // The next process takes it over at start, runs it and removes it; its own turns are
+        // stored while queued and removed once done.
+        let live = JobJournal::new(
+            jobs.clone(),
+            "live",
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+        );
+        let queue = MemoryQueue::start_durable(s.extractor.clone(), 4, live);
+        let turn = [(
+            Role::User,
+            "I play the cello, and I adopted a cat named Kit.",
+        )];
+        assert!(queue.queue(said(&turn, false)).await);
+        for _ in 0..400 {
+            if texts(&s.store).await.len() == 2 && jobs.count().await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut stored = texts(&s.store).await;
+        stored.sort();
+        assert_eq!(stored, ["Has a cat named Kit", "Plays the cello"]);
+        assert_eq!(jobs.count().await.unwrap(), 0, "done jobs are removed");
     }
 }

@@ -4,12 +4,56 @@
 //! goes on with the next: it never dies with the queue still filling.
 
 use super::{ExtractRequest, MemoryExtractor};
+use crate::jobs::{JobJournal, StoredMessage};
+use crate::ports::JobKind;
+
+/// A queued extraction, and its job in the store when the queue keeps one.
+type Item = (ExtractRequest, Option<String>);
 
 /// The handle that queues extractions.
 #[derive(Clone)]
 pub struct MemoryQueue {
-    sender: tokio::sync::mpsc::Sender<ExtractRequest>,
+    pub(super) sender: tokio::sync::mpsc::Sender<Item>,
     stopped: tokio::sync::watch::Receiver<()>,
+    journal: Option<JobJournal>,
+}
+
+/// An extraction as a stored job holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct StoredExtraction {
+    user: String,
+    character: Option<String>,
+    messages: Vec<StoredMessage>,
+    request_id: String,
+}
+
+/// An extraction's payload in the job store.
+pub(super) fn stored(request: &ExtractRequest) -> serde_json::Value {
+    serde_json::to_value(StoredExtraction {
+        user: request.user.as_str().to_owned(),
+        character: request.character.as_ref().map(|c| c.as_str().to_owned()),
+        messages: request.messages.iter().map(StoredMessage::of).collect(),
+        request_id: request.request_id.clone(),
+    })
+    .unwrap_or_default()
+}
+
+fn read(payload: &serde_json::Value) -> Option<ExtractRequest> {
+    let stored: StoredExtraction = serde_json::from_value(payload.clone()).ok()?;
+    Some(ExtractRequest {
+        user: ragback_domain::UserId::parse(stored.user).ok()?,
+        character: match stored.character {
+            Some(c) => Some(ragback_domain::CharacterId::parse(c).ok()?),
+            None => None,
+        },
+        messages: stored
+            .messages
+            .iter()
+            .map(StoredMessage::read)
+            .collect::<Option<_>>()?,
+        request_id: stored.request_id,
+        dry_run: false,
+    })
 }
 
 /// Resolves when the memory worker has stopped: every queued extraction done, and its hold on the
@@ -27,17 +71,61 @@ impl MemoryQueue {
     /// Starts the worker on the current Tokio runtime; it stops when every handle is dropped,
     /// after the extractions already queued.
     pub fn start(extractor: MemoryExtractor, capacity: usize) -> Self {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<ExtractRequest>(capacity.max(1));
+        Self::start_with(extractor, capacity, None)
+    }
+
+    /// Starts the worker with its jobs kept in `journal` ([`Self::queue`] stores each before it
+    /// is acknowledged, the worker removes it once done) and a sweeper that takes over the jobs
+    /// another process left (at once, then every sweep).
+    pub fn start_durable(extractor: MemoryExtractor, capacity: usize, journal: JobJournal) -> Self {
+        let queue = Self::start_with(extractor, capacity, Some(journal.clone()));
+        journal.spawn_sweeper(JobKind::Memory, capacity, queue.sender.downgrade(), read);
+        queue
+    }
+
+    pub(super) fn start_with(
+        extractor: MemoryExtractor,
+        capacity: usize,
+        journal: Option<JobJournal>,
+    ) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Item>(capacity.max(1));
         let (running, stopped) = tokio::sync::watch::channel(());
+        let done = journal.clone();
         tokio::spawn(async move {
-            while let Some(request) = receiver.recv().await {
+            while let Some((request, job)) = receiver.recv().await {
                 run_one(&extractor, request).await;
+                if let (Some(journal), Some(job)) = (&done, job) {
+                    journal.finish(&job).await;
+                }
             }
             // The store is released before anyone is told the worker stopped.
             drop(extractor);
             drop(running);
         });
-        Self { sender, stopped }
+        Self {
+            sender,
+            stopped,
+            journal,
+        }
+    }
+
+    /// Queues an extraction, kept in the queue's job store first when it has one: once this
+    /// returns, a crash of this process loses nothing (another takes the job over). A store that
+    /// fails is logged and counted, and the extraction is queued in memory alone.
+    pub async fn queue(&self, request: ExtractRequest) -> bool {
+        let job = match &self.journal {
+            Some(journal) => match journal.record(JobKind::Memory, stored(&request)).await {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    metrics::counter!("ragback_jobs_unstored_total", "kind" => "memory")
+                        .increment(1);
+                    tracing::warn!(%error, "the extraction could not be stored: queued in memory only");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.send((request, job))
     }
 
     /// What resolves when the worker has stopped; holding it does not keep the worker running.
@@ -45,16 +133,28 @@ impl MemoryQueue {
         MemoryWorkerStopped(self.stopped.clone())
     }
 
-    /// Queues an extraction; never waits. A full queue drops it, counted in
+    /// Queues an extraction in memory; never waits. A full queue drops it, counted in
     /// `ragback_memory_queue_dropped_total`: `false`.
     pub fn submit(&self, request: ExtractRequest) -> bool {
-        match self.sender.try_send(request) {
+        self.send((request, None))
+    }
+
+    fn send(&self, item: Item) -> bool {
+        let stored = item.1.is_some();
+        match self.sender.try_send(item) {
             Ok(()) => true,
             Err(error) => {
                 let request_id = match &error {
-                    tokio::sync::mpsc::error::TrySendError::Full(r)
-                    | tokio::sync::mpsc::error::TrySendError::Closed(r) => r.request_id.clone(),
+                    tokio::sync::mpsc::error::TrySendError::Full((r, _))
+                    | tokio::sync::mpsc::error::TrySendError::Closed((r, _)) => {
+                        r.request_id.clone()
+                    }
                 };
+                if stored {
+                    // Kept in the store: taken again once its lease runs out.
+                    tracing::info!(%request_id, "memory queue full: the stored extraction waits for a sweep");
+                    return true;
+                }
                 metrics::counter!("ragback_memory_queue_dropped_total").increment(1);
                 tracing::warn!(%request_id, "memory queue full: this turn's extraction is dropped");
                 false

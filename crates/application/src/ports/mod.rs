@@ -5,6 +5,7 @@ mod chat_model;
 mod embedder;
 mod fact_store;
 mod guard;
+mod jobs;
 mod memory_prompts;
 mod moderation;
 mod prompt;
@@ -22,6 +23,7 @@ pub use fact_store::{
     StoredFact, UpsertReport, ensure_same_model,
 };
 pub use guard::{Finding, Guard, GuardError, GuardInput, GuardTag, Speaker};
+pub use jobs::{JobKind, JobStore, JobStoreError, QueuedJob};
 pub use memory_prompts::MemoryPrompts;
 pub use moderation::{Moderation, ModerationError, ModerationResult};
 pub use prompt::{PromptContext, PromptError, PromptRenderer, RenderedPrompt};

@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod embedders;
+mod jobs;
 mod models;
 mod renderer;
 mod store;
@@ -14,6 +15,7 @@ pub mod store_contract;
 mod summaries;
 
 pub use embedders::{FailingEmbedder, WORD_DIMENSION, WordEmbedder};
+pub use jobs::{InMemoryJobStore, job_store_contract};
 pub use models::{EndlessChatModel, ScriptedChatModel, SilentChatModel, StallingChatModel};
 pub use renderer::PlainRenderer;
 pub use store::{InMemoryFactStore, seed};

@@ -1,0 +1,253 @@
+//! Background work that outlives the replica that queued it.
+//!
+//! A queue with a [`JobJournal`] stores each job before it is acknowledged (leased to this
+//! process), deletes it once done, and a sweeper takes over jobs whose lease ran out — those of a
+//! replica that died, or of this one before a restart — so that nothing queued is lost, and a job
+//! runs in one place at a time. The work itself is idempotent (an extraction by its message's
+//! hash, a summary by what it covers), so a job taken over after a crash mid-run does no harm.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
+use crate::stable_hash::fnv1a;
+
+/// Where a queue keeps its jobs, and who this process is.
+#[derive(Clone)]
+pub struct JobJournal {
+    store: Arc<dyn JobStore>,
+    owner: Arc<str>,
+    lease: Duration,
+    sweep: Duration,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A job's id: the same work queued twice is one job.
+pub fn job_id(kind: JobKind, payload: &Value) -> String {
+    let hash = fnv1a(&[kind.as_str().as_bytes(), payload.to_string().as_bytes()]);
+    format!("{}:{hash:016x}", kind.as_str())
+}
+
+impl JobJournal {
+    /// A journal in `store` for the process `owner`: a job it takes stays its own for `lease`,
+    /// and free jobs are looked for every `sweep`.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        owner: impl Into<Arc<str>>,
+        lease: Duration,
+        sweep: Duration,
+    ) -> Self {
+        Self {
+            store,
+            owner: owner.into(),
+            lease,
+            sweep,
+        }
+    }
+
+    fn lease_until(&self) -> u64 {
+        now_ms().saturating_add(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Stores a job of `kind` for `payload`, leased to this process; returns its id once it is
+    /// durable.
+    pub async fn record(&self, kind: JobKind, payload: Value) -> Result<String, JobStoreError> {
+        let id = job_id(kind, &payload);
+        self.store
+            .put(&QueuedJob {
+                id: id.clone(),
+                kind,
+                payload,
+                lease_owner: self.owner.to_string(),
+                lease_until_ms: self.lease_until(),
+                attempts: 1,
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Removes a job that is done; a failure is logged (the job is then done once more, later:
+    /// harmless, the work is idempotent).
+    pub async fn finish(&self, id: &str) {
+        if let Err(error) = self.store.finish(id).await {
+            tracing::warn!(job = id, %error, "a finished job could not be removed from the store");
+        }
+    }
+
+    /// Takes up to `limit` free jobs of `kind`.
+    pub async fn take(&self, kind: JobKind, limit: usize) -> Result<Vec<QueuedJob>, JobStoreError> {
+        self.store
+            .claim(kind, &self.owner, now_ms(), self.lease_until(), limit)
+            .await
+    }
+
+    /// Starts the sweeper of a queue: at once, then every `sweep`, it takes free jobs of `kind`
+    /// and hands each, read by `read`, to the queue through `sender`. It stops when the queue is
+    /// gone (every strong sender dropped). A job `read` cannot understand is logged and removed;
+    /// a full queue leaves the rest leased (taken again once the lease runs out).
+    pub fn spawn_sweeper<T: Send + 'static>(
+        &self,
+        kind: JobKind,
+        limit: usize,
+        sender: tokio::sync::mpsc::WeakSender<(T, Option<String>)>,
+        read: impl Fn(&Value) -> Option<T> + Send + 'static,
+    ) {
+        let journal = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(queue) = sender.upgrade() else {
+                    return;
+                };
+                match journal.take(kind, limit.max(1)).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let Some(item) = read(&job.payload) else {
+                                tracing::error!(job = %job.id, "a stored job cannot be read: removed");
+                                journal.finish(&job.id).await;
+                                continue;
+                            };
+                            metrics::counter!("ragback_jobs_resumed_total", "kind" => kind.as_str())
+                                .increment(1);
+                            tracing::info!(job = %job.id, attempts = job.attempts, "a queued job taken over");
+                            match queue.try_send((item, Some(job.id))) {
+                                Ok(()) => {}
+                                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => break,
+                                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, kind = kind.as_str(), "queued jobs could not be looked for");
+                    }
+                }
+                drop(queue);
+                tokio::time::sleep(journal.sweep).await;
+            }
+        });
+    }
+}
+
+/// A message as a stored job holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// `user` or `character`.
+    pub role: String,
+    /// What was said.
+    pub text: String,
+}
+
+impl StoredMessage {
+    /// The stored form of `message`.
+    pub fn of(message: &ragback_domain::Message) -> Self {
+        Self {
+            role: message.role.as_str().to_owned(),
+            text: message.text.as_str().to_owned(),
+        }
+    }
+
+    /// The message again; `None` when the stored one is not valid.
+    pub fn read(&self) -> Option<ragback_domain::Message> {
+        let role = match self.role.as_str() {
+            "user" => ragback_domain::Role::User,
+            "character" => ragback_domain::Role::Character,
+            _ => return None,
+        };
+        let text = ragback_domain::MessageText::parse(self.text.as_str()).ok()?;
+        Some(ragback_domain::Message::new(role, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::InMemoryJobStore;
+
+    #[tokio::test]
+    async fn a_recorded_job_is_leased_to_its_process_and_taken_over_after_its_lease() {
+        let store = Arc::new(InMemoryJobStore::default());
+        let first = JobJournal::new(
+            store.clone(),
+            "first",
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        );
+        let second = JobJournal::new(
+            store.clone(),
+            "second",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let id = first
+            .record(JobKind::Memory, serde_json::json!({"x": 1}))
+            .await
+            .unwrap();
+        assert_eq!(id, job_id(JobKind::Memory, &serde_json::json!({"x": 1})));
+        assert!(
+            second.take(JobKind::Memory, 10).await.unwrap().is_empty(),
+            "leased"
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let taken = second.take(JobKind::Memory, 10).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(
+            (taken[0].lease_owner.as_str(), taken[0].attempts),
+            ("second", 2)
+        );
+        second.finish(&id).await;
+        assert_eq!(store.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_hands_free_jobs_to_its_queue_and_stops_with_it() {
+        let store = Arc::new(InMemoryJobStore::default());
+        let dead = JobJournal::new(
+            store.clone(),
+            "dead",
+            Duration::ZERO,
+            Duration::from_secs(60),
+        );
+        for n in 0..3 {
+            dead.record(JobKind::Summary, serde_json::json!({"n": n}))
+                .await
+                .unwrap();
+        }
+        dead.record(JobKind::Summary, serde_json::json!("not a job"))
+            .await
+            .unwrap();
+        let live = JobJournal::new(
+            store.clone(),
+            "live",
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+        );
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(u64, Option<String>)>(8);
+        live.spawn_sweeper(JobKind::Summary, 8, sender.downgrade(), |payload| {
+            payload["n"].as_u64()
+        });
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(receiver.recv().await.unwrap().0);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        assert_eq!(
+            store.count().await.unwrap(),
+            3,
+            "the unreadable one removed"
+        );
+        drop(sender);
+        assert!(
+            receiver.recv().await.is_none(),
+            "the sweeper stopped with the queue"
+        );
+    }
+}

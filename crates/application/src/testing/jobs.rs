@@ -1,0 +1,135 @@
+//! A job store in memory, and the contract every job store keeps.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
+
+/// Jobs in a map, for tests.
+#[derive(Default)]
+pub struct InMemoryJobStore(Mutex<BTreeMap<String, QueuedJob>>);
+
+fn poisoned<T>(_: T) -> JobStoreError {
+    JobStoreError::Unavailable("the job map's lock is poisoned".into())
+}
+
+#[async_trait]
+impl JobStore for InMemoryJobStore {
+    async fn put(&self, job: &QueuedJob) -> Result<(), JobStoreError> {
+        self.0
+            .lock()
+            .map_err(poisoned)?
+            .insert(job.id.clone(), job.clone());
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        kind: JobKind,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedJob>, JobStoreError> {
+        let mut jobs = self.0.lock().map_err(poisoned)?;
+        let mut won = Vec::new();
+        for job in jobs.values_mut() {
+            if won.len() >= limit {
+                break;
+            }
+            if job.kind == kind && job.lease_until_ms <= now_ms {
+                job.lease_owner = owner.to_owned();
+                job.lease_until_ms = until_ms;
+                job.attempts += 1;
+                won.push(job.clone());
+            }
+        }
+        Ok(won)
+    }
+
+    async fn finish(&self, id: &str) -> Result<(), JobStoreError> {
+        self.0.lock().map_err(poisoned)?.remove(id);
+        Ok(())
+    }
+
+    async fn count(&self) -> Result<usize, JobStoreError> {
+        Ok(self.0.lock().map_err(poisoned)?.len())
+    }
+}
+
+/// The contract of a job store: a job put is there until finished; a leased job is nobody
+/// else's until its lease runs out; racing claimants never share a job; kinds stay apart.
+pub async fn job_store_contract(store: &(impl JobStore + ?Sized)) {
+    let job = |id: &str, kind, until| QueuedJob {
+        id: id.into(),
+        kind,
+        payload: serde_json::json!({"n": id}),
+        lease_owner: "a".into(),
+        lease_until_ms: until,
+        attempts: 1,
+    };
+    assert_eq!(store.count().await.unwrap(), 0, "empty at first");
+    store.put(&job("m1", JobKind::Memory, 1_000)).await.unwrap();
+    store.put(&job("m2", JobKind::Memory, 5_000)).await.unwrap();
+    store
+        .put(&job("s1", JobKind::Summary, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 3);
+    // At 2 000 only m1's lease ran out; s1 is another kind.
+    let won = store
+        .claim(JobKind::Memory, "b", 2_000, 9_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1, "{won:?}");
+    assert_eq!(
+        (
+            won[0].id.as_str(),
+            won[0].lease_owner.as_str(),
+            won[0].lease_until_ms,
+            won[0].attempts
+        ),
+        ("m1", "b", 9_000, 2)
+    );
+    assert_eq!(
+        won[0].payload,
+        serde_json::json!({"n": "m1"}),
+        "the payload as put"
+    );
+    assert!(
+        store
+            .claim(JobKind::Memory, "c", 3_000, 9_500, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to b until 9 000, m2 to a until 5 000"
+    );
+    let won = store
+        .claim(JobKind::Memory, "c", 9_000, 12_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1, "the limit holds");
+    store.finish("m1").await.unwrap();
+    store.finish("m2").await.unwrap();
+    store.finish("absent").await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+    let won = store
+        .claim(JobKind::Summary, "d", 2_000, 3_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    store.finish("s1").await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_memory_store_keeps_the_contract() {
+        job_store_contract(&InMemoryJobStore::default()).await;
+    }
+}
