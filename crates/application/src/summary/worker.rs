@@ -3,26 +3,112 @@
 //! panics is logged and the worker goes on.
 
 use super::{Summarizer, SummaryJob, SummaryOutcome};
+use crate::jobs::{JobJournal, StoredMessage};
+use crate::ports::JobKind;
+
+/// A queued summary job, and its id in the job store when the queue keeps one.
+type Item = (SummaryJob, Option<String>);
 
 /// The handle that queues summary jobs.
 #[derive(Clone)]
 pub struct SummaryQueue {
-    sender: tokio::sync::mpsc::Sender<SummaryJob>,
+    sender: tokio::sync::mpsc::Sender<Item>,
     summarizer: Summarizer,
+    journal: Option<JobJournal>,
+}
+
+/// A summary job as the job store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct StoredSummary {
+    user: String,
+    character: Option<String>,
+    conversation: String,
+    user_name: String,
+    character_name: String,
+    messages: Vec<StoredMessage>,
+}
+
+fn stored(job: &SummaryJob) -> serde_json::Value {
+    serde_json::to_value(StoredSummary {
+        user: job.user.as_str().to_owned(),
+        character: job.character.as_ref().map(|c| c.as_str().to_owned()),
+        conversation: job.conversation.as_str().to_owned(),
+        user_name: job.user_name.clone(),
+        character_name: job.character_name.clone(),
+        messages: job.messages.iter().map(StoredMessage::of).collect(),
+    })
+    .unwrap_or_default()
+}
+
+fn read(payload: &serde_json::Value) -> Option<SummaryJob> {
+    let stored: StoredSummary = serde_json::from_value(payload.clone()).ok()?;
+    Some(SummaryJob {
+        user: ragback_domain::UserId::parse(stored.user).ok()?,
+        character: match stored.character {
+            Some(c) => Some(ragback_domain::CharacterId::parse(c).ok()?),
+            None => None,
+        },
+        conversation: ragback_domain::ConversationId::parse(stored.conversation).ok()?,
+        user_name: stored.user_name,
+        character_name: stored.character_name,
+        messages: stored
+            .messages
+            .iter()
+            .map(StoredMessage::read)
+            .collect::<Option<_>>()?,
+    })
 }
 
 impl SummaryQueue {
     /// Starts the worker on the current Tokio runtime; it stops when every handle is dropped,
     /// after the jobs already queued.
     pub fn start(summarizer: Summarizer, capacity: usize) -> Self {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<SummaryJob>(capacity.max(1));
+        Self::start_with(summarizer, capacity, None)
+    }
+
+    /// Starts the worker with its jobs kept in `journal` (stored before they are acknowledged,
+    /// removed once done) and a sweeper that takes over the jobs another process left.
+    pub fn start_durable(summarizer: Summarizer, capacity: usize, journal: JobJournal) -> Self {
+        let queue = Self::start_with(summarizer, capacity, Some(journal.clone()));
+        journal.spawn_sweeper(JobKind::Summary, capacity, queue.sender.downgrade(), read);
+        queue
+    }
+
+    fn start_with(summarizer: Summarizer, capacity: usize, journal: Option<JobJournal>) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Item>(capacity.max(1));
         let worker = summarizer.clone();
+        let done = journal.clone();
         tokio::spawn(async move {
-            while let Some(job) = receiver.recv().await {
+            while let Some((job, id)) = receiver.recv().await {
                 run_one(&worker, job).await;
+                if let (Some(journal), Some(id)) = (&done, id) {
+                    journal.finish(&id).await;
+                }
             }
         });
-        Self { sender, summarizer }
+        Self {
+            sender,
+            summarizer,
+            journal,
+        }
+    }
+
+    /// Queues a job, kept in the job store first when the queue has one (a store that fails is
+    /// logged, and the job queued in memory alone).
+    pub async fn queue(&self, job: SummaryJob) -> bool {
+        let id = match &self.journal {
+            Some(journal) => match journal.record(JobKind::Summary, stored(&job)).await {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    metrics::counter!("ragback_jobs_unstored_total", "kind" => "summary")
+                        .increment(1);
+                    tracing::warn!(%error, "the summary job could not be stored: queued in memory only");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.send((job, id))
     }
 
     /// The summarizer (turns read the stored summaries through its store).
@@ -33,8 +119,17 @@ impl SummaryQueue {
     /// Queues a job; never waits. A full queue drops it, counted in
     /// `ragback_summary_queue_dropped_total`.
     pub fn submit(&self, job: SummaryJob) -> bool {
-        match self.sender.try_send(job) {
+        self.send((job, None))
+    }
+
+    fn send(&self, item: Item) -> bool {
+        let stored = item.1.is_some();
+        match self.sender.try_send(item) {
             Ok(()) => true,
+            Err(_) if stored => {
+                tracing::info!("summary queue full: the stored job waits for a sweep");
+                true
+            }
             Err(_) => {
                 metrics::counter!("ragback_summary_queue_dropped_total").increment(1);
                 tracing::warn!("summary queue full: this turn's summary is left to the next turn");
@@ -82,4 +177,28 @@ async fn run_one(summarizer: &Summarizer, job: SummaryJob) {
         }
     };
     metrics::counter!("ragback_summaries_total", "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use ragback_domain::{CharacterId, ConversationId, Message, MessageText, Role, UserId};
+
+    use super::*;
+
+    #[test]
+    fn a_job_reads_back_from_the_store_as_it_was() {
+        let job = SummaryJob {
+            user: UserId::parse("john").unwrap(),
+            character: Some(CharacterId::parse("mira").unwrap()),
+            conversation: ConversationId::parse("c-1").unwrap(),
+            user_name: "John".into(),
+            character_name: "Mira".into(),
+            messages: vec![
+                Message::new(Role::User, MessageText::parse("Hi *waves*").unwrap()),
+                Message::new(Role::Character, MessageText::parse("*nods* Hey.").unwrap()),
+            ],
+        };
+        assert_eq!(read(&stored(&job)), Some(job));
+        assert_eq!(read(&serde_json::json!({"user": ""})), None);
+    }
 }
