@@ -7,6 +7,7 @@
 
 mod cluster;
 mod collection;
+mod jobs;
 mod points;
 mod summaries;
 

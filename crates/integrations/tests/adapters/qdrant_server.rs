@@ -380,3 +380,42 @@ async fn replicas_starting_together_migrate_the_collection_once() {
         lock_attempts
     );
 }
+
+#[tokio::test]
+async fn queued_jobs_keep_the_job_store_contract_on_the_server() {
+    let url = ragback_testkit::fake_qdrant::start().await;
+    ragback_application::testing::job_store_contract(&store(&url, "facts")).await;
+}
+
+#[tokio::test]
+async fn two_replicas_claiming_at_once_never_take_the_same_job() {
+    use ragback_application::ports::{JobKind, JobStore, QueuedJob};
+    let url = ragback_testkit::fake_qdrant::start().await;
+    let (a, b) = (store(&url, "facts"), store(&url, "facts"));
+    for n in 0..40 {
+        a.put(&QueuedJob {
+            id: format!("memory:{n}"),
+            kind: JobKind::Memory,
+            payload: serde_json::json!({"n": n}),
+            lease_owner: "dead".into(),
+            lease_until_ms: 0,
+            attempts: 1,
+        })
+        .await
+        .unwrap();
+    }
+    let mut taken: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        let (left, right) = tokio::join!(
+            a.claim(JobKind::Memory, "a", 1_000, 10_000, 40),
+            b.claim(JobKind::Memory, "b", 1_000, 10_000, 40)
+        );
+        taken.extend(left.unwrap().into_iter().map(|j| j.id));
+        taken.extend(right.unwrap().into_iter().map(|j| j.id));
+    }
+    let mut unique = taken.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), taken.len(), "a job taken twice: {taken:?}");
+    assert_eq!(unique.len(), 40, "every free job taken once");
+}

@@ -252,10 +252,19 @@ impl FakeQdrant {
                 );
                 points.push(PointStruct::new(id, Vectors::new_named(vectors), payload).into());
             }
+            // `update_filter`: an existing point is replaced only while it matches.
+            let operation = match edge_filter(r.update_filter)? {
+                Some(condition) => PointOperations::UpsertPointsConditional(
+                    qdrant_edge::ConditionalInsertOperation {
+                        points_op: PointInsertOperations::PointsList(points),
+                        condition,
+                        update_mode: None,
+                    },
+                ),
+                None => PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+            };
             c.shard
-                .update(UpdateOperation::PointOperation(
-                    PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
-                ))
+                .update(UpdateOperation::PointOperation(operation))
                 .map_err(internal)?;
             Ok(done())
         })
