@@ -203,7 +203,7 @@ mod tests {
             ("second", 2)
         );
         second.finish(&id).await;
-        assert_eq!(store.count().await.unwrap(), 0);
+        assert_eq!(store.pending().await.unwrap(), 0);
     }
 
     #[tokio::test]
@@ -240,7 +240,7 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, [0, 1, 2]);
         assert_eq!(
-            store.count().await.unwrap(),
+            store.pending().await.unwrap(),
             3,
             "the unreadable one removed"
         );

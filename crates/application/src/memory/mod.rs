@@ -931,7 +931,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(jobs.count().await.unwrap(), 1);
+        assert_eq!(jobs.pending().await.unwrap(), 1);
         // The next process takes it over at start, runs it and removes it; its own turns are
         // stored while queued and removed once done.
         let live = JobJournal::new(
@@ -947,7 +947,7 @@ mod tests {
         )];
         assert!(queue.queue(said(&turn, false)).await);
         for _ in 0..400 {
-            if texts(&s.store).await.len() == 2 && jobs.count().await.unwrap() == 0 {
+            if texts(&s.store).await.len() == 2 && jobs.pending().await.unwrap() == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -955,6 +955,6 @@ mod tests {
         let mut stored = texts(&s.store).await;
         stored.sort();
         assert_eq!(stored, ["Has a cat named Kit", "Plays the cello"]);
-        assert_eq!(jobs.count().await.unwrap(), 0, "done jobs are removed");
+        assert_eq!(jobs.pending().await.unwrap(), 0, "done jobs are removed");
     }
 }

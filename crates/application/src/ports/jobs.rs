@@ -56,8 +56,9 @@ pub enum JobStoreError {
 /// Keeps queued jobs until they are done.
 ///
 /// Implementations must: acknowledge `put` only once the job is durable; let `claim` hand a job
-/// to one caller only, and only once its lease has run out (or, in a store only one process can
-/// open, when another process held it) — two processes claiming at once never get the same job.
+/// to one caller only, and only once its lease has run out (a store only one process can open may
+/// free its predecessor's leases when it opens) — two processes claiming at once never get the
+/// same job.
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Stores `job`, replacing a job of the same id.
@@ -77,6 +78,6 @@ pub trait JobStore: Send + Sync {
     /// Removes a job that is done.
     async fn finish(&self, id: &str) -> Result<(), JobStoreError>;
 
-    /// How many jobs are stored.
-    async fn count(&self) -> Result<usize, JobStoreError>;
+    /// How many jobs wait, leased or free (a finished job is removed).
+    async fn pending(&self) -> Result<usize, JobStoreError>;
 }

@@ -54,7 +54,7 @@ impl JobStore for InMemoryJobStore {
         Ok(())
     }
 
-    async fn count(&self) -> Result<usize, JobStoreError> {
+    async fn pending(&self) -> Result<usize, JobStoreError> {
         Ok(self.0.lock().map_err(poisoned)?.len())
     }
 }
@@ -70,14 +70,14 @@ pub async fn job_store_contract(store: &(impl JobStore + ?Sized)) {
         lease_until_ms: until,
         attempts: 1,
     };
-    assert_eq!(store.count().await.unwrap(), 0, "empty at first");
+    assert_eq!(store.pending().await.unwrap(), 0, "empty at first");
     store.put(&job("m1", JobKind::Memory, 1_000)).await.unwrap();
     store.put(&job("m2", JobKind::Memory, 5_000)).await.unwrap();
     store
         .put(&job("s1", JobKind::Summary, 1_000))
         .await
         .unwrap();
-    assert_eq!(store.count().await.unwrap(), 3);
+    assert_eq!(store.pending().await.unwrap(), 3);
     // At 2 000 only m1's lease ran out; s1 is another kind.
     let won = store
         .claim(JobKind::Memory, "b", 2_000, 9_000, 10)
@@ -114,14 +114,14 @@ pub async fn job_store_contract(store: &(impl JobStore + ?Sized)) {
     store.finish("m1").await.unwrap();
     store.finish("m2").await.unwrap();
     store.finish("absent").await.unwrap();
-    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(store.pending().await.unwrap(), 1);
     let won = store
         .claim(JobKind::Summary, "d", 2_000, 3_000, 10)
         .await
         .unwrap();
     assert_eq!(won.len(), 1);
     store.finish("s1").await.unwrap();
-    assert_eq!(store.count().await.unwrap(), 0);
+    assert_eq!(store.pending().await.unwrap(), 0);
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Qdrant Edge: the embedded, on-disk fact store (one process per directory).
 
+mod jobs;
 mod shard;
 mod summaries;
 
@@ -51,6 +52,9 @@ struct Inner {
     shard: RwLock<Option<Shard>>,
     /// The conversation summaries' shard; `None` until the first summary.
     summaries: std::sync::Mutex<Option<qdrant_edge::EdgeShard>>,
+    /// Queued background jobs, as `jobs.json` holds them.
+    jobs:
+        std::sync::Mutex<std::collections::BTreeMap<String, ragback_application::ports::QueuedJob>>,
 }
 
 impl EdgeFactStore {
@@ -88,12 +92,14 @@ impl EdgeFactStore {
         let shard = Shard::load_if_exists(&path)?;
         let summaries =
             summaries::load(&path).map_err(|e| FactStoreError::Unavailable(e.to_string()))?;
+        let jobs = jobs::load(&path).map_err(|e| FactStoreError::Corrupted(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 _lock: lock,
                 shard: RwLock::new(shard),
                 summaries: std::sync::Mutex::new(summaries),
+                jobs: std::sync::Mutex::new(jobs),
             }),
         })
     }

@@ -134,10 +134,14 @@ impl JobStore for QdrantFactStore {
     async fn put(&self, job: &QueuedJob) -> Result<(), JobStoreError> {
         if !self.jobs_exist().await? {
             let mut vectors = VectorsConfigBuilder::default();
-            vectors.add_named_vector_params(JOB_VECTOR, VectorParamsBuilder::new(1, Distance::Cosine));
+            vectors
+                .add_named_vector_params(JOB_VECTOR, VectorParamsBuilder::new(1, Distance::Cosine));
             let created = self
                 .client
-                .create_collection(self.laid_out(&self.jobs_collection()).vectors_config(vectors))
+                .create_collection(
+                    self.laid_out(&self.jobs_collection())
+                        .vectors_config(vectors),
+                )
                 .await;
             // Another replica may have created it meanwhile.
             if let Err(error) = created
@@ -163,7 +167,10 @@ impl JobStore for QdrantFactStore {
             return Ok(Vec::new());
         }
         let mut request = ScrollPointsBuilder::new(self.jobs_collection())
-            .filter(Filter::must([Condition::matches("kind", kind.as_str().to_owned())]))
+            .filter(Filter::must([Condition::matches(
+                "kind",
+                kind.as_str().to_owned(),
+            )]))
             .limit(CLAIM_PAGE)
             .with_payload(true)
             .with_vectors(false);
@@ -244,7 +251,7 @@ impl JobStore for QdrantFactStore {
         Ok(())
     }
 
-    async fn count(&self) -> Result<usize, JobStoreError> {
+    async fn pending(&self) -> Result<usize, JobStoreError> {
         if !self.jobs_exist().await? {
             return Ok(0);
         }

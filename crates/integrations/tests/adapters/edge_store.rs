@@ -290,3 +290,44 @@ async fn conversation_summaries_keep_the_summary_store_contract_and_survive_a_re
         Some(Timestamp::from_unix_millis(1_764_979_200_000))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_jobs_keep_the_contract_and_survive_a_restart() {
+    use ragback_application::ports::{JobKind, JobStore, QueuedJob};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EdgeFactStore::open(dir.path()).unwrap();
+        ragback_application::testing::job_store_contract(&store).await;
+        store
+            .put(&QueuedJob {
+                id: "memory:1".into(),
+                kind: JobKind::Memory,
+                payload: serde_json::json!({"n": 1}),
+                lease_owner: "before".into(),
+                lease_until_ms: u64::MAX,
+                attempts: 1,
+            })
+            .await
+            .unwrap();
+    }
+    // The next process finds the job its predecessor held, and takes it at once.
+    let store = EdgeFactStore::open(dir.path()).unwrap();
+    assert_eq!(store.pending().await.unwrap(), 1);
+    let taken = store
+        .claim(JobKind::Memory, "after", 0, 10, 5)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(
+        (taken[0].lease_owner.as_str(), taken[0].attempts),
+        ("after", 2)
+    );
+    assert!(
+        store
+            .claim(JobKind::Memory, "after", 0, 10, 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "its own lease holds"
+    );
+}
