@@ -6,7 +6,8 @@
 //! runs in one place at a time. The work itself is idempotent (an extraction by its message's
 //! hash, a summary by what it covers), so a job taken over after a crash mid-run does no harm.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,9 @@ pub struct JobJournal {
     owner: Arc<str>,
     lease: Duration,
     sweep: Duration,
+    /// The jobs queued or running in this process: a sweep that takes one of them again (its
+    /// lease ran out while it waited) renews its lease and leaves it where it is.
+    held: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Unix milliseconds now.
@@ -51,6 +55,20 @@ impl JobJournal {
             owner: owner.into(),
             lease,
             sweep,
+            held: Arc::default(),
+        }
+    }
+
+    /// Marks `id` as queued here; `false` when it already was.
+    fn hold(&self, id: &str) -> bool {
+        self.held
+            .lock()
+            .map_or(true, |mut held| held.insert(id.to_owned()))
+    }
+
+    fn release(&self, id: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(id);
         }
     }
 
@@ -72,12 +90,14 @@ impl JobJournal {
                 attempts: 1,
             })
             .await?;
+        self.hold(&id);
         Ok(id)
     }
 
     /// Removes a job that is done; a failure is logged (the job is then done once more, later:
     /// harmless, the work is idempotent).
     pub async fn finish(&self, id: &str) {
+        self.release(id);
         if let Err(error) = self.store.finish(id).await {
             tracing::warn!(job = id, %error, "a finished job could not be removed from the store");
         }
@@ -90,16 +110,17 @@ impl JobJournal {
             .await
     }
 
-    /// Starts the sweeper of a queue: at once, then every `sweep`, it takes free jobs of `kind`
-    /// and hands each, read by `read`, to the queue through `sender`. It stops when the queue is
-    /// gone (every strong sender dropped). A job `read` cannot understand is logged and removed;
-    /// a full queue leaves the rest leased (taken again once the lease runs out).
+    /// Starts the sweeper of a queue: at once, then every `sweep`, it takes as many free jobs of
+    /// `kind` as the queue has room for (at most `limit`) and hands each, read by `read`, to the
+    /// queue through `sender`. It stops when the queue is gone (every strong sender dropped). A
+    /// job `read` cannot understand is logged and removed; a job this process holds already
+    /// keeps its place (the claim renewed its lease).
     pub fn spawn_sweeper<T: Send + 'static>(
         &self,
         kind: JobKind,
         limit: usize,
         sender: tokio::sync::mpsc::WeakSender<(T, Option<String>)>,
-        read: impl Fn(&Value) -> Option<T> + Send + 'static,
+        read: impl Fn(&Value) -> Option<T> + Send + Sync + 'static,
     ) {
         let journal = self.clone();
         tokio::spawn(async move {
@@ -107,26 +128,13 @@ impl JobJournal {
                 let Some(queue) = sender.upgrade() else {
                     return;
                 };
-                match journal.take(kind, limit.max(1)).await {
-                    Ok(jobs) => {
-                        for job in jobs {
-                            let Some(item) = read(&job.payload) else {
-                                tracing::error!(job = %job.id, "a stored job cannot be read: removed");
-                                journal.finish(&job.id).await;
-                                continue;
-                            };
-                            metrics::counter!("ragback_jobs_resumed_total", "kind" => kind.as_str())
-                                .increment(1);
-                            tracing::info!(job = %job.id, attempts = job.attempts, "a queued job taken over");
-                            match queue.try_send((item, Some(job.id))) {
-                                Ok(()) => {}
-                                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => break,
-                                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, kind = kind.as_str(), "queued jobs could not be looked for");
+                // Claims again while a claim renewed jobs held here: they took the room of free
+                // ones (a bounded number of times, whatever the lease).
+                for _ in 0..CLAIMS_PER_SWEEP {
+                    match journal.sweep_once(kind, limit, &queue, &read).await {
+                        Swept::Renewed => {}
+                        Swept::Done => break,
+                        Swept::Closed => return,
                     }
                 }
                 drop(queue);
@@ -134,6 +142,63 @@ impl JobJournal {
             }
         });
     }
+
+    /// One claim of a sweep.
+    async fn sweep_once<T: Send>(
+        &self,
+        kind: JobKind,
+        limit: usize,
+        queue: &tokio::sync::mpsc::Sender<(T, Option<String>)>,
+        read: &(impl Fn(&Value) -> Option<T> + Sync),
+    ) -> Swept {
+        let room = queue.capacity().min(limit);
+        if room == 0 {
+            return Swept::Done;
+        }
+        let jobs = match self.take(kind, room).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::warn!(%error, kind = kind.as_str(), "queued jobs could not be looked for");
+                return Swept::Done;
+            }
+        };
+        let mut swept = Swept::Done;
+        for job in jobs {
+            if !self.hold(&job.id) {
+                swept = Swept::Renewed;
+                continue;
+            }
+            let Some(item) = read(&job.payload) else {
+                tracing::error!(job = %job.id, "a stored job cannot be read: removed");
+                self.finish(&job.id).await;
+                continue;
+            };
+            metrics::counter!("ragback_jobs_resumed_total", "kind" => kind.as_str()).increment(1);
+            tracing::info!(job = %job.id, attempts = job.attempts, "a queued job taken over");
+            if let Err(error) = queue.try_send((item, Some(job.id.clone()))) {
+                // Full (requests filled it meanwhile): taken again once its lease runs out.
+                self.release(&job.id);
+                if matches!(error, tokio::sync::mpsc::error::TrySendError::Closed(_)) {
+                    return Swept::Closed;
+                }
+                return Swept::Done;
+            }
+        }
+        swept
+    }
+}
+
+/// Claims one sweep may make.
+const CLAIMS_PER_SWEEP: usize = 8;
+
+/// How a claim of a sweep went.
+enum Swept {
+    /// Some of the jobs it took were held here already: their room is free for another claim.
+    Renewed,
+    /// Nothing more to take now.
+    Done,
+    /// The queue is stopping.
+    Closed,
 }
 
 /// A message as a stored job holds it.
@@ -249,5 +314,45 @@ mod tests {
             receiver.recv().await.is_none(),
             "the sweeper stopped with the queue"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_never_queues_again_what_its_process_holds() {
+        let store = Arc::new(InMemoryJobStore::default());
+        // Leases that run out during the test: later sweeps find every job free again.
+        let live = JobJournal::new(
+            store.clone(),
+            "live",
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        );
+        let own = live
+            .record(JobKind::Memory, serde_json::json!({"n": 0}))
+            .await
+            .unwrap();
+        let dead = JobJournal::new(store.clone(), "dead", Duration::ZERO, Duration::ZERO);
+        for n in 1..=3 {
+            dead.record(JobKind::Memory, serde_json::json!({"n": n}))
+                .await
+                .unwrap();
+        }
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(u64, Option<String>)>(2);
+        live.spawn_sweeper(JobKind::Memory, 8, sender.downgrade(), |payload| {
+            payload["n"].as_u64()
+        });
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(receiver.recv().await.unwrap().0);
+        }
+        // Sweeps after every lease ran out: the jobs still held here (none finished) are not
+        // queued again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        while let Ok((n, _)) = receiver.try_recv() {
+            got.push(n);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3], "its own job 0 stays where it was queued");
+        live.finish(&own).await;
+        assert_eq!(store.pending().await.unwrap(), 3);
     }
 }

@@ -83,10 +83,11 @@ impl ChatService {
         Self { variants, ..self }
     }
 
-    /// Queues the extension of a conversation's summary, after a reply.
-    pub(super) fn queue_summary(&self, job: Option<crate::summary::SummaryJob>) {
+    /// Queues the extension of a conversation's summary, after a reply and before it is
+    /// returned (stored first when the queue keeps its jobs).
+    pub(super) async fn queue_summary(&self, job: Option<crate::summary::SummaryJob>) {
         if let (Some(queue), Some(job)) = (&self.summaries, job) {
-            queue.submit(job);
+            queue.queue(job).await;
         }
     }
 

@@ -78,7 +78,7 @@ impl ChatService {
                 prepared.instruct(&screen);
                 let reply = self.stream_reply(&prepared, turn, events, &screen).await;
                 if reply.is_ok() {
-                    self.queue_summary(prepared.summary_job.take());
+                    self.queue_summary(prepared.summary_job.take()).await;
                 }
                 reply
             }

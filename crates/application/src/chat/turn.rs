@@ -31,7 +31,7 @@ impl ChatService {
                 prepared.instruct(&screen);
                 let reply = self.guarded_reply(&prepared, turn, &screen).await;
                 if reply.is_ok() {
-                    self.queue_summary(prepared.summary_job.take());
+                    self.queue_summary(prepared.summary_job.take()).await;
                 }
                 reply
             }

@@ -827,8 +827,16 @@ mod tests {
         };
         let queue = MemoryQueue::start(extractor, 4);
         let stopped = queue.stopped();
-        assert!(queue.submit(said(&[(Role::User, "I play the cello")], false)));
-        assert!(queue.submit(said(&[(Role::User, "I adopted a cat named Kit")], false)));
+        assert!(
+            queue
+                .queue(said(&[(Role::User, "I play the cello")], false))
+                .await
+        );
+        assert!(
+            queue
+                .queue(said(&[(Role::User, "I adopted a cat named Kit")], false))
+                .await
+        );
         drop(queue);
         tokio::time::timeout(Duration::from_secs(5), stopped.wait())
             .await
@@ -851,14 +859,17 @@ mod tests {
         };
         let queue = MemoryQueue::start(stalled, 1);
         let turn = [(Role::User, "I adopted a cat named Kit")];
-        assert!(queue.submit(said(&turn, false)));
+        assert!(queue.queue(said(&turn, false)).await);
         // The worker takes it, and hangs on the model.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let started = std::time::Instant::now();
-        let accepted: Vec<bool> = (0..3).map(|_| queue.submit(said(&turn, false))).collect();
+        let mut accepted = Vec::new();
+        for _ in 0..3 {
+            accepted.push(queue.queue(said(&turn, false)).await);
+        }
         assert!(
             started.elapsed() < Duration::from_secs(1),
-            "submit never waits"
+            "a queue without a journal never waits"
         );
         assert_eq!(
             accepted,
@@ -868,7 +879,7 @@ mod tests {
 
         let s = setup(&[r#"{"facts": [{"owner": "user", "text": "Has a cat named Kit"}]}"#]);
         let queue = MemoryQueue::start(s.extractor.clone(), 4);
-        assert!(queue.submit(said(&turn, false)));
+        assert!(queue.queue(said(&turn, false)).await);
         for _ in 0..200 {
             if !texts(&s.store).await.is_empty() {
                 break;
@@ -886,8 +897,16 @@ mod tests {
         ]);
         let queue = MemoryQueue::start(s.extractor.clone(), 4);
         let stopped = queue.stopped();
-        assert!(queue.submit(said(&[(Role::User, "I adopted a cat named Kit")], false)));
-        assert!(queue.submit(said(&[(Role::User, "I play the cello")], false)));
+        assert!(
+            queue
+                .queue(said(&[(Role::User, "I adopted a cat named Kit")], false))
+                .await
+        );
+        assert!(
+            queue
+                .queue(said(&[(Role::User, "I play the cello")], false))
+                .await
+        );
         drop(queue);
         tokio::time::timeout(Duration::from_secs(5), stopped.wait())
             .await

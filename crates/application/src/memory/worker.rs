@@ -111,7 +111,9 @@ impl MemoryQueue {
 
     /// Queues an extraction, kept in the queue's job store first when it has one: once this
     /// returns, a crash of this process loses nothing (another takes the job over). A store that
-    /// fails is logged and counted, and the extraction is queued in memory alone.
+    /// fails is logged and counted, and the extraction is queued in memory alone. Without a
+    /// store it never waits, and a full queue drops the extraction, counted in
+    /// `ragback_memory_queue_dropped_total`: `false`.
     pub async fn queue(&self, request: ExtractRequest) -> bool {
         let job = match &self.journal {
             Some(journal) => match journal.record(JobKind::Memory, stored(&request)).await {
@@ -131,12 +133,6 @@ impl MemoryQueue {
     /// What resolves when the worker has stopped; holding it does not keep the worker running.
     pub fn stopped(&self) -> MemoryWorkerStopped {
         MemoryWorkerStopped(self.stopped.clone())
-    }
-
-    /// Queues an extraction in memory; never waits. A full queue drops it, counted in
-    /// `ragback_memory_queue_dropped_total`: `false`.
-    pub fn submit(&self, request: ExtractRequest) -> bool {
-        self.send((request, None))
     }
 
     fn send(&self, item: Item) -> bool {

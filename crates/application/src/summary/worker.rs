@@ -94,7 +94,8 @@ impl SummaryQueue {
     }
 
     /// Queues a job, kept in the job store first when the queue has one (a store that fails is
-    /// logged, and the job queued in memory alone).
+    /// logged, and the job queued in memory alone). Without a store it never waits, and a full
+    /// queue drops the job, counted in `ragback_summary_queue_dropped_total`: `false`.
     pub async fn queue(&self, job: SummaryJob) -> bool {
         let id = match &self.journal {
             Some(journal) => match journal.record(JobKind::Summary, stored(&job)).await {
@@ -114,12 +115,6 @@ impl SummaryQueue {
     /// The summarizer (turns read the stored summaries through its store).
     pub fn summarizer(&self) -> &Summarizer {
         &self.summarizer
-    }
-
-    /// Queues a job; never waits. A full queue drops it, counted in
-    /// `ragback_summary_queue_dropped_total`.
-    pub fn submit(&self, job: SummaryJob) -> bool {
-        self.send((job, None))
     }
 
     fn send(&self, item: Item) -> bool {

@@ -5,6 +5,7 @@
 mod embedder;
 mod eval;
 mod guard;
+mod jobs;
 mod memory;
 mod retrieval;
 mod server;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 pub use embedder::{EmbedderProvider, EmbedderSettings};
 pub use eval::{EvalSettings, JudgeSettings, ModerationSettings, SimulatorSettings};
 pub use guard::{GuardConfig, GuardModelSettings, VariantGuard};
+pub use jobs::JobsConfig;
 pub use memory::MemoryConfig;
 pub use retrieval::{Rerank, RetrievalConfig};
 pub use server::ServerSettings;
@@ -65,6 +67,8 @@ pub struct Settings {
     pub lore: ragback_application::lore::LoreSettings,
     /// The rolling summary (`RAGBACK_SUMMARY__*`).
     pub summary: SummaryConfig,
+    /// Background jobs kept until done (`RAGBACK_JOBS__*`).
+    pub jobs: JobsConfig,
 }
 
 /// Configuration that cannot be used; the message names the variable to fix.
@@ -125,6 +129,7 @@ impl Settings {
         self.guard.validate().map_err(at("guard"))?;
         self.lore.validate().map_err(at("lore"))?;
         self.summary.validate().map_err(at("summary"))?;
+        self.jobs.validate().map_err(at("jobs"))?;
         variants::validate_variants(&self.variants).map_err(at("variants"))?;
         self.experiment
             .validate(&self.variants)

@@ -4,14 +4,13 @@ use std::sync::Arc;
 
 use ragback_application::memory::MemoryExtractor;
 use ragback_application::ports::{
-    ChatModel, Embedder, FactStore, FactStoreError, PromptRenderer, SummaryStore,
+    ChatModel, Embedder, FactStore, JobStore, PromptRenderer, SummaryStore,
 };
 use ragback_application::retrieval::RetrievalOverrides;
 use ragback_application::summary::Summarizer;
 use ragback_application::variants::{DEFAULT_VARIANT, Split, Variant, VariantSet, Variants};
 use ragback_application::{ChatService, FactLibrary, FactRetriever};
 use ragback_integrations::cohere::CohereEmbedder;
-use ragback_integrations::edge::EdgeFactStore;
 use ragback_integrations::llm::unsupported_outside_openrouter;
 use ragback_integrations::llm::{LlmProvider, OpenAiChatModel};
 use ragback_integrations::memory_prompts::TeraMemoryPrompts;
@@ -21,8 +20,10 @@ use ragback_integrations::summary_prompt::TeraSummaryPrompt;
 use crate::{EmbedderProvider, Settings, StoreKind};
 
 mod guard;
+mod stores;
 
 pub use guard::{build_guard, build_moderation, build_static_embedder, is_static};
+pub use stores::{Stores, open_store, open_stores};
 
 /// Why the services could not be built; the message names the setting involved.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,8 @@ pub struct FactServices {
     pub store: Arc<dyn FactStore>,
     /// The same store, holding conversation summaries.
     pub summaries: Arc<dyn SummaryStore>,
+    /// The same store, holding queued background jobs.
+    pub jobs: Arc<dyn JobStore>,
     /// The embedder itself.
     pub embedder_port: Option<Arc<dyn Embedder>>,
 }
@@ -88,71 +91,8 @@ pub struct Services {
     pub summarizer: Option<Summarizer>,
     /// Where summaries are, for reading and deleting them.
     pub summaries: Arc<dyn SummaryStore>,
-}
-
-/// Opens the configured fact store.
-pub fn open_store(settings: &Settings) -> Result<Arc<dyn FactStore>, WiringError> {
-    open_stores(settings).map(|(facts, _)| facts)
-}
-
-/// One store seen as the facts' and as the summaries'.
-pub type Stores = (Arc<dyn FactStore>, Arc<dyn SummaryStore>);
-
-/// Opens the configured fact store, as the facts' store and the summaries' (one store).
-pub fn open_stores(settings: &Settings) -> Result<Stores, WiringError> {
-    fn both<S: FactStore + SummaryStore + 'static>(store: S) -> Stores {
-        let store = Arc::new(store);
-        (
-            store.clone() as Arc<dyn FactStore>,
-            store as Arc<dyn SummaryStore>,
-        )
-    }
-    match settings.store.kind {
-        StoreKind::Edge => EdgeFactStore::open(&settings.store.path)
-            .map(both)
-            .map_err(|e| {
-                let variable = format!("RAGBACK_STORE__PATH={}", settings.store.path.display());
-                match e {
-                    FactStoreError::Locked(_) => WiringError::StoreLocked(format!("{variable}: {e}")),
-                    _ => setting(variable)(e),
-                }
-            }),
-        #[cfg(feature = "qdrant-server")]
-        StoreKind::Qdrant => {
-            use ragback_integrations::qdrant::{
-                ClusterSettings, QdrantFactStore, QdrantSettings, ReadConsistencyLevel,
-                WriteOrderingLevel,
-            };
-            let s = &settings.store;
-            QdrantFactStore::new(&QdrantSettings {
-                url: s.url.clone(),
-                api_key: s.api_key.clone(),
-                collection: s.collection.clone(),
-                timeout: s.timeout,
-                // Both parsed already by the settings' validation.
-                cluster: ClusterSettings {
-                    shard_number: s.shard_number,
-                    replication_factor: s.replication_factor,
-                    write_consistency_factor: s.write_consistency_factor,
-                    read_consistency: s
-                        .read_consistency
-                        .as_deref()
-                        .and_then(ReadConsistencyLevel::parse),
-                    write_ordering: WriteOrderingLevel::parse(&s.write_ordering)
-                        .unwrap_or(WriteOrderingLevel::Medium),
-                    on_disk_payload: s.on_disk_payload,
-                    on_disk_vectors: s.on_disk_vectors,
-                },
-            })
-            .map(both)
-            .map_err(setting("RAGBACK_STORE__URL"))
-        }
-        #[cfg(not(feature = "qdrant-server"))]
-        StoreKind::Qdrant => Err(WiringError::Unavailable(
-            "RAGBACK_STORE__KIND=qdrant: this ragback was built without the `qdrant-server` feature"
-                .into(),
-        )),
-    }
+    /// Where queued background jobs are kept until done.
+    pub jobs: Arc<dyn JobStore>,
 }
 
 /// The chat model the configuration chooses: the OpenAI-compatible API, or the local model.
@@ -206,7 +146,11 @@ pub fn build_embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, 
 /// The fact use cases without the chat model, for commands that only add, list and search facts
 /// (`ragback facts`, `ragback eval retrieval`): nothing loads a language model.
 pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringError> {
-    let (store, summaries) = open_stores(settings)?;
+    let Stores {
+        facts: store,
+        summaries,
+        jobs,
+    } = open_stores(settings)?;
     let embedder = build_embedder(settings)?;
     let mut retriever = FactRetriever::new(
         embedder.clone(),
@@ -236,6 +180,7 @@ pub fn build_fact_services(settings: &Settings) -> Result<FactServices, WiringEr
         embedder: embedder.as_ref().map(|e| e.model_id().to_owned()),
         store,
         summaries,
+        jobs,
         embedder_port: embedder,
     })
 }
@@ -249,6 +194,7 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         embedder,
         store,
         summaries,
+        jobs,
         embedder_port,
     } = build_fact_services(settings)?;
     let model = chat_model(settings)?;
@@ -310,6 +256,7 @@ pub fn build_services(settings: &Settings) -> Result<Services, WiringError> {
         embedder,
         summarizer,
         summaries,
+        jobs,
     })
 }
 

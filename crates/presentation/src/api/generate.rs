@@ -259,12 +259,12 @@ pub(crate) async fn generate(
         let events = state.chat.generate_stream(command);
         // Queued as the stream starts: extraction reads the user's message, not the reply, and
         // runs on its own task.
-        submit(&state, memory);
+        queue_memory(&state, memory).await;
         return Ok(stream_reply(events, request_id, slot));
     }
     let generation = state.chat.generate(command).await.map_err(failure)?;
     drop(slot);
-    submit(&state, memory);
+    queue_memory(&state, memory).await;
     Ok(Json(GenerateResponse::from(generation)).into_response())
 }
 
@@ -336,10 +336,12 @@ fn memory_request(
     }))
 }
 
-/// Queues `memory`'s extraction; a full queue drops it (counted), never delaying the reply.
-fn submit(state: &AppState, memory: Option<ExtractRequest>) {
+/// Queues `memory`'s extraction before the reply is returned: stored first when the queue keeps
+/// its jobs (a restart or a dead replica then loses nothing acknowledged); a full in-memory queue
+/// drops it (counted), never delaying the reply.
+async fn queue_memory(state: &AppState, memory: Option<ExtractRequest>) {
     if let (Some(queue), Some(request)) = (&state.memory_queue, memory) {
-        queue.submit(request);
+        queue.queue(request).await;
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ragback_application::jobs::JobJournal;
 use ragback_application::memory::{MemoryExtractor, MemoryQueue};
 use ragback_application::ports::SummaryStore;
 use ragback_application::summary::SummaryQueue;
@@ -108,22 +109,39 @@ impl AppState {
         // no until it is done.
         let facts = services.facts.clone();
         tokio::spawn(async move { facts.prepare().await });
+        // Background jobs are kept in the store until done, and the jobs another process left
+        // are taken over.
+        let journal = settings.jobs.durable.then(|| {
+            JobJournal::new(
+                services.jobs.clone(),
+                process_name(),
+                settings.jobs.lease,
+                settings.jobs.sweep,
+            )
+        });
         // Turns with a conversation id read summaries and queue their extension.
         let chat = match services.summarizer {
-            Some(summarizer) => services.chat.with_summaries(SummaryQueue::start(
-                summarizer,
-                settings.summary.queue_capacity,
-            )),
+            Some(summarizer) => {
+                let capacity = settings.summary.queue_capacity;
+                services.chat.with_summaries(match &journal {
+                    Some(journal) => {
+                        SummaryQueue::start_durable(summarizer, capacity, journal.clone())
+                    }
+                    None => SummaryQueue::start(summarizer, capacity),
+                })
+            }
             None => services.chat,
+        };
+        let capacity = settings.memory.queue_capacity;
+        let memory_queue = match journal {
+            Some(journal) => MemoryQueue::start_durable(services.memory.clone(), capacity, journal),
+            None => MemoryQueue::start(services.memory.clone(), capacity),
         };
         Self {
             chat,
             summaries: settings.summary.enabled.then_some(services.summaries),
             facts: services.facts,
-            memory_queue: Some(MemoryQueue::start(
-                services.memory.clone(),
-                settings.memory.queue_capacity,
-            )),
+            memory_queue: Some(memory_queue),
             memory: Some(services.memory),
             memory_auto: settings.memory.auto,
             admission: Admissions::new(&limits),
@@ -137,4 +155,23 @@ impl AppState {
             metrics: telemetry::metrics(),
         }
     }
+}
+
+/// This process among the replicas: its host, its process id and when it started, so that a
+/// restarted process is another owner (it may take over its predecessor's jobs).
+fn process_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "ragback".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        ragback_application::jobs::now_ms()
+    )
 }

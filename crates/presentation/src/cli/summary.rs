@@ -61,7 +61,9 @@ pub async fn run(command: SummaryCommand, settings: &Settings) -> anyhow::Result
     let url = match server {
         Some(url) => url,
         None => match open_stores(settings) {
-            Ok((_, store)) => return local(store.as_ref(), show, &user_id, &conversation_id).await,
+            Ok(stores) => {
+                return local(stores.summaries.as_ref(), show, &user_id, &conversation_id).await;
+            }
             Err(WiringError::StoreLocked(_)) => {
                 let url = default_server_url(settings);
                 eprintln!("the store is held by a running server: going through its API at {url}");

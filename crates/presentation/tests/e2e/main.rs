@@ -28,6 +28,7 @@ mod openapi;
 mod operations;
 #[cfg(feature = "qdrant-server")]
 mod qdrant_backend;
+mod queued_jobs;
 #[cfg(feature = "qdrant-server")]
 mod replicas;
 mod serve_process;
