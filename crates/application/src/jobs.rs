@@ -114,14 +114,15 @@ impl JobJournal {
     /// `kind` as the queue has room for (at most `limit`) and hands each, read by `read`, to the
     /// queue through `sender`. It stops when the queue is gone (every strong sender dropped). A
     /// job `read` cannot understand is logged and removed; a job this process holds already
-    /// keeps its place (the claim renewed its lease).
+    /// keeps its place (the claim renewed its lease). Its queue's worker stops it with
+    /// [`stop_sweeper`] once the queue is closed, so that it holds the store no longer.
     pub fn spawn_sweeper<T: Send + 'static>(
         &self,
         kind: JobKind,
         limit: usize,
         sender: tokio::sync::mpsc::WeakSender<(T, Option<String>)>,
         read: impl Fn(&Value) -> Option<T> + Send + Sync + 'static,
-    ) {
+    ) -> tokio::task::JoinHandle<()> {
         let journal = self.clone();
         tokio::spawn(async move {
             loop {
@@ -140,7 +141,7 @@ impl JobJournal {
                 drop(queue);
                 tokio::time::sleep(journal.sweep).await;
             }
-        });
+        })
     }
 
     /// One claim of a sweep.
@@ -185,6 +186,14 @@ impl JobJournal {
             }
         }
         swept
+    }
+}
+
+/// Stops a sweeper and waits until it is gone (and its hold on the store with it).
+pub async fn stop_sweeper(sweeper: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+        let _ = sweeper.await;
     }
 }
 

@@ -99,44 +99,60 @@ fn main() {
         report("client latency-embed-llm", client_overhead);
 
         // Memory extraction after the reply, side by side with none: turns alternate, each with
-        // its own message, so every extraction asks the model, embeds and searches.
-        Mock::given(method("POST"))
-            .and(path("/api/v1/chat/completions"))
-            .and(body_string_contains("What should be remembered?"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(completion(
-                r#"{"facts": [{"owner": "user", "text": "Ran a marathon", "kind": "fact"}]}"#,
-            )))
-            .with_priority(1)
-            .mount(&app.llm)
+        // its own message, so every extraction asks the model, embeds and searches. A third arm
+        // is a second server whose queue is in memory only (RAGBACK_JOBS__DURABLE=false): what
+        // storing the job before the reply costs.
+        let volatile = TestApp::spawn_with(Setup {
+            vars: vec![("RAGBACK_JOBS__DURABLE".into(), "false".into())],
+            facts: app_facts.clone(),
+            ..Setup::default()
+        })
+        .await;
+        volatile
+            .llm_replies("Blaze: *raises glass* No way, bro! A whole marathon? That's dope for real.")
             .await;
-        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for server in [&app, &volatile] {
+            Mock::given(method("POST"))
+                .and(path("/api/v1/chat/completions"))
+                .and(body_string_contains("What should be remembered?"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(completion(
+                    r#"{"facts": [{"owner": "user", "text": "Ran a marathon", "kind": "fact"}]}"#,
+                )))
+                .with_priority(1)
+                .mount(&server.llm)
+                .await;
+        }
+        let mut arms: [Vec<f64>; 3] = Default::default();
         for i in 0..requests {
-            let extract = i % 2 == 1;
+            let arm = i % 3;
             let mut turn = request.clone();
             turn["messages"] =
                 serde_json::json!([{"role": "user", "text": format!("I ran a marathon, day {i}")}]);
-            turn["memory"] = serde_json::json!({"extract": extract});
+            turn["memory"] = serde_json::json!({"extract": arm > 0});
+            let server = if arm == 2 { &volatile } else { &app };
             let started = Instant::now();
-            let (status, body) = app.post_json("/generate", &turn).await;
+            let (status, body) = server.post_json("/generate", &turn).await;
             let observed = started.elapsed().as_secs_f64() * 1_000.0;
             assert_eq!(status, 200, "{body}");
-            if extract {
-                with.push(observed)
-            } else {
-                without.push(observed)
-            }
+            arms[arm].push(observed);
         }
         println!("{requests} more, alternating: client latency of a reply");
+        let [without, stored, in_memory] = arms;
         report("without memory.extract", without);
-        report("with memory.extract", with);
+        report("with it, job stored first", stored);
+        report("with it, job in memory only", in_memory);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let extractions = app
-            .llm_requests()
-            .await
-            .iter()
-            .filter(|r| r.to_string().contains("What should be remembered?"))
-            .count();
+        let mut extractions = 0;
+        for server in [&app, &volatile] {
+            extractions += server
+                .llm_requests()
+                .await
+                .iter()
+                .filter(|r| r.to_string().contains("What should be remembered?"))
+                .count();
+        }
         println!("  extractions that asked the model after their reply: {extractions}");
+        volatile.stop().await;
 
         // Variants side by side with none: a second server with an experiment (two variants, a
         // 50/50 split by user, OpenRouter's routing fields in every body); turns alternate

@@ -4,7 +4,7 @@
 //! goes on with the next: it never dies with the queue still filling.
 
 use super::{ExtractRequest, MemoryExtractor};
-use crate::jobs::{JobJournal, StoredMessage};
+use crate::jobs::{JobJournal, StoredMessage, stop_sweeper};
 use crate::ports::JobKind;
 
 /// A queued extraction, and its job in the store when the queue keeps one.
@@ -78,9 +78,7 @@ impl MemoryQueue {
     /// is acknowledged, the worker removes it once done) and a sweeper that takes over the jobs
     /// another process left (at once, then every sweep).
     pub fn start_durable(extractor: MemoryExtractor, capacity: usize, journal: JobJournal) -> Self {
-        let queue = Self::start_with(extractor, capacity, Some(journal.clone()));
-        journal.spawn_sweeper(JobKind::Memory, capacity, queue.sender.downgrade(), read);
-        queue
+        Self::start_with(extractor, capacity, Some(journal))
     }
 
     pub(super) fn start_with(
@@ -91,6 +89,9 @@ impl MemoryQueue {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Item>(capacity.max(1));
         let (running, stopped) = tokio::sync::watch::channel(());
         let done = journal.clone();
+        let sweeper = journal
+            .as_ref()
+            .map(|j| j.spawn_sweeper(JobKind::Memory, capacity, sender.downgrade(), read));
         tokio::spawn(async move {
             while let Some((request, job)) = receiver.recv().await {
                 run_one(&extractor, request).await;
@@ -99,6 +100,8 @@ impl MemoryQueue {
                 }
             }
             // The store is released before anyone is told the worker stopped.
+            stop_sweeper(sweeper).await;
+            drop(done);
             drop(extractor);
             drop(running);
         });

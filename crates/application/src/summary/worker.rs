@@ -3,7 +3,7 @@
 //! panics is logged and the worker goes on.
 
 use super::{Summarizer, SummaryJob, SummaryOutcome};
-use crate::jobs::{JobJournal, StoredMessage};
+use crate::jobs::{JobJournal, StoredMessage, stop_sweeper};
 use crate::ports::JobKind;
 
 /// A queued summary job, and its id in the job store when the queue keeps one.
@@ -69,15 +69,16 @@ impl SummaryQueue {
     /// Starts the worker with its jobs kept in `journal` (stored before they are acknowledged,
     /// removed once done) and a sweeper that takes over the jobs another process left.
     pub fn start_durable(summarizer: Summarizer, capacity: usize, journal: JobJournal) -> Self {
-        let queue = Self::start_with(summarizer, capacity, Some(journal.clone()));
-        journal.spawn_sweeper(JobKind::Summary, capacity, queue.sender.downgrade(), read);
-        queue
+        Self::start_with(summarizer, capacity, Some(journal))
     }
 
     fn start_with(summarizer: Summarizer, capacity: usize, journal: Option<JobJournal>) -> Self {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Item>(capacity.max(1));
         let worker = summarizer.clone();
         let done = journal.clone();
+        let sweeper = journal
+            .as_ref()
+            .map(|j| j.spawn_sweeper(JobKind::Summary, capacity, sender.downgrade(), read));
         tokio::spawn(async move {
             while let Some((job, id)) = receiver.recv().await {
                 run_one(&worker, job).await;
@@ -85,6 +86,8 @@ impl SummaryQueue {
                     journal.finish(&id).await;
                 }
             }
+            // Nothing holds the store once the worker is gone.
+            stop_sweeper(sweeper).await;
         });
         Self {
             sender,
