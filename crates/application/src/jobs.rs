@@ -189,6 +189,51 @@ impl JobJournal {
     }
 }
 
+/// Where [`enqueue`] left an item.
+pub(crate) enum Queued<T> {
+    /// On the queue.
+    Sent,
+    /// Stored, and the queue full (or stopping): a sweep takes it once its lease runs out.
+    Waiting,
+    /// Neither stored nor queued.
+    Dropped(T),
+}
+
+/// Stores `item` as a job of `kind` in `journal` (when the queue keeps one; its `payload`), then
+/// puts it on the queue of `sender` without waiting. A store that fails is logged and counted,
+/// and the item queued in memory alone.
+pub(crate) async fn enqueue<T>(
+    journal: Option<&JobJournal>,
+    kind: JobKind,
+    sender: &tokio::sync::mpsc::Sender<(T, Option<String>)>,
+    item: T,
+    payload: impl FnOnce(&T) -> Value,
+) -> Queued<T> {
+    let id = match journal {
+        Some(journal) => match journal.record(kind, payload(&item)).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                metrics::counter!("ragback_jobs_unstored_total", "kind" => kind.as_str())
+                    .increment(1);
+                tracing::warn!(%error, kind = kind.as_str(), "a job could not be stored: queued in memory only");
+                None
+            }
+        },
+        None => None,
+    };
+    match sender.try_send((item, id)) {
+        Ok(()) => Queued::Sent,
+        Err(error) => match (journal, error.into_inner()) {
+            (Some(journal), (_, Some(id))) => {
+                // No longer held here: the next sweep that finds its lease run out takes it.
+                journal.release(&id);
+                Queued::Waiting
+            }
+            (_, (item, _)) => Queued::Dropped(item),
+        },
+    }
+}
+
 /// Stops a sweeper and waits until it is gone (and its hold on the store with it).
 pub async fn stop_sweeper(sweeper: Option<tokio::task::JoinHandle<()>>) {
     if let Some(sweeper) = sweeper {
@@ -363,5 +408,49 @@ mod tests {
         assert_eq!(got, [1, 2, 3], "its own job 0 stays where it was queued");
         live.finish(&own).await;
         assert_eq!(store.pending().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_stored_job_that_finds_its_queue_full_is_swept_in_later() {
+        let store = Arc::new(InMemoryJobStore::default());
+        let journal = JobJournal::new(
+            store.clone(),
+            "here",
+            Duration::from_millis(50),
+            Duration::from_millis(10),
+        );
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(u64, Option<String>)>(1);
+        let payload = |n: &u64| serde_json::json!({"n": n});
+        let kind = JobKind::Memory;
+        assert!(matches!(
+            enqueue(Some(&journal), kind, &sender, 1, payload).await,
+            Queued::Sent
+        ));
+        assert!(matches!(
+            enqueue(Some(&journal), kind, &sender, 2, payload).await,
+            Queued::Waiting
+        ));
+        let sweeper = journal.spawn_sweeper(kind, 8, sender.downgrade(), |p| p["n"].as_u64());
+        assert_eq!(receiver.recv().await.unwrap().0, 1);
+        assert_eq!(
+            receiver.recv().await.unwrap().0,
+            2,
+            "taken once its lease ran out"
+        );
+        assert_eq!(
+            store.pending().await.unwrap(),
+            2,
+            "both wait to be finished"
+        );
+        // Without a journal a full queue drops what it cannot take.
+        assert!(matches!(
+            enqueue(None, kind, &sender, 3, payload).await,
+            Queued::Sent
+        ));
+        assert!(matches!(
+            enqueue(None, kind, &sender, 4, payload).await,
+            Queued::Dropped(4)
+        ));
+        stop_sweeper(Some(sweeper)).await;
     }
 }

@@ -4,7 +4,7 @@
 //! goes on with the next: it never dies with the queue still filling.
 
 use super::{ExtractRequest, MemoryExtractor};
-use crate::jobs::{JobJournal, StoredMessage, stop_sweeper};
+use crate::jobs::{JobJournal, Queued, StoredMessage, enqueue, stop_sweeper};
 use crate::ports::JobKind;
 
 /// A queued extraction, and its job in the store when the queue keeps one.
@@ -114,51 +114,36 @@ impl MemoryQueue {
 
     /// Queues an extraction, kept in the queue's job store first when it has one: once this
     /// returns, a crash of this process loses nothing (another takes the job over). A store that
-    /// fails is logged and counted, and the extraction is queued in memory alone. Without a
-    /// store it never waits, and a full queue drops the extraction, counted in
-    /// `ragback_memory_queue_dropped_total`: `false`.
+    /// fails is logged and counted, and the extraction is queued in memory alone. A stored
+    /// extraction that finds the queue full waits in the store for a sweep; one not stored is
+    /// dropped, counted in `ragback_memory_queue_dropped_total`: `false`. Only the store's write
+    /// is waited for.
     pub async fn queue(&self, request: ExtractRequest) -> bool {
-        let job = match &self.journal {
-            Some(journal) => match journal.record(JobKind::Memory, stored(&request)).await {
-                Ok(id) => Some(id),
-                Err(error) => {
-                    metrics::counter!("ragback_jobs_unstored_total", "kind" => "memory")
-                        .increment(1);
-                    tracing::warn!(%error, "the extraction could not be stored: queued in memory only");
-                    None
-                }
-            },
-            None => None,
-        };
-        self.send((request, job))
+        match enqueue(
+            self.journal.as_ref(),
+            JobKind::Memory,
+            &self.sender,
+            request,
+            stored,
+        )
+        .await
+        {
+            Queued::Sent => true,
+            Queued::Waiting => {
+                tracing::info!("memory queue full: the stored extraction waits for a sweep");
+                true
+            }
+            Queued::Dropped(request) => {
+                metrics::counter!("ragback_memory_queue_dropped_total").increment(1);
+                tracing::warn!(request_id = %request.request_id, "memory queue full: this turn's extraction is dropped");
+                false
+            }
+        }
     }
 
     /// What resolves when the worker has stopped; holding it does not keep the worker running.
     pub fn stopped(&self) -> MemoryWorkerStopped {
         MemoryWorkerStopped(self.stopped.clone())
-    }
-
-    fn send(&self, item: Item) -> bool {
-        let stored = item.1.is_some();
-        match self.sender.try_send(item) {
-            Ok(()) => true,
-            Err(error) => {
-                let request_id = match &error {
-                    tokio::sync::mpsc::error::TrySendError::Full((r, _))
-                    | tokio::sync::mpsc::error::TrySendError::Closed((r, _)) => {
-                        r.request_id.clone()
-                    }
-                };
-                if stored {
-                    // Kept in the store: taken again once its lease runs out.
-                    tracing::info!(%request_id, "memory queue full: the stored extraction waits for a sweep");
-                    return true;
-                }
-                metrics::counter!("ragback_memory_queue_dropped_total").increment(1);
-                tracing::warn!(%request_id, "memory queue full: this turn's extraction is dropped");
-                false
-            }
-        }
     }
 }
 

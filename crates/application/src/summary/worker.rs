@@ -3,7 +3,7 @@
 //! panics is logged and the worker goes on.
 
 use super::{Summarizer, SummaryJob, SummaryOutcome};
-use crate::jobs::{JobJournal, StoredMessage, stop_sweeper};
+use crate::jobs::{JobJournal, Queued, StoredMessage, enqueue, stop_sweeper};
 use crate::ports::JobKind;
 
 /// A queued summary job, and its id in the job store when the queue keeps one.
@@ -97,43 +97,35 @@ impl SummaryQueue {
     }
 
     /// Queues a job, kept in the job store first when the queue has one (a store that fails is
-    /// logged, and the job queued in memory alone). Without a store it never waits, and a full
-    /// queue drops the job, counted in `ragback_summary_queue_dropped_total`: `false`.
+    /// logged, and the job queued in memory alone). A stored job that finds the queue full waits
+    /// in the store for a sweep; one not stored is dropped, counted in
+    /// `ragback_summary_queue_dropped_total`: `false` (the next turn queues it again).
     pub async fn queue(&self, job: SummaryJob) -> bool {
-        let id = match &self.journal {
-            Some(journal) => match journal.record(JobKind::Summary, stored(&job)).await {
-                Ok(id) => Some(id),
-                Err(error) => {
-                    metrics::counter!("ragback_jobs_unstored_total", "kind" => "summary")
-                        .increment(1);
-                    tracing::warn!(%error, "the summary job could not be stored: queued in memory only");
-                    None
-                }
-            },
-            None => None,
-        };
-        self.send((job, id))
-    }
-
-    /// The summarizer (turns read the stored summaries through its store).
-    pub fn summarizer(&self) -> &Summarizer {
-        &self.summarizer
-    }
-
-    fn send(&self, item: Item) -> bool {
-        let stored = item.1.is_some();
-        match self.sender.try_send(item) {
-            Ok(()) => true,
-            Err(_) if stored => {
+        match enqueue(
+            self.journal.as_ref(),
+            JobKind::Summary,
+            &self.sender,
+            job,
+            stored,
+        )
+        .await
+        {
+            Queued::Sent => true,
+            Queued::Waiting => {
                 tracing::info!("summary queue full: the stored job waits for a sweep");
                 true
             }
-            Err(_) => {
+            Queued::Dropped(_) => {
                 metrics::counter!("ragback_summary_queue_dropped_total").increment(1);
                 tracing::warn!("summary queue full: this turn's summary is left to the next turn");
                 false
             }
         }
+    }
+
+    /// The summarizer (turns read the stored summaries through its store).
+    pub fn summarizer(&self) -> &Summarizer {
+        &self.summarizer
     }
 }
 
