@@ -7,6 +7,7 @@
 //! once never both win a job.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
@@ -92,11 +93,18 @@ impl QdrantFactStore {
         move |e| JobStoreError::Unavailable(format!("{what} at {}: {e}", self.url))
     }
 
+    /// Whether the jobs' collection exists (asked until it does, then remembered).
     async fn jobs_exist(&self) -> Result<bool, JobStoreError> {
-        self.client
+        if self.jobs_known.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let exists = self
+            .client
             .collection_exists(self.jobs_collection())
             .await
-            .map_err(self.jobs_unavailable("checking the jobs"))
+            .map_err(self.jobs_unavailable("checking the jobs"))?;
+        self.jobs_known.store(exists, Ordering::Relaxed);
+        Ok(exists)
     }
 
     /// Writes `points`, applying to an existing point only while `only_if` matches it.

@@ -58,6 +58,8 @@ pub struct QdrantFactStore {
     known: tokio::sync::OnceCell<Collection>,
     /// The summaries' collection is known to exist.
     summaries_known: std::sync::atomic::AtomicBool,
+    /// The jobs' collection is known to exist.
+    jobs_known: std::sync::atomic::AtomicBool,
     /// The collection's layout and the consistency of reads and writes.
     cluster: ClusterSettings,
     /// The start-up preparation.
@@ -96,6 +98,7 @@ impl QdrantFactStore {
             collection: settings.collection.clone(),
             known: tokio::sync::OnceCell::new(),
             summaries_known: std::sync::atomic::AtomicBool::new(false),
+            jobs_known: std::sync::atomic::AtomicBool::new(false),
             cluster: settings.cluster,
             preparation: std::sync::Mutex::new(Preparation::NotAsked),
         })
