@@ -169,6 +169,14 @@ impl JobJournal {
                 swept = Swept::Renewed;
                 continue;
             }
+            if job.attempts > MAX_ATTEMPTS {
+                // Taken over and over: a job whose run kills its process, or never ends.
+                metrics::counter!("ragback_jobs_abandoned_total", "kind" => kind.as_str())
+                    .increment(1);
+                tracing::error!(job = %job.id, attempts = job.attempts, "a queued job was taken over too often: abandoned");
+                self.finish(&job.id).await;
+                continue;
+            }
             let Some(item) = read(&job.payload) else {
                 tracing::error!(job = %job.id, "a stored job cannot be read: removed");
                 self.finish(&job.id).await;
@@ -241,6 +249,10 @@ pub async fn stop_sweeper(sweeper: Option<tokio::task::JoinHandle<()>>) {
         let _ = sweeper.await;
     }
 }
+
+/// Times a job may be taken before it is abandoned: one whose run kills its process (or
+/// outlives every lease) must not come back forever.
+pub const MAX_ATTEMPTS: u32 = 10;
 
 /// Claims one sweep may make.
 const CLAIMS_PER_SWEEP: usize = 8;
@@ -342,6 +354,17 @@ mod tests {
         dead.record(JobKind::Summary, serde_json::json!("not a job"))
             .await
             .unwrap();
+        store
+            .put(&QueuedJob {
+                id: "summary:poison".into(),
+                kind: JobKind::Summary,
+                payload: serde_json::json!({"n": 9}),
+                lease_owner: "dead".into(),
+                lease_until_ms: 0,
+                attempts: MAX_ATTEMPTS,
+            })
+            .await
+            .unwrap();
         let live = JobJournal::new(
             store.clone(),
             "live",
@@ -361,7 +384,7 @@ mod tests {
         assert_eq!(
             store.pending().await.unwrap(),
             3,
-            "the unreadable one removed"
+            "the unreadable one and the one taken too often removed"
         );
         drop(sender);
         assert!(
