@@ -1,9 +1,10 @@
 //! Background work that outlives the replica that queued it.
 //!
 //! A queue with a [`JobJournal`] stores each job before it is acknowledged (leased to this
-//! process), deletes it once done, and a sweeper takes over jobs whose lease ran out — those of a
-//! replica that died, or of this one before a restart — so that nothing queued is lost, and a job
-//! runs in one place at a time. The work itself is idempotent (an extraction by its message's
+//! process, which renews the lease every sweep while the job waits or runs), deletes it once
+//! done, and a sweeper takes over jobs whose lease ran out — those of a replica that died, or of
+//! this one before a restart — so that nothing queued is lost, and a job runs in one place at a
+//! time. The work itself is idempotent (an extraction by its message's
 //! hash, a summary by what it covers), so a job taken over after a crash mid-run does no harm.
 
 use std::collections::HashSet;
@@ -103,6 +104,25 @@ impl JobJournal {
         }
     }
 
+    /// Renews the leases of the jobs queued or running here, so that no other process takes
+    /// them while they wait (a failure is logged: the leases then run out as they would).
+    async fn renew_held(&self) {
+        let ids: Vec<String> = match self.held.lock() {
+            Ok(held) => held.iter().cloned().collect(),
+            Err(_) => return,
+        };
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .store
+            .renew(&ids, &self.owner, self.lease_until())
+            .await
+        {
+            tracing::warn!(%error, jobs = ids.len(), "the leases of queued jobs could not be renewed");
+        }
+    }
+
     /// Takes up to `limit` free jobs of `kind`.
     pub async fn take(&self, kind: JobKind, limit: usize) -> Result<Vec<QueuedJob>, JobStoreError> {
         self.store
@@ -110,8 +130,8 @@ impl JobJournal {
             .await
     }
 
-    /// Starts the sweeper of a queue: at once, then every `sweep`, it takes as many free jobs of
-    /// `kind` as the queue has room for (at most `limit`) and hands each, read by `read`, to the
+    /// Starts the sweeper of a queue: at once, then every `sweep`, it renews the leases of the
+    /// jobs this process holds, and takes as many free jobs of `kind` as the queue has room for (at most `limit`) and hands each, read by `read`, to the
     /// queue through `sender`. It stops when the queue is gone (every strong sender dropped). A
     /// job `read` cannot understand is logged and removed; a job this process holds already
     /// keeps its place (the claim renewed its lease). Its queue's worker stops it with
@@ -129,6 +149,7 @@ impl JobJournal {
                 let Some(queue) = sender.upgrade() else {
                     return;
                 };
+                journal.renew_held().await;
                 // Claims again while a claim renewed jobs held here: they took the room of free
                 // ones (a bounded number of times, whatever the lease).
                 for _ in 0..CLAIMS_PER_SWEEP {

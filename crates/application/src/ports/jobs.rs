@@ -75,6 +75,10 @@ pub trait JobStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<QueuedJob>, JobStoreError>;
 
+    /// Extends to `until_ms` the leases of the jobs among `ids` that `owner` still holds (a job
+    /// another process took meanwhile stays theirs; an id not stored is skipped).
+    async fn renew(&self, ids: &[String], owner: &str, until_ms: u64) -> Result<(), JobStoreError>;
+
     /// Removes a job that is done.
     async fn finish(&self, id: &str) -> Result<(), JobStoreError>;
 

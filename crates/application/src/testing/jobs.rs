@@ -49,6 +49,18 @@ impl JobStore for InMemoryJobStore {
         Ok(won)
     }
 
+    async fn renew(&self, ids: &[String], owner: &str, until_ms: u64) -> Result<(), JobStoreError> {
+        let mut jobs = self.0.lock().map_err(poisoned)?;
+        for id in ids {
+            if let Some(job) = jobs.get_mut(id)
+                && job.lease_owner == owner
+            {
+                job.lease_until_ms = until_ms;
+            }
+        }
+        Ok(())
+    }
+
     async fn finish(&self, id: &str) -> Result<(), JobStoreError> {
         self.0.lock().map_err(poisoned)?.remove(id);
         Ok(())
@@ -60,7 +72,8 @@ impl JobStore for InMemoryJobStore {
 }
 
 /// The contract of a job store: a job put is there until finished; a leased job is nobody
-/// else's until its lease runs out; racing claimants never share a job; kinds stay apart.
+/// else's until its lease runs out, which only its holder can renew; racing claimants never share
+/// a job; kinds stay apart.
 pub async fn job_store_contract(store: &(impl JobStore + ?Sized)) {
     let job = |id: &str, kind, until| QueuedJob {
         id: id.into(),
@@ -120,6 +133,23 @@ pub async fn job_store_contract(store: &(impl JobStore + ?Sized)) {
         .await
         .unwrap();
     assert_eq!(won.len(), 1);
+    // Only the holder renews a lease.
+    let ids = ["s1".to_owned(), "absent".to_owned()];
+    store.renew(&ids, "d", 50_000).await.unwrap();
+    store.renew(&ids, "e", 90_000).await.unwrap();
+    assert!(
+        store
+            .claim(JobKind::Summary, "e", 10_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed by d until 50 000"
+    );
+    let won = store
+        .claim(JobKind::Summary, "e", 50_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1, "e's renewal changed nothing");
     store.finish("s1").await.unwrap();
     assert_eq!(store.pending().await.unwrap(), 0);
 }

@@ -109,6 +109,23 @@ impl JobStore for EdgeFactStore {
         .await
     }
 
+    async fn renew(&self, ids: &[String], owner: &str, until_ms: u64) -> Result<(), JobStoreError> {
+        let (ids, owner) = (ids.to_vec(), owner.to_owned());
+        self.jobs(move |jobs| {
+            let mut changed = false;
+            for id in &ids {
+                if let Some(job) = jobs.get_mut(id)
+                    && job.lease_owner == owner
+                {
+                    job.lease_until_ms = until_ms;
+                    changed = true;
+                }
+            }
+            ((), changed)
+        })
+        .await
+    }
+
     async fn finish(&self, id: &str) -> Result<(), JobStoreError> {
         let id = id.to_owned();
         self.jobs(move |jobs| ((), jobs.remove(&id).is_some()))

@@ -126,6 +126,39 @@ impl QdrantFactStore {
         Ok(())
     }
 
+    /// Writes `job` under a new lease token while its stored token is still `old_token` (else
+    /// nothing changes: another process took it meanwhile); returns it with the new token.
+    async fn relet(
+        &self,
+        job: QueuedJob,
+        old_token: &str,
+    ) -> Result<(QueuedJob, String), JobStoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let only_if = Filter::must([Condition::matches("lease_token", old_token.to_owned())]);
+        self.write_jobs(vec![Self::job_point(&job, &token)?], Some(only_if))
+            .await?;
+        Ok((job, token))
+    }
+
+    /// The stored jobs among `ids`, with their lease tokens.
+    async fn read_jobs(&self, ids: &[String]) -> Result<Vec<(QueuedJob, String)>, JobStoreError> {
+        let points: Vec<PointId> = ids.iter().map(|id| point(id)).collect();
+        let read = GetPointsBuilder::new(self.jobs_collection(), points).with_payload(true);
+        let found = self
+            .client
+            .get_points(match self.cluster.read() {
+                Some(consistency) => read.read_consistency(consistency),
+                None => read,
+            })
+            .await
+            .map_err(self.jobs_unavailable("reading jobs"))?;
+        Ok(found
+            .result
+            .into_iter()
+            .filter_map(|p| job_of(&json_map(p.payload)).ok())
+            .collect())
+    }
+
     fn job_point(job: &QueuedJob, token: &str) -> Result<PointStruct, JobStoreError> {
         let payload = Payload::try_from(payload_of(job, token))
             .map_err(|e| JobStoreError::Corrupted(format!("a job's payload: {e}")))?;
@@ -202,36 +235,23 @@ impl JobStore for QdrantFactStore {
         }
         let mut mine = Vec::new();
         for (job, old_token) in wanted {
-            let token = uuid::Uuid::new_v4().to_string();
             let leased = QueuedJob {
                 lease_owner: owner.to_owned(),
                 lease_until_ms: until_ms,
                 attempts: job.attempts.saturating_add(1),
                 ..job
             };
-            let only_if = Filter::must([Condition::matches("lease_token", old_token)]);
-            self.write_jobs(vec![Self::job_point(&leased, &token)?], Some(only_if))
-                .await?;
-            mine.push((leased, token));
+            mine.push(self.relet(leased, &old_token).await?);
         }
         if mine.is_empty() {
             return Ok(Vec::new());
         }
         // Which leases held: those whose token is still ours.
-        let ids: Vec<PointId> = mine.iter().map(|(job, _)| point(&job.id)).collect();
-        let read = GetPointsBuilder::new(self.jobs_collection(), ids).with_payload(true);
-        let found = self
-            .client
-            .get_points(match self.cluster.read() {
-                Some(consistency) => read.read_consistency(consistency),
-                None => read,
-            })
-            .await
-            .map_err(self.jobs_unavailable("reading claimed jobs"))?;
-        let held: HashMap<String, String> = found
-            .result
+        let ids: Vec<String> = mine.iter().map(|(job, _)| job.id.clone()).collect();
+        let held: HashMap<String, String> = self
+            .read_jobs(&ids)
+            .await?
             .into_iter()
-            .filter_map(|p| job_of(&json_map(p.payload)).ok())
             .map(|(job, token)| (job.id, token))
             .collect();
         Ok(mine
@@ -239,6 +259,25 @@ impl JobStore for QdrantFactStore {
             .filter(|(job, token)| held.get(&job.id) == Some(token))
             .map(|(job, _)| job)
             .collect())
+    }
+
+    async fn renew(&self, ids: &[String], owner: &str, until_ms: u64) -> Result<(), JobStoreError> {
+        if ids.is_empty() || !self.jobs_exist().await? {
+            return Ok(());
+        }
+        for (job, token) in self.read_jobs(ids).await? {
+            if job.lease_owner == owner {
+                self.relet(
+                    QueuedJob {
+                        lease_until_ms: until_ms,
+                        ..job
+                    },
+                    &token,
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn finish(&self, id: &str) -> Result<(), JobStoreError> {

@@ -1,6 +1,7 @@
 //! Queued background work outlives the process that acknowledged it: a replica killed with
 //! `kill -9` after its replies leaves its memory extractions in the store, and the replicas left
-//! finish every one of them, each once; the embedded store's own restart finishes them too.
+//! finish every one of them, each once (and none while it lived: it renewed their leases); the
+//! embedded store's own restart finishes them too.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -154,19 +155,20 @@ async fn a_killed_replicas_queued_extractions_are_finished_once_by_the_two_left(
         ("RAGBACK_STORE__URL", qdrant.as_str()),
         ("RAGBACK_STORE__COLLECTION", "facts"),
     ];
-    // The first replica's extractions hang; its leases are short, and it never sweeps again.
+    // The first replica's extractions hang; it renews its short leases every second, until it
+    // is killed.
     let hanging = llm(Duration::from_secs(600)).await;
     let store = tempfile::tempdir().unwrap();
     let mut vars = on_qdrant.to_vec();
     vars.extend([
-        ("RAGBACK_JOBS__LEASE_SECS", "2"),
-        ("RAGBACK_JOBS__SWEEP_SECS", "3600"),
+        ("RAGBACK_JOBS__LEASE_SECS", "3"),
+        ("RAGBACK_JOBS__SWEEP_SECS", "1"),
     ]);
     let first = Process::serve(store.path(), &hanging, &vars).await;
     acknowledge_turns(&first.server.url()).await;
-    first.kill();
 
-    // Two replicas take the backlog over, two jobs at a time each, so that both drain it.
+    // Two replicas join, and take the backlog over once the first is gone, two jobs at a time
+    // each, so that both drain it.
     let mut vars: Vec<(String, String)> = on_qdrant
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -187,6 +189,14 @@ async fn a_killed_replicas_queued_extractions_are_finished_once_by_the_two_left(
     let (a, b) = tokio::join!(replica(), replica());
     extraction_answers(&a.llm, Duration::ZERO).await;
     extraction_answers(&b.llm, Duration::ZERO).await;
+    // Past the first replica's lease, twice over: it renewed its jobs, which stayed its own.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let taken = extractions(&[&a.llm, &b.llm]).await;
+    assert!(
+        taken.is_empty(),
+        "a live replica's jobs were taken: {taken:?}"
+    );
+    first.kill();
     every_user_learned(&a.url("")).await;
     // Two more sweeps: nothing is taken again.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
