@@ -13,7 +13,7 @@ use super::super::dialogues::{Dialogue, LoggedMessage, read_dialogues};
 use super::super::rows::{Judgment, Spoken, Unit};
 use super::super::simulate::Simulation;
 use super::Setup;
-use super::pairwise::{Pair, blank, pair_id};
+use super::pairwise::{Pair, blank, matches, pair_id};
 
 /// A seed's simulated conversations by (arm, sample).
 type Conversations<'a> = BTreeMap<(String, u32), (&'a Dialogue, Simulation)>;
@@ -81,19 +81,14 @@ pub(super) fn pairs(
         .flat_map(|arms| arms.keys().map(|(_, s)| *s))
         .max()
         .unwrap_or(0);
-    let matches: Vec<(u32, [(&str, u32); 2])> = if aa {
-        (0..samples.div_ceil(2).max(1))
-            .map(|k| (k, [(a, 2 * k), (a, 2 * k + 1)]))
-            .collect()
-    } else {
-        (0..=samples).map(|s| (s, [(a, s), (b, s)])).collect()
-    };
+    let matches = matches(a, b, samples, aa);
     let (mut pairs, mut left_out) = (Vec::new(), Vec::new());
     for (seed, arms) in &by_seed {
-        for (k, [(arm_a, sa), (arm_b, sb)]) in &matches {
+        for m in &matches {
+            let [(arm_a, sa), (arm_b, sb)] = m.sides;
             let (Some((da, sim_a)), Some((db, sim_b))) = (
-                arms.get(&((*arm_a).to_owned(), *sa)),
-                arms.get(&((*arm_b).to_owned(), *sb)),
+                arms.get(&(arm_a.to_owned(), sa)),
+                arms.get(&(arm_b.to_owned(), sb)),
             ) else {
                 continue;
             };
@@ -102,7 +97,7 @@ pub(super) fn pairs(
                 .flat_map(|(d, s)| s.excluded.iter().map(move |w| format!("{}: {w}", d.id)))
                 .collect();
             if !why.is_empty() {
-                left_out.push(format!("{}: {}", pair_id(seed, *k), why.join("; ")));
+                left_out.push(format!("{}: {}", pair_id(seed, m.k), why.join("; ")));
                 continue;
             }
             let opening = spoken(
@@ -120,23 +115,9 @@ pub(super) fn pairs(
                     .map(|m| m.text.chars().count())
                     .sum()
             };
-            let label = |arm: &str, s: u32| {
-                if aa {
-                    format!("{arm}#{s}")
-                } else {
-                    arm.to_owned()
-                }
-            };
-            let mut row = blank(
-                setup,
-                prompt_sha256,
-                &pair_id(seed, *k),
-                [label(arm_a, *sa), label(arm_b, *sb)],
-            );
+            let mut row = blank(setup, prompt_sha256, seed, m);
             row.dialogue = (*seed).to_owned();
             row.unit = Unit::Dialogue;
-            row.sample = *k;
-            row.aa = aa;
             row.period = da
                 .extra
                 .get("period")

@@ -169,20 +169,60 @@ pub(super) fn pair_id(id: &str, k: u32) -> String {
     }
 }
 
-/// A judgment row of `pair` between `arms`, before any call.
+/// One comparison of a pair: its `k`-th, an arm's sample on each side.
+pub(super) struct Match<'a> {
+    /// Which comparison of the pair (its id's `@k`).
+    pub k: u32,
+    /// (arm, sample) on each side.
+    pub sides: [(&'a str, u32); 2],
+    /// Both sides are one arm (an A/A check).
+    pub aa: bool,
+}
+
+/// The comparisons of arms `a` and `b` with samples `0..=samples`: `a`'s sample `s` against
+/// `b`'s sample `s`, or (A/A) `a`'s samples `2k` and `2k + 1`.
+pub(super) fn matches<'a>(a: &'a str, b: &'a str, samples: u32, aa: bool) -> Vec<Match<'a>> {
+    if aa {
+        (0..samples.div_ceil(2).max(1))
+            .map(|k| Match {
+                k,
+                sides: [(a, 2 * k), (a, 2 * k + 1)],
+                aa,
+            })
+            .collect()
+    } else {
+        (0..=samples)
+            .map(|s| Match {
+                k: s,
+                sides: [(a, s), (b, s)],
+                aa,
+            })
+            .collect()
+    }
+}
+
+/// A judgment row of comparison `m` of the pair `id`, before any call: its arms labelled with
+/// their samples in an A/A check.
 pub(super) fn blank(
     setup: &Setup<Judgment>,
     prompt_sha256: &str,
-    pair: &str,
-    arms: [String; 2],
+    id: &str,
+    m: &Match<'_>,
 ) -> Judgment {
+    let arms = m.sides.map(|(arm, sample)| {
+        if m.aa {
+            format!("{arm}#{sample}")
+        } else {
+            arm.to_owned()
+        }
+    });
     Judgment {
         key: String::new(),
-        pair: pair.to_owned(),
+        pair: pair_id(id, m.k),
         dialogue: String::new(),
         unit: Unit::Reply,
-        sample: 0,
-        aa: false,
+        sample: m.k,
+        aa: m.aa,
         bucket: None,
         period: None,
         criterion: String::new(),
@@ -228,44 +268,23 @@ fn reply_pairs(
             .filter(|r| r.status == Status::Ok)
     };
     let samples = setup.replies.values().map(|r| r.sample).max().unwrap_or(0);
-    let matches: Vec<(u32, [(String, u32); 2])> = if aa {
-        (0..samples.div_ceil(2).max(1))
-            .map(|k| (k, [(a.to_owned(), 2 * k), (a.to_owned(), 2 * k + 1)]))
-            .collect()
-    } else {
-        (0..=samples)
-            .map(|s| (s, [(a.to_owned(), s), (b.to_owned(), s)]))
-            .collect()
-    };
+    let matches = matches(a, b, samples, aa);
     let mut ids: Vec<&String> = setup.windows.keys().collect();
     ids.sort();
     let (mut pairs, mut missing) = (Vec::new(), 0);
     for id in ids {
         let window = &setup.windows[id];
-        for (k, [(arm_a, sa), (arm_b, sb)]) in &matches {
-            let (Some(ra), Some(rb)) = (reply(id, arm_a, *sa), reply(id, arm_b, *sb)) else {
-                missing += usize::from(*k == 0);
+        for m in &matches {
+            let [(arm_a, sa), (arm_b, sb)] = m.sides;
+            let (Some(ra), Some(rb)) = (reply(id, arm_a, sa), reply(id, arm_b, sb)) else {
+                missing += usize::from(m.k == 0);
                 continue;
             };
             let text = |r: &Reply| r.text.clone().unwrap_or_default();
             let (ta, tb) = (text(ra), text(rb));
             let tokens = |r: &Reply| r.usage.map(|u| u.completion_tokens);
-            let label = |arm: &str, s: u32| {
-                if aa {
-                    format!("{arm}#{s}")
-                } else {
-                    arm.to_owned()
-                }
-            };
-            let mut row = blank(
-                setup,
-                prompt_sha256,
-                &pair_id(id, *k),
-                [label(arm_a, *sa), label(arm_b, *sb)],
-            );
+            let mut row = blank(setup, prompt_sha256, id, m);
             row.dialogue.clone_from(&window.dialogue);
-            row.sample = *k;
-            row.aa = aa;
             row.bucket = Some(window.bucket);
             row.period.clone_from(&window.period);
             row.chars_a = ta.chars().count();
