@@ -5,21 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=${OUT:-var/eval-demo}
-ragback=${RAGBACK:-target/debug/ragback}
-fake=${FAKE:-target/debug/fake-openai}
-rm -rf "$out"
-mkdir -p "$out"
-
 . scripts/fake-llm.sh
+demo_out var/eval-demo
 fake_llm "$out"
-
-# ragback in process answers with the fake's demo models; no embedder, no facts; the judge is
-# the fake too. No config files: only these variables.
-export RAGBACK_LLM__PROVIDER=openai RAGBACK_LLM__BASE_URL="$url/v1" \
-    RAGBACK_EMBEDDER__PROVIDER=none RAGBACK_STORE__PATH="$out/store" \
-    RAGBACK_EVAL__JUDGE__BASE_URL="$url/v1" RAGBACK_EVAL__JUDGE__API_KEY=demo RUST_LOG=warn
-run() { echo "\$ ragback $*"; "$ragback" --config /nonexistent --env-file /nonexistent "$@"; }
+demo_env
 
 cp data/eval/dialogues.jsonl "$out/dialogues.jsonl"
 run eval import --chat-log data/eval/saved-chat.jsonl --model-label A-2025-10 --id saved-1 \

@@ -9,15 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=${OUT:-var/eval-long}
-ragback=${RAGBACK:-target/debug/ragback}
-fake=${FAKE:-target/debug/fake-openai}
 model=${MODEL:-demo-recall}
 judge=${JUDGE:-oracle}
-rm -rf "$out"
-mkdir -p "$out"
-
 . scripts/fake-llm.sh
+demo_out var/eval-long
 if [ -n "${FAKE_URL:-}" ] || [ -z "${RAGBACK_LLM__BASE_URL:-}" ]; then
     fake_llm "$out"
 fi
@@ -28,7 +23,6 @@ fi
 # The summaries are written by the arm's model too.
 export RAGBACK_EMBEDDER__PROVIDER=none RAGBACK_STORE__PATH="$out/store" RUST_LOG=warn \
     RAGBACK_SUMMARY__MODEL="$model"
-run() { echo "\$ ragback $*"; "$ragback" --config /nonexistent --env-file /nonexistent "$@"; }
 
 run eval windows --dialogues data/eval/long-dialogues.jsonl --out "$out/windows.jsonl" \
     --window 400 --stride 2 --logged-model A-late --buckets begin=1,end=1 --max-per-dialogue 4 \

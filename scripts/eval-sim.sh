@@ -14,21 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=${OUT:-var/eval-sim}
-ragback=${RAGBACK:-target/debug/ragback}
-fake=${FAKE:-target/debug/fake-openai}
-rm -rf "$out"
-mkdir -p "$out"
-
 . scripts/fake-llm.sh
+demo_out var/eval-sim
 fake_llm "$out"
-
-export RAGBACK_LLM__PROVIDER=openai RAGBACK_LLM__BASE_URL="$url/v1" \
-    RAGBACK_EMBEDDER__PROVIDER=none RAGBACK_STORE__PATH="$out/store" \
-    RAGBACK_EVAL__JUDGE__BASE_URL="$url/v1" RAGBACK_EVAL__JUDGE__API_KEY=demo \
-    RAGBACK_EVAL__SIMULATOR__BASE_URL="$url/v1" RAGBACK_EVAL__SIMULATOR__API_KEY=demo \
-    RAGBACK_EVAL__SIMULATOR__MODEL=simulator RUST_LOG=warn
-run() { echo "\$ ragback $*"; "$ragback" --config /nonexistent --env-file /nonexistent "$@"; }
+demo_env
+export RAGBACK_EVAL__SIMULATOR__BASE_URL="$url/v1" RAGBACK_EVAL__SIMULATOR__API_KEY=demo \
+    RAGBACK_EVAL__SIMULATOR__MODEL=simulator
 arms=(--arm A=local,model=demo-a --arm B=local,model=demo-late)
 prices=(--price demo-a=0.02:0.04 --price demo-late=0.05:0.10)
 
