@@ -13,7 +13,7 @@ type Item = (ExtractRequest, Option<String>);
 /// The handle that queues extractions.
 #[derive(Clone)]
 pub struct MemoryQueue {
-    pub(super) sender: tokio::sync::mpsc::Sender<Item>,
+    sender: tokio::sync::mpsc::Sender<Item>,
     stopped: tokio::sync::watch::Receiver<()>,
     journal: Option<JobJournal>,
 }
@@ -81,7 +81,7 @@ impl MemoryQueue {
         Self::start_with(extractor, capacity, Some(journal))
     }
 
-    pub(super) fn start_with(
+    fn start_with(
         extractor: MemoryExtractor,
         capacity: usize,
         journal: Option<JobJournal>,

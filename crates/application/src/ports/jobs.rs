@@ -42,6 +42,15 @@ pub struct QueuedJob {
     pub attempts: u32,
 }
 
+impl QueuedJob {
+    /// Leases the job to `owner` until `until_ms`, counting the attempt.
+    pub fn lease_to(&mut self, owner: &str, until_ms: u64) {
+        owner.clone_into(&mut self.lease_owner);
+        self.lease_until_ms = until_ms;
+        self.attempts = self.attempts.saturating_add(1);
+    }
+}
+
 /// Why the job store failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobStoreError {

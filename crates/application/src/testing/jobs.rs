@@ -1,15 +1,15 @@
 //! A job store in memory, and the contract every job store keeps.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::jobs::JobMap;
 use crate::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
 
 /// Jobs in a map, for tests.
 #[derive(Default)]
-pub struct InMemoryJobStore(Mutex<BTreeMap<String, QueuedJob>>);
+pub struct InMemoryJobStore(Mutex<JobMap>);
 
 fn poisoned<T>(_: T) -> JobStoreError {
     JobStoreError::Unavailable("the job map's lock is poisoned".into())
@@ -18,10 +18,7 @@ fn poisoned<T>(_: T) -> JobStoreError {
 #[async_trait]
 impl JobStore for InMemoryJobStore {
     async fn put(&self, job: &QueuedJob) -> Result<(), JobStoreError> {
-        self.0
-            .lock()
-            .map_err(poisoned)?
-            .insert(job.id.clone(), job.clone());
+        self.0.lock().map_err(poisoned)?.put(job.clone());
         Ok(())
     }
 
@@ -34,35 +31,16 @@ impl JobStore for InMemoryJobStore {
         limit: usize,
     ) -> Result<Vec<QueuedJob>, JobStoreError> {
         let mut jobs = self.0.lock().map_err(poisoned)?;
-        let mut won = Vec::new();
-        for job in jobs.values_mut() {
-            if won.len() >= limit {
-                break;
-            }
-            if job.kind == kind && job.lease_until_ms <= now_ms {
-                job.lease_owner = owner.to_owned();
-                job.lease_until_ms = until_ms;
-                job.attempts += 1;
-                won.push(job.clone());
-            }
-        }
-        Ok(won)
+        Ok(jobs.claim(kind, owner, now_ms, until_ms, limit))
     }
 
     async fn renew(&self, ids: &[String], owner: &str, until_ms: u64) -> Result<(), JobStoreError> {
-        let mut jobs = self.0.lock().map_err(poisoned)?;
-        for id in ids {
-            if let Some(job) = jobs.get_mut(id)
-                && job.lease_owner == owner
-            {
-                job.lease_until_ms = until_ms;
-            }
-        }
+        self.0.lock().map_err(poisoned)?.renew(ids, owner, until_ms);
         Ok(())
     }
 
     async fn finish(&self, id: &str) -> Result<(), JobStoreError> {
-        self.0.lock().map_err(poisoned)?.remove(id);
+        self.0.lock().map_err(poisoned)?.finish(id);
         Ok(())
     }
 

@@ -3,12 +3,12 @@
 //! to a temporary file, synced, then renamed over the old one, so that a crash leaves either.
 //! Jobs a previous process held are free for this one: it is the only process left.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ragback_application::jobs::JobMap;
 use ragback_application::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
 
 use super::EdgeFactStore;
@@ -16,19 +16,17 @@ use super::EdgeFactStore;
 const JOBS_FILE: &str = "jobs.json";
 
 /// Reads the jobs left in the store's directory (none when there is no file), all free.
-pub(super) fn load(dir: &Path) -> Result<BTreeMap<String, QueuedJob>, JobStoreError> {
+pub(super) fn load(dir: &Path) -> Result<JobMap, JobStoreError> {
     let path = dir.join(JOBS_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let mut jobs: BTreeMap<String, QueuedJob> = serde_json::from_slice(&bytes)
+            let mut jobs: JobMap = serde_json::from_slice(&bytes)
                 .map_err(|e| JobStoreError::Corrupted(format!("{}: {e}", path.display())))?;
             // Whoever held these is gone: the directory lock says this process is the only one.
-            for job in jobs.values_mut() {
-                job.lease_until_ms = 0;
-            }
+            jobs.free_all();
             Ok(jobs)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JobMap::default()),
         Err(e) => Err(JobStoreError::Unavailable(format!(
             "{}: {e}",
             path.display()
@@ -36,7 +34,7 @@ pub(super) fn load(dir: &Path) -> Result<BTreeMap<String, QueuedJob>, JobStoreEr
     }
 }
 
-fn save(dir: &Path, jobs: &BTreeMap<String, QueuedJob>) -> Result<(), JobStoreError> {
+fn save(dir: &Path, jobs: &JobMap) -> Result<(), JobStoreError> {
     let io = |e: std::io::Error| JobStoreError::Unavailable(format!("{}: {e}", dir.display()));
     let path = dir.join(JOBS_FILE);
     let temporary: PathBuf = dir.join(format!("{JOBS_FILE}.tmp"));
@@ -51,7 +49,7 @@ impl EdgeFactStore {
     /// Runs `work` on the jobs (saved when it says they changed), on the blocking pool.
     async fn jobs<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut BTreeMap<String, QueuedJob>) -> (T, bool) + Send + 'static,
+        work: impl FnOnce(&mut JobMap) -> (T, bool) + Send + 'static,
     ) -> Result<T, JobStoreError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
@@ -75,7 +73,7 @@ impl JobStore for EdgeFactStore {
     async fn put(&self, job: &QueuedJob) -> Result<(), JobStoreError> {
         let job = job.clone();
         self.jobs(move |jobs| {
-            jobs.insert(job.id.clone(), job);
+            jobs.put(job);
             ((), true)
         })
         .await
@@ -91,18 +89,7 @@ impl JobStore for EdgeFactStore {
     ) -> Result<Vec<QueuedJob>, JobStoreError> {
         let owner = owner.to_owned();
         self.jobs(move |jobs| {
-            let mut won = Vec::new();
-            for job in jobs.values_mut() {
-                if won.len() >= limit {
-                    break;
-                }
-                if job.kind == kind && job.lease_until_ms <= now_ms {
-                    job.lease_owner.clone_from(&owner);
-                    job.lease_until_ms = until_ms;
-                    job.attempts = job.attempts.saturating_add(1);
-                    won.push(job.clone());
-                }
-            }
+            let won = jobs.claim(kind, &owner, now_ms, until_ms, limit);
             let changed = !won.is_empty();
             (won, changed)
         })
@@ -111,25 +98,13 @@ impl JobStore for EdgeFactStore {
 
     async fn renew(&self, ids: &[String], owner: &str, until_ms: u64) -> Result<(), JobStoreError> {
         let (ids, owner) = (ids.to_vec(), owner.to_owned());
-        self.jobs(move |jobs| {
-            let mut changed = false;
-            for id in &ids {
-                if let Some(job) = jobs.get_mut(id)
-                    && job.lease_owner == owner
-                {
-                    job.lease_until_ms = until_ms;
-                    changed = true;
-                }
-            }
-            ((), changed)
-        })
-        .await
+        self.jobs(move |jobs| ((), jobs.renew(&ids, &owner, until_ms)))
+            .await
     }
 
     async fn finish(&self, id: &str) -> Result<(), JobStoreError> {
         let id = id.to_owned();
-        self.jobs(move |jobs| ((), jobs.remove(&id).is_some()))
-            .await
+        self.jobs(move |jobs| ((), jobs.finish(&id))).await
     }
 
     async fn pending(&self) -> Result<usize, JobStoreError> {

@@ -53,8 +53,7 @@ struct Inner {
     /// The conversation summaries' shard; `None` until the first summary.
     summaries: std::sync::Mutex<Option<qdrant_edge::EdgeShard>>,
     /// Queued background jobs, as `jobs.json` holds them.
-    jobs:
-        std::sync::Mutex<std::collections::BTreeMap<String, ragback_application::ports::QueuedJob>>,
+    jobs: std::sync::Mutex<ragback_application::jobs::JobMap>,
 }
 
 impl EdgeFactStore {

@@ -3,6 +3,7 @@
 //! given the lexical vector when written before it — once across the processes sharing it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::create_vector_name_request::VectorConfig as NewVectorConfig;
@@ -407,6 +408,51 @@ impl QdrantFactStore {
             builder = builder.on_disk_payload(on_disk);
         }
         builder
+    }
+
+    /// Whether the side collection `name` (summaries, jobs) exists; once it does, `known`
+    /// remembers it and no call is made again.
+    pub(super) async fn side_exists(
+        &self,
+        name: &str,
+        known: &AtomicBool,
+    ) -> Result<bool, qdrant_client::QdrantError> {
+        if known.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let exists = self.client.collection_exists(name).await?;
+        if exists {
+            known.store(true, Ordering::Relaxed);
+        }
+        Ok(exists)
+    }
+
+    /// Creates the side collection `name` unless it exists: laid out like the facts', with one
+    /// one-dimensional placeholder vector named `vector`. Another process creating it meanwhile
+    /// is no error.
+    pub(super) async fn create_side(
+        &self,
+        name: &str,
+        vector: &str,
+        known: &AtomicBool,
+    ) -> Result<(), qdrant_client::QdrantError> {
+        if self.side_exists(name, known).await? {
+            return Ok(());
+        }
+        let mut vectors = VectorsConfigBuilder::default();
+        vectors.add_named_vector_params(vector, VectorParamsBuilder::new(1, Distance::Cosine));
+        match self
+            .client
+            .create_collection(self.laid_out(name).vectors_config(vectors))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if self.side_exists(name, known).await? => {
+                tracing::debug!(%error, collection = name, "created by another process meanwhile");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     }
 
     pub(super) fn check(store: usize, given: usize) -> Result<(), FactStoreError> {

@@ -7,13 +7,11 @@
 //! once never both win a job.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, DeletePointsBuilder, Distance, Filter, GetPointsBuilder,
-    PointId, PointStruct, PointsIdsList, ScrollPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder, VectorsConfigBuilder,
+    Condition, CountPointsBuilder, DeletePointsBuilder, Filter, GetPointsBuilder, PointId,
+    PointStruct, PointsIdsList, ScrollPointsBuilder, UpsertPointsBuilder,
 };
 use qdrant_client::{Payload, QdrantError};
 use ragback_application::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
@@ -95,16 +93,9 @@ impl QdrantFactStore {
 
     /// Whether the jobs' collection exists (asked until it does, then remembered).
     async fn jobs_exist(&self) -> Result<bool, JobStoreError> {
-        if self.jobs_known.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        let exists = self
-            .client
-            .collection_exists(self.jobs_collection())
+        self.side_exists(&self.jobs_collection(), &self.jobs_known)
             .await
-            .map_err(self.jobs_unavailable("checking the jobs"))?;
-        self.jobs_known.store(exists, Ordering::Relaxed);
-        Ok(exists)
+            .map_err(self.jobs_unavailable("checking the jobs"))
     }
 
     /// Writes `points`, applying to an existing point only while `only_if` matches it.
@@ -173,24 +164,9 @@ impl QdrantFactStore {
 #[async_trait]
 impl JobStore for QdrantFactStore {
     async fn put(&self, job: &QueuedJob) -> Result<(), JobStoreError> {
-        if !self.jobs_exist().await? {
-            let mut vectors = VectorsConfigBuilder::default();
-            vectors
-                .add_named_vector_params(JOB_VECTOR, VectorParamsBuilder::new(1, Distance::Cosine));
-            let created = self
-                .client
-                .create_collection(
-                    self.laid_out(&self.jobs_collection())
-                        .vectors_config(vectors),
-                )
-                .await;
-            // Another replica may have created it meanwhile.
-            if let Err(error) = created
-                && !self.jobs_exist().await?
-            {
-                return Err(self.jobs_unavailable("creating the jobs")(error));
-            }
-        }
+        self.create_side(&self.jobs_collection(), JOB_VECTOR, &self.jobs_known)
+            .await
+            .map_err(self.jobs_unavailable("creating the jobs"))?;
         let token = uuid::Uuid::new_v4().to_string();
         self.write_jobs(vec![Self::job_point(job, &token)?], None)
             .await
@@ -234,14 +210,9 @@ impl JobStore for QdrantFactStore {
             }
         }
         let mut mine = Vec::new();
-        for (job, old_token) in wanted {
-            let leased = QueuedJob {
-                lease_owner: owner.to_owned(),
-                lease_until_ms: until_ms,
-                attempts: job.attempts.saturating_add(1),
-                ..job
-            };
-            mine.push(self.relet(leased, &old_token).await?);
+        for (mut job, old_token) in wanted {
+            job.lease_to(owner, until_ms);
+            mine.push(self.relet(job, &old_token).await?);
         }
         if mine.is_empty() {
             return Ok(Vec::new());

@@ -3,8 +3,7 @@
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
-    DeletePointsBuilder, Distance, GetPointsBuilder, PointId, PointStruct, PointsIdsList,
-    UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    DeletePointsBuilder, GetPointsBuilder, PointId, PointStruct, PointsIdsList, UpsertPointsBuilder,
 };
 use qdrant_client::{Payload, QdrantError};
 use ragback_application::ports::{SummaryStore, SummaryStoreError};
@@ -31,19 +30,9 @@ impl QdrantFactStore {
     /// Whether the summaries' collection exists; once it does, known without asking again (a
     /// turn with a conversation id reads its summary: one call, not two).
     async fn summaries_exist(&self) -> Result<bool, SummaryStoreError> {
-        use std::sync::atomic::Ordering;
-        if self.summaries_known.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        let exists = self
-            .client
-            .collection_exists(self.summaries_collection())
+        self.side_exists(&self.summaries_collection(), &self.summaries_known)
             .await
-            .map_err(self.summary_unavailable("checking the summaries"))?;
-        if exists {
-            self.summaries_known.store(true, Ordering::Relaxed);
-        }
-        Ok(exists)
+            .map_err(self.summary_unavailable("checking the summaries"))
     }
 }
 
@@ -95,25 +84,9 @@ impl SummaryStore for QdrantFactStore {
         summary: &ConversationSummary,
     ) -> Result<(), SummaryStoreError> {
         let collection = self.summaries_collection();
-        if !self.summaries_exist().await? {
-            let created = self
-                .client
-                .create_collection(self.laid_out(&collection).vectors_config({
-                    let mut config = VectorsConfigBuilder::default();
-                    config.add_named_vector_params(
-                        SUMMARY_VECTOR,
-                        VectorParamsBuilder::new(1, Distance::Cosine),
-                    );
-                    config
-                }))
-                .await;
-            // Another ragback may have created it meanwhile.
-            if let Err(error) = created
-                && !self.summaries_exist().await?
-            {
-                return Err(self.summary_unavailable("creating the summaries")(error));
-            }
-        }
+        self.create_side(&collection, SUMMARY_VECTOR, &self.summaries_known)
+            .await
+            .map_err(self.summary_unavailable("creating the summaries"))?;
         let payload = Payload::try_from(summary_payload(user, conversation, summary))
             .map_err(|e| SummaryStoreError::Corrupted(format!("a summary's payload: {e}")))?;
         let vectors = std::collections::HashMap::from([(

@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
+
+mod map;
+
 use crate::stable_hash::fnv1a;
+pub use map::JobMap;
 
 /// Where a queue keeps its jobs, and who this process is.
 #[derive(Clone)]
