@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, DeletePointsBuilder, Filter, GetPointsBuilder, PointId,
-    PointStruct, PointsIdsList, ScrollPointsBuilder, UpsertPointsBuilder,
+    PointStruct, PointsIdsList, Range, ScrollPointsBuilder, UpsertPointsBuilder,
 };
 use qdrant_client::{Payload, QdrantError};
 use ragback_application::ports::{JobKind, JobStore, JobStoreError, QueuedJob};
@@ -23,7 +23,7 @@ use super::points::json_map;
 /// The jobs' collection's suffix and its one-dimensional placeholder vector.
 const JOBS: &str = "jobs";
 const JOB_VECTOR: &str = "job";
-/// Jobs looked at per claim.
+/// The most jobs one claim takes.
 const CLAIM_PAGE: u32 = 256;
 
 fn point(id: &str) -> PointId {
@@ -183,12 +183,17 @@ impl JobStore for QdrantFactStore {
         if limit == 0 || !self.jobs_exist().await? {
             return Ok(Vec::new());
         }
+        // Only free jobs are read: however many others hold, a free one is found.
+        let free = Range {
+            lte: Some(now_ms as f64),
+            ..Range::default()
+        };
         let mut request = ScrollPointsBuilder::new(self.jobs_collection())
-            .filter(Filter::must([Condition::matches(
-                "kind",
-                kind.as_str().to_owned(),
-            )]))
-            .limit(CLAIM_PAGE)
+            .filter(Filter::must([
+                Condition::matches("kind", kind.as_str().to_owned()),
+                Condition::range("lease_until_ms", free),
+            ]))
+            .limit(u32::try_from(limit).unwrap_or(CLAIM_PAGE).min(CLAIM_PAGE))
             .with_payload(true)
             .with_vectors(false);
         if let Some(read) = self.cluster.read() {
@@ -199,18 +204,9 @@ impl JobStore for QdrantFactStore {
             .scroll(request)
             .await
             .map_err(self.jobs_unavailable("looking for jobs"))?;
-        let mut wanted: Vec<(QueuedJob, String)> = Vec::new();
-        for found in page.result {
-            let (job, token) = job_of(&json_map(found.payload))?;
-            if job.lease_until_ms <= now_ms {
-                wanted.push((job, token));
-            }
-            if wanted.len() >= limit {
-                break;
-            }
-        }
         let mut mine = Vec::new();
-        for (mut job, old_token) in wanted {
+        for found in page.result {
+            let (mut job, old_token) = job_of(&json_map(found.payload))?;
             job.lease_to(owner, until_ms);
             mine.push(self.relet(job, &old_token).await?);
         }

@@ -419,3 +419,37 @@ async fn two_replicas_claiming_at_once_never_take_the_same_job() {
     assert_eq!(unique.len(), taken.len(), "a job taken twice: {taken:?}");
     assert_eq!(unique.len(), 40, "every free job taken once");
 }
+
+#[tokio::test]
+async fn a_free_job_is_found_behind_a_page_of_held_ones() {
+    use ragback_application::ports::{JobKind, JobStore, QueuedJob};
+    let url = ragback_testkit::fake_qdrant::start().await;
+    let store = store(&url, "facts");
+    // More held jobs than one claim reads, and one free job: the one stored last in the order a
+    // scroll reads them (by point id, the UUID the store derives from the job's id).
+    let point =
+        |n: usize| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("memory:{n}").as_bytes());
+    let last = (0..300).max_by_key(|&n| point(n)).unwrap();
+    for n in 0..300 {
+        let free = n == last;
+        store
+            .put(&QueuedJob {
+                id: format!("memory:{n}"),
+                kind: JobKind::Memory,
+                payload: serde_json::json!({"n": n}),
+                lease_owner: if free { "dead" } else { "alive" }.into(),
+                lease_until_ms: if free { 0 } else { 1_000_000 },
+                attempts: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let taken = store
+        .claim(JobKind::Memory, "me", 1_000, 10_000, 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [format!("memory:{last}")]
+    );
+}

@@ -44,8 +44,20 @@ pub(super) fn grpc_id(id: PointId) -> qdrant::PointId {
     }
 }
 
-/// Keyword-match and has-vector `should`/`must`/`must_not` filters, the only kinds ragback
-/// sends.
+/// A numeric range on `key` (the lease of a queued job), read by Qdrant Edge as Qdrant's REST
+/// API writes it.
+fn range_condition(key: &str, range: qdrant::Range) -> Result<Condition, Status> {
+    let json = serde_json::json!({
+        "key": key,
+        "range": {"lt": range.lt, "gt": range.gt, "gte": range.gte, "lte": range.lte},
+    });
+    serde_json::from_value::<FieldCondition>(json)
+        .map(Condition::Field)
+        .map_err(|e| Status::invalid_argument(format!("bad range: {e}")))
+}
+
+/// Keyword-match, numeric-range and has-vector `should`/`must`/`must_not` filters, the only
+/// kinds ragback sends.
 pub(super) fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filter>, Status> {
     let Some(filter) = filter else {
         return Ok(None);
@@ -60,6 +72,9 @@ pub(super) fn edge_filter(filter: Option<qdrant::Filter>) -> Result<Option<Filte
         conditions
             .into_iter()
             .map(|c| match c.condition_one_of {
+                Some(qdrant::condition::ConditionOneOf::Field(field)) if field.range.is_some() => {
+                    range_condition(&field.key, field.range.unwrap_or_default())
+                }
                 Some(qdrant::condition::ConditionOneOf::Field(field)) => {
                     match field.r#match.and_then(|m| m.match_value) {
                         Some(qdrant::r#match::MatchValue::Keyword(k)) => {
